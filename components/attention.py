@@ -1,0 +1,94 @@
+"""Causal attention kernels: softmax(q k^T / sqrt(d)) v with a causal mask, three implementations.
+
+All share ``forward(q, k, v) -> out`` on (B, H, T, head_dim) tensors and accept fewer key/value heads
+than query heads (GQA/MQA): key/value head j serves the ``H // H_kv`` consecutive query heads
+starting at ``j * H // H_kv``, as transformers' ``repeat_kv`` does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .registry import registry
+
+FLASH_INSTALL = "pip install 'workbench[flash]' (or: pip install flash-attn --no-build-isolation) on a CUDA machine"
+
+
+class FlashAttentionUnavailable(RuntimeError):
+    """The flash kernel was chosen where it cannot run (no CUDA, or flash-attn not installed)."""
+
+
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """(B, H_kv, T, D) -> (B, H_kv * n_rep, T, D), each kv head repeated for its group of q heads."""
+    return x if n_rep == 1 else x.repeat_interleave(n_rep, dim=1)
+
+
+def _check_heads(q: torch.Tensor, k: torch.Tensor) -> int:
+    if q.shape[1] % k.shape[1]:
+        raise ValueError(f"query heads ({q.shape[1]}) must be a multiple of key/value heads ({k.shape[1]})")
+    return q.shape[1] // k.shape[1]
+
+
+@registry.register("attention", "naive")
+class NaiveAttention(nn.Module):
+    """Explicit masked softmax; materialises the (T, T) score matrix, so memory grows quadratically."""
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        n_rep = _check_heads(q, k)
+        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
+        T, S = q.shape[-2], k.shape[-2]
+        scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, T, S)
+        # Query i sits at absolute position S - T + i, so it sees keys 0..S-T+i.
+        mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)
+        scores = scores.masked_fill(~mask, float("-inf"))
+        probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+        return probs @ v  # (B, H, T, D)
+
+
+@registry.register("attention", "sdpa")
+class SDPAttention(nn.Module):
+    """PyTorch's fused scaled_dot_product_attention (flash / memory-efficient / math backends)."""
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        n_rep = _check_heads(q, k)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=n_rep > 1)
+
+
+def flash_unavailable_reason() -> str | None:
+    """Why the flash kernel cannot run here, or None if it can."""
+    if not torch.cuda.is_available():
+        return f"flash attention needs a CUDA GPU and none is visible; use attention 'sdpa', or run on a GPU after {FLASH_INSTALL}"
+    if importlib.util.find_spec("flash_attn") is None:
+        return f"flash attention needs the flash-attn package: {FLASH_INSTALL}"
+    try:
+        import flash_attn  # noqa: F401
+    except (ImportError, OSError) as exc:  # a wheel built for another torch fails with "undefined symbol"
+        return f"flash-attn is installed but does not import ({exc}); reinstall it against this torch: {FLASH_INSTALL}"
+    return None
+
+
+@registry.register("attention", "flash")
+class FlashAttention(nn.Module):
+    """The flash-attn package's fused kernel (Dao, 2023); CUDA, fp16/bf16 only, head_dim <= 256."""
+
+    def __init__(self):
+        super().__init__()
+        reason = flash_unavailable_reason()
+        if reason:
+            raise FlashAttentionUnavailable(reason)
+        from flash_attn import flash_attn_func
+
+        self._fn = flash_attn_func
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        _check_heads(q, k)
+        if q.dtype not in (torch.float16, torch.bfloat16):
+            raise TypeError(f"flash attention runs in fp16/bf16 only, got {q.dtype}: train with precision bf16-mixed")
+        # flash-attn wants (B, T, H, D) and handles GQA natively.
+        out = self._fn(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), causal=True)
+        return out.transpose(1, 2)  # (B, H, T, D)

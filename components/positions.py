@@ -1,0 +1,127 @@
+"""Position information: absolute encodings added to embeddings, or rotations of q and k.
+
+Every position module has the same two hooks, so the model never checks which kind it holds:
+``embed(x, offset)`` acts on token embeddings (B, T, dim) and ``rotate(q, k, offset)`` on attention
+heads (B, H, T, head_dim). Each is the identity where the scheme does not act there.
+``max_len`` is the longest sequence the scheme can encode (None: unbounded).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .registry import registry
+
+
+class Positions(nn.Module):
+    """Base: identity on both hooks."""
+
+    max_len: int | None = None
+
+    def __init__(self) -> None:  # explicit, so the registry passes no sizes to schemes that need none
+        super().__init__()
+
+    def embed(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        return x
+
+    def rotate(self, q: torch.Tensor, k: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        return q, k
+
+
+@registry.register("positions", "none")
+class NoPositions(Positions):
+    """No position information (NoPE): causal masking alone orders tokens (Haviv et al., 2022)."""
+
+
+@registry.register("positions", "learned")
+class LearnedPositions(Positions):
+    """Learned absolute position table added to embeddings (GPT-2); cannot go past ``max_seq_len``."""
+
+    def __init__(self, dim: int, max_seq_len: int):
+        super().__init__()
+        self.max_len = max_seq_len
+        self.weight = nn.Parameter(torch.zeros(max_seq_len, dim))
+
+    def embed(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        T = x.shape[1]
+        if offset + T > self.max_len:
+            raise ValueError(
+                f"learned positions cover {self.max_len} tokens; got position {offset + T - 1} "
+                f"(they cannot extrapolate: use sinusoidal, rope or none)"
+            )
+        return x + self.weight[offset : offset + T]
+
+
+@registry.register("positions", "sinusoidal")
+class SinusoidalPositions(Positions):
+    """Fixed sinusoidal encodings added to embeddings, any length (Vaswani et al., 2017)."""
+
+    def __init__(self, dim: int, base: float = 10000.0):
+        super().__init__()
+        self.dim, self.base = dim, base
+
+    def embed(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        T = x.shape[1]
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        pos = torch.arange(offset, offset + T, device=x.device, dtype=dtype)[:, None]  # (T, 1)
+        inv = torch.exp(torch.arange(0, self.dim, 2, device=x.device, dtype=dtype) * (-math.log(self.base) / self.dim))
+        pe = torch.zeros(T, self.dim, device=x.device, dtype=dtype)
+        pe[:, 0::2] = torch.sin(pos * inv)
+        pe[:, 1::2] = torch.cos(pos * inv[: self.dim // 2])
+        return (x.to(dtype) + pe).to(x.dtype)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """(x1, x2) -> (-x2, x1) on the two halves of the last axis (transformers' LLaMA convention)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+@registry.register("positions", "rope")
+class RotaryEmbedding(Positions):
+    """Rotary position embedding, RoPE (Su et al., 2021): rotates q and k by position-dependent angles.
+
+    Pairs dimension i with i + head_dim/2 ("rotate half", as transformers' LLaMA), so HF weights
+    load unpermuted. cos/sin are cached in fp32 (float64 for float64 inputs), grown on demand.
+    """
+
+    def __init__(self, head_dim: int, theta: float = 10000.0):
+        super().__init__()
+        if head_dim % 2:
+            raise ValueError(f"rope needs an even head_dim, got {head_dim}")
+        self.head_dim, self.theta = head_dim, theta
+        self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def cos_sin(self, length: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin of shape (length, head_dim) for positions 0..length-1."""
+        key = (device, dtype)
+        cached = self._cache.get(key)
+        if cached is None or cached[0].shape[0] < length:
+            n = max(length, 2 * cached[0].shape[0] if cached is not None else length)
+            exponents = torch.arange(0, self.head_dim, 2, device=device, dtype=torch.int64).to(dtype) / self.head_dim
+            inv_freq = 1.0 / (self.theta**exponents)  # (head_dim/2,)
+            freqs = torch.outer(torch.arange(n, device=device, dtype=dtype), inv_freq)  # (n, head_dim/2)
+            emb = torch.cat((freqs, freqs), dim=-1)  # (n, head_dim)
+            cached = self._cache[key] = (emb.cos(), emb.sin())
+        return cached[0][:length], cached[1][:length]
+
+    def rotate(self, q: torch.Tensor, k: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        T = q.shape[-2]
+        dtype = torch.promote_types(q.dtype, torch.float32)
+        cos, sin = self.cos_sin(offset + T, q.device, dtype)
+        cos, sin = cos[offset:], sin[offset:]  # (T, head_dim), broadcast over (B, H)
+
+        def apply(x: torch.Tensor) -> torch.Tensor:
+            h = x.to(dtype)
+            return (h * cos + rotate_half(h) * sin).to(x.dtype)
+
+        return apply(q), apply(k)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.rotate(q, k, offset)
+
+    def extra_repr(self) -> str:
+        return f"head_dim={self.head_dim}, theta={self.theta}"
