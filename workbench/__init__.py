@@ -1,0 +1,1 @@
+"""The workbench application: CLI, config, data, Lightning training, experiments, reports."""

@@ -1,0 +1,113 @@
+"""Command line: run, show, report, components. Heavy imports (Lightning) happen only in ``run``.
+
+Exit codes: 0 success; 2 bad input (one line naming file, key, value and allowed values, no
+traceback); 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m workbench", description="Architecture ablation workbench for transformer LMs.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="train every variant and seed of an experiment, then write the report")
+    run.add_argument("experiment", type=Path, help="experiment YAML, e.g. experiments/ablate_norm.yaml")
+    run.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.steps=50")
+    run.add_argument("--out", type=Path, help="run folder (default: runs/<experiment name>)")
+    run.add_argument("--variant", action="append", metavar="NAME", help="run only this variant (repeatable)")
+
+    show = sub.add_parser("show", help="resolved config, parameters and FLOPs/token of every variant; trains nothing")
+    show.add_argument("experiment", type=Path)
+    show.add_argument("overrides", nargs="*", metavar="key=value")
+
+    report = sub.add_parser("report", help="rebuild report.md and report.html from RUN_DIR/results.json")
+    report.add_argument("run_dir", type=Path)
+
+    sub.add_parser("components", help="every registered component, by kind, with its description")
+    return parser
+
+
+def _bad_input_types() -> tuple[type[BaseException], ...]:
+    from .config import ConfigError
+    from .data import DataError
+    from .reports import ReportError
+    from .results import ResultsConflict
+
+    return ConfigError, DataError, ReportError, ResultsConflict
+
+
+def cmd_components(args) -> int:
+    from components import registry
+
+    for kind in registry.kinds():
+        print(f"{kind}:")
+        for entry in registry.entries(kind):
+            print(f"  {entry.name:<12} {entry.description}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from .config import load_experiment
+    from .experiment import variant_summary
+
+    experiment = load_experiment(args.experiment, args.overrides)
+    print(f"experiment: {experiment.name}  ({experiment.description})")
+    print(f"seeds: {experiment.seeds}  baseline: {experiment.baseline}")
+    for name, variant in experiment.variants.items():
+        info = variant_summary(variant, variant.data["vocab_size"])
+        print(f"\n== {name} ==  params {info['params']:,} (non-embedding {info['non_embedding_params']:,})  "
+              f"FLOPs/token {info['flops_per_token']:,}")
+        for section, values in variant.to_dict().items():
+            print(f"  {section}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .config import load_experiment
+
+    experiment = load_experiment(args.experiment, args.overrides)
+    unknown = [v for v in args.variant or [] if v not in experiment.variants]
+    if unknown:
+        from .config import ConfigError
+
+        raise ConfigError(f"{args.experiment}: --variant: unknown variant '{unknown[0]}' (available: {', '.join(experiment.variants)})")
+    out = args.out or Path("runs") / experiment.name
+    from .experiment import run_experiment  # imports torch/lightning only after the config is known good
+
+    run_experiment(experiment, out, args.variant)
+    from .reports import write_report
+
+    path = write_report(out)
+    print(f"report: {path}\ntensorboard --logdir {out}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .reports import write_report
+
+    print(f"report: {write_report(args.run_dir)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    command = {"run": cmd_run, "show": cmd_show, "report": cmd_report, "components": cmd_components}[args.command]
+    try:
+        return command(args)
+    except KeyboardInterrupt:
+        print("interrupted: re-run the same command to resume", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if isinstance(exc, _bad_input_types()):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise

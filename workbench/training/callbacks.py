@@ -1,0 +1,92 @@
+"""Callbacks of a training run: held-out evaluation on a fixed schedule and the run's metrics file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+
+from ..atomic import write_json
+from .module import evaluate
+
+log = logging.getLogger("workbench")
+
+
+class RunRecorder(L.Callback):
+    """Evaluates on the fixed val batches every ``eval_every`` steps (absolute steps, so a resumed run
+    evaluates where an uninterrupted one would), records train/val curves into ``metrics.json``,
+    and times training steps for tokens/s.
+
+    On resume, curve points past the restored step are dropped (they belong to the lost future).
+    """
+
+    def __init__(self, metrics_path: Path, val_batches, train: dict, label: str, tokens_per_step: int):
+        self.path = Path(metrics_path)
+        self.val_batches = val_batches
+        self.eval_every = train["eval_every"]
+        self.log_every = train["log_every"]
+        self.total_steps = train["steps"]
+        self.label = label
+        self.tokens_per_step = tokens_per_step
+        self.curves = {"train": [], "val": []}
+        self.train_time = 0.0
+        self.timed_steps = 0
+        self._t0 = 0.0
+        self._session_steps = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def on_train_start(self, trainer, pl_module):
+        step = trainer.global_step
+        if step and self.path.exists():
+            saved = json.loads(self.path.read_text())
+            self.curves = {k: [p for p in saved.get(k, []) if p["step"] <= step] for k in ("train", "val")}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._session_steps += 1
+        if self._session_steps > 2:  # skip warm-up (allocator, compile) steps in throughput
+            self.train_time += time.perf_counter() - self._t0
+            self.timed_steps += 1
+        step = trainer.global_step
+        if step % self.log_every == 0 or step == self.total_steps:
+            lr = trainer.optimizers[0].param_groups[0]["lr"]
+            self.curves["train"].append(
+                {"step": step, "loss": float(outputs["loss"]), "lr": lr, "tokens": step * self.tokens_per_step}
+            )
+        if step % self.eval_every == 0 or step == self.total_steps:
+            self.evaluate(trainer, pl_module)
+
+    def evaluate(self, trainer, pl_module) -> float:
+        step = trainer.global_step
+        if self.curves["val"] and self.curves["val"][-1]["step"] == step:
+            return self.curves["val"][-1]["loss"]
+        context = trainer.strategy.precision_plugin.forward_context()
+        loss = evaluate(pl_module.model, self.val_batches, pl_module.device, context)
+        self.curves["val"].append({"step": step, "loss": loss, "tokens": step * self.tokens_per_step})
+        if trainer.logger is not None:
+            trainer.logger.log_metrics({"val/loss": loss}, step=step)
+        if trainer.is_global_zero:
+            write_json(self.path, self.curves)
+            log.info("[%s] step %d/%d  val loss %.4f  %s", self.label, step, self.total_steps, loss, self._speed())
+        return loss
+
+    def _speed(self) -> str:
+        tps = self.tokens_per_sec
+        return f"{tps / 1000:.1f}k tok/s" if tps else ""
+
+    @property
+    def tokens_per_sec(self) -> float | None:
+        return self.timed_steps * self.tokens_per_step / self.train_time if self.train_time > 0 else None
+
+    @property
+    def final_val_loss(self) -> float | None:
+        return self.curves["val"][-1]["loss"] if self.curves["val"] else None
+
+    @property
+    def final_train_loss(self) -> float | None:
+        return self.curves["train"][-1]["loss"] if self.curves["train"] else None

@@ -1,0 +1,58 @@
+"""The LightningModule: a TransformerLM, its loss, optimiser and schedule. Data comes from outside."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from components import TransformerLM
+
+from .optim import build_optimizer
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy in nats, computed in fp32 whatever the autocast dtype."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+
+
+@torch.no_grad()
+def evaluate(model: TransformerLM, batches, device: torch.device, forward_context) -> float:
+    """Mean loss over fixed held-out batches (equal sizes), in eval mode, under ``forward_context``."""
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), device=device)
+    with forward_context:
+        for x, y in batches:
+            total += lm_loss(model(x.to(device)), y.to(device))
+    model.train(was_training)
+    return total.item() / len(batches)
+
+
+class LMModule(L.LightningModule):
+    """Trains ``model`` on (x, y) token batches; ``train`` is the resolved ``train:`` config mapping."""
+
+    def __init__(self, model: TransformerLM, train: dict):
+        super().__init__()
+        self.model = model
+        self.train_cfg = train
+        if train.get("compile"):
+            self.model.compile()  # in place: state_dict keys unchanged, checkpoints stay portable
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = lm_loss(self.model(x), y)
+        # Stop before a NaN reaches the weights' checkpoint. On CPU this check is free; on GPU it
+        # is one small sync per step, cheap next to a lost run.
+        if not torch.isfinite(loss):
+            raise Diverged(f"training loss became {loss.item()} at step {self.global_step}")
+        self.log("train/loss", loss, on_step=True, on_epoch=False)
+        return loss
+
+    def configure_optimizers(self):
+        optimizer, schedule = build_optimizer(self.model, self.train_cfg, self.device.type)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
