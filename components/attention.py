@@ -34,6 +34,13 @@ def _check_heads(q: torch.Tensor, k: torch.Tensor) -> int:
     return q.shape[1] // k.shape[1]
 
 
+def causal_mask(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """(T, S) bool, True where query i may attend to key j. With S > T (keys cached from earlier
+    steps) query i sits at absolute position S - T + i and sees keys 0..S-T+i, as flash-attn does."""
+    T, S = q.shape[-2], k.shape[-2]
+    return torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)
+
+
 @registry.register("attention", "naive")
 class NaiveAttention(nn.Module):
     """Explicit masked softmax; materialises the (T, T) score matrix, so memory grows quadratically."""
@@ -41,12 +48,10 @@ class NaiveAttention(nn.Module):
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         n_rep = _check_heads(q, k)
         k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
-        T, S = q.shape[-2], k.shape[-2]
         scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, T, S)
-        # Query i sits at absolute position S - T + i, so it sees keys 0..S-T+i.
-        mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)
-        scores = scores.masked_fill(~mask, float("-inf"))
-        probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+        scores = scores.masked_fill(~causal_mask(q, k), float("-inf"))
+        # Softmax in at least fp32; float64 inputs stay float64 (a bare .float() would downcast them).
+        probs = torch.softmax(scores, dim=-1, dtype=torch.promote_types(q.dtype, torch.float32)).to(q.dtype)
         return probs @ v  # (B, H, T, D)
 
 
@@ -56,7 +61,10 @@ class SDPAttention(nn.Module):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         n_rep = _check_heads(q, k)
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=n_rep > 1)
+        if q.shape[-2] == k.shape[-2]:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=n_rep > 1)
+        # is_causal aligns the mask top-left; with cached keys the queries are the *last* positions.
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(q, k), enable_gqa=n_rep > 1)
 
 
 def flash_unavailable_reason() -> str | None:

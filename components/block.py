@@ -55,7 +55,10 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(cfg)
         self.ffn_norm = build_norm(cfg)
         self.ffn = registry.build("ffn", cfg.ffn, dim=cfg.dim, hidden_dim=cfg.hidden_dim, bias=cfg.bias)
-        self.ffn.down.is_residual_projection = True
+        # Built-in FFNs name their output projection `down`; a third-party FFN may not have one.
+        down = getattr(self.ffn, "down", None)
+        if isinstance(down, nn.Linear):
+            down.is_residual_projection = True
 
     def forward(self, x: torch.Tensor, positions: Positions, offset: int = 0) -> torch.Tensor:
         x = self.place(x, lambda h: self.attn(h, positions, offset), self.attn_norm)

@@ -71,8 +71,9 @@ class TransformerLM(nn.Module):
                     p.copy_(value)
             elif name.endswith("bias"):
                 p.zero_()
-            else:  # norm weights
+            elif name.endswith("weight") and p.ndim == 1:  # norm gains
                 p.fill_(1.0)
+            # Anything else belongs to a third-party module and keeps the init its constructor chose.
 
     def num_params(self, non_embedding: bool = False) -> int:
         """Parameter count (tied weights once). non_embedding drops the token and position tables

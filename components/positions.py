@@ -101,11 +101,14 @@ class RotaryEmbedding(Positions):
         cached = self._cache.get(key)
         if cached is None or cached[0].shape[0] < length:
             n = max(length, 2 * cached[0].shape[0] if cached is not None else length)
-            exponents = torch.arange(0, self.head_dim, 2, device=device, dtype=torch.int64).to(dtype) / self.head_dim
-            inv_freq = 1.0 / (self.theta**exponents)  # (head_dim/2,)
-            freqs = torch.outer(torch.arange(n, device=device, dtype=dtype), inv_freq)  # (n, head_dim/2)
-            emb = torch.cat((freqs, freqs), dim=-1)  # (n, head_dim)
-            cached = self._cache[key] = (emb.cos(), emb.sin())
+            # A cache first filled under inference_mode (e.g. Lightning's sanity validation) would hold
+            # inference tensors that autograd refuses later in training: always build ordinary ones.
+            with torch.inference_mode(False), torch.no_grad():
+                exponents = torch.arange(0, self.head_dim, 2, device=device, dtype=torch.int64).to(dtype) / self.head_dim
+                inv_freq = 1.0 / (self.theta**exponents)  # (head_dim/2,)
+                freqs = torch.outer(torch.arange(n, device=device, dtype=dtype), inv_freq)  # (n, head_dim/2)
+                emb = torch.cat((freqs, freqs), dim=-1)  # (n, head_dim)
+                cached = self._cache[key] = (emb.cos(), emb.sin())
         return cached[0][:length], cached[1][:length]
 
     def rotate(self, q: torch.Tensor, k: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -127,12 +127,15 @@ class Registry:
             name, options = spec, {}
         entry = self.get(kind, name)
         params = inspect.signature(entry.factory).parameters
-        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-        unknown = [k for k in options if k not in params and not takes_any]
+        variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        named = [k for k, p in params.items() if p.kind not in variadic]
+        # A bare (*args, **kwargs) is a pass-through (e.g. a module without its own __init__ shows
+        # nn.Module's): it takes nothing, so it gets no context and no options.
+        takes_any = bool(named) and any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        unknown = [k for k in options if k not in named and not takes_any]
         if unknown:
-            allowed = [k for k, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
-            raise TypeError(f"{kind} '{name}' has no option {unknown[0]!r} (options: {', '.join(allowed)})")
-        kwargs = {k: v for k, v in context.items() if takes_any or k in params}
+            raise TypeError(f"{kind} '{name}' has no option {unknown[0]!r} (options: {', '.join(named) or 'none'})")
+        kwargs = {k: v for k, v in context.items() if takes_any or k in named}
         kwargs.update(options)
         return entry.factory(**kwargs)
 
