@@ -1,0 +1,37 @@
+"""Shared test helpers: skip markers for hardware-bound tests and a registry sandbox."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from components import registry
+from components.attention import flash_unavailable_reason
+
+# Use as `@requires_cuda` (with `@pytest.mark.gpu`) on tests that need a CUDA device.
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+# None where the flash kernel can run; otherwise the reason (no CUDA, flash-attn missing or broken).
+FLASH_UNAVAILABLE = flash_unavailable_reason()
+requires_flash = pytest.mark.skipif(FLASH_UNAVAILABLE is not None, reason=FLASH_UNAVAILABLE or "")
+
+
+def entry_params(kind: str) -> list:
+    """registry.available(kind) as pytest params; entries that cannot run here are skipped with the reason."""
+    marks = {("attention", "flash"): [requires_flash, pytest.mark.gpu]}
+    return [pytest.param(name, marks=marks.get((kind, name), []), id=name) for name in registry.available(kind)]
+
+
+@pytest.fixture
+def sandbox_registry():
+    """Let a test register components (and import plugin modules) without leaking them to other tests."""
+    saved_entries = {kind: dict(table) for kind, table in registry._entries.items()}
+    saved_modules = set(sys.modules)
+    yield registry
+    registry._entries.clear()
+    registry._entries.update(saved_entries)
+    for name in set(sys.modules) - saved_modules:
+        if name.startswith("wbtest_"):
+            del sys.modules[name]

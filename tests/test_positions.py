@@ -1,0 +1,153 @@
+"""Position schemes: sinusoidal and RoPE against float64 references, learned tables, the identity."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from components import LearnedPositions, NoPositions, RotaryEmbedding, SinusoidalPositions, TransformerConfig, TransformerLM
+
+
+def sinusoid_reference(T, dim, offset=0, base=10000.0):
+    """PE(pos, 2i) = sin(pos / base^(2i/d)), PE(pos, 2i+1) = cos(pos / base^(2i/d)) (Vaswani et al., 2017)."""
+    pe = torch.empty(T, dim, dtype=torch.float64)
+    for t in range(T):
+        pos = offset + t
+        for j in range(dim):
+            angle = pos / base ** (2 * (j // 2) / dim)
+            pe[t, j] = math.sin(angle) if j % 2 == 0 else math.cos(angle)
+    return pe
+
+
+def rope_reference(x, theta=10000.0, offset=0):
+    """RoPE by complex multiplication, pairing dimension i with i + D/2 (transformers' LLaMA layout)."""
+    D = x.shape[-1]
+    z = torch.complex(x[..., : D // 2], x[..., D // 2 :])  # (..., T, D/2)
+    freqs = theta ** (-torch.arange(0, D, 2, dtype=torch.float64) / D)  # (D/2,)
+    pos = torch.arange(offset, offset + x.shape[-2], dtype=torch.float64)
+    z = z * torch.polar(torch.ones(len(pos), D // 2, dtype=torch.float64), torch.outer(pos, freqs))
+    return torch.cat((z.real, z.imag), dim=-1)
+
+
+# --- absolute ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dim", [16, 7])
+@pytest.mark.parametrize("offset", [0, 5])
+def test_sinusoidal_matches_vaswani(dim, offset):
+    x = torch.randn(2, 9, dim, dtype=torch.float64)
+    out = SinusoidalPositions(dim).embed(x, offset)
+    torch.testing.assert_close(out - x, sinusoid_reference(9, dim, offset).expand_as(x))
+
+
+def test_sinusoidal_keeps_dtype():
+    x = torch.randn(1, 4, 8, dtype=torch.bfloat16)
+    assert SinusoidalPositions(8).embed(x).dtype == torch.bfloat16
+
+
+def test_learned_adds_its_table():
+    pos = LearnedPositions(dim=8, max_seq_len=10)
+    with torch.no_grad():
+        pos.weight.copy_(torch.randn(10, 8))
+    x = torch.randn(2, 4, 8)
+    torch.testing.assert_close(pos.embed(x), x + pos.weight[:4])
+    torch.testing.assert_close(pos.embed(x, offset=6), x + pos.weight[6:10])
+
+
+def test_learned_refuses_positions_past_max_seq_len():
+    pos = LearnedPositions(dim=8, max_seq_len=10)
+    with pytest.raises(ValueError, match="cover 10 tokens; got position 10"):
+        pos.embed(torch.randn(1, 11, 8))
+    with pytest.raises(ValueError, match="cover 10 tokens; got position 11"):
+        pos.embed(torch.randn(1, 4, 8), offset=8)
+
+
+def test_model_with_learned_positions_refuses_long_input():
+    model = TransformerLM(TransformerConfig(vocab_size=32, dim=16, n_layers=1, n_heads=2, max_seq_len=8, positions="learned"))
+    with pytest.raises(ValueError, match="learned positions cover 8 tokens"):
+        model(torch.zeros(1, 9, dtype=torch.long))
+
+
+def test_none_is_identity():
+    pos = NoPositions()
+    x, q, k = torch.randn(2, 4, 8), torch.randn(2, 2, 4, 4), torch.randn(2, 2, 4, 4)
+    assert pos.embed(x, offset=3) is x
+    assert pos.rotate(q, k, offset=3) == (q, k)
+    assert list(pos.parameters()) == []
+
+
+# --- rotary ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("theta", [10000.0, 500000.0])
+def test_rope_matches_complex_reference(theta):
+    rope = RotaryEmbedding(16, theta=theta)
+    q, k = torch.randn(2, 3, 11, 16, dtype=torch.float64), torch.randn(2, 1, 11, 16, dtype=torch.float64)
+    q_rot, k_rot = rope(q, k)
+    torch.testing.assert_close(q_rot, rope_reference(q, theta))
+    torch.testing.assert_close(k_rot, rope_reference(k, theta))
+
+
+def test_rope_offset_continues_the_sequence():
+    rope = RotaryEmbedding(8)
+    q, k = torch.randn(1, 2, 10, 8, dtype=torch.float64), torch.randn(1, 2, 10, 8, dtype=torch.float64)
+    full_q, full_k = rope(q, k)
+    tail_q, tail_k = rope(q[:, :, 6:], k[:, :, 6:], offset=6)
+    torch.testing.assert_close(tail_q, full_q[:, :, 6:])
+    torch.testing.assert_close(tail_k, full_k[:, :, 6:])
+    torch.testing.assert_close(tail_q, rope_reference(q[:, :, 6:], offset=6))
+
+
+def test_rope_grows_its_cache_for_longer_inputs():
+    rope = RotaryEmbedding(8)
+    for T in (3, 40, 7, 100):
+        q = torch.randn(1, 1, T, 8, dtype=torch.float64)
+        torch.testing.assert_close(rope(q, q)[0], rope_reference(q))
+
+
+def test_rope_scores_depend_only_on_relative_position():
+    torch.manual_seed(0)
+    rope = RotaryEmbedding(16)
+    T = 12
+    q = torch.randn(16, dtype=torch.float64).expand(1, 1, T, 16)  # the same query at every position
+    k = torch.randn(16, dtype=torch.float64).expand(1, 1, T, 16)
+    q_rot, k_rot = rope(q, k)
+    scores = (q_rot @ k_rot.transpose(-2, -1))[0, 0]  # (T, T): q at m, k at n
+    q_far, k_far = rope(q, k, offset=37)
+    torch.testing.assert_close((q_far @ k_far.transpose(-2, -1))[0, 0], scores)  # shift both: unchanged
+    torch.testing.assert_close(scores[1:, 1:], scores[:-1, :-1])  # constant along diagonals: a function of m - n
+    assert not torch.allclose(scores[0, 1:], scores[0, :-1])  # but not constant: position matters
+
+
+def test_rope_preserves_norms():
+    rope = RotaryEmbedding(32)
+    q, k = torch.randn(2, 4, 20, 32), torch.randn(2, 4, 20, 32)
+    q_rot, k_rot = rope(q, k, offset=1000)
+    torch.testing.assert_close(q_rot.norm(dim=-1), q.norm(dim=-1))
+    torch.testing.assert_close(k_rot.norm(dim=-1), k.norm(dim=-1))
+
+
+def test_rope_computes_in_fp32_under_bf16():
+    rope = RotaryEmbedding(16)
+    q = torch.randn(1, 2, 300, 16).to(torch.bfloat16)  # large angles, where bf16 cos/sin would be coarse
+    q_rot, _ = rope(q, q)
+    assert q_rot.dtype == torch.bfloat16
+    torch.testing.assert_close(q_rot, rope(q.float(), q.float())[0].to(torch.bfloat16), atol=0, rtol=0)
+
+
+def test_rope_needs_even_head_dim():
+    with pytest.raises(ValueError, match="even head_dim, got 7"):
+        RotaryEmbedding(7)
+
+
+def test_rope_cache_filled_under_inference_mode_still_trains():
+    # Lightning validates (under inference_mode) before the first training step.
+    rope = RotaryEmbedding(8)
+    with torch.inference_mode():
+        rope(torch.randn(1, 1, 16, 8), torch.randn(1, 1, 16, 8))
+    q = torch.randn(1, 1, 16, 8, requires_grad=True)
+    q_rot, _ = rope(q, q.detach())
+    q_rot.sum().backward()
+    assert q.grad is not None
