@@ -1,0 +1,131 @@
+"""A tiny document model rendered twice, to Markdown and to self-contained HTML, so both say the same.
+
+Blocks: Heading, Para (a list of spans: plain text, **bold**, `code`), Bullets, Table, Image.
+All text is escaped at render time (Markdown specials / html.escape), never by the caller.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+
+from .fmt import md, md_code
+
+Span = tuple[str, str]  # (kind, text), kind in {"text", "bold", "code"}
+
+
+def text(s: object) -> Span:
+    return ("text", str(s))
+
+
+def bold(s: object) -> Span:
+    return ("bold", str(s))
+
+
+def code(s: object) -> Span:
+    return ("code", str(s))
+
+
+@dataclass
+class Heading:
+    level: int
+    text: str
+
+
+@dataclass
+class Para:
+    spans: list[Span]
+
+
+@dataclass
+class Bullets:
+    items: list[list[Span]]
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+    right: set[int] = field(default_factory=set)  # numeric columns, right-aligned
+
+
+@dataclass
+class Image:
+    alt: str
+    path: str  # relative to the report, e.g. plots/val_loss_vs_step.png
+    png: bytes
+
+
+Block = Heading | Para | Bullets | Table | Image
+
+
+def _md_spans(spans: list[Span]) -> str:
+    out = []
+    for kind, s in spans:
+        if kind == "bold":  # emphasis markers must hug the text: keep edge spaces outside them
+            core = s.strip()
+            out.append(s[: len(s) - len(s.lstrip())] + f"**{md(core)}**" + s[len(s.rstrip()):] if core else s)
+        else:
+            out.append(md_code(s) if kind == "code" else md(s))
+    return "".join(out)
+
+
+def to_markdown(blocks: list[Block]) -> str:
+    parts = []
+    for b in blocks:
+        if isinstance(b, Heading):
+            parts.append(f"{'#' * b.level} {md(b.text)}")
+        elif isinstance(b, Para):
+            parts.append(_md_spans(b.spans))
+        elif isinstance(b, Bullets):
+            parts.append("\n".join(f"- {_md_spans(item)}" for item in b.items))
+        elif isinstance(b, Table):
+            align = ["---:" if i in b.right else ":---" for i in range(len(b.headers))]
+            lines = [b.headers, align] + b.rows
+            parts.append("\n".join(
+                "| " + " | ".join(cell if j == 1 else md(cell) for cell in line) + " |"
+                for j, line in enumerate(lines)))
+        elif isinstance(b, Image):
+            parts.append(f"![{md(b.alt)}]({b.path})")
+    return "\n\n".join(parts) + "\n"
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1200px;margin:2em auto;
+padding:0 1em;color:#1a1a1a;line-height:1.45}
+h1{border-bottom:2px solid #ddd;padding-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #eee}
+table{border-collapse:collapse;margin:.8em 0;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.3em .6em;vertical-align:top}th{background:#f3f3f3;text-align:left}
+td.r{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}tr:nth-child(even) td{background:#fafafa}
+.scroll{overflow-x:auto}code{background:#f2f2f2;padding:.1em .3em;border-radius:3px}img{max-width:100%;height:auto;border:1px solid #eee}
+"""
+
+
+def _html_spans(spans: list[Span]) -> str:
+    tags = {"bold": "strong", "code": "code"}
+    return "".join(f"<{tags[k]}>{html.escape(s)}</{tags[k]}>" if k in tags else html.escape(s) for k, s in spans)
+
+
+def to_html(blocks: list[Block], title: str) -> str:
+    """One file, no external resources: CSS inline, images as data: URIs."""
+    body = []
+    for b in blocks:
+        if isinstance(b, Heading):
+            body.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
+        elif isinstance(b, Para):
+            body.append(f"<p>{_html_spans(b.spans)}</p>")
+        elif isinstance(b, Bullets):
+            body.append("<ul>" + "".join(f"<li>{_html_spans(i)}</li>" for i in b.items) + "</ul>")
+        elif isinstance(b, Table):
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in b.headers)
+            cls = ['<td class="r">' if i in b.right else "<td>" for i in range(len(b.headers))]
+            rows = "".join("<tr>" + "".join(f"{cls[i]}{html.escape(c)}</td>" for i, c in enumerate(r)) + "</tr>"
+                           for r in b.rows)
+            body.append(f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>')
+        elif isinstance(b, Image):
+            data = base64.b64encode(b.png).decode("ascii")
+            body.append(f'<figure><img alt="{html.escape(b.alt)}" src="data:image/png;base64,{data}"></figure>')
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n"
+            + "\n".join(body) + "\n</body></html>\n")

@@ -1,0 +1,221 @@
+"""Read a run folder (results.json + per-run metrics.json) into plain records for the report.
+
+results.json is the only required input: it must exist and have the documented shape, else
+ReportError. Everything inside a run (numbers, metrics files) is optional: a missing value is None,
+a missing or unreadable metrics file is no curve (logged), never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+COMPLETED, DIVERGED, FAILED, MISSING = "completed", "diverged", "failed", "missing"
+
+
+class ReportError(ValueError):
+    """results.json is missing or malformed; the message is one line naming the file."""
+
+
+def _num(value: Any) -> float | None:
+    """A finite float, or None for null/NaN/inf/anything non-numeric."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _one_line(text: Any, limit: int = 300) -> str | None:
+    """An error message as one line: a traceback's last line (the exception), whitespace collapsed."""
+    if text is None or text == "":
+        return None
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    line = " ".join(lines[-1].split()) if lines else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+@dataclass
+class Run:
+    """One (variant, seed); status MISSING when results.json lists the seed but has no entry for it."""
+
+    variant: str
+    seed: int
+    status: str
+    final_val_loss: float | None = None
+    final_train_loss: float | None = None
+    val_bpb: float | None = None
+    tokens_per_sec: float | None = None
+    steps: float | None = None
+    train_tokens: float | None = None
+    train_flops: float | None = None
+    wall_time_s: float | None = None
+    peak_memory_mb: float | None = None
+    metrics: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class Variant:
+    name: str
+    index: int  # position in results.json: picks the colour, stable across plots
+    config: dict
+    params: float | None
+    non_embedding_params: float | None
+    flops_per_token: float | None
+    runs: list[Run] = field(default_factory=list)  # one per seed, in seed order
+
+    def run(self, seed: int) -> Run | None:
+        return next((r for r in self.runs if r.seed == seed), None)
+
+
+@dataclass
+class Results:
+    path: Path
+    experiment: str
+    description: str
+    baseline: str | None  # None when results.json names none, or names a variant it lacks
+    baseline_named: str | None  # what results.json says, for the report to explain a mismatch
+    seeds: list[int]
+    variants: list[Variant]
+    updated: str | None
+
+    def variant(self, name: str | None) -> Variant | None:
+        return next((v for v in self.variants if v.name == name), None)
+
+
+def _seed(value: Any, path: Path) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ReportError(f"{path}: malformed seed {value!r} (expected an integer)")
+    try:
+        seed = int(value)
+    except (ValueError, OverflowError):
+        raise ReportError(f"{path}: malformed seed {value!r} (expected an integer)") from None
+    if seed != float(value):
+        raise ReportError(f"{path}: malformed seed {value!r} (expected an integer)")
+    return seed
+
+
+def _run(variant: str, entry: Any, path: Path) -> Run:
+    if not isinstance(entry, dict) or "seed" not in entry:
+        raise ReportError(f"{path}: variants.{variant}.runs has an entry without a seed: {str(entry)[:80]}")
+    status = str(entry.get("status") or FAILED)
+    numbers = {k: _num(entry.get(k)) for k in (
+        "final_val_loss", "final_train_loss", "val_bpb", "tokens_per_sec", "steps", "train_tokens",
+        "train_flops", "wall_time_s", "peak_memory_mb")}
+    metrics = entry.get("metrics")
+    return Run(variant, _seed(entry["seed"], path), status, **numbers,
+               metrics=metrics if isinstance(metrics, str) and metrics else None,
+               error=_one_line(entry.get("error")))
+
+
+def load_results(run_dir: str | Path) -> Results:
+    """Parse RUN_DIR/results.json; raise ReportError (one line, naming the file) if absent or malformed."""
+    path = Path(run_dir) / "results.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReportError(f"{path}: not found (has any run finished in this folder?)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReportError(f"{path}: cannot read: {e}") from None
+    except json.JSONDecodeError as e:
+        raise ReportError(f"{path}: not valid JSON: {e}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("variants"), dict):
+        raise ReportError(f"{path}: malformed: expected an object with a 'variants' mapping")
+    seeds_raw = data.get("seeds") or []
+    if not isinstance(seeds_raw, list):
+        raise ReportError(f"{path}: malformed: 'seeds' must be a list of integers")
+    seeds = list(dict.fromkeys(_seed(s, path) for s in seeds_raw))
+    variants = []
+    for index, (name, entry) in enumerate(data["variants"].items()):
+        if not isinstance(entry, dict):
+            raise ReportError(f"{path}: malformed: variants.{name} must be an object")
+        runs_raw = entry.get("runs") or []
+        if not isinstance(runs_raw, list):
+            raise ReportError(f"{path}: malformed: variants.{name}.runs must be a list")
+        by_seed = {}
+        for raw in runs_raw:  # a seed listed twice (a re-run): the later entry wins
+            run = _run(name, raw, path)
+            by_seed[run.seed] = run
+        extra = sorted(s for s in by_seed if s not in seeds)
+        runs = [by_seed.get(s) or Run(name, s, MISSING) for s in seeds + extra]
+        config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+        variants.append(Variant(name, index, config, _num(entry.get("params")),
+                                _num(entry.get("non_embedding_params")), _num(entry.get("flops_per_token")), runs))
+    all_seeds = list(dict.fromkeys(seeds + [r.seed for v in variants for r in v.runs]))
+    named = data.get("baseline")
+    named = str(named) if named is not None else None
+    baseline = named if named in data["variants"] else None
+    updated = data.get("updated")
+    return Results(path, str(data.get("experiment") or Path(run_dir).resolve().name),
+                   str(data.get("description") or ""), baseline, named, all_seeds, variants,
+                   str(updated) if updated else None)
+
+
+@dataclass
+class Curve:
+    """One logged series, sorted by step, one point per step; tokens None when not derivable."""
+
+    steps: np.ndarray
+    loss: np.ndarray
+    tokens: np.ndarray | None
+
+
+def _tokens_per_step(config: dict) -> float | None:
+    train = config.get("train") if isinstance(config.get("train"), dict) else {}
+    batch, seq = _num(train.get("batch_size")), _num(train.get("seq_len"))
+    return batch * seq if batch and seq else None
+
+
+def _curve(points: Any, tokens_per_step: float | None) -> Curve | None:
+    if not isinstance(points, list):
+        return None
+    by_step: dict[float, tuple[float, float | None]] = {}
+    for p in points:  # a resumed run may log a step twice: the later point wins
+        if isinstance(p, dict) and _num(p.get("step")) is not None and _num(p.get("loss")) is not None:
+            by_step[_num(p["step"])] = (_num(p["loss"]), _num(p.get("tokens")))
+    if not by_step:
+        return None
+    steps = np.array(sorted(by_step), dtype=np.float64)
+    loss = np.array([by_step[s][0] for s in steps], dtype=np.float64)
+    tokens = [by_step[s][1] for s in steps]
+    if all(t is not None for t in tokens):
+        tok = np.array(tokens, dtype=np.float64)
+    else:  # older metrics without a token count: the budget's fixed tokens per step
+        tok = steps * tokens_per_step if tokens_per_step else None
+    return Curve(steps, loss, tok)
+
+
+@dataclass
+class RunCurves:
+    train: Curve | None
+    val: Curve | None
+
+
+def load_curves(run_dir: str | Path, variant: Variant, run: Run) -> RunCurves | None:
+    """The run's metrics.json as curves, or None (logged) when the file is absent or unreadable."""
+    if run.status == MISSING:
+        return None
+    rel = run.metrics or f"{variant.name}/seed{run.seed}/metrics.json"
+    path = Path(run_dir) / rel
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        logger.info("no metrics file for %s seed %s at %s", variant.name, run.seed, path)
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        logger.warning("skipping unreadable metrics file %s: %s", path, e)
+        return None
+    if not isinstance(data, dict):
+        logger.warning("skipping malformed metrics file %s: expected an object", path)
+        return None
+    per_step = _tokens_per_step(variant.config)
+    curves = RunCurves(_curve(data.get("train"), per_step), _curve(data.get("val"), per_step))
+    return curves if curves.train or curves.val else None

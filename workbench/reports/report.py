@@ -1,0 +1,52 @@
+"""write_report(run_dir): results.json (+ metrics.json files) -> report.md, report.html, plots/*.png."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..atomic import write_bytes, write_text
+from . import sections
+from .doc import to_html, to_markdown
+from .load import COMPLETED, DIVERGED, load_curves, load_results
+from .plots import make_plots
+from .summary import summarize_all, table_order
+
+logger = logging.getLogger(__name__)
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Rebuild the run folder's report from results.json; returns the path of report.md.
+
+    Raises ReportError (one line, naming the file) when results.json is missing or malformed.
+    Every file is written atomically, so a reader never sees half a report.
+    """
+    run_dir = Path(run_dir)
+    results = load_results(run_dir)
+    curves = {}
+    no_curves = []
+    for v in results.variants:
+        for run in v.runs:
+            c = load_curves(run_dir, v, run)
+            if c is not None:
+                curves[(v.name, run.seed)] = c
+            elif run.status in (COMPLETED, DIVERGED):  # runs that should have logged curves
+                no_curves.append(run)
+    summaries = summarize_all(results)
+    order = table_order(results)
+    plots = make_plots(results, curves, summaries)
+
+    blocks = (sections.header(results, no_curves) + sections.results_section(summaries)
+              + sections.how_to_read(str(run_dir)) + sections.variants_section(results, order)
+              + sections.runs_section(order, set(curves)) + sections.plots_section(plots))
+    for p in plots:
+        path = run_dir / "plots" / f"{p.name}.png"
+        if p.png:
+            write_bytes(path, p.png)
+        elif path.exists():  # a figure from an earlier render that no longer has data
+            path.unlink()
+    write_text(run_dir / "report.html", to_html(blocks, f"Ablation report: {results.experiment}"))
+    md_path = run_dir / "report.md"
+    write_text(md_path, to_markdown(blocks))
+    logger.info("wrote %s and report.html (%d plots)", md_path, sum(1 for p in plots if p.png))
+    return md_path

@@ -1,0 +1,91 @@
+"""Per-variant aggregates over seeds: what the results table shows, before any formatting."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from .load import COMPLETED, DIVERGED, FAILED, MISSING, Results, Run, Variant
+from .stats import BASELINE, NOT_AVAILABLE, PairedDiff, Summary, paired_diff_ci, summarize
+
+CONF = 0.95
+
+
+@dataclass
+class VariantSummary:
+    """Means are over completed seeds only; delta pairs seeds completed by both variant and baseline."""
+
+    variant: Variant
+    counts: Counter
+    val_loss: Summary
+    val_bpb: Summary
+    tokens_per_sec: Summary
+    peak_memory_mb: Summary
+    wall_time_s: Summary
+    delta: PairedDiff | None  # None for the baseline itself, or when there is no baseline
+    verdict: str
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.verdict == BASELINE
+
+
+def status_text(counts: Counter, total: int) -> str:
+    """'2/3 completed, 1 missing': every run accounted for, in a fixed order."""
+    parts = [f"{counts.get(COMPLETED, 0)}/{total} completed"]
+    others = [s for s in (DIVERGED, FAILED, MISSING) if counts.get(s)]
+    others += sorted(s for s in counts if s not in (COMPLETED, DIVERGED, FAILED, MISSING))
+    return ", ".join(parts + [f"{counts[s]} {s}" for s in others])
+
+
+def _completed(variant: Variant) -> list[Run]:
+    return [r for r in variant.runs if r.status == COMPLETED]
+
+
+def _final_loss_by_seed(variant: Variant) -> dict[int, float | None]:
+    return {r.seed: r.final_val_loss for r in _completed(variant)}
+
+
+def summarize_variant(variant: Variant, baseline: Variant | None, conf: float = CONF) -> VariantSummary:
+    done = _completed(variant)
+    if baseline is None:
+        delta, verdict = None, NOT_AVAILABLE
+    elif variant is baseline:
+        delta, verdict = None, BASELINE
+    else:
+        ours, theirs = _final_loss_by_seed(variant), _final_loss_by_seed(baseline)
+        common = [s for s in ours if s in theirs]
+        delta = paired_diff_ci([ours[s] for s in common], [theirs[s] for s in common], conf)
+        verdict = delta.verdict
+    return VariantSummary(
+        variant=variant,
+        counts=Counter(r.status for r in variant.runs),
+        val_loss=summarize(r.final_val_loss for r in done),
+        val_bpb=summarize(r.val_bpb for r in done),
+        tokens_per_sec=summarize(r.tokens_per_sec for r in done),
+        peak_memory_mb=summarize(r.peak_memory_mb for r in done),
+        wall_time_s=summarize(r.wall_time_s for r in done),
+        delta=delta,
+        verdict=verdict,
+    )
+
+
+def table_order(results: Results) -> list[Variant]:
+    """Baseline first, then the rest in results.json order."""
+    base = results.variant(results.baseline)
+    return ([base] if base else []) + [v for v in results.variants if v is not base]
+
+
+def summarize_all(results: Results, conf: float = CONF) -> list[VariantSummary]:
+    base = results.variant(results.baseline)
+    return [summarize_variant(v, base, conf) for v in table_order(results)]
+
+
+def problem_runs(results: Results) -> dict[str, list[Run]]:
+    """Every run that is not completed, by status, in results order: the report names each one."""
+    out: dict[str, list[Run]] = {}
+    for variant in results.variants:
+        for run in variant.runs:
+            if run.status != COMPLETED:
+                out.setdefault(run.status, []).append(run)
+    return out
