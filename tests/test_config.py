@@ -1,0 +1,295 @@
+"""Experiment configs: composition order, defaults files, CLI overrides, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from components import TransformerConfig
+from components.attention import flash_unavailable_reason
+from workbench.config import ConfigError, load_experiment
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESETS = [ROOT / "configs/model/llama.yaml", ROOT / "configs/size/tiny.yaml",
+           ROOT / "configs/data/stdlib.yaml", ROOT / "configs/train/cpu.yaml"]
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def experiment_file(tmp_path: Path, **fields) -> Path:
+    """A valid experiment on the real presets (absolute paths), with ``fields`` replacing its keys."""
+    data = {"name": "exp", "defaults": [str(p) for p in PRESETS], "seeds": [0],
+            "variants": {"a": {}, "b": {"model": {"norm": "layernorm"}}}}
+    data.update(fields)
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+# --- composition -------------------------------------------------------------------------------
+
+
+def test_merge_order_schema_defaults_experiment_variant_cli(tmp_path):
+    write(tmp_path / "p1.yaml", "train: {steps: 100, lr: 1.0e-3, batch_size: 8, eval_every: 11}\n")
+    write(tmp_path / "p2.yaml", "train: {eval_every: 12}\n")  # later defaults win over earlier ones
+    path = write(tmp_path / "exp.yaml", """\
+        name: order
+        defaults: [p1.yaml, p2.yaml]
+        train: {lr: 2.0e-3, batch_size: 4}
+        variants:
+          a: {train: {batch_size: 2, log_every: 5}}
+          b: {}
+        """)
+    exp = load_experiment(path, ["train.log_every=7", "variants.b.train.log_every=9"])
+    a, b = exp.variants["a"].train, exp.variants["b"].train
+    assert a["eval_batches"] == 8  # schema default
+    assert a["steps"] == 100 and a["eval_every"] == 12  # defaults files, in order
+    assert a["lr"] == 2e-3  # the experiment over its defaults
+    assert a["batch_size"] == 2 and b["batch_size"] == 4  # the variant over the experiment
+    assert a["log_every"] == 7  # key=value over the variant
+    assert b["log_every"] == 9  # variants.NAME.key=value over key=value
+
+
+def test_variants_keep_file_order_and_baseline_defaults_to_first(tmp_path):
+    exp = load_experiment(experiment_file(tmp_path, variants={"z": {}, "a": {}, "m": {}}))
+    assert list(exp.variants) == ["z", "a", "m"] and exp.baseline == "z"
+
+
+def test_no_variants_means_one_base_variant(tmp_path):
+    exp = load_experiment(experiment_file(tmp_path, variants={}), ["variants.base.model.ffn=gelu"])
+    assert list(exp.variants) == ["base"] and exp.baseline == "base"
+    assert exp.variants["base"].model["ffn"] == "gelu"
+
+
+def test_defaults_are_relative_to_the_file_that_lists_them_and_recurse(tmp_path):
+    write(tmp_path / "configs/base/arch.yaml", "model: {dim: 64, n_heads: 2, ffn: gelu}\n")
+    write(tmp_path / "configs/mine.yaml", "defaults: [base/arch.yaml]\nmodel: {n_heads: 4}\n")
+    path = write(tmp_path / "experiments/deep/exp.yaml", "name: rel\ndefaults: [../../configs/mine.yaml]\n")
+    model = load_experiment(path).variants["base"].model
+    assert (model["dim"], model["n_heads"], model["ffn"]) == (64, 4, "gelu")  # a preset over its own defaults
+
+
+def test_defaults_cycle_is_an_error(tmp_path):
+    write(tmp_path / "a.yaml", "defaults: [b.yaml]\n")
+    write(tmp_path / "b.yaml", "defaults: [a.yaml]\n")
+    path = write(tmp_path / "exp.yaml", "name: cyc\ndefaults: [a.yaml]\n")
+    with pytest.raises(ConfigError, match="cycle: a.yaml -> b.yaml -> a.yaml") as err:
+        load_experiment(path)
+    assert err.value.key.startswith("defaults")
+
+
+def test_cli_overrides_top_level_and_every_variant(tmp_path):
+    exp = load_experiment(experiment_file(tmp_path), ["seeds=[0,1]", "name=renamed", "baseline=b",
+                                                      "model.ffn=gelu", "train.lr=3e-4", "model.n_kv_heads=null"])
+    assert (exp.seeds, exp.name, exp.baseline) == ([0, 1], "renamed", "b")
+    for variant in exp.variants.values():
+        assert variant.model["ffn"] == "gelu" and variant.train["lr"] == 3e-4 and variant.model["n_kv_heads"] is None
+    assert exp.variants["b"].model["norm"] == "layernorm"  # the variant's own change survives
+
+
+def test_variant_names_may_contain_dots_in_cli_overrides(tmp_path):
+    exp = load_experiment(experiment_file(tmp_path, variants={"v1.5": {}, "v1": {}}), ["variants.v1.5.model.ffn=relu"])
+    assert exp.variants["v1.5"].model["ffn"] == "relu" and exp.variants["v1"].model["ffn"] == "swiglu"
+
+
+def test_real_presets_resolve_to_the_tiny_llama_on_cpu(tmp_path):
+    exp = load_experiment(experiment_file(tmp_path))
+    v = exp.variants["a"]
+    assert v.model["norm"] == "rmsnorm" and v.model["ffn"] == "swiglu" and v.model["dim"] == 128
+    assert v.data["source"] == "stdlib" and v.train["precision"] == "32" and v.train["accelerator"] == "cpu"
+    cfg = v.transformer_config()
+    assert isinstance(cfg, TransformerConfig)
+    assert (cfg.vocab_size, cfg.max_seq_len) == (v.data["vocab_size"], v.train["seq_len"])
+    assert v.transformer_config(vocab_size=300).vocab_size == 300  # the tokenizer's actual size
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_experiment_loads(path):
+    exp = load_experiment(path, ["train.steps=20", "train.warmup_steps=2"])
+    assert exp.variants and exp.baseline in exp.variants
+
+
+def test_to_dict_round_trips_through_a_file(tmp_path):
+    corpus = write(tmp_path / "corpus.txt", "hello world\n" * 10)
+    exp = load_experiment(experiment_file(tmp_path, data={"source": "files", "paths": ["corpus.txt"]}), ["seeds=[3,4]"])
+    resolved = write(tmp_path / "run/experiment.yaml", yaml.safe_dump(exp.to_dict(), sort_keys=False))
+    again = load_experiment(resolved)
+    assert again.to_dict() == exp.to_dict()
+    assert exp.variants["a"].data["paths"] == [str(corpus)]
+
+
+def test_data_paths_resolve_against_experiment_folder_then_cwd(tmp_path, monkeypatch):
+    beside = write(tmp_path / "exp_dir/beside.txt", "x\n")
+    in_cwd = write(tmp_path / "cwd/here.txt", "y\n")
+    write(tmp_path / "exp_dir/globbed/a.txt", "z\n")
+    monkeypatch.chdir(tmp_path / "cwd")
+    paths = ["beside.txt", "here.txt", "globbed/*.txt", str(in_cwd)]
+    exp = load_experiment(experiment_file(tmp_path / "exp_dir", data={"source": "files", "paths": paths}))
+    assert exp.variants["a"].data["paths"] == [str(beside), str(in_cwd), str(tmp_path / "exp_dir/globbed/*.txt"), str(in_cwd)]
+
+
+def test_imports_register_third_party_components(tmp_path, sandbox_registry):
+    write(tmp_path / "wbtest_scalenorm.py", """\
+        import torch
+        from components import registry
+
+        @registry.register("norm", "wbtest_scale")
+        class ScaleNorm(torch.nn.Module):
+            '''ScaleNorm (Nguyen & Salazar, 2019).'''
+            def __init__(self, dim, eps=1e-5):
+                super().__init__()
+                self.g, self.eps = torch.nn.Parameter(torch.ones(1)), eps
+            def forward(self, x):
+                return self.g * x / x.norm(dim=-1, keepdim=True).clamp_min(self.eps)
+        """)
+    path = experiment_file(tmp_path, imports=["wbtest_scalenorm"], variants={"scale": {"model": {"norm": "wbtest_scale"}}})
+    assert load_experiment(path).variants["scale"].model["norm"] == "wbtest_scale"
+
+
+# --- bad input: each one a single-line ConfigError naming the key ------------------------------
+
+BAD = {  # id: (experiment fields, overrides, key expected in the message, text expected in the message)
+    "unknown-top-key": ({"seed": [1]}, [], "seed", "did you mean 'seeds'"),
+    "unknown-model-key": ({"model": {"nrom": "x"}}, [], "model.nrom", "did you mean 'norm'"),
+    "unknown-variant-key": ({"variants": {"a": {"model": {"nrm": "x"}}}}, [], "variants.a.model.nrm", "did you mean 'norm'"),
+    "unknown-variant-section": ({"variants": {"a": {"modle": {}}}}, [], "variants.a.modle", "did you mean 'model'"),
+    "variant-not-mapping": ({"variants": {"a": [1]}}, [], "variants.a", "expected a mapping"),
+    "wrong-type": ({}, ["train.steps=abc"], "train.steps", "'abc'"),
+    "wrong-type-in-file": ({"train": {"lr": "fast"}}, [], "train.lr", "'fast'"),
+    "steps-zero": ({"train": {"steps": 0}}, [], "train.steps", "an integer >= 1"),
+    "batch-size-negative": ({}, ["train.batch_size=-1"], "train.batch_size", "-1"),
+    "seq-len-one": ({}, ["train.seq_len=1"], "train.seq_len", ">= 2"),
+    "lr-negative": ({}, ["train.lr=-0.1"], "train.lr", "> 0"),
+    "lr-nan": ({}, ["train.lr=.nan"], "train.lr", "nan"),
+    "warmup-over-steps": ({}, ["train.steps=10"], "train.warmup_steps", "[0, train.steps=10]"),
+    "val-fraction": ({"data": {"val_fraction": 1.5}}, [], "data.val_fraction", "1.5"),
+    "vocab-too-small": ({}, ["data.vocab_size=100"], "data.vocab_size", ">= 260"),
+    "precision": ({}, ["train.precision=fp16"], "train.precision", "bf16-mixed"),
+    "strategy": ({}, ["train.strategy=deepspeed"], "train.strategy", "fsdp"),
+    "num-nodes": ({}, ["train.num_nodes=0"], "train.num_nodes", "0"),
+    "grad-clip": ({}, ["train.grad_clip=-1"], "train.grad_clip", ">= 0"),
+    "weight-decay": ({}, ["train.weight_decay=-0.1"], "train.weight_decay", ">= 0"),
+    "eval-every": ({}, ["train.eval_every=0"], "train.eval_every", ">= 1"),
+    "checkpoint-every": ({}, ["train.checkpoint_every=0"], "train.checkpoint_every", ">= 1"),
+    "beta2": ({}, ["train.beta2=1.0"], "train.beta2", "[0, 1)"),
+    "devices": ({}, ["train.devices=0"], "train.devices", "auto"),
+    "fp16-on-cpu": ({}, ["train.precision=16-mixed"], "train.precision", "bf16-mixed"),
+    "seeds-empty": ({"seeds": []}, [], "seeds", "non-empty"),
+    "seeds-repeated": ({}, ["seeds=[1,1]"], "seeds", "distinct"),
+    "seeds-not-int": ({"seeds": ["x"]}, [], "seeds[0]", "'x'"),
+    "unknown-component": ({}, ["model.norm=rmsnrom"], "model.norm", "did you mean 'rmsnorm'? available: layernorm, rmsnorm"),
+    "unknown-component-in-variant": ({"variants": {"a": {"model": {"ffn": "swigly"}}}}, [], "variants.a.model.ffn", "did you mean 'swiglu'"),
+    "import-missing": ({"imports": ["no_such_module_xyz"]}, [], "imports", "no_such_module_xyz"),
+    "baseline-not-variant": ({"baseline": "c"}, [], "baseline", "allowed: a, b"),
+    "dim-not-divisible": ({}, ["model.dim=130"], "model.dim", "divisible by n_heads"),
+    "kv-heads": ({}, ["model.n_kv_heads=3"], "model.n_kv_heads", "must divide n_heads"),
+    "odd-rope-head-dim": ({}, ["model.dim=12", "model.n_heads=4"], "model.head_dim", "even"),
+    "flash-fp32": ({}, ["model.attention=flash"], "train.precision", "fp16/bf16"),
+    "files-without-paths": ({"data": {"source": "files"}}, [], "data.paths", "at least one"),
+    "missing-data-path": ({"data": {"source": "files", "paths": ["nope/*.txt"]}}, [], "data.paths", "matches no file"),
+    "data-path-directory": ({"data": {"source": "files", "paths": ["."]}}, [], "data.paths", "directory"),
+    "unknown-source": ({}, ["data.source=web"], "data.source", "stdlib, files"),
+    "bad-name": ({"name": "a/b"}, [], "name", "letters, digits"),
+    "bad-variant-name": ({"variants": {"../up": {}}}, [], "variants.../up", "letters, digits"),
+    "reserved-variant-name": ({"variants": {"plots": {}}}, [], "variants.plots", "reserved"),
+    "hydra-plus": ({}, ["+model.norm=x"], "+model.norm=x", "Hydra"),
+    "hydra-delete": ({}, ["~model.norm"], "~model.norm", "Hydra"),
+    "hydra-sweep": ({}, ["model.norm=rmsnorm,layernorm"], "model.norm", "sweep"),
+    "override-without-equals": ({}, ["train.steps"], "train.steps", "key=value"),
+    "unknown-override-key": ({}, ["trian.steps=1"], "trian.steps", "did you mean 'train'"),
+    "unknown-override-subkey": ({}, ["train.stpes=1"], "train.stpes", "did you mean 'steps'"),
+    "unknown-variant-override": ({}, ["variants.c.model.norm=x"], "variants.c.model.norm", "unknown variant 'c'"),
+    "defaults-override": ({}, ["defaults=[]"], "defaults", "command line"),
+    "section-not-mapping": ({"model": 3}, [], "model", "expected a mapping"),
+    "missing-interpolation": ({"train": {"eval_every": "${train.nope}"}}, [], "train.eval_every", "nope"),
+}
+
+
+@pytest.mark.parametrize("fields, overrides, key, text", list(BAD.values()), ids=list(BAD))
+def test_bad_input_is_one_line_naming_the_key(tmp_path, fields, overrides, key, text):
+    with pytest.raises(ConfigError) as err:
+        load_experiment(experiment_file(tmp_path, **fields), overrides)
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"{key}:" in message and text in message, message
+    set_on_command_line = any(o.split("=")[0] == key.split("=")[0] for o in overrides)
+    assert err.value.file == "command line" if set_on_command_line else err.value.file.endswith(".yaml")
+
+
+def test_errors_name_the_file_that_set_the_value(tmp_path):
+    preset = write(tmp_path / "presets/short.yaml", "train: {steps: 5}\n")
+    path = experiment_file(tmp_path, defaults=[str(p) for p in PRESETS] + [str(preset)])
+    with pytest.raises(ConfigError) as err:
+        load_experiment(path)  # cpu.yaml's warmup_steps=20 > 5 steps
+    assert err.value.file.endswith("cpu.yaml") and err.value.key == "train.warmup_steps"
+    with pytest.raises(ConfigError) as err:
+        load_experiment(experiment_file(tmp_path), ["train.steps=0"])
+    assert err.value.file == "command line" and err.value.key == "train.steps"
+    with pytest.raises(ConfigError) as err:
+        load_experiment(experiment_file(tmp_path, variants={"a": {"train": {"steps": 0}}}))
+    assert err.value.file.endswith("exp.yaml") and err.value.key == "variants.a.train.steps"
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("name: x\nmodel: {dim: [1, 2\n", "invalid YAML at line 3"),
+    ("- a\n- b\n", "top level must be a mapping"),
+    ("name: x\nname: y\n", "duplicate key"),
+    ("name: x\nvariants:\n  yes: {}\n", "quote it"),
+    ("description: no name\n", "name: missing"),
+    ("name: x\ndefaults: [missing.yaml]\n", "file not found"),
+])
+def test_bad_files(tmp_path, text, problem):
+    path = write(tmp_path / "exp.yaml", text)
+    with pytest.raises(ConfigError, match=problem) as err:
+        load_experiment(path)
+    assert "\n" not in str(err.value) and err.value.file.endswith("exp.yaml")
+
+
+def test_missing_file_and_preset_keys(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml: file not found"):
+        load_experiment(tmp_path / "nope.yaml")
+    write(tmp_path / "preset.yaml", "seeds: [1]\n")
+    with pytest.raises(ConfigError, match=r"preset.yaml: seeds: not allowed in a preset .*allowed: defaults, model, data, train"):
+        load_experiment(write(tmp_path / "exp.yaml", "name: x\ndefaults: [preset.yaml]\n"))
+
+
+@pytest.mark.skipif(flash_unavailable_reason() is None, reason="flash attention can run here")
+def test_flash_where_it_cannot_run_says_why(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_experiment(experiment_file(tmp_path), ["model.attention=flash", "train.precision=bf16-mixed", "train.accelerator=auto"])
+    assert err.value.key == "model.attention" and flash_unavailable_reason() in str(err.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible")
+def test_gpu_accelerator_without_a_gpu(tmp_path):
+    with pytest.raises(ConfigError, match="train.accelerator: 'gpu' but no CUDA GPU"):
+        load_experiment(experiment_file(tmp_path), ["train.accelerator=gpu"])
+
+
+def test_validation_catches_hand_edited_variants(tmp_path):
+    from workbench.config import validate_experiment
+
+    exp = load_experiment(experiment_file(tmp_path))
+    exp.variants["a"].train["steps"] = "many"
+    with pytest.raises(ConfigError, match="train.steps"):
+        validate_experiment(exp)
+    exp.variants["a"].train["steps"] = 100
+    del exp.variants["b"].model["norm"]
+    with pytest.raises(ConfigError, match="model.norm: missing"):
+        validate_experiment(exp)
+
+
+def test_loading_does_not_import_lightning():
+    import subprocess
+    import sys
+
+    code = "import sys, workbench.config; assert 'lightning' not in sys.modules and 'lightning.pytorch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -1,0 +1,145 @@
+"""load_experiment: compose an experiment file with its presets, variants and CLI overrides.
+
+Merge order, lowest priority first, for every variant:
+  schema defaults < defaults files (in order) < the experiment's model/data/train
+  < the variant's overrides < key=value overrides < variants.NAME.key=value overrides
+Every step is a typed OmegaConf merge, so a wrong type or unknown key fails at the step that
+introduced it, naming that file. ``validate_experiment`` then checks values and builds each model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Sequence
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .errors import COMMAND_LINE, ConfigError, did_you_mean, from_omegaconf
+from .experiment import Experiment, Origins, Variant
+from .files import expand_defaults, read_yaml
+from .overrides import dotlist, parse_overrides, split_variant_key
+from .schema import SECTIONS, TOP_LEVEL, ExperimentSchema, VariantSchema, keys_at
+from .validate import validate_experiment
+
+DEFAULT_VARIANT = "base"  # the one variant of an experiment without variants
+
+
+def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
+    """Load, compose and validate an experiment; any problem is a one-line ConfigError."""
+    experiment = compose_experiment(path, overrides)
+    validate_experiment(experiment)
+    return experiment
+
+
+def _flatten(data: Any, prefix: str = "") -> list[str]:
+    """Dotted keys of the leaves of nested mappings (lists are leaves)."""
+    if not isinstance(data, Mapping) or (prefix and not data):
+        return [prefix] if prefix else []
+    return [k for key, value in data.items() for k in _flatten(value, f"{prefix}.{key}" if prefix else str(key))]
+
+
+def _record(origins: Origins, data: Mapping, source: str, written_prefix: str = "") -> None:
+    for key in _flatten(data):
+        origins[key] = (source, written_prefix + key)
+
+
+def _merge(base, update: Mapping, source, schema: type, prefix: str = ""):
+    """OmegaConf.merge(base, update), errors naming ``source`` and ``prefix + full_key``."""
+    for section in SECTIONS:  # OmegaConf's message for `model: 3` has no key
+        if section in update and not isinstance(update[section], Mapping):
+            raise ConfigError(source, prefix + section, f"expected a mapping of {section} keys, got {update[section]!r}")
+    try:
+        return OmegaConf.merge(base, update)
+    except OmegaConfBaseException as exc:
+        raise from_omegaconf(exc, source, prefix, lambda parent: keys_at(schema, parent)) from None
+
+
+def _resolve(conf, source, prefix: str = "") -> dict:
+    try:
+        return OmegaConf.to_container(conf, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
+    except OmegaConfBaseException as exc:
+        raise from_omegaconf(exc, source, prefix) from None
+
+
+def compose_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
+    """The experiment with every variant merged, before value checks (see ``load_experiment``)."""
+    path = Path(path).expanduser()
+    cli = parse_overrides(overrides)
+    raw = read_yaml(path)
+    path = path.resolve()
+    source = str(path)
+    origins: Origins = {}
+
+    root = OmegaConf.structured(ExperimentSchema)
+    for file, preset in expand_defaults(path, raw):
+        root = _merge(root, preset, str(file), ExperimentSchema)
+        _record(origins, preset, str(file))
+    own = {k: v for k, v in raw.items() if k not in ("defaults", "variants")}
+    root = _merge(root, own, source, ExperimentSchema)
+    _record(origins, own, source)
+    top = dotlist(cli.top)
+    root = _merge(root, top, COMMAND_LINE, ExperimentSchema)
+    _record(origins, top, COMMAND_LINE)
+    if OmegaConf.is_missing(root, "name"):
+        raise ConfigError(source, "name", "missing: every experiment needs a name (it names the run folder runs/<name>/)")
+    resolved = _resolve(root, source)
+
+    variant_specs = _variant_specs(raw.get("variants"), source)
+    per_variant = _variant_overrides(cli.variants, list(variant_specs))
+    shared = dotlist(cli.sections)
+    base = {s: OmegaConf.to_container(root[s], resolve=False) for s in SECTIONS}
+    variants = {}
+    for name, spec in variant_specs.items():
+        prefix = f"variants.{name}."
+        conf = _merge(OmegaConf.structured(VariantSchema), base, source, VariantSchema)
+        conf = _merge(conf, spec, source, VariantSchema, prefix)
+        conf = _merge(conf, shared, COMMAND_LINE, VariantSchema)
+        conf = _merge(conf, per_variant[name], COMMAND_LINE, VariantSchema, prefix)
+        plain = _resolve(conf, source, prefix)
+        v_origins = {k: o for k, o in origins.items() if k.partition(".")[0] in SECTIONS}
+        _record(v_origins, spec, source, prefix)
+        _record(v_origins, shared, COMMAND_LINE)
+        _record(v_origins, per_variant[name], COMMAND_LINE, prefix)
+        variants[name] = Variant(name, plain["model"], plain["data"], plain["train"], v_origins)
+
+    return Experiment(
+        name=resolved["name"],
+        description=resolved["description"],
+        path=path,
+        seeds=list(resolved["seeds"]),
+        baseline=resolved["baseline"] if resolved["baseline"] is not None else next(iter(variants)),
+        imports=list(resolved["imports"]),
+        variants=variants,
+        origins={k: o for k, o in origins.items() if k.partition(".")[0] in TOP_LEVEL},
+    )
+
+
+def _variant_specs(spec: Any, source: str) -> dict[str, dict]:
+    """The ``variants:`` mapping, checked to be NAME -> mapping of sections; empty -> one 'base'."""
+    if spec is None or spec == {}:
+        return {DEFAULT_VARIANT: {}}
+    if not isinstance(spec, Mapping):
+        raise ConfigError(source, "variants", f"expected a mapping of variant names to overrides, got {spec!r}")
+    out = {}
+    for name, body in spec.items():
+        if not isinstance(name, str):
+            raise ConfigError(source, f"variants.{name}", f"variant name {name!r} is not a string (YAML reads yes/no/on/off as booleans): quote it")
+        body = {} if body is None else body
+        if not isinstance(body, Mapping):
+            raise ConfigError(source, f"variants.{name}", f"expected a mapping such as {{model: {{norm: layernorm}}}}, got {body!r}", ", ".join(SECTIONS))
+        for key in body:
+            if key not in SECTIONS:
+                raise ConfigError(source, f"variants.{name}.{key}", f"unknown key '{key}'{did_you_mean(key, SECTIONS)}; a variant overrides only these sections", ", ".join(SECTIONS))
+        out[name] = dict(body)
+    return out
+
+
+def _variant_overrides(items: list[tuple[str, str, str]], names: list[str]) -> dict[str, dict]:
+    """``variants.NAME.key=value`` overrides grouped by variant, as nested dicts."""
+    grouped: dict[str, list[str]] = {name: [] for name in names}
+    for path, value, _ in items:
+        name, key = split_variant_key(path, names)
+        grouped[name].append(f"{key}={value}")
+    return {name: dotlist(entries) for name, entries in grouped.items()}

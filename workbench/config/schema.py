@@ -1,0 +1,118 @@
+"""Typed schemas of an experiment file, as OmegaConf structured-config dataclasses.
+
+OmegaConf checks every merged value against these types (``train.steps=abc`` fails) and rejects
+unknown keys with a did-you-mean. Ranges and cross-field rules live in ``validate.py``.
+
+``model:`` is derived from ``components.TransformerConfig`` so the two never drift apart;
+``data:`` is the data layer's own ``DataSettings``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Union
+
+from omegaconf import MISSING
+
+from components import TransformerConfig
+from workbench.data.settings import DataSettings
+
+SECTIONS = ("model", "data", "train")
+TOP_LEVEL = ("name", "description", "defaults", "imports", "seeds", "baseline", "variants")
+
+# Filled from the data and train sections, not written under model:.
+MODEL_FROM_ELSEWHERE = {"vocab_size": "data.vocab_size", "max_seq_len": "train.seq_len"}
+# Schema defaults that differ from TransformerConfig's: an unsized experiment is the tiny CPU model.
+MODEL_DEFAULTS = {"dim": 128}
+
+PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed", "bf16-true")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+STRATEGIES = ("auto", "ddp", "fsdp")
+
+
+def _derived_schema(source: type, name: str, exclude=(), defaults: dict | None = None) -> type:
+    """A dataclass with ``source``'s fields (minus ``exclude``), types resolved for OmegaConf."""
+    hints = typing.get_type_hints(source)
+    specs = []
+    for f in dataclasses.fields(source):
+        if f.name in exclude:
+            continue
+        if defaults and f.name in defaults:
+            spec = field(default=defaults[f.name])
+        elif f.default_factory is not dataclasses.MISSING:
+            spec = field(default_factory=f.default_factory)
+        else:
+            spec = field(default=f.default)
+        specs.append((f.name, hints[f.name], spec))
+    schema = dataclasses.make_dataclass(name, specs)
+    schema.__module__ = __name__
+    schema.__doc__ = f"The model: section: {source.__name__}'s fields except {', '.join(exclude)}."
+    return schema
+
+
+ModelSchema = _derived_schema(TransformerConfig, "ModelSchema", exclude=tuple(MODEL_FROM_ELSEWHERE), defaults=MODEL_DEFAULTS)
+DataSchema = DataSettings
+
+
+@dataclass
+class TrainSchema:
+    """The train: section: optimisation, precision, hardware, checkpoint and eval cadence."""
+
+    steps: int = 200  # optimizer steps; the budget every variant shares
+    batch_size: int = 32  # sequences per step (per device)
+    seq_len: int = 128  # tokens per sequence; also the model's max_seq_len
+    lr: float = 3e-3  # peak learning rate (AdamW)
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 20  # linear warmup; <= steps
+    weight_decay: float = 0.1  # on matrices only, not norms/biases
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
+    precision: str = "auto"  # auto | 32 | bf16-mixed | 16-mixed | bf16-true
+    compile: bool = False  # torch.compile; costs 16-34 s per model on CPU
+    checkpoint_every: int = 50  # steps between checkpoints (resume granularity)
+    eval_every: int = 50  # steps between validation losses
+    eval_batches: int = 8  # validation batches per evaluation
+    log_every: int = 10  # steps between logged training losses
+    accelerator: str = "auto"  # auto | cpu | gpu | cuda | mps
+    devices: Union[int, str] = "auto"  # auto, a count, -1 for all, or "0,1" indices
+    strategy: str = "auto"  # auto | ddp | fsdp
+    num_nodes: int = 1
+
+
+@dataclass
+class VariantSchema:
+    """What one variant fully resolves to (and what a variant's overrides may name)."""
+
+    model: ModelSchema = field(default_factory=ModelSchema)  # type: ignore[valid-type]
+    data: DataSchema = field(default_factory=DataSchema)
+    train: TrainSchema = field(default_factory=TrainSchema)
+
+
+@dataclass
+class ExperimentSchema:
+    """An experiment file. ``defaults`` and ``variants`` are read before the typed merge."""
+
+    name: str = MISSING  # names the run folder runs/<name>/
+    description: str = ""
+    defaults: List[str] = field(default_factory=list)  # preset files, relative to this file
+    imports: List[str] = field(default_factory=list)  # modules whose @registry.register must run
+    seeds: List[int] = field(default_factory=lambda: [0])
+    baseline: Optional[str] = None  # None: the first variant
+    variants: Dict[str, Any] = field(default_factory=dict)  # NAME -> partial {model:, data:, train:}
+    model: ModelSchema = field(default_factory=ModelSchema)  # type: ignore[valid-type]
+    data: DataSchema = field(default_factory=DataSchema)
+    train: TrainSchema = field(default_factory=TrainSchema)
+
+
+def keys_at(schema: type, parent: str) -> list[str] | None:
+    """The keys a dotted ``parent`` of ``schema`` accepts (``keys_at(ExperimentSchema, "model")``)."""
+    cls = schema
+    for part in [p for p in parent.split(".") if p]:
+        hints = typing.get_type_hints(cls) if dataclasses.is_dataclass(cls) else {}
+        if part not in hints or not dataclasses.is_dataclass(hints[part]):
+            return None
+        cls = hints[part]
+    return sorted(f.name for f in dataclasses.fields(cls))

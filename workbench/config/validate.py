@@ -1,0 +1,263 @@
+"""validate_experiment: every value of every variant checked before any training starts.
+
+Types and key names were checked by the schema merge; here come ranges, choices, cross-field
+rules, component names (after importing ``imports``), data files, the hardware the config asks
+for, and finally each model built on the meta device, so nothing fails an hour into a run.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib
+import math
+import os
+import re
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import torch
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from components import InvalidConfig, TransformerLM, UnknownComponentError, registry
+from components.attention import flash_unavailable_reason
+from components.config import COMPONENT_FIELDS
+from workbench.data.errors import DataError
+from workbench.data.settings import DataSettings
+
+from .errors import COMMAND_LINE, ConfigError, display_path, from_omegaconf
+from .experiment import Experiment, Variant
+from .schema import ACCELERATORS, MODEL_FROM_ELSEWHERE, PRECISIONS, SECTIONS, STRATEGIES, VariantSchema, keys_at
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$")  # becomes a folder name
+SAFE_NAME_RULE = "letters, digits, '-', '_', '.', not starting with '.', at most 100 characters"
+RESERVED_NAMES = ("plots",)  # folders a run directory already uses
+MIN_VOCAB_SIZE = 260  # 256 byte-fallback pieces + unk/bos/eos + at least one merge
+MAX_SEED = 2**32 - 1
+FLASH_PRECISIONS = ("auto", "bf16-mixed", "16-mixed", "bf16-true")
+FLASH_MAX_HEAD_DIM = 256
+
+
+def validate_experiment(exp: Experiment) -> None:
+    """Raise ConfigError on the first problem; rewrite relative ``data.paths`` as absolute paths."""
+    _check_top_level(exp)
+    _import_modules(exp)
+    built: set[str] = set()
+    for variant in exp.variants.values():
+        _VariantCheck(exp, variant).run(built)
+
+
+def _top_origin(exp: Experiment, key: str) -> tuple[str, str]:
+    return exp.origins.get(key, (str(exp.path), key))
+
+
+def _check_top_level(exp: Experiment) -> None:
+    def fail(key: str, problem: str, allowed: str | None = None):
+        raise ConfigError(*_top_origin(exp, key), problem, allowed)
+
+    if not isinstance(exp.name, str) or not SAFE_NAME.match(exp.name):
+        fail("name", f"invalid name {exp.name!r}: it names the run folder", SAFE_NAME_RULE)
+    if not exp.variants:
+        fail("variants", "no variants")
+    for name in exp.variants:
+        if not isinstance(name, str) or not SAFE_NAME.match(name) or name in RESERVED_NAMES:
+            why = f"'{name}' is reserved for the run folder's own files" if name in RESERVED_NAMES else f"invalid variant name {name!r}: it names a run folder"
+            raise ConfigError(str(exp.path), f"variants.{name}", why, SAFE_NAME_RULE + f"; not {', '.join(RESERVED_NAMES)}")
+    seeds = exp.seeds
+    if not isinstance(seeds, list) or not seeds:
+        fail("seeds", f"invalid value {seeds!r}: at least one seed is needed", "a non-empty list of distinct integers, e.g. [0, 1]")
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            fail("seeds", f"invalid seed {seed!r}", f"integers in [0, {MAX_SEED}]")
+    if len(set(seeds)) != len(seeds):
+        fail("seeds", f"repeated seed in {seeds!r}: each seed would train the same run twice", "distinct integers")
+    if exp.baseline not in exp.variants:
+        fail("baseline", f"'{exp.baseline}' is not a variant", ", ".join(exp.variants))
+    if not isinstance(exp.imports, list) or not all(isinstance(m, str) and m for m in exp.imports):
+        fail("imports", f"invalid value {exp.imports!r}", "a list of importable module names")
+
+
+def _import_modules(exp: Experiment) -> None:
+    """Import ``imports`` (the experiment's folder first on sys.path) so their components register."""
+    folder = str(exp.path.parent)
+    for module in exp.imports:
+        added = folder not in sys.path
+        if added:
+            sys.path.insert(0, folder)
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # ImportError, or anything the module raises while importing
+            raise ConfigError(*_top_origin(exp, "imports"), f"cannot import '{module}': {type(exc).__name__}: {exc}",
+                              f"modules on sys.path or in {display_path(folder)}") from None
+        finally:
+            if added:
+                sys.path.remove(folder)
+
+
+class _VariantCheck:
+    """The checks of one variant; errors name the file and key that set the bad value."""
+
+    def __init__(self, exp: Experiment, variant: Variant):
+        self.exp, self.variant = exp, variant
+        self.train, self.data, self.model = variant.train, variant.data, variant.model
+
+    def fail(self, key: str, problem: str, allowed: str | None = None, related: tuple[str, ...] = ()) -> NoReturn:
+        """Raise for ``key``; ``related`` keys took part in the rule (they decide whether to name the variant)."""
+        source, written = self.variant.origins.get(key, (str(self.exp.path), key))
+        if not written.startswith("variants.") and not all(self.shared(k) for k in (key,) + related):
+            problem += f" [variant '{self.variant.name}']"
+        raise ConfigError(source, written, problem, allowed)
+
+    def run(self, built: set[str]) -> None:
+        self.check_schema()
+        self.check_train()
+        self.check_hardware()
+        self.check_data()
+        self.check_model(built)
+
+    def check_schema(self) -> None:
+        """Types and keys again, for Variants built by hand rather than loaded."""
+        try:
+            OmegaConf.merge(OmegaConf.structured(VariantSchema), self.variant.to_dict())
+        except OmegaConfBaseException as exc:
+            err = from_omegaconf(exc, None, "", lambda parent: keys_at(VariantSchema, parent))
+            self.fail(err.key or "variants", err.problem, err.allowed)
+        for section in SECTIONS:
+            missing = sorted(set(keys_at(VariantSchema, section) or ()) - set(getattr(self.variant, section)))
+            if missing:
+                self.fail(f"{section}.{missing[0]}", "missing")
+
+    # -- helpers ---------------------------------------------------------------------------
+    def shared(self, key: str) -> bool:
+        """Whether every variant has the same value at ``key`` (then naming one is noise)."""
+        section, _, name = key.partition(".")
+        values = [getattr(v, section, {}).get(name, None) if section in SECTIONS else None for v in self.exp.variants.values()]
+        return section in SECTIONS and all(repr(value) == repr(values[0]) for value in values)
+
+    def value(self, key: str):
+        section, _, name = key.partition(".")
+        return getattr(self.variant, section)[name]
+
+    def integer(self, key: str, low: int, high: int | None = None, allowed: str | None = None, related=()) -> int:
+        value = self.value(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+            self.fail(key, f"invalid value {value!r}", allowed or (f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"), related)
+        return value
+
+    def number(self, key: str, ok, allowed: str) -> float:
+        value = self.value(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
+            self.fail(key, f"invalid value {value!r}", allowed)
+        return value
+
+    def choice(self, key: str, options) -> str:
+        value = self.value(key)
+        if value not in options:
+            self.fail(key, f"invalid value {value!r}", ", ".join(options))
+        return value
+
+    # -- sections --------------------------------------------------------------------------
+    def check_train(self) -> None:
+        steps = self.integer("train.steps", 1)
+        for key in ("batch_size", "checkpoint_every", "eval_every", "eval_batches", "log_every", "num_nodes"):
+            self.integer(f"train.{key}", 1)
+        self.integer("train.seq_len", 2)
+        self.integer("train.warmup_steps", 0, steps, f"an integer in [0, train.steps={steps}]", ("train.steps",))
+        self.number("train.lr", lambda x: x > 0, "a number > 0")
+        self.number("train.min_lr_ratio", lambda x: 0 <= x <= 1, "a number in [0, 1]")
+        self.number("train.weight_decay", lambda x: x >= 0, "a number >= 0")
+        self.number("train.grad_clip", lambda x: x >= 0, "a number >= 0 (0: no clipping)")
+        for key in ("beta1", "beta2"):
+            self.number(f"train.{key}", lambda x: 0 <= x < 1, "a number in [0, 1)")
+        self.choice("train.precision", PRECISIONS)
+        self.choice("train.accelerator", ACCELERATORS)
+        self.choice("train.strategy", STRATEGIES)
+        if not isinstance(self.train["compile"], bool):
+            self.fail("train.compile", f"invalid value {self.train['compile']!r}", "true, false")
+        devices = self.train["devices"]
+        if not (devices == "auto" or (isinstance(devices, int) and not isinstance(devices, bool) and (devices >= 1 or devices == -1))
+                or (isinstance(devices, str) and re.fullmatch(r"-1|\d+(,\d+)*,?", devices))):
+            self.fail("train.devices", f"invalid value {devices!r}", "auto, a device count >= 1, -1 (all), or indices like '0,1'")
+
+    def check_hardware(self) -> None:
+        """Refuse a config this machine cannot run as written, rather than let Lightning swap it."""
+        accelerator, precision = self.train["accelerator"], self.train["precision"]
+        cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+        if accelerator in ("gpu", "cuda") and not cuda:
+            self.fail("train.accelerator", f"'{accelerator}' but no CUDA GPU is visible on this machine", "auto, cpu")
+        if accelerator == "mps" and not mps:
+            self.fail("train.accelerator", "'mps' but Apple's MPS backend is not available here", "auto, cpu")
+        on_cpu = accelerator == "cpu" or (accelerator == "auto" and not cuda and not mps)
+        if precision == "16-mixed" and on_cpu:
+            self.fail("train.precision", "'16-mixed' needs a GPU (on CPU Lightning would silently train in bf16-mixed instead)",
+                      "auto, 32, bf16-mixed, bf16-true", ("train.accelerator",))
+
+    def check_data(self) -> None:
+        try:
+            DataSettings(**self.data).validate()
+        except DataError as exc:
+            self.fail(exc.key, exc.message)
+        self.integer("data.vocab_size", MIN_VOCAB_SIZE, allowed=f"an integer >= {MIN_VOCAB_SIZE} (256 byte pieces + specials)")
+        if self.data["source"] == "files":
+            self.data["paths"] = [self.resolve_path(p) for p in self.data["paths"]]
+
+    def resolve_path(self, path: str) -> str:
+        """An absolute path (or glob) that exists: relative ones are tried against the folder of the
+        file that set data.paths, the experiment's folder, then the working directory."""
+        source, _ = self.variant.origins.get("data.paths", (str(self.exp.path), "data.paths"))
+        bases = [Path.cwd() if source == COMMAND_LINE else Path(source).parent, self.exp.path.parent, Path.cwd()]
+        bases = list(dict.fromkeys(b.resolve() for b in bases))
+        given = Path(path).expanduser()
+        for candidate in [given] if given.is_absolute() else [b / given for b in bases]:
+            if glob.has_magic(str(candidate)):
+                if any(os.path.isfile(m) for m in glob.iglob(str(candidate), recursive=True)):
+                    return os.path.normpath(candidate)
+            elif candidate.is_dir():
+                self.fail("data.paths", f"'{path}' is a directory", f"text files, or a glob such as '{path.rstrip('/')}/**/*.txt'")
+            elif candidate.is_file():
+                return str(candidate.resolve())
+        where = "" if given.is_absolute() else f" (looked in {', '.join(str(b) for b in bases)})"
+        self.fail("data.paths", f"'{path}' matches no file{where}", "existing text files or globs")
+
+    def check_model(self, built: set[str]) -> None:
+        for field, kind in COMPONENT_FIELDS.items():
+            try:
+                registry.get(kind, self.model[field])
+            except UnknownComponentError as exc:
+                self.fail(f"model.{field}", str(exc))
+        try:
+            config = self.variant.transformer_config()
+        except InvalidConfig as exc:
+            key = MODEL_FROM_ELSEWHERE.get(exc.field, f"model.{exc.field}")
+            derived = f" (head_dim = dim / n_heads = {self.model['dim']} / {self.model['n_heads']})" if exc.field == "head_dim" and self.model["head_dim"] is None else ""
+            self.fail(key, f"invalid value {exc.value!r}: {exc.reason}{derived}")
+        except TypeError as exc:
+            self.fail("model", str(exc))
+        if config.attention == "flash":
+            self.check_flash(config.head_size)
+        fingerprint = repr(sorted(config.to_dict().items()))
+        if fingerprint in built:
+            return
+        try:
+            with torch.device("meta"):  # shapes only: no memory, no time
+                TransformerLM(config)
+        except Exception as exc:
+            self.fail("model", f"cannot build the model: {type(exc).__name__}: {exc}")
+        built.add(fingerprint)
+
+    def check_flash(self, head_size: int) -> None:
+        precision, accelerator = self.train["precision"], self.train["accelerator"]
+        others = ", ".join(n for n in registry.available("attention") if n != "flash")
+        if precision not in FLASH_PRECISIONS:
+            self.fail("train.precision", f"'{precision}' but model.attention is 'flash', which runs in fp16/bf16 only",
+                      ", ".join(FLASH_PRECISIONS), ("model.attention",))
+        if head_size > FLASH_MAX_HEAD_DIM:
+            self.fail("model.attention", f"flash attention supports head_dim <= {FLASH_MAX_HEAD_DIM}, this model has {head_size}", others)
+        if accelerator == "cpu":
+            self.fail("model.attention", "flash attention runs on CUDA only, but train.accelerator is 'cpu'", others)
+        reason = flash_unavailable_reason()
+        if reason:
+            self.fail("model.attention", reason, others)
+        if precision == "auto" and not torch.cuda.is_bf16_supported():
+            self.fail("train.precision", "'auto' resolves to 32 on this GPU (no bf16), which flash attention cannot run", "16-mixed")
