@@ -78,7 +78,7 @@ def cmd_run(args) -> int:
     if unknown:
         from .config import ConfigError
 
-        raise ConfigError(f"{args.experiment}: --variant: unknown variant '{unknown[0]}' (available: {', '.join(experiment.variants)})")
+        raise ConfigError(args.experiment, "--variant", f"unknown variant '{unknown[0]}'", ", ".join(experiment.variants))
     out = args.out or Path("runs") / experiment.name
     from .experiment import run_experiment  # imports torch/lightning only after the config is known good
 
