@@ -13,6 +13,7 @@ import traceback
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from components import TransformerLM
 
@@ -63,7 +64,7 @@ def run_experiment(experiment, out_dir: Path, only: list[str] | None = None) -> 
          "seeds": list(experiment.seeds)},
         {n: variant_summary(experiment.variants[n], data[n].tokenizer.vocab_size) for n in experiment.variants},
     )
-    write_text(out_dir / "experiment.yaml", experiment.to_yaml())
+    write_text(out_dir / "experiment.yaml", OmegaConf.to_yaml(experiment.to_dict()))
     plan = [(n, s) for n in names for s in experiment.seeds]
     for i, (name, seed) in enumerate(plan, 1):
         label = f"run {i}/{len(plan)} {name} seed{seed}"

@@ -53,6 +53,14 @@ class LMModule(L.LightningModule):
         self.log("train/loss", loss, on_step=True, on_epoch=False)
         return loss
 
+    def on_before_optimizer_step(self, optimizer):
+        # Clipping here rather than through Trainer(gradient_clip_val): Lightning refuses that with a
+        # fused optimizer. Grads are unscaled by now (fp16 uses an unfused optimizer, see optim.py).
+        clip = self.train_cfg["grad_clip"]
+        norm = torch.nn.utils.clip_grad_norm_(self.parameters(), clip if clip else float("inf"), foreach=True)
+        self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
+
     def configure_optimizers(self):
-        optimizer, schedule = build_optimizer(self.model, self.train_cfg, self.device.type)
+        fused = self.device.type in ("cpu", "cuda") and self.trainer.precision != "16-mixed"
+        optimizer, schedule = build_optimizer(self.model, self.train_cfg, fused)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -29,10 +29,10 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) 
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def build_optimizer(model: nn.Module, train: dict, device_type: str) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW (fused where the device supports it) and its per-step schedule, sized from train.steps."""
+def build_optimizer(model: nn.Module, train: dict, fused: bool) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW (one fused kernel when ``fused``) and its per-step schedule, sized from train.steps
+    (never from the trainer's estimate, which breaks loader-state restore: Lightning #20550)."""
     groups = param_groups(model, train["weight_decay"])
-    fused = device_type in ("cuda", "cpu")
     optimizer = torch.optim.AdamW(groups, lr=train["lr"], betas=(train["beta1"], train["beta2"]), fused=fused)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, train["warmup_steps"], train["steps"], train["min_lr_ratio"])

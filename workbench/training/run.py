@@ -34,7 +34,8 @@ log = logging.getLogger("workbench")
 
 # Lightning's chatter that says nothing about this run.
 for _pattern in (".*does not have many workers.*", ".*Checkpoint directory.*exists and is not empty.*",
-                 ".*IterableDataset.*__len__.*", ".*TensorBoard.*tensorboardX.*", ".*`training_step` returned.*"):
+                 ".*IterableDataset.*__len__.*", ".*TensorBoard.*tensorboardX.*", ".*`training_step` returned.*",
+                 r".*isinstance\(treespec, LeafSpec\).*"):
     warnings.filterwarnings("ignore", message=_pattern)
 for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -73,6 +74,8 @@ def train_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) ->
 
     resume = resume_checkpoint(ckpt_dir)
     resumed_step = torch.load(resume, map_location="cpu", weights_only=False)["global_step"] if resume else 0
+    if resume:
+        log.info("[%s] resuming from %s (step %d)", label, resume.name, resumed_step)
     logger = TensorBoardLogger(
         save_dir=str(run_dir), name=variant.name, version=f"seed{seed}", default_hp_metric=False,
         **({"purge_step": resumed_step} if resume else {}),
@@ -94,7 +97,7 @@ def train_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) ->
         max_steps=train["steps"], max_epochs=-1, limit_val_batches=0, num_sanity_val_steps=0,
         precision=resolve_precision(train["precision"], train["accelerator"]),
         accelerator=train["accelerator"], devices=train["devices"], strategy=train["strategy"], num_nodes=train["num_nodes"],
-        gradient_clip_val=train["grad_clip"] or None, log_every_n_steps=train["log_every"],
+        log_every_n_steps=train["log_every"],
         logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
         enable_progress_bar=interactive, enable_model_summary=False, deterministic=False,
     )
@@ -103,7 +106,7 @@ def train_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) ->
     record = {"seed": seed, "status": "completed", "error": None, "resumed_from_step": resumed_step or None}
     try:
         trainer.fit(module, train_dataloaders=DataLoader(stream, batch_size=None), ckpt_path=str(resume) if resume else None)
-        trainer.save_checkpoint(ckpt_dir / "last.ckpt")
+        trainer.save_checkpoint(ckpt_dir / "last.ckpt", weights_only=False)
     except Diverged as exc:
         record.update(status="diverged", error=str(exc))
     final_val = recorder.final_val_loss

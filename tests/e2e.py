@@ -1,0 +1,42 @@
+"""Helpers for end-to-end tests: a tiny experiment (seconds per run) written to a temp folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = REPO / "configs"
+
+# Tiny but real: the stdlib corpus capped at 300 kB, vocab 400, a 1-layer dim-32 model.
+TINY = """
+name: {name}
+description: tiny end-to-end test experiment
+defaults: [{configs}/model/llama.yaml, {configs}/data/stdlib.yaml, {configs}/train/cpu.yaml]
+imports: {imports}
+seeds: {seeds}
+baseline: rms
+model: {{dim: 32, n_layers: 1, n_heads: 2}}
+data: {{max_bytes: 300000, vocab_size: 400, cache_dir: {cache}}}
+train: {{steps: {steps}, batch_size: 8, seq_len: 32, warmup_steps: 2, eval_every: {every}, checkpoint_every: {every},
+        eval_batches: 2, log_every: 2}}
+variants:
+{variants}
+"""
+
+
+def write_experiment(folder: Path, cache: Path, *, name="tiny", steps=12, every=4, seeds=(0, 1), imports=(),
+                     variants="  rms: {}\n  ln: {model: {norm: layernorm}}") -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(TINY.format(name=name, configs=CONFIGS, imports=list(imports), seeds=list(seeds), cache=cache,
+                                steps=steps, every=every, variants=variants))
+    return path
+
+
+def cli(*args: str, cwd: Path | None = None, **popen) -> subprocess.Popen:
+    """Start ``python -m workbench ARGS`` in a subprocess (the real exit code, stderr and kill)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "workbench", *args], cwd=cwd or REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)

@@ -1,0 +1,109 @@
+"""The command line: bad input exits 2 with one line naming the culprit and writes nothing;
+`components` lists every registered name; `show` trains nothing; `--help` stays fast."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+
+from components import registry
+from e2e import cli, write_experiment
+from workbench.cli import main
+
+REQUIRED = {
+    "norm": ["layernorm", "rmsnorm"], "norm_placement": ["pre", "post"], "ffn": ["relu", "gelu", "swiglu", "geglu", "reglu"],
+    "positions": ["learned", "sinusoidal", "rope", "none"], "attention": ["naive", "sdpa", "flash"],
+}
+
+# (overrides, text the one-line message must contain)
+BAD_OVERRIDES = [
+    (["model.norm=rmsnrom"], "did you mean 'rmsnorm'"),
+    (["model.nrom=layernorm"], "model.nrom"),
+    (["train.steps=abc"], "train.steps"),
+    (["train.steps=-5"], "train.steps"),
+    (["model.n_heads=3"], "model.dim"),
+    (["model.n_kv_heads=3"], "model.n_kv_heads"),
+    (["model.attention=flash"], "flash"),
+    (["model.ffn=swiglu2"], "available"),
+    (["train.precision=fp8"], "train.precision"),
+    (["data.source=files", "data.paths=[/nonexistent/dir/*.txt]"], "data.paths"),
+    (["data.vocab_size=100000"], "data.vocab_size"),
+    (["+model.foo=1"], "+model.foo"),
+    (["seeds=[]"], "seeds"),
+    (["baseline=nope"], "baseline"),
+    (["train.lr=0"], "train.lr"),
+    (["model.positions=alibi2"], "model.positions"),
+]
+
+
+@pytest.fixture(scope="module")
+def exp(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("exp")
+    return write_experiment(folder, folder / "cache", seeds=[0], steps=2, every=1)
+
+
+@pytest.mark.parametrize("overrides,needle", BAD_OVERRIDES, ids=[" ".join(o) for o, _ in BAD_OVERRIDES])
+def test_bad_override_exits_2_with_one_line_and_writes_nothing(exp, tmp_path, capsys, overrides, needle):
+    out = tmp_path / "out"
+    assert main(["run", str(exp), *overrides, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and needle in err
+    assert "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("name: [unclosed\n", "line"),
+    ("- just\n- a list\n", "mapping"),
+    ("name: x\nvariants: {a: {model: {dim: big}}}\n", "model.dim"),
+])
+def test_malformed_yaml_exits_2(tmp_path, capsys, content, needle):
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path.name) in err and needle in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_file_and_unknown_variant_exit_2(exp, tmp_path, capsys):
+    assert main(["run", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml" in capsys.readouterr().err
+    assert main(["run", str(exp), "--variant", "nope", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and "rms" in err and not (tmp_path / "o").exists()
+
+
+def test_real_process_exit_code_and_no_traceback(exp, tmp_path):
+    proc = cli("run", str(exp), "model.norm=rmsnrom", "--out", str(tmp_path / "out"))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert err.strip().count("\n") == 0 and "rmsnorm" in err and "Traceback" not in err
+
+
+def test_components_lists_every_required_name(capsys):
+    assert main(["components"]) == 0
+    out = capsys.readouterr().out
+    for kind, names in REQUIRED.items():
+        assert f"{kind}:" in out
+        for name in names:
+            assert any(line.split()[:1] == [name] for line in out.splitlines()), (kind, name)
+            assert registry.get(kind, name).description  # every entry has its one-line description
+
+
+def test_show_prints_every_variant_and_trains_nothing(exp, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["show", str(exp)]) == 0
+    out = capsys.readouterr().out
+    assert "== rms ==" in out and "== ln ==" in out and "FLOPs/token" in out and "params" in out
+    assert not (tmp_path / "runs").exists()
+
+
+def test_help_does_not_import_lightning():
+    code = "import sys, runpy; sys.argv=['workbench','--help']\ntry: runpy.run_module('workbench', run_name='__main__')\nexcept SystemExit: pass\nprint('lightning' in sys.modules)"
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert out.strip().splitlines()[-1] == "False"

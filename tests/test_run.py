@@ -1,0 +1,154 @@
+"""End-to-end runs on tiny budgets: completion, resume after kill -9, re-run keeps finished runs,
+concurrent --variant jobs, divergence and failure statuses."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from e2e import cli, write_experiment
+from workbench.cli import main
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def results(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text())
+
+
+def runs(out: Path) -> dict[tuple[str, int], dict]:
+    return {(v, r["seed"]): r for v, e in results(out)["variants"].items() for r in e["runs"]}
+
+
+def test_run_trains_every_variant_and_seed_on_identical_batches(tmp_path, cache):
+    exp = write_experiment(tmp_path, cache)
+    out = tmp_path / "out"
+    assert main(["run", str(exp), "--out", str(out)]) == 0
+    done = runs(out)
+    assert set(done) == {("rms", 0), ("rms", 1), ("ln", 0), ("ln", 1)}
+    assert all(r["status"] == "completed" and r["steps"] == 12 for r in done.values())
+    # Same seed -> the same batch stream for every variant; another seed -> another stream.
+    assert done["rms", 0]["batch_fingerprint"] == done["ln", 0]["batch_fingerprint"]
+    assert done["rms", 0]["batch_fingerprint"] != done["rms", 1]["batch_fingerprint"]
+    info = results(out)["variants"]["rms"]
+    assert info["params"] > info["non_embedding_params"] > 0 and info["flops_per_token"] > 0
+    assert (out / "experiment.yaml").exists() and (out / "report.md").exists() and (out / "report.html").exists()
+    metrics = json.loads((out / done["ln", 1]["metrics"]).read_text())
+    assert [p["step"] for p in metrics["val"]] == [4, 8, 12]
+    assert metrics["val"][-1]["loss"] == pytest.approx(done["ln", 1]["final_val_loss"])
+    # TensorBoard: one folder per variant/seed, so runs overlay.
+    assert list((out / "ln" / "seed1").glob("events.out.tfevents.*"))
+
+
+def test_rerun_keeps_finished_runs(tmp_path, cache):
+    exp = write_experiment(tmp_path, cache, seeds=[0], variants="  rms: {}")
+    out = tmp_path / "out"
+    assert main(["run", str(exp), "--out", str(out)]) == 0
+    before = runs(out)
+    ckpt = out / "rms" / "seed0" / "checkpoints" / "last.ckpt"
+    mtime = ckpt.stat().st_mtime_ns
+    assert main(["run", str(exp), "--out", str(out)]) == 0
+    assert runs(out) == before
+    assert ckpt.stat().st_mtime_ns == mtime
+
+
+def test_kill_then_rerun_resumes_to_the_same_final_loss(tmp_path, cache):
+    exp = write_experiment(tmp_path, cache, steps=300, every=25, seeds=[3], variants="  rms: {}")
+    reference = tmp_path / "reference"
+    assert main(["run", str(exp), "--out", str(reference)]) == 0
+
+    out = tmp_path / "killed"
+    proc = cli("run", str(exp), "--out", str(out))
+    ckpts = out / "rms" / "seed3" / "checkpoints"
+    deadline = time.time() + 120
+    while not list(ckpts.glob("*step=50.ckpt")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "results.json").exists() or not runs(out), "the run finished before it could be killed"
+
+    assert main(["run", str(exp), "--out", str(out)]) == 0
+    resumed, uninterrupted = runs(out)["rms", 3], runs(reference)["rms", 3]
+    assert resumed["resumed_from_step"] >= 50
+    assert resumed["status"] == "completed" and resumed["steps"] == 300
+    assert resumed["final_val_loss"] == pytest.approx(uninterrupted["final_val_loss"], abs=1e-4)
+
+
+def test_unreadable_last_checkpoint_falls_back_to_the_previous_one(tmp_path, cache):
+    from workbench.training.checkpoint_io import resume_checkpoint
+
+    exp = write_experiment(tmp_path, cache, seeds=[0], variants="  rms: {}")
+    out = tmp_path / "out"
+    assert main(["run", str(exp), "--out", str(out)]) == 0
+    ckpts = out / "rms" / "seed0" / "checkpoints"
+    (ckpts / "last.ckpt").write_bytes(b"truncated")
+    assert resume_checkpoint(ckpts).name == "epoch=0-step=12.ckpt"
+
+
+def test_concurrent_variant_jobs_share_one_run_folder(tmp_path, cache):
+    exp = write_experiment(tmp_path, cache, seeds=[0], variants="  rms: {}\n  ln: {model: {norm: layernorm}}\n  post: {model: {norm_placement: post}}")
+    out = tmp_path / "out"
+    # Prepare the data cache first so both jobs start training at once.
+    assert main(["show", str(exp)]) == 0
+    jobs = [cli("run", str(exp), "--out", str(out), "--variant", v) for v in ("rms", "ln")]
+    for job in jobs:
+        _, err = job.communicate(timeout=300)
+        assert job.returncode == 0, err
+    assert set(runs(out)) == {("rms", 0), ("ln", 0)}
+
+
+PLUGIN = '''
+import torch
+from torch import nn
+from components import registry
+
+@registry.register("ffn", "wbtest_explode")
+class Explode(nn.Module):
+    """Turns the activations infinite after a few training calls."""
+    def __init__(self, dim, hidden_dim, bias=False):
+        super().__init__()
+        self.lin = nn.Linear(dim, dim)
+        self.calls = 0
+    def forward(self, x):
+        self.calls += self.training
+        return self.lin(x) * (float("inf") if self.calls > 5 else 1.0)
+
+@registry.register("ffn", "wbtest_crash")
+class Crash(nn.Module):
+    """Raises after a few training calls."""
+    def __init__(self, dim, hidden_dim, bias=False):
+        super().__init__()
+        self.lin = nn.Linear(dim, dim)
+        self.calls = 0
+    def forward(self, x):
+        self.calls += self.training
+        if self.calls > 5:
+            raise RuntimeError("boom in the ffn")
+        return self.lin(x)
+'''
+
+
+def test_diverged_and_failed_runs_are_recorded_and_the_sweep_goes_on(tmp_path, cache, sandbox_registry, monkeypatch):
+    (tmp_path / "wbtest_plugin.py").write_text(PLUGIN)
+    exp = write_experiment(tmp_path, cache, seeds=[0], imports=["wbtest_plugin"],
+                           variants="  rms: {}\n  boom: {model: {ffn: wbtest_explode}}\n  crash: {model: {ffn: wbtest_crash}}\n  ln: {model: {norm: layernorm}}")
+    out = tmp_path / "out"
+    assert main(["run", str(exp), "--out", str(out)]) == 0
+    done = runs(out)
+    assert done["boom", 0]["status"] == "diverged"
+    assert done["crash", 0]["status"] == "failed" and "boom in the ffn" in done["crash", 0]["error"]
+    assert done["rms", 0]["status"] == done["ln", 0]["status"] == "completed"
+    # No checkpoint of the diverged run holds non-finite weights.
+    for ckpt in (out / "boom" / "seed0" / "checkpoints").glob("*.ckpt"):
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+        assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
+    report = (out / "report.md").read_text()
+    assert "diverged" in report.lower() and "boom in the ffn" in report
