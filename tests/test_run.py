@@ -152,3 +152,22 @@ def test_diverged_and_failed_runs_are_recorded_and_the_sweep_goes_on(tmp_path, c
         assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
     report = (out / "report.md").read_text()
     assert "diverged" in report.lower() and "boom in the ffn" in report
+
+
+def test_tensorboard_holds_val_loss_and_hparams_for_every_run(tmp_path, cache):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    exp = write_experiment(tmp_path, cache, seeds=[0, 1], variants="  rms: {}\n  ln: {model: {norm: layernorm}}")
+    out = tmp_path / "out"
+    assert main(["run", str(exp), "--out", str(out)]) == 0
+    for variant in ("rms", "ln"):
+        for seed in (0, 1):
+            acc = EventAccumulator(str(out / variant / f"seed{seed}"), size_guidance={"scalars": 0})
+            acc.Reload()
+            val = [e.step for e in acc.Scalars("val/loss")]
+            assert val == [4, 8, 12]
+            assert "train/loss" in acc.Tags()["scalars"] and any("lr" in t for t in acc.Tags()["scalars"])
+            plugins = acc.PluginTagToContent("hparams")
+            assert "_hparams_/session_start_info" in plugins
+            final = [e.value for e in acc.Scalars("final/val_loss")]
+            assert final[-1] == pytest.approx(runs(out)[variant, seed]["final_val_loss"], rel=1e-6)

@@ -62,7 +62,8 @@ def run_experiment(experiment, out_dir: Path, only: list[str] | None = None) -> 
     store.register_experiment(
         {"experiment": experiment.name, "description": experiment.description, "baseline": experiment.baseline,
          "seeds": list(experiment.seeds)},
-        {n: variant_summary(experiment.variants[n], data[n].tokenizer.vocab_size) for n in experiment.variants},
+        {n: {**variant_summary(experiment.variants[n], data[n].tokenizer.vocab_size), "data": data[n].summary()}
+         for n in experiment.variants},
     )
     write_text(out_dir / "experiment.yaml", OmegaConf.to_yaml(experiment.to_dict()))
     plan = [(n, s) for n in names for s in experiment.seeds]

@@ -71,6 +71,7 @@ class Variant:
     non_embedding_params: float | None
     flops_per_token: float | None
     runs: list[Run] = field(default_factory=list)  # one per seed, in seed order
+    data: dict = field(default_factory=dict)  # the corpus summary: tokens, unigram baseline loss, ...
 
     def run(self, seed: int) -> Run | None:
         return next((r for r in self.runs if r.seed == seed), None)
@@ -148,7 +149,8 @@ def load_results(run_dir: str | Path) -> Results:
         runs = [by_seed.get(s) or Run(name, s, MISSING) for s in seeds + extra]
         config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
         variants.append(Variant(name, index, config, _num(entry.get("params")),
-                                _num(entry.get("non_embedding_params")), _num(entry.get("flops_per_token")), runs))
+                                _num(entry.get("non_embedding_params")), _num(entry.get("flops_per_token")), runs,
+                                entry.get("data") if isinstance(entry.get("data"), dict) else {}))
     all_seeds = list(dict.fromkeys(seeds + [r.seed for v in variants for r in v.runs]))
     named = data.get("baseline")
     named = str(named) if named is not None else None

@@ -31,6 +31,16 @@ def _budget(config: dict) -> str | None:
     return f"{steps} steps × {batch} sequences × {seq} tokens = {fmt.human(steps * batch * seq)} training tokens per run"
 
 
+def _corpus(data: dict) -> str | None:
+    """The corpus in one line, with the unigram loss every model must beat to have learned anything."""
+    tokens, unigram = data.get("train_tokens"), data.get("unigram_val_loss")
+    if not isinstance(tokens, (int, float)) or not isinstance(unigram, (int, float)):
+        return None
+    return (f"{fmt.human(tokens)} training / {fmt.human(data.get('val_tokens') or 0)} validation tokens, "
+            f"vocabulary {data.get('vocab_size')}; unigram baseline val loss {unigram:.4f} nats/token "
+            "(a model below it has learned more than token frequencies)")
+
+
 def header(results: Results, no_curves: list[Run]) -> list[Block]:
     items: list[list[Span]] = []
     if results.baseline:
@@ -46,6 +56,9 @@ def header(results: Results, no_curves: list[Run]) -> list[Block]:
     budget = _budget(base.config) if base else None
     if budget:
         items.append([bold("Budget: "), text(budget)])
+    corpus = _corpus(base.data) if base else None
+    if corpus:
+        items.append([bold("Data: "), text(corpus)])
     total = sum(len(v.runs) for v in results.variants)
     done = sum(r.status == COMPLETED for v in results.variants for r in v.runs)
     problems = problem_runs(results)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
 import lightning as L
 
 from ..atomic import write_json
-from .module import evaluate
+from .module import Diverged, evaluate
 
 log = logging.getLogger("workbench")
 
@@ -28,6 +29,7 @@ class RunRecorder(L.Callback):
         self.val_batches = val_batches
         self.eval_every = train["eval_every"]
         self.log_every = train["log_every"]
+        self.checkpoint_every = train["checkpoint_every"]
         self.total_steps = train["steps"]
         self.label = label
         self.tokens_per_step = tokens_per_step
@@ -53,11 +55,15 @@ class RunRecorder(L.Callback):
             self.train_time += time.perf_counter() - self._t0
             self.timed_steps += 1
         step = trainer.global_step
-        if step % self.log_every == 0 or step == self.total_steps:
+        checkpoint_due = step % self.checkpoint_every == 0
+        if step % self.log_every == 0 or step % self.eval_every == 0 or checkpoint_due or step == self.total_steps:
+            # The only host sync of a step, and only on logging/eval/checkpoint steps. This callback
+            # runs before ModelCheckpoint, so non-finite weights never reach a checkpoint.
+            loss = float(outputs["loss"])
+            if not math.isfinite(loss):
+                raise Diverged(f"training loss became {loss} by step {step}")
             lr = trainer.optimizers[0].param_groups[0]["lr"]
-            self.curves["train"].append(
-                {"step": step, "loss": float(outputs["loss"]), "lr": lr, "tokens": step * self.tokens_per_step}
-            )
+            self.curves["train"].append({"step": step, "loss": loss, "lr": lr, "tokens": step * self.tokens_per_step})
         if step % self.eval_every == 0 or step == self.total_steps:
             self.evaluate(trainer, pl_module)
 
