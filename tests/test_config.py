@@ -113,8 +113,15 @@ def test_real_presets_resolve_to_the_tiny_llama_on_cpu(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_experiment_loads(path):
-    exp = load_experiment(path, ["train.steps=20", "train.warmup_steps=2"])
-    assert exp.variants and exp.baseline in exp.variants
+    exp = load_experiment(path, ["budget.steps=20", "train.warmup_steps=2"])  # a budget override replaces any budget
+    assert exp.variants and exp.baseline in exp.archs
+    assert all(v.train["steps"] == 20 for v in exp.variants.values())
+
+
+def test_warmup_may_exceed_steps(tmp_path):
+    """A short budget must not fail on the preset's warmup: the LR then never reaches its peak."""
+    exp = load_experiment(experiment_file(tmp_path), ["train.steps=5"])
+    assert exp.variants["a"].train["steps"] == 5 and exp.variants["a"].train["warmup_steps"] == 20
 
 
 def test_to_dict_round_trips_through_a_file(tmp_path):
@@ -169,7 +176,7 @@ BAD = {  # id: (experiment fields, overrides, key expected in the message, text 
     "seq-len-one": ({}, ["train.seq_len=1"], "train.seq_len", ">= 2"),
     "lr-negative": ({}, ["train.lr=-0.1"], "train.lr", "> 0"),
     "lr-nan": ({}, ["train.lr=.nan"], "train.lr", "nan"),
-    "warmup-over-steps": ({}, ["train.steps=10"], "train.warmup_steps", "[0, train.steps=10]"),
+    "warmup-negative": ({}, ["train.warmup_steps=-1"], "train.warmup_steps", ">= 0"),
     "val-fraction": ({"data": {"val_fraction": 1.5}}, [], "data.val_fraction", "1.5"),
     "vocab-too-small": ({}, ["data.vocab_size=100"], "data.vocab_size", ">= 260"),
     "precision": ({}, ["train.precision=fp16"], "train.precision", "bf16-mixed"),
@@ -210,6 +217,37 @@ BAD = {  # id: (experiment fields, overrides, key expected in the message, text 
     "defaults-override": ({}, ["defaults=[]"], "defaults", "command line"),
     "section-not-mapping": ({"model": 3}, [], "model", "expected a mapping"),
     "missing-interpolation": ({"train": {"eval_every": "${train.nope}"}}, [], "train.eval_every", "nope"),
+    # budget:, sizes:, eval:
+    "budget-two-kinds": ({"budget": {"steps": 5, "flops": 1e9}}, [], "budget", "steps, flops given"),
+    "budget-empty": ({"budget": {}}, [], "budget", "exactly one of"),
+    "budget-not-mapping": ({"budget": 5}, [], "budget", "expected a mapping"),
+    "budget-negative": ({"budget": {"tokens": -5}}, [], "budget.tokens", "a number > 0"),
+    "budget-nan": ({}, ["budget.flops=.nan"], "budget.flops", "a number > 0"),
+    "budget-steps-not-int": ({}, ["budget.steps=2.5"], "budget.steps", "2.5"),
+    "budget-unknown-kind": ({"budget": {"flop": 1e9}}, [], "budget.flop", "did you mean 'flops'"),
+    "budget-unknown-override": ({}, ["budget.token=5"], "budget.token", "did you mean 'tokens'"),
+    "budget-below-one-step": ({}, ["budget.flops=1000"], "budget.flops", "less than one training step"),
+    "budget-tokens-below-one-step": ({"budget": {"tokens": 100}}, [], "budget.tokens", "4,096 tokens"),
+    "budget-vs-steps-on-command-line": ({"budget": {"flops": 1e13}}, ["train.steps=5"], "train.steps", "conflicts with budget.flops"),
+    "budget-vs-steps-in-variant": ({"budget": {"tokens": 1e6}, "variants": {"a": {"train": {"steps": 7}}}}, [],
+                                   "variants.a.train.steps", "gives variant 'a' 244 steps"),
+    "sizes-not-list": ({"sizes": "tiny"}, [], "sizes", "expected a list"),
+    "sizes-item-type": ({"sizes": [3]}, [], "sizes[0]", "preset file path or a mapping"),
+    "sizes-missing-file": ({"sizes": ["nope.yaml"]}, [], "sizes[0]", "file not found"),
+    "sizes-unknown-key": ({"sizes": [{"dimm": 64}]}, [], "sizes[0].dimm", "did you mean 'dim'"),
+    "sizes-duplicate-name": ({"sizes": [{"name": "s", "dim": 64}, {"name": "s", "dim": 32}]}, [], "sizes[1]", "two sizes"),
+    "sizes-bad-name": ({"sizes": [{"name": "a/b", "dim": 64}]}, [], "sizes[0].name", "letters, digits"),
+    "sizes-bad-value": ({"sizes": [{"dim": 30}]}, [], "sizes[0].dim", "divisible by n_heads"),
+    "sizes-overlap-variant": ({"sizes": [{"dim": 64}], "variants": {"a": {"model": {"dim": 32}}}}, [], "sizes[0].dim",
+                              "which variants.a also sets"),
+    "sizes-overlap-override": ({"sizes": [{"dim": 64}]}, ["model.dim=32"], "sizes[0].dim", "override model.dim"),
+    "sizes-variant-with-at": ({"sizes": [{"dim": 64}], "variants": {"a@b": {}}}, [], "variants.a@b", "letters, digits"),
+    "eval-zero": ({"eval": {"lengths": [0]}}, [], "eval.lengths", "invalid length 0"),
+    "eval-not-whole-tokens": ({"eval": {"lengths": [0.3]}}, [], "eval.lengths", "38.4 tokens"),
+    "eval-fractional-token-count": ({"eval": {"lengths": [100.5]}}, [], "eval.lengths", "token count"),
+    "eval-not-a-number": ({"eval": {"lengths": ["2x"]}}, [], "eval.lengths[0]", "2x"),
+    "eval-unknown-key": ({"eval": {"length": [2]}}, [], "eval.length", "did you mean 'lengths'"),
+    "eval-not-mapping": ({"eval": [2]}, [], "eval", "expected a mapping"),
 }
 
 
@@ -225,11 +263,11 @@ def test_bad_input_is_one_line_naming_the_key(tmp_path, fields, overrides, key, 
 
 
 def test_errors_name_the_file_that_set_the_value(tmp_path):
-    preset = write(tmp_path / "presets/short.yaml", "train: {steps: 5}\n")
+    preset = write(tmp_path / "presets/short.yaml", "train: {eval_every: 0}\n")
     path = experiment_file(tmp_path, defaults=[str(p) for p in PRESETS] + [str(preset)])
     with pytest.raises(ConfigError) as err:
-        load_experiment(path)  # cpu.yaml's warmup_steps=20 > 5 steps
-    assert err.value.file.endswith("cpu.yaml") and err.value.key == "train.warmup_steps"
+        load_experiment(path)
+    assert err.value.file.endswith("short.yaml") and err.value.key == "train.eval_every"
     with pytest.raises(ConfigError) as err:
         load_experiment(experiment_file(tmp_path), ["train.steps=0"])
     assert err.value.file == "command line" and err.value.key == "train.steps"

@@ -1,4 +1,8 @@
-"""Experiment and Variant: a loaded experiment, every variant fully resolved to plain dicts."""
+"""Experiment and Variant: a loaded experiment, every variant fully resolved to plain dicts.
+
+With ``sizes:``, every (variant, size) pair is one Variant named ``<variant>@<size>`` (its ``arch``
+and ``size`` say which); without, ``arch`` is the variant's own name and ``size`` None.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from components import TransformerConfig
+
+from .errors import ConfigError
 
 # Dotted key -> (source, key as written there): the file (absolute path) or "command line" that
 # set the value last, so errors point at the line to edit.
@@ -22,6 +28,13 @@ class Variant:
     data: dict
     train: dict
     origins: Origins = field(default_factory=dict, repr=False, compare=False)
+    arch: str | None = None  # the variant of the experiment file; None: = name
+    size: str | None = None  # the size of a scaling sweep, or None
+    eval_lengths: list[int] = field(default_factory=list)  # eval.lengths in tokens, set by validation
+
+    def __post_init__(self):
+        if self.arch is None:
+            self.arch = self.name
 
     def transformer_config(self, vocab_size: int | None = None) -> TransformerConfig:
         """The model's config; ``vocab_size`` defaults to data.vocab_size (pass the tokenizer's actual size)."""
@@ -43,16 +56,39 @@ class Experiment:
     seeds: list[int]
     baseline: str
     imports: list[str]
-    variants: dict[str, Variant]  # in file order
+    variants: dict[str, Variant]  # in file order; with sizes, variant-major: a@s1, a@s2, b@s1, ...
     origins: Origins = field(default_factory=dict, repr=False, compare=False)
+    budget: dict | None = None  # the budget: spec as written, e.g. {"flops": 1e13}; None: train.steps
+    eval: dict = field(default_factory=lambda: {"lengths": []})
+    sizes: list[str] = field(default_factory=list)  # size names in order, when the experiment sweeps sizes
+
+    @property
+    def archs(self) -> list[str]:
+        """The variants of the experiment file (baseline names one of these), in order."""
+        return list(dict.fromkeys(v.arch for v in self.variants.values()))
+
+    def select(self, names: list[str] | None) -> list[str]:
+        """Run groups for ``--variant`` names: a run group, or a variant with all its sizes."""
+        if not names:
+            return list(self.variants)
+        chosen: list[str] = []
+        for name in names:
+            matches = [n for n, v in self.variants.items() if name in (n, v.arch)]
+            if not matches:
+                raise ConfigError(self.path, "--variant", f"unknown variant '{name}'", ", ".join(dict.fromkeys(self.archs + list(self.variants))))
+            chosen += matches
+        return [n for n in self.variants if n in chosen]
 
     def to_dict(self) -> dict:
-        """Everything resolved, for ``experiment.yaml``; loading that file gives the same experiment."""
+        """Everything resolved, for ``experiment.yaml``; loading that file gives the same experiment
+        (sizes are expanded into ``<variant>@<size>`` variants; budgets give the same steps again)."""
         return {
             "name": self.name,
             "description": self.description,
             "seeds": list(self.seeds),
             "baseline": self.baseline,
             "imports": list(self.imports),
+            "budget": dict(self.budget) if self.budget is not None else None,
+            "eval": copy.deepcopy(self.eval),
             "variants": {name: v.to_dict() for name, v in self.variants.items()},
         }

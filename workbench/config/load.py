@@ -2,9 +2,11 @@
 
 Merge order, lowest priority first, for every variant:
   schema defaults < defaults files (in order) < the experiment's model/data/train
-  < the variant's overrides < key=value overrides < variants.NAME.key=value overrides
+  < the variant's overrides < key=value overrides < variants.NAME.key=value overrides [< the size]
 Every step is a typed OmegaConf merge, so a wrong type or unknown key fails at the step that
-introduced it, naming that file. ``validate_experiment`` then checks values and builds each model.
+introduced it, naming that file. With ``sizes:`` each variant is merged once per size (a size may
+not set a key the variant or an override sets). ``validate_experiment`` then checks values, builds
+each model, and resolves ``budget:`` into every variant's train.steps.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .experiment import Experiment, Origins, Variant
 from .files import expand_defaults, read_yaml
 from .overrides import dotlist, parse_overrides, split_variant_key
 from .schema import SECTIONS, TOP_LEVEL, ExperimentSchema, VariantSchema, keys_at
+from .sizes import check_overlap, group_name, parse_sizes, split_group_name
 from .validate import validate_experiment
 
 DEFAULT_VARIANT = "base"  # the one variant of an experiment without variants
@@ -47,9 +50,12 @@ def _record(origins: Origins, data: Mapping, source: str, written_prefix: str = 
 
 def _merge(base, update: Mapping, source, schema: type, prefix: str = ""):
     """OmegaConf.merge(base, update), errors naming ``source`` and ``prefix + full_key``."""
-    for section in SECTIONS:  # OmegaConf's message for `model: 3` has no key
+    for section in SECTIONS + ("eval",):  # OmegaConf's message for `model: 3` has no key
         if section in update and not isinstance(update[section], Mapping):
             raise ConfigError(source, prefix + section, f"expected a mapping of {section} keys, got {update[section]!r}")
+    if update.get("budget") is not None and not isinstance(update["budget"], Mapping):
+        raise ConfigError(source, prefix + "budget", f"expected a mapping with one key, got {update['budget']!r}",
+                          "{steps: N}, {tokens: N}, {flops: X}, {tokens_per_param: R}")
     try:
         return OmegaConf.merge(base, update)
     except OmegaConfBaseException as exc:
@@ -80,11 +86,15 @@ def compose_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Exper
     root = _merge(root, own, source, ExperimentSchema)
     _record(origins, own, source)
     top = dotlist(cli.top)
+    if "budget" in top:  # one budget kind at a time: an override replaces the file's budget
+        root.budget = None
+        origins = {k: o for k, o in origins.items() if k.partition(".")[0] != "budget"}
     root = _merge(root, top, COMMAND_LINE, ExperimentSchema)
     _record(origins, top, COMMAND_LINE)
     if OmegaConf.is_missing(root, "name"):
         raise ConfigError(source, "name", "missing: every experiment needs a name (it names the run folder runs/<name>/)")
     resolved = _resolve(root, source)
+    sizes = parse_sizes(resolved["sizes"], origins.get("sizes", (source, "sizes"))[0])
 
     variant_specs = _variant_specs(raw.get("variants"), source)
     per_variant = _variant_overrides(cli.variants, list(variant_specs))
@@ -102,18 +112,44 @@ def compose_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Exper
         _record(v_origins, spec, source, prefix)
         _record(v_origins, shared, COMMAND_LINE)
         _record(v_origins, per_variant[name], COMMAND_LINE, prefix)
-        variants[name] = Variant(name, plain["model"], plain["data"], plain["train"], v_origins)
+        if not sizes:
+            arch, size = split_group_name(name) or (name, None)  # a resolved experiment.yaml lists a@s
+            variants[name] = Variant(name, plain["model"], plain["data"], plain["train"], v_origins, arch=arch, size=size)
+            continue
+        set_by = {**{k: f"variants.{name}" for k in _flatten(spec)},
+                  **{k: f"the override {k}=..." for k in _flatten(shared)},
+                  **{k: f"the override variants.{name}.{k}=..." for k in _flatten(per_variant[name])}}
+        for size in sizes:
+            check_overlap(size, name, set_by)
+            sized, s_origins = conf, dict(v_origins)
+            for file, layer in size.layers:
+                sized = _merge(sized, layer, file, VariantSchema, f"{size.where}." if size.inline else "")
+                if size.inline:
+                    s_origins.update({k: (file, f"{size.where}.{k.partition('.')[2]}") for k in _flatten(layer)})
+                else:
+                    _record(s_origins, layer, file)
+            plain = _resolve(sized, size.source, f"{size.where}.")
+            full = group_name(name, size.name)
+            variants[full] = Variant(full, plain["model"], plain["data"], plain["train"], s_origins, arch=name, size=size.name)
 
     return Experiment(
         name=resolved["name"],
         description=resolved["description"],
         path=path,
         seeds=list(resolved["seeds"]),
-        baseline=resolved["baseline"] if resolved["baseline"] is not None else next(iter(variants)),
+        baseline=resolved["baseline"] if resolved["baseline"] is not None else next(iter(variants.values())).arch,
         imports=list(resolved["imports"]),
         variants=variants,
         origins={k: o for k, o in origins.items() if k.partition(".")[0] in TOP_LEVEL},
+        budget=None if resolved["budget"] is None else {k: _whole(v) for k, v in resolved["budget"].items() if v is not None},
+        eval={**resolved["eval"], "lengths": [_whole(x) for x in resolved["eval"]["lengths"]]},
+        sizes=[s.name for s in sizes] or list(dict.fromkeys(v.size for v in variants.values() if v.size)),
     )
+
+
+def _whole(value: Any) -> Any:
+    """2.0 -> 2 (typed float fields read 2 as 2.0); anything else unchanged."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _variant_specs(spec: Any, source: str) -> dict[str, dict]:

@@ -2,7 +2,8 @@
 
 Three kinds, applied at different points of the merge:
   ``train.steps=10``, ``model.norm=layernorm``  every variant, after the variants' own overrides
-  ``seeds=[0,1]``, ``name=x``, ``baseline=x``   the experiment's top-level keys
+  ``seeds=[0,1]``, ``name=x``, ``baseline=x``   the experiment's top-level keys, also
+  ``budget.flops=1e13``, ``eval.lengths=[1,2]``  ``sizes=[...]``; a budget.KIND replaces the file's budget
   ``variants.NAME.model.norm=x``               one variant, last of all
 Values are parsed as YAML by OmegaConf (``null``, ``[0,1]``, ``3e-4`` work).
 """
@@ -19,7 +20,8 @@ from omegaconf.errors import OmegaConfBaseException
 from .errors import COMMAND_LINE, ConfigError, did_you_mean
 from .schema import SECTIONS
 
-TOP_LEVEL_OVERRIDES = ("name", "description", "imports", "seeds", "baseline")
+TOP_LEVEL_OVERRIDES = ("name", "description", "imports", "seeds", "baseline", "budget", "sizes")
+TOP_LEVEL_MAPPINGS = ("budget", "eval")  # top-level keys whose own keys may be set: budget.flops=1e13
 _KEY = re.compile(r"^[A-Za-z_][\w.\-]*$")
 
 
@@ -52,7 +54,7 @@ def parse_overrides(items: Sequence[str]) -> Overrides:
         head, _, rest = key.partition(".")
         if head in SECTIONS:
             out.sections.append(f"{key}={value}")
-        elif head in TOP_LEVEL_OVERRIDES and not rest:
+        elif (head in TOP_LEVEL_OVERRIDES and not rest) or (head in TOP_LEVEL_MAPPINGS and rest):
             out.top.append(f"{key}={value}")
         elif head == "variants" and rest:
             out.variants.append((rest, value, text))
@@ -61,8 +63,10 @@ def parse_overrides(items: Sequence[str]) -> Overrides:
         elif head == "defaults":
             raise ConfigError(COMMAND_LINE, key, "defaults cannot be changed on the command line; override the keys themselves (e.g. model.norm=layernorm)")
         else:
-            options = list(TOP_LEVEL_OVERRIDES) + [f"{s}.KEY" for s in SECTIONS] + ["variants.NAME.SECTION.KEY"]
-            raise ConfigError(COMMAND_LINE, key, f"unknown key{did_you_mean(head, list(TOP_LEVEL_OVERRIDES) + list(SECTIONS))}", ", ".join(options))
+            known = list(TOP_LEVEL_OVERRIDES) + [f"{m}.KEY" for m in TOP_LEVEL_MAPPINGS]
+            options = known + [f"{s}.KEY" for s in SECTIONS] + ["variants.NAME.SECTION.KEY"]
+            names = list(TOP_LEVEL_OVERRIDES) + list(TOP_LEVEL_MAPPINGS) + list(SECTIONS)
+            raise ConfigError(COMMAND_LINE, key, f"unknown key{did_you_mean(head, names)}", ", ".join(options))
     return out
 
 

@@ -20,7 +20,7 @@ from components import TransformerConfig
 from workbench.data.settings import DataSettings
 
 SECTIONS = ("model", "data", "train")
-TOP_LEVEL = ("name", "description", "defaults", "imports", "seeds", "baseline", "variants")
+TOP_LEVEL = ("name", "description", "defaults", "imports", "seeds", "baseline", "budget", "sizes", "eval", "variants")
 
 # Filled from the data and train sections, not written under model:.
 MODEL_FROM_ELSEWHERE = {"vocab_size": "data.vocab_size", "max_seq_len": "train.seq_len"}
@@ -83,6 +83,25 @@ class TrainSchema:
 
 
 @dataclass
+class BudgetSchema:
+    """The budget: section: what every variant holds equal. Exactly one key; it sets each variant's
+    train.steps at load time (see ``budget.py``)."""
+
+    steps: Optional[int] = None  # optimizer steps (the default: train.steps as written)
+    tokens: Optional[float] = None  # training tokens per run
+    flops: Optional[float] = None  # training FLOPs per run (tokens x FLOPs/token)
+    tokens_per_param: Optional[float] = None  # Chinchilla: tokens = this x total parameters
+
+
+@dataclass
+class EvalSchema:
+    """The eval: section: extra measurements after training."""
+
+    # Val loss at each length: a number <= 16 is a multiple of train.seq_len, a larger one a token count.
+    lengths: List[float] = field(default_factory=list)
+
+
+@dataclass
 class VariantSchema:
     """What one variant fully resolves to (and what a variant's overrides may name)."""
 
@@ -101,6 +120,9 @@ class ExperimentSchema:
     imports: List[str] = field(default_factory=list)  # modules whose @registry.register must run
     seeds: List[int] = field(default_factory=lambda: [0])
     baseline: Optional[str] = None  # None: the first variant
+    budget: Optional[BudgetSchema] = None  # None: each variant trains train.steps
+    sizes: List[Any] = field(default_factory=list)  # preset files or inline {name:, dim:, ...}: a scaling sweep
+    eval: EvalSchema = field(default_factory=EvalSchema)
     variants: Dict[str, Any] = field(default_factory=dict)  # NAME -> partial {model:, data:, train:}
     model: ModelSchema = field(default_factory=ModelSchema)  # type: ignore[valid-type]
     data: DataSchema = field(default_factory=DataSchema)
@@ -112,7 +134,10 @@ def keys_at(schema: type, parent: str) -> list[str] | None:
     cls = schema
     for part in [p for p in parent.split(".") if p]:
         hints = typing.get_type_hints(cls) if dataclasses.is_dataclass(cls) else {}
-        if part not in hints or not dataclasses.is_dataclass(hints[part]):
+        hint = hints.get(part)
+        # Optional[Schema] -> Schema
+        hint = next((a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)), hint)
+        if not dataclasses.is_dataclass(hint):
             return None
-        cls = hints[part]
+        cls = hint
     return sorted(f.name for f in dataclasses.fields(cls))

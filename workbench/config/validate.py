@@ -28,10 +28,11 @@ from workbench.data.settings import DataSettings
 
 from .errors import COMMAND_LINE, ConfigError, display_path, from_omegaconf
 from .experiment import Experiment, Variant
+from .budget import apply_budget, check_budget
+from .lengths import resolve_lengths
 from .schema import ACCELERATORS, MODEL_FROM_ELSEWHERE, PRECISIONS, SECTIONS, STRATEGIES, VariantSchema, keys_at
+from .sizes import SAFE_NAME, SAFE_NAME_RULE, SEP
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$")  # becomes a folder name
-SAFE_NAME_RULE = "letters, digits, '-', '_', '.', not starting with '.', at most 100 characters"
 RESERVED_NAMES = ("plots",)  # folders a run directory already uses
 MIN_VOCAB_SIZE = 260  # 256 byte-fallback pieces + unk/bos/eos + at least one merge
 MAX_SEED = 2**32 - 1
@@ -40,12 +41,15 @@ FLASH_MAX_HEAD_DIM = 256
 
 
 def validate_experiment(exp: Experiment) -> None:
-    """Raise ConfigError on the first problem; rewrite relative ``data.paths`` as absolute paths."""
+    """Raise ConfigError on the first problem; rewrite relative ``data.paths`` as absolute paths,
+    resolve ``eval.lengths`` into tokens and ``budget:`` into every variant's train.steps."""
     _check_top_level(exp)
     _import_modules(exp)
     built: set[str] = set()
     for variant in exp.variants.values():
         _VariantCheck(exp, variant).run(built)
+    resolve_lengths(exp)
+    apply_budget(exp)
 
 
 def _top_origin(exp: Experiment, key: str) -> tuple[str, str]:
@@ -60,10 +64,15 @@ def _check_top_level(exp: Experiment) -> None:
         fail("name", f"invalid name {exp.name!r}: it names the run folder", SAFE_NAME_RULE)
     if not exp.variants:
         fail("variants", "no variants")
-    for name in exp.variants:
-        if not isinstance(name, str) or not SAFE_NAME.match(name) or name in RESERVED_NAMES:
-            why = f"'{name}' is reserved for the run folder's own files" if name in RESERVED_NAMES else f"invalid variant name {name!r}: it names a run folder"
-            raise ConfigError(str(exp.path), f"variants.{name}", why, SAFE_NAME_RULE + f"; not {', '.join(RESERVED_NAMES)}")
+    for name, variant in exp.variants.items():
+        arch = variant.arch if variant.size is not None else name
+        if not isinstance(arch, str) or not SAFE_NAME.match(arch) or arch in RESERVED_NAMES:
+            why = f"'{arch}' is reserved for the run folder's own files" if arch in RESERVED_NAMES else f"invalid variant name {arch!r}: it names a run folder"
+            raise ConfigError(str(exp.path), f"variants.{arch}", why, SAFE_NAME_RULE + f"; not {', '.join(RESERVED_NAMES)}")
+        if variant.size is not None and (not SAFE_NAME.match(variant.size) or name != f"{arch}{SEP}{variant.size}"):
+            raise ConfigError(str(exp.path), f"variants.{name}", f"invalid run group name {name!r}", f"<variant>{SEP}<size>, each {SAFE_NAME_RULE}")
+    if len({v.size is None for v in exp.variants.values()}) > 1:
+        fail("variants", f"mixes <variant>{SEP}<size> names with plain ones: every variant needs a size, or none")
     seeds = exp.seeds
     if not isinstance(seeds, list) or not seeds:
         fail("seeds", f"invalid value {seeds!r}: at least one seed is needed", "a non-empty list of distinct integers, e.g. [0, 1]")
@@ -72,10 +81,11 @@ def _check_top_level(exp: Experiment) -> None:
             fail("seeds", f"invalid seed {seed!r}", f"integers in [0, {MAX_SEED}]")
     if len(set(seeds)) != len(seeds):
         fail("seeds", f"repeated seed in {seeds!r}: each seed would train the same run twice", "distinct integers")
-    if exp.baseline not in exp.variants:
-        fail("baseline", f"'{exp.baseline}' is not a variant", ", ".join(exp.variants))
+    if exp.baseline not in exp.archs:
+        fail("baseline", f"'{exp.baseline}' is not a variant", ", ".join(exp.archs))
     if not isinstance(exp.imports, list) or not all(isinstance(m, str) and m for m in exp.imports):
         fail("imports", f"invalid value {exp.imports!r}", "a list of importable module names")
+    check_budget(exp)
 
 
 def _import_modules(exp: Experiment) -> None:
