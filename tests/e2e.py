@@ -17,21 +17,24 @@ description: tiny end-to-end test experiment
 defaults: [{configs}/model/llama.yaml, {configs}/data/stdlib.yaml, {configs}/train/cpu.yaml]
 imports: {imports}
 seeds: {seeds}
-baseline: rms
+baseline: {baseline}
 model: {{dim: 32, n_layers: 1, n_heads: 2}}
 data: {{max_bytes: 300000, vocab_size: 400, cache_dir: {cache}}}
-train: {{steps: {steps}, batch_size: 8, seq_len: 32, warmup_steps: 2, eval_every: {every}, checkpoint_every: {every},
+train: {{{steps}batch_size: 8, seq_len: 32, warmup_steps: 2, eval_every: {every}, checkpoint_every: {every},
         eval_batches: 2, log_every: 2}}
+{extra}
 variants:
 {variants}
 """
 
 
 def write_experiment(folder: Path, cache: Path, *, name="tiny", steps=12, every=4, seeds=(0, 1), imports=(),
-                     variants="  rms: {}\n  ln: {model: {norm: layernorm}}") -> Path:
+                     variants="  rms: {}\n  ln: {model: {norm: layernorm}}", extra: str = "", baseline="rms") -> Path:
+    """``steps=None`` leaves train.steps to a ``budget:``; ``extra`` is more top-level YAML (budget, sizes, eval)."""
     path = folder / f"{name}.yaml"
     path.write_text(TINY.format(name=name, configs=CONFIGS, imports=list(imports), seeds=list(seeds), cache=cache,
-                                steps=steps, every=every, variants=variants))
+                                steps="" if steps is None else f"steps: {steps}, ", every=every, variants=variants,
+                                extra=extra, baseline=baseline))
     return path
 
 

@@ -60,7 +60,7 @@ def cmd_show(args) -> int:
 
     experiment = load_experiment(args.experiment, args.overrides)
     print(f"experiment: {experiment.name}  ({experiment.description})")
-    print(f"seeds: {experiment.seeds}  baseline: {experiment.baseline}")
+    print(f"seeds: {experiment.seeds}  baseline: {experiment.baseline}  budget: {experiment.budget or 'train.steps'}")
     for name, variant in experiment.variants.items():
         info = variant_summary(variant, variant.data["vocab_size"])
         print(f"\n== {name} ==  params {info['params']:,} (non-embedding {info['non_embedding_params']:,})  "
@@ -74,11 +74,7 @@ def cmd_run(args) -> int:
     from .config import load_experiment
 
     experiment = load_experiment(args.experiment, args.overrides)
-    unknown = [v for v in args.variant or [] if v not in experiment.variants]
-    if unknown:
-        from .config import ConfigError
-
-        raise ConfigError(args.experiment, "--variant", f"unknown variant '{unknown[0]}'", ", ".join(experiment.variants))
+    experiment.select(args.variant)  # unknown --variant names: ConfigError (a variant, or a variant@size)
     out = args.out or Path("runs") / experiment.name
     from .experiment import run_experiment  # imports torch/lightning only after the config is known good
 

@@ -18,22 +18,28 @@ from omegaconf import OmegaConf
 from components import TransformerLM
 
 from .atomic import write_text
-from .data import DataSettings, check_sizes, prepare
+from .data import DataError, DataSettings, check_sizes, prepare
 from .results import ResultsStore
 
 log = logging.getLogger("workbench")
 
 
 def variant_summary(variant, vocab_size: int) -> dict:
-    """Config, parameter counts and FLOPs/token of a variant, from a model built on the meta device."""
+    """Config, parameter counts, FLOPs/token and K/V memory of a variant, from a model on the meta device."""
+    from .reports.attention import attention_memory
+
     with torch.device("meta"):
         model = TransformerLM(variant.transformer_config(vocab_size))
-    return {
+    info = {
         "config": variant.to_dict(),
         "params": model.num_params(),
         "non_embedding_params": model.num_params(non_embedding=True),
         "flops_per_token": model.flops_per_token(variant.train["seq_len"]),
+        "attention": attention_memory(variant.model),
     }
+    if variant.size is not None:
+        info.update(arch=variant.arch, size=variant.size)
+    return info
 
 
 def prepare_data(experiment) -> dict[str, object]:
@@ -46,6 +52,10 @@ def prepare_data(experiment) -> dict[str, object]:
             by_key[key] = prepare(DataSettings(**variant.data), base_dir=experiment.path.parent)
         per_variant[name] = by_key[key]
         check_sizes(per_variant[name], variant.train["batch_size"], variant.train["seq_len"])
+        longest = max(variant.eval_lengths, default=0)
+        if longest >= len(per_variant[name].val):
+            raise DataError("eval.lengths", f"{longest} tokens needs {longest + 1} validation tokens, the val split has "
+                            f"{len(per_variant[name].val)} [variant '{name}'] (raise data.val_fraction or shorten the lengths)")
     return per_variant
 
 
@@ -55,13 +65,14 @@ def run_experiment(experiment, out_dir: Path, only: list[str] | None = None) -> 
 
     from .reports import write_report
 
-    names = [n for n in experiment.variants if not only or n in only]
+    names = experiment.select(only)
     data = prepare_data(experiment)
     store = ResultsStore(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     store.register_experiment(
         {"experiment": experiment.name, "description": experiment.description, "baseline": experiment.baseline,
-         "seeds": list(experiment.seeds)},
+         "seeds": list(experiment.seeds), "budget": experiment.budget, "eval": experiment.eval,
+         "sizes": list(experiment.sizes)},
         {n: {**variant_summary(experiment.variants[n], data[n].tokenizer.vocab_size), "data": data[n].summary()}
          for n in experiment.variants},
     )

@@ -23,10 +23,12 @@ from torch.utils.data import DataLoader
 
 from components import TransformerLM
 
+from ..config.budget import world_size
 from ..data import TokenData, batch_fingerprint, val_batches
 from .batches import StepBatches
 from .callbacks import RunRecorder
 from .checkpoint_io import AtomicCheckpointIO, resume_checkpoint
+from .length_eval import length_losses
 from .module import Diverged, LMModule, evaluate
 from .precision import resolve_precision
 
@@ -114,6 +116,19 @@ def train_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) ->
         context = trainer.strategy.precision_plugin.forward_context()
         final_val = evaluate(module.model, recorder.val_batches, module.device, context)
     steps = trainer.global_step
+    if trainer.world_size != world_size(train):
+        log.warning("[%s] %d processes train, the config's budget assumed %d: train_flops differs from the budget",
+                    label, trainer.world_size, world_size(train))
+    if variant.eval_lengths:
+        lengths, notes = {}, {}
+        if record["status"] == "completed":
+            lengths, notes = length_losses(
+                module.model, data.val, variant.eval_lengths, batch_tokens=tokens_per_step,
+                target_tokens=train["eval_batches"] * tokens_per_step, device=module.device,
+                forward_context=trainer.strategy.precision_plugin.forward_context())
+            log.info("[%s] val loss by length: %s", label,
+                     ", ".join(f"{k}: {'n/a' if v is None else f'{v:.4f}'}" for k, v in lengths.items()))
+        record.update(length_eval=lengths, length_eval_notes=notes)
     record.update(
         final_val_loss=final_val if record["status"] == "completed" else None,
         last_val_loss=final_val,
