@@ -60,6 +60,8 @@ class Run:
     peak_memory_mb: float | None = None
     metrics: str | None = None
     error: str | None = None
+    length_eval: dict[int, float | None] = field(default_factory=dict)  # eval length (tokens) -> val loss
+    length_notes: dict[int, str] = field(default_factory=dict)  # why a length has no loss
 
 
 @dataclass
@@ -72,6 +74,11 @@ class Variant:
     flops_per_token: float | None
     runs: list[Run] = field(default_factory=list)  # one per seed, in seed order
     data: dict = field(default_factory=dict)  # the corpus summary: tokens, unigram baseline loss, ...
+    arch: str = ""  # the experiment's variant this run group trains ('' -> name)
+    size: str | None = None  # its size in a scaling sweep
+
+    def __post_init__(self):
+        self.arch = self.arch or self.name
 
     def run(self, seed: int) -> Run | None:
         return next((r for r in self.runs if r.seed == seed), None)
@@ -88,8 +95,22 @@ class Results:
     variants: list[Variant]
     updated: str | None
 
+    budget: dict | None = None  # the experiment's budget spec, e.g. {"flops": 1e13}
+    sizes: list[str] = field(default_factory=list)  # size names in sweep order; [] without sizes
+
     def variant(self, name: str | None) -> Variant | None:
         return next((v for v in self.variants if v.name == name), None)
+
+    def baseline_for(self, variant: Variant) -> Variant | None:
+        """The run group ``variant`` is compared with: the baseline at the same size."""
+        if self.baseline is None:
+            return None
+        return next((v for v in self.variants if (v.arch == self.baseline or v.name == self.baseline)
+                     and v.size == variant.size), None)
+
+    @property
+    def archs(self) -> list[str]:
+        return list(dict.fromkeys(v.arch for v in self.variants))
 
 
 def _seed(value: Any, path: Path) -> int:
@@ -114,7 +135,23 @@ def _run(variant: str, entry: Any, path: Path) -> Run:
     metrics = entry.get("metrics")
     return Run(variant, _seed(entry["seed"], path), status, **numbers,
                metrics=metrics if isinstance(metrics, str) and metrics else None,
-               error=_one_line(entry.get("error")))
+               error=_one_line(entry.get("error")), **_lengths(entry))
+
+
+def _lengths(entry: dict) -> dict:
+    """length_eval {"512": 4.1, "1024": null} -> {512: 4.1, 1024: None}, notes likewise; bad keys skipped."""
+    out: dict = {"length_eval": {}, "length_notes": {}}
+    for field_name, key, value_of in (("length_eval", "length_eval", _num), ("length_notes", "length_eval_notes", _one_line)):
+        raw = entry.get(key)
+        for k, v in (raw.items() if isinstance(raw, dict) else ()):
+            try:
+                out[field_name][int(k)] = value_of(v)
+            except (TypeError, ValueError):
+                logger.warning("skipping malformed %s key %r", key, k)
+    for k in out["length_eval"]:
+        if out["length_eval"][k] is None and k not in out["length_notes"]:
+            out["length_notes"][k] = "no value recorded"
+    return out
 
 
 def load_results(run_dir: str | Path) -> Results:
@@ -148,17 +185,23 @@ def load_results(run_dir: str | Path) -> Results:
         extra = sorted(s for s in by_seed if s not in seeds)
         runs = [by_seed.get(s) or Run(name, s, MISSING) for s in seeds + extra]
         config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+        size = entry.get("size")
         variants.append(Variant(name, index, config, _num(entry.get("params")),
                                 _num(entry.get("non_embedding_params")), _num(entry.get("flops_per_token")), runs,
-                                entry.get("data") if isinstance(entry.get("data"), dict) else {}))
+                                entry.get("data") if isinstance(entry.get("data"), dict) else {},
+                                str(entry.get("arch") or name), str(size) if size is not None else None))
     all_seeds = list(dict.fromkeys(seeds + [r.seed for v in variants for r in v.runs]))
     named = data.get("baseline")
     named = str(named) if named is not None else None
-    baseline = named if named in data["variants"] else None
+    baseline = named if any(named in (v.name, v.arch) for v in variants) else None
     updated = data.get("updated")
+    budget = data.get("budget")
+    sizes = [str(s) for s in data["sizes"]] if isinstance(data.get("sizes"), list) else []
+    sizes = sizes or list(dict.fromkeys(v.size for v in variants if v.size is not None))
     return Results(path, str(data.get("experiment") or Path(run_dir).resolve().name),
                    str(data.get("description") or ""), baseline, named, all_seeds, variants,
-                   str(updated) if updated else None)
+                   str(updated) if updated else None,
+                   budget if isinstance(budget, dict) and len(budget) == 1 else None, sizes)
 
 
 @dataclass

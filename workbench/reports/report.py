@@ -6,10 +6,13 @@ import logging
 from pathlib import Path
 
 from ..atomic import write_bytes, write_text
+from . import lengths as length_report
+from . import scaling_section as scaling_report
 from . import sections
+from .compute import attention_section, compute_section
 from .doc import to_html, to_markdown
 from .load import COMPLETED, DIVERGED, load_curves, load_results
-from .plots import make_plots
+from .plots import Plot, make_plots
 from .summary import summarize_all, table_order
 
 logger = logging.getLogger(__name__)
@@ -35,11 +38,16 @@ def write_report(run_dir: str | Path) -> Path:
     summaries = summarize_all(results)
     order = table_order(results)
     plots = make_plots(results, curves, summaries)
+    scaling_blocks, scaling_plot = scaling_report.scaling_section(results)
+    length_blocks, length_plot = length_report.lengths_section(order)
 
     blocks = (sections.header(results, no_curves) + sections.results_section(summaries)
-              + sections.how_to_read(str(run_dir)) + sections.variants_section(results, order)
+              + sections.how_to_read(str(run_dir)) + scaling_blocks + length_blocks
+              + attention_section(order, summaries) + compute_section(results, order)
+              + sections.variants_section(results, order)
               + sections.runs_section(order, set(curves)) + sections.plots_section(plots))
-    for p in plots:
+    sectioned = [p or Plot(m.NAME, m.TITLE, None) for m, p in ((scaling_report, scaling_plot), (length_report, length_plot))]
+    for p in plots + sectioned:
         path = run_dir / "plots" / f"{p.name}.png"
         if p.png:
             write_bytes(path, p.png)
@@ -48,5 +56,5 @@ def write_report(run_dir: str | Path) -> Path:
     write_text(run_dir / "report.html", to_html(blocks, f"Ablation report: {results.experiment}"))
     md_path = run_dir / "report.md"
     write_text(md_path, to_markdown(blocks))
-    logger.info("wrote %s and report.html (%d plots)", md_path, sum(1 for p in plots if p.png))
+    logger.info("wrote %s and report.html (%d plots)", md_path, sum(1 for p in plots + sectioned if p.png))
     return md_path

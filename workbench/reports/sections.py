@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from . import fmt
+from .compute import budget_text
 from .doc import Block, Bullets, Heading, Image, Para, Span, Table, bold, code, text
 from .load import COMPLETED, DIVERGED, FAILED, MISSING, Results, Run, Variant
 from .plots import Plot
@@ -53,7 +54,7 @@ def header(results: Results, no_curves: list[Run]) -> list[Block]:
     items.append([bold("Seeds: "), text(", ".join(str(s) for s in results.seeds) or "none")])
     items.append([bold("Results updated: "), text(results.updated or "unknown")])
     base = results.variant(results.baseline) or (results.variants[0] if results.variants else None)
-    budget = _budget(base.config) if base else None
+    budget = budget_text(results.budget) or (_budget(base.config) if base else None)
     if budget:
         items.append([bold("Budget: "), text(budget)])
     corpus = _corpus(base.data) if base else None
@@ -135,10 +136,12 @@ def _diff(config: dict, base: dict) -> str:
 
 
 def variants_section(results: Results, order: list[Variant]) -> list[Block]:
-    base = results.variant(results.baseline)
-    if base is None or not any(v.config for v in order):
+    """Each variant's config against its baseline (the baseline of its size in a scaling sweep)."""
+    bases = {v.name: results.baseline_for(v) for v in order}
+    if not any(bases.values()) or not any(v.config for v in order):
         return []
-    rows = [[v.name, "(baseline)" if v is base else _diff(v.config, base.config)] for v in order]
+    rows = [[v.name, "(baseline)" if v is bases[v.name] else _diff(v.config, bases[v.name].config) if bases[v.name]
+             else "no baseline at this size"] for v in order]
     return [Heading(2, "Variants"), Table(["Variant", "Config differences from the baseline"], rows)]
 
 

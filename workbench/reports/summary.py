@@ -71,14 +71,18 @@ def summarize_variant(variant: Variant, baseline: Variant | None, conf: float = 
 
 
 def table_order(results: Results) -> list[Variant]:
-    """Baseline first, then the rest in results.json order."""
-    base = results.variant(results.baseline)
-    return ([base] if base else []) + [v for v in results.variants if v is not base]
+    """Baseline first, then the rest in results.json order; in a scaling sweep, the same per size."""
+    order: list[Variant] = []
+    for size in list(dict.fromkeys(v.size for v in results.variants)):
+        group = [v for v in results.variants if v.size == size]
+        base = results.baseline_for(group[0])
+        order += ([base] if base else []) + [v for v in group if v is not base]
+    return order
 
 
 def summarize_all(results: Results, conf: float = CONF) -> list[VariantSummary]:
-    base = results.variant(results.baseline)
-    return [summarize_variant(v, base, conf) for v in table_order(results)]
+    """Each variant against the baseline of its own size (the baseline itself without sizes)."""
+    return [summarize_variant(v, results.baseline_for(v), conf) for v in table_order(results)]
 
 
 def problem_runs(results: Results) -> dict[str, list[Run]]:
