@@ -10,6 +10,7 @@ from torch import nn
 
 from .block import Block, build_norm
 from .config import TransformerConfig
+from .loss import linear_cross_entropy
 from .positions import LearnedPositions
 from .registry import registry
 
@@ -32,9 +33,17 @@ class TransformerLM(nn.Module):
             self.lm_head.weight = self.embed.weight
         self.init_weights(init_seed)
 
-    def forward(self, tokens: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        """tokens (B, T) int64 -> logits (B, T, vocab_size)."""
-        return self.lm_head(self.hidden_states(tokens, offset))
+    def forward(self, tokens: torch.Tensor, offset: int = 0, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens (B, T) int64 -> logits (B, T, vocab_size).
+
+        With ``targets`` (B, T): the mean next-token cross-entropy instead, fused with the LM head so
+        the full logit matrix never exists (``components.loss``). Inside ``forward`` so that
+        ``model.compile()`` covers the loss too.
+        """
+        h = self.hidden_states(tokens, offset)
+        if targets is not None:
+            return linear_cross_entropy(h, self.lm_head.weight, targets)
+        return self.lm_head(h)
 
     def hidden_states(self, tokens: torch.Tensor, offset: int = 0) -> torch.Tensor:
         """tokens (B, T) -> final normed hidden states (B, T, dim), before the LM head."""

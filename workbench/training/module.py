@@ -16,7 +16,8 @@ class Diverged(RuntimeError):
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy in nats, computed in fp32 whatever the autocast dtype."""
+    """Mean next-token cross-entropy in nats of given logits, computed in fp32 whatever the autocast
+    dtype. Training and ``evaluate`` use ``model(x, targets=y)`` instead, which never builds the logits."""
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
 
@@ -28,7 +29,7 @@ def evaluate(model: TransformerLM, batches, device: torch.device, forward_contex
     total = torch.zeros((), device=device)
     with forward_context:
         for x, y in batches:
-            total += lm_loss(model(x.to(device)), y.to(device))
+            total += model(x.to(device), targets=y.to(device))
     model.train(was_training)
     return total.item() / len(batches)
 
@@ -45,7 +46,7 @@ class LMModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        loss = lm_loss(self.model(x), y)
+        loss = self.model(x, targets=y)  # the LM head fused with the loss (components.loss)
         self.log("train/loss", loss, on_step=True, on_epoch=False)
         return loss
 

@@ -1,0 +1,114 @@
+"""Next-token cross-entropy fused with the LM head, computed in row chunks.
+
+The usual ``cross_entropy(lm_head(h).float(), y)`` materialises the whole (B*T, vocab) logit matrix
+(plus an fp32 copy under autocast), then walks it again for log-softmax, the NLL, and each of their
+backward passes. Here each chunk of rows goes through the LM head, log-sum-exp, and the gradient of
+the loss with respect to its logits (softmax minus one-hot) while the chunk is still in cache; that
+gradient immediately flows through the two backward matmuls of the head, so only (rows, vocab) logits
+ever exist at once. The FLOPs are the same as the unfused path (one forward, two backward matmuls):
+nothing is recomputed. The gradients of the summed loss are computed during the forward pass and scaled by
+the incoming gradient / N in ``backward`` (in fp32, so fp16 never sees the tiny 1/N-scaled values);
+where no gradient is needed (eval, ``no_grad``) only the loss is computed.
+
+Numerics match the unfused path under autocast: matmuls in the autocast dtype, softmax and the loss
+in fp32 (float64 inputs stay float64), weight gradients accumulated in the weight's dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Rows per chunk: about this many logits per chunk (4 MiB in fp32), and at least MIN_ROWS rows
+# so the matmuls stay efficient for large vocabularies.
+CHUNK_LOGITS = 1 << 20
+MIN_ROWS = 256
+
+
+def chunk_rows(n_rows: int, vocab_size: int) -> int:
+    """Rows per chunk for ``n_rows`` rows over a ``vocab_size`` vocabulary."""
+    return max(1, min(n_rows, max(MIN_ROWS, CHUNK_LOGITS // vocab_size)))
+
+
+def _compute_dtype(hidden: torch.Tensor) -> torch.dtype:
+    """The matmul dtype: the autocast dtype where autocast is on for this device, else the input's."""
+    device = hidden.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return hidden.dtype
+
+
+def _accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _chunk_nll(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rows, vocab) logits -> summed NLL (), log-sum-exp (rows, 1), and the logits in at least fp32
+    (the same tensor when already so, which the caller may then overwrite)."""
+    z = logits.to(_accumulate_dtype(logits.dtype))
+    lse = torch.logsumexp(z, dim=-1, keepdim=True)  # (rows, 1)
+    return lse.sum() - z.gather(1, targets[:, None]).sum(), lse, z
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Loss forward; gradients for hidden and weight computed chunk by chunk in the same pass."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, rows, dtype):
+        n = hidden.shape[0]
+        w = weight.to(dtype)  # a copy only under autocast
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_h = torch.empty_like(hidden) if need_h else None
+        grad_w = torch.zeros_like(weight) if need_w else None
+        total = hidden.new_zeros((), dtype=_accumulate_dtype(dtype))
+        for start in range(0, n, rows):
+            h = hidden[start : start + rows].to(dtype)  # (rows, dim)
+            t = targets[start : start + rows]  # (rows,)
+            chunk_total, lse, z = _chunk_nll(h @ w.t(), t)
+            total += chunk_total
+            # d(summed loss)/d(logits) = softmax - onehot, built in place in the fp32 logits. The 1/n
+            # of the mean is applied in backward, in fp32: folded in here it would underflow fp16.
+            g = z.sub_(lse).exp_()
+            g[torch.arange(g.shape[0], device=g.device), t] -= 1.0
+            g = g.to(dtype)  # (rows, vocab)
+            if need_h:
+                grad_h[start : start + rows] = g @ w  # (rows, dim)
+            if need_w:
+                if grad_w.dtype == dtype:
+                    grad_w.addmm_(g.t(), h)  # (vocab, dim), accumulated without a temporary
+                else:  # autocast: the matmul in its dtype, the sum in the weight's (as autograd does)
+                    grad_w += g.t() @ h
+        ctx.save_for_backward(grad_h, grad_w)
+        ctx.n = n
+        return total / n
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_h, grad_w = ctx.saved_tensors
+        scale = grad_out / ctx.n  # a 0-d tensor: no host sync
+        return (
+            grad_h * scale if grad_h is not None else None,
+            grad_w * scale if grad_w is not None else None,
+            None, None, None,
+        )
+
+
+def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                         rows: int | None = None) -> torch.Tensor:
+    """Mean cross-entropy of ``hidden @ weight.T`` against ``targets``, without the full logit matrix.
+
+    hidden (..., dim), weight (vocab, dim), targets (...) int64 -> scalar loss in nats (fp32, or
+    float64 for float64 inputs). ``rows`` is the chunk size (default: ``chunk_rows``). Every target
+    must be a valid class index (no ignore_index).
+    """
+    hidden = hidden.reshape(-1, hidden.shape[-1])  # (N, dim)
+    targets = targets.reshape(-1)  # (N,)
+    if hidden.shape[0] != targets.shape[0]:
+        raise ValueError(f"{hidden.shape[0]} hidden rows but {targets.shape[0]} targets")
+    dtype = _compute_dtype(hidden)
+    rows = rows or chunk_rows(hidden.shape[0], weight.shape[0])
+    if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
+        return _LinearCrossEntropy.apply(hidden, weight, targets, rows, dtype)
+    w = weight.to(dtype)
+    total = sum(_chunk_nll(hidden[s : s + rows].to(dtype) @ w.t(), targets[s : s + rows])[0]
+                for s in range(0, hidden.shape[0], rows))
+    return total / hidden.shape[0]

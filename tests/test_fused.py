@@ -1,0 +1,144 @@
+"""The hand-written fast paths of components against independent references: the fused LM-head
+cross-entropy, RMSNorm's backward and RoPE's backward (float64 formulas, autograd, gradcheck)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from components import RMSNorm, RotaryEmbedding, TransformerConfig, TransformerLM
+from components.loss import chunk_rows, linear_cross_entropy
+from components.norms import _RMSNormFunction
+
+
+def _ce_problem(n=50, dim=16, vocab=33, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(2, n, dim, generator=g, dtype=dtype).requires_grad_()
+    w = torch.randn(vocab, dim, generator=g, dtype=dtype).requires_grad_()
+    y = torch.randint(0, vocab, (2, n), generator=g)
+    return h, w, y
+
+
+def _reference_ce(h, w, y):
+    """log-sum-exp minus the target logit, averaged: the float64 formula, through plain autograd."""
+    logits = h @ w.t()  # (2, n, vocab)
+    return (torch.logsumexp(logits, -1) - logits.gather(-1, y[..., None]).squeeze(-1)).mean()
+
+
+@pytest.mark.parametrize("rows", [1, 7, 64, 100, None])
+def test_linear_cross_entropy_matches_the_formula_and_its_gradients(rows):
+    h, w, y = _ce_problem()
+    loss = linear_cross_entropy(h, w, y, rows)
+    loss.backward(torch.tensor(2.5, dtype=torch.float64))  # a non-unit upstream gradient is applied
+    got = (loss.detach(), h.grad, w.grad)
+    h.grad = w.grad = None
+    ref = _reference_ce(h, w, y)
+    (2.5 * ref).backward()
+    assert loss.dtype == torch.float64
+    torch.testing.assert_close(got, (ref.detach(), h.grad, w.grad))
+
+
+def test_linear_cross_entropy_gradcheck():
+    h, w, y = _ce_problem(n=5, dim=4, vocab=7)
+    assert torch.autograd.gradcheck(lambda a, b: linear_cross_entropy(a, b, y, 3), (h, w))
+
+
+def test_linear_cross_entropy_without_grad_gives_the_same_loss():
+    h, w, y = _ce_problem()
+    with torch.no_grad():
+        torch.testing.assert_close(linear_cross_entropy(h, w, y, 8), _reference_ce(h, w, y))
+
+
+def _loss_and_grads(fn, h, w):
+    h.grad = w.grad = None
+    loss = fn()
+    loss.backward()
+    return loss.detach(), h.grad.clone(), w.grad.clone()
+
+
+def test_linear_cross_entropy_under_bf16_autocast_is_as_accurate_as_the_unfused_path():
+    h, w, y = _ce_problem(n=300, dim=64, vocab=100, dtype=torch.float32)
+    exact = _loss_and_grads(lambda: F.cross_entropy(F.linear(h, w).flatten(0, 1), y.flatten()), h, w)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fused = _loss_and_grads(lambda: linear_cross_entropy(h, w, y, 64), h, w)
+        unfused = _loss_and_grads(lambda: F.cross_entropy(F.linear(h, w).float().flatten(0, 1), y.flatten()), h, w)
+    assert [t.dtype for t in fused] == [torch.float32] * 3
+    for got, ref, truth in zip(fused, unfused, exact):
+        # bf16 matmuls either way: the fused error is of the same size as the unfused one.
+        assert (got - truth).norm() <= 1.5 * (ref - truth).norm() + 1e-7
+        torch.testing.assert_close(got, truth, atol=1e-3, rtol=2e-2)
+
+
+def test_chunk_rows_bounds():
+    assert chunk_rows(10, 2048) == 10  # never more rows than there are
+    assert chunk_rows(100_000, 2048) == (1 << 20) // 2048
+    assert chunk_rows(100_000, 10**6) == 256  # big vocabularies keep efficient matmuls
+
+
+def test_model_loss_equals_cross_entropy_of_its_logits_for_tied_and_untied_heads():
+    for tie in (False, True):
+        cfg = TransformerConfig(vocab_size=97, max_seq_len=16, dim=32, n_layers=2, n_heads=2, tie_embeddings=tie)
+        model = TransformerLM(cfg, init_seed=0).double()
+        x, y = torch.randint(0, 97, (3, 16)), torch.randint(0, 97, (3, 16))
+        loss = model(x, targets=y)
+        loss.backward()
+        fused = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad()
+        ref = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        ref.backward()
+        torch.testing.assert_close(loss, ref)
+        for a, p in zip(fused, model.parameters()):
+            torch.testing.assert_close(a, p.grad)
+
+
+def _rmsnorm_formula(x, w, eps):
+    return x / (x.pow(2).mean(-1, keepdim=True) + eps).sqrt() * w
+
+
+def test_rmsnorm_backward_matches_the_formula_through_autograd():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 5, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    norm = RMSNorm(16, eps=1e-5).double()
+    with torch.no_grad():
+        norm.weight.copy_(1 + 0.3 * torch.randn(16, generator=g, dtype=torch.float64))
+    upstream = torch.randn(3, 5, 16, generator=g, dtype=torch.float64)
+    norm(x).backward(upstream)
+    got = (x.grad, norm.weight.grad)
+    x.grad, norm.weight.grad = None, None
+    _rmsnorm_formula(x, norm.weight, 1e-5).backward(upstream)
+    torch.testing.assert_close(got, (x.grad, norm.weight.grad))
+
+
+def test_rmsnorm_gradcheck():
+    x = torch.randn(2, 3, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: _RMSNormFunction.apply(a, b, 1e-6), (x, w))
+
+
+def test_rmsnorm_takes_the_fast_path_in_fp32_and_the_formula_in_bf16():
+    norm = RMSNorm(8)
+    assert norm(torch.randn(2, 8, requires_grad=True)).grad_fn.name().endswith("_RMSNormFunctionBackward")
+    assert "RMSNormFunction" not in norm(torch.randn(2, 8, requires_grad=True).to(torch.bfloat16)).grad_fn.name()
+
+
+def test_rope_gradcheck_and_backward_is_the_inverse_rotation():
+    rope = RotaryEmbedding(8)
+    q = torch.randn(1, 2, 5, 8, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(1, 2, 5, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: rope(a, b, offset=3), (q, k))
+    # Rotations are orthogonal: the gradient of <rot(q), rot(g)> w.r.t. q is rot^T rot g = g.
+    upstream = torch.randn_like(q)
+    (rope(q, q.detach())[0] * rope(upstream, upstream)[0]).sum().backward()
+    torch.testing.assert_close(q.grad, upstream)
+
+
+def test_rope_bf16_gradient_is_the_fp32_gradient_rounded():
+    rope = RotaryEmbedding(16)
+    q32 = torch.randn(1, 2, 40, 16).to(torch.bfloat16).float().requires_grad_()
+    q16 = q32.detach().to(torch.bfloat16).requires_grad_()
+    upstream = torch.randn(1, 2, 40, 16).to(torch.bfloat16)
+    rope(q32, q32.detach())[0].backward(upstream.float())
+    rope(q16, q16.detach())[0].backward(upstream)
+    assert q16.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(q16.grad, q32.grad.to(torch.bfloat16), atol=0, rtol=0)
