@@ -74,10 +74,35 @@ class SinusoidalPositions(Positions):
         return (x.to(dtype) + pe).to(x.dtype)
 
 
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    """(x1, x2) -> (-x2, x1) on the two halves of the last axis (transformers' LLaMA convention)."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x * cos + rotate_half(x) * sin, where rotate_half(x1, x2) = (-x2, x1) on the two halves of the
+    last axis (transformers' LLaMA convention), written half by half into one output (no concatenation).
+
+    x (..., T, D) in any float dtype; cos, sin (T, D/2) in the compute dtype, which the result has.
+    """
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    out = torch.empty_like(x, dtype=cos.dtype)  # same strides as x
+    o1, o2 = out[..., :half], out[..., half:]
+    torch.mul(x1, cos, out=o1).addcmul_(x2, sin, value=-1.0)  # x1 cos - x2 sin
+    torch.mul(x2, cos, out=o2).addcmul_(x1, sin)  # x2 cos + x1 sin
+    return out
+
+
+class _Rotary(torch.autograd.Function):
+    """The rotation and its backward, which is the inverse rotation (angle -theta): nothing but
+    cos/sin is saved, and each direction is four fused multiply(-add) passes over half the tensor."""
+
+    @staticmethod
+    def forward(ctx, x, cos, sin):
+        ctx.save_for_backward(cos, sin)
+        ctx.input_dtype = x.dtype
+        return _rotate(x, cos, sin)
+
+    @staticmethod
+    def backward(ctx, grad):
+        cos, sin = ctx.saved_tensors
+        return _rotate(grad, cos, -sin).to(ctx.input_dtype), None, None
 
 
 @registry.register("positions", "rope")
@@ -85,7 +110,8 @@ class RotaryEmbedding(Positions):
     """Rotary position embedding, RoPE (Su et al., 2021): rotates q and k by position-dependent angles.
 
     Pairs dimension i with i + head_dim/2 ("rotate half", as transformers' LLaMA), so HF weights
-    load unpermuted. cos/sin are cached in fp32 (float64 for float64 inputs), grown on demand.
+    load unpermuted. cos/sin are cached in fp32 (float64 for float64 inputs), grown on demand, and
+    applied in fp32 whatever the input dtype; the result is cast back to it.
     """
 
     def __init__(self, head_dim: int, theta: float = 10000.0):
@@ -96,7 +122,8 @@ class RotaryEmbedding(Positions):
         self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def cos_sin(self, length: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin of shape (length, head_dim) for positions 0..length-1."""
+        """cos, sin of shape (length, head_dim / 2): the angle of each rotated pair (i, i + head_dim/2)
+        at positions 0..length-1."""
         key = (device, dtype)
         cached = self._cache.get(key)
         if cached is None or cached[0].shape[0] < length:
@@ -107,21 +134,15 @@ class RotaryEmbedding(Positions):
                 exponents = torch.arange(0, self.head_dim, 2, device=device, dtype=torch.int64).to(dtype) / self.head_dim
                 inv_freq = 1.0 / (self.theta**exponents)  # (head_dim/2,)
                 freqs = torch.outer(torch.arange(n, device=device, dtype=dtype), inv_freq)  # (n, head_dim/2)
-                emb = torch.cat((freqs, freqs), dim=-1)  # (n, head_dim)
-                cached = self._cache[key] = (emb.cos(), emb.sin())
+                cached = self._cache[key] = (freqs.cos(), freqs.sin())
         return cached[0][:length], cached[1][:length]
 
     def rotate(self, q: torch.Tensor, k: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         T = q.shape[-2]
         dtype = torch.promote_types(q.dtype, torch.float32)
         cos, sin = self.cos_sin(offset + T, q.device, dtype)
-        cos, sin = cos[offset:], sin[offset:]  # (T, head_dim), broadcast over (B, H)
-
-        def apply(x: torch.Tensor) -> torch.Tensor:
-            h = x.to(dtype)
-            return (h * cos + rotate_half(h) * sin).to(x.dtype)
-
-        return apply(q), apply(k)
+        cos, sin = cos[offset:], sin[offset:]  # (T, head_dim/2), broadcast over (B, H)
+        return _Rotary.apply(q, cos, sin).to(q.dtype), _Rotary.apply(k, cos, sin).to(k.dtype)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         return self.rotate(q, k, offset)
