@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", type=Path)
 
     sub.add_parser("components", help="every registered component, by kind, with its description")
+    from .bench.cli import add_parser as add_bench_parser  # argparse only; the bench's imports stay lazy
+
+    add_bench_parser(sub)
     return parser
 
 
@@ -93,10 +96,17 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from .bench.cli import run
+
+    return run(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-    command = {"run": cmd_run, "show": cmd_show, "report": cmd_report, "components": cmd_components}[args.command]
+    command = {"run": cmd_run, "show": cmd_show, "report": cmd_report, "components": cmd_components,
+               "bench": cmd_bench}[args.command]
     try:
         return command(args)
     except KeyboardInterrupt:

@@ -1,0 +1,199 @@
+"""The bench's pure helpers (interleaving, medians, paired ratios, FLOP and MFU arithmetic, growth
+exponents, the CPU memory tracker, target checks) and one ``bench --quick --json`` smoke run.
+Nothing here times anything against a threshold: speed is measured by the bench, not by tests."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from components import TransformerConfig, TransformerLM
+from workbench.bench.attention import growth_exponent
+from workbench.bench.flops import achieved_flops, matmul_flops, matmul_weights, mfu, train_flops_per_token
+from workbench.bench.memory import PeakTensorMemory
+from workbench.bench.runner import Settings, check_targets
+from workbench.bench.timing import interleaved, median, paired_ratio, round_robin_order, spread
+from workbench.cli import main
+
+
+class FakeClock:
+    """A clock that each case advances by a scripted amount, so timings are exact."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_round_robin_gives_every_case_every_position():
+    names = ["a", "b", "c"]
+    orders = [round_robin_order(names, r) for r in range(3)]
+    assert orders == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"]]
+    for position in range(3):
+        assert sorted(order[position] for order in orders) == names
+
+
+def test_interleaved_times_each_call_and_drops_warmup_rounds():
+    clock, calls = FakeClock(), []
+
+    def case(name, seconds):
+        def run():
+            calls.append(name)
+            clock.now += seconds
+        return run
+
+    times = interleaved({"fast": case("fast", 1.0), "slow": case("slow", 3.0)}, reps=4, warmup=2, clock=clock)
+    assert times == {"fast": [1.0] * 4, "slow": [3.0] * 4}
+    assert len(calls) == 12  # 2 warm-up rounds + 4 timed, both cases each round
+    assert calls[:4] == ["fast", "slow", "slow", "fast"]  # the order rotates round by round
+
+
+def test_paired_ratio_cancels_a_drift_both_cases_share():
+    # The machine slows down 10x over the run; the candidate is always exactly 2x faster.
+    slowdown = [1, 2, 5, 10, 3]
+    reference = [2.0 * s for s in slowdown]
+    candidate = [1.0 * s for s in slowdown]
+    assert paired_ratio(reference, candidate) == pytest.approx(2.0)
+    assert median(reference) / median(candidate) == pytest.approx(2.0)  # medians agree here...
+    candidate[0] = 100.0  # ...and one outlier round does not move the paired median
+    assert paired_ratio(reference, candidate) == pytest.approx(2.0)
+
+
+def test_median_spread_and_errors():
+    assert median([3, 1, 2]) == 2 and median([4, 1, 2, 3]) == 2.5
+    assert spread([1.0, 1.0, 1.0]) == 0.0
+    assert spread([1.0, 2.0, 3.0, 4.0, 5.0]) == pytest.approx((4 - 2) / 3)
+    with pytest.raises(ValueError):
+        median([])
+    with pytest.raises(ValueError):
+        paired_ratio([1.0], [1.0, 2.0])
+
+
+CONFIGS = {
+    "llama": dict(),
+    "gqa": dict(n_kv_heads=2),
+    "mqa_head_dim": dict(n_kv_heads=1, head_dim=24),
+    "gpt2": dict(norm="layernorm", ffn="gelu_tanh", positions="learned", bias=True, tie_embeddings=True),
+    "relu_multiple_of": dict(ffn="relu", multiple_of=64),
+    "swiglu_multiple_of": dict(multiple_of=64, ffn_dim_multiplier=1.3),
+}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("seq_len", [16, 100])
+def test_flop_accounting_matches_the_model(name, seq_len):
+    cfg = TransformerConfig(vocab_size=300, max_seq_len=128, dim=64, n_layers=3, n_heads=4, **CONFIGS[name])
+    with torch.device("meta"):
+        model = TransformerLM(cfg)
+    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    assert matmul_weights(cfg) == linear
+    assert train_flops_per_token(cfg, seq_len) == model.flops_per_token(seq_len)
+
+
+def test_flops_of_a_matmul_and_the_llama_bench_model_by_hand():
+    assert matmul_flops(2, 3, 4) == 48
+    cfg = TransformerConfig(vocab_size=2048, max_seq_len=256, dim=256, n_layers=4, n_heads=4)
+    hidden = int(2 * 4 * 256 / 3)  # 682: LLaMA's GLU width, multiple_of 1
+    per_layer = 256 * 768 + 256 * 256 + 3 * 256 * hidden
+    expected = 6 * (4 * per_layer + 256 * 2048) + 12 * 4 * 256 * 256
+    assert train_flops_per_token(cfg, 256) == expected
+
+
+def test_mfu_arithmetic():
+    assert achieved_flops(6e12, 2.0) == 3e12
+    assert mfu(6e12, 2.0, peak_flops=4e12) == pytest.approx(0.75)
+    for bad in ((1.0, 0.0, 1.0), (1.0, 1.0, 0.0)):
+        with pytest.raises(ValueError):
+            mfu(*bad)
+
+
+def test_growth_exponent_recovers_powers():
+    seq = [128, 256, 512, 1024]
+    assert growth_exponent(seq, [3.0 * t for t in seq]) == pytest.approx(1.0)
+    assert growth_exponent(seq, [0.5 * t * t + 0 for t in seq]) == pytest.approx(2.0)
+    assert growth_exponent(seq, [7.0] * 4) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_peak_tensor_memory_counts_live_storages_once():
+    with PeakTensorMemory() as m:
+        a = torch.ones(1000)  # 4,000 bytes
+        view = a[10:]  # a view: no new storage
+        b = torch.ones(500, dtype=torch.float64)  # 4,000 bytes
+        del a, view, b
+        c = torch.ones(250)  # 1,000 bytes, after both are freed
+        assert m.current_bytes == 1000
+        del c
+    assert m.peak_bytes == 8000 and m.current_bytes == 0
+
+
+def test_peak_tensor_memory_sees_naive_attention_scores():
+    from components import registry
+
+    q = k = v = torch.randn(1, 2, 64, 8)
+    with PeakTensorMemory() as m:
+        registry.build("attention", "naive")(q, k, v)
+    assert m.peak_bytes >= 2 * 64 * 64 * 4  # at least one (B, H, T, T) fp32 score matrix
+
+
+def _row(precision, mode, speedup, mfu_fp32):
+    return {"precision": precision, "mode": mode, "reference": "transformers_sdpa", "speedup": speedup,
+            "mfu": {"vs_fp32_peak": mfu_fp32}}
+
+
+def test_targets_compare_each_measure_with_the_issue_threshold():
+    results = {
+        "step": {"shape": {"dim": 256}, "rows": [_row("fp32", "eager", 1.02, 0.6), _row("fp32", "compile", 1.1, 0.8),
+                                                  _row("bf16", "eager", 0.99, 0.1)]},
+        "overhead": {"overhead": 0.031},
+        "attention": {"growth": {"naive": {"memory_exponent": 1.9}, "sdpa": {"memory_exponent": 1.6}}},
+    }
+    met = {t["name"]: t["met"] for t in check_targets(results)}
+    assert met == {
+        "eager fp32 speedup vs transformers_sdpa": True,
+        "compile fp32 speedup vs transformers_sdpa": False,  # 1.10 < 1.15
+        "eager bf16 speedup vs transformers_sdpa": False,
+        "MFU eager fp32 at dim 256 (of measured fp32 GEMM peak)": False,
+        "MFU compile fp32 at dim 256 (of measured fp32 GEMM peak)": True,
+        "Lightning overhead per step": False,  # 3.1% > 3%
+        "attention memory growth exponent, naive": True,
+        "attention memory growth exponent, sdpa": False,
+    }
+
+
+def test_mfu_target_only_at_the_issue_size():
+    results = {"step": {"shape": {"dim": 64}, "rows": [_row("fp32", "eager", 1.0, 0.1)]}}
+    assert not any("MFU" in t["name"] for t in check_targets(results))
+
+
+def test_settings_reject_unknown_sections_and_quick_skips_compile():
+    assert Settings.make(quick=True).compile is False
+    assert Settings.make().compile is True
+    assert Settings.make(quick=True, compile=True).compile is True
+    assert Settings.make(sections=["overhead", "gemm"]).sections == ("gemm", "overhead")
+    with pytest.raises(ValueError, match="unknown bench section 'gemms'"):
+        Settings.make(sections=["gemms"])
+
+
+@pytest.mark.slow
+def test_quick_json_run_reports_every_section(capsys):
+    assert main(["bench", "--quick", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert {"command", "machine", "settings", "gemm", "step", "attention", "overhead", "targets"} <= set(results)
+    assert results["command"] == "python -m workbench bench --quick --json"
+    assert results["gemm"]["fp32"]["flops"] > 0
+    step = results["step"]
+    assert [(r["precision"], r["mode"]) for r in step["rows"]] == [("fp32", "eager"), ("bf16", "eager")]
+    for row in step["rows"]:
+        assert set(row["ms"]) == {"workbench", "transformers_eager", "transformers_sdpa"}
+        assert row["speedup"] > 0 and 0 < row["mfu"]["vs_fp32_peak"] < 2
+    # Identical weights: identical losses before the first step.
+    losses = list(step["initial_loss"].values())
+    assert max(losses) - min(losses) < 1e-4
+    kernels = {r["kernel"] for r in results["attention"]["rows"]}
+    assert {"naive", "sdpa"} <= kernels
+    assert ("flash" in kernels) != ("flash" in results["attention"]["skipped"])  # measured, or said why not
+    assert results["overhead"]["plain_ms"] > 0 and math.isfinite(results["overhead"]["overhead"])

@@ -1,0 +1,66 @@
+"""The GEMM peak of this machine, measured: the denominator of every MFU figure the bench prints."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+import torch.nn.functional as F
+
+from .flops import matmul_flops
+from .timing import interleaved, median, spread
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued kernels, so wall time measures them (a no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def gemm_peak(device: torch.device, dtypes: list[str], sizes: list[int], reps: int) -> dict:
+    """Best median FLOP/s over square (n, n) @ (n, n) products, per dtype.
+
+    Returns {dtype: {"flops": best FLOP/s, "size": n of the best, "spread": its relative IQR,
+    "by_size": {n: FLOP/s}}}.
+    """
+    cases, flops = {}, {}
+    for name in dtypes:
+        for n in sizes:
+            a = torch.randn(n, n, device=device).to(DTYPES[name])
+            b = torch.randn(n, n, device=device).to(DTYPES[name])
+            key = f"{name}/{n}"
+            cases[key] = lambda a=a, b=b: (torch.mm(a, b), sync(device))
+            flops[key] = matmul_flops(n, n, n)
+    times = interleaved(cases, reps=reps, warmup=1)
+    result = {}
+    for name in dtypes:
+        by_size = {n: flops[f"{name}/{n}"] / median(times[f"{name}/{n}"]) for n in sizes}
+        best = max(by_size, key=by_size.get)
+        result[name] = {"flops": by_size[best], "size": best, "spread": spread(times[f"{name}/{best}"]),
+                        "by_size": by_size}
+    return result
+
+
+def linear_gemm_seconds(shapes: list[tuple[int, int]], rows: int, device: torch.device, dtype: torch.dtype,
+                        reps: int) -> float:
+    """Seconds for the forward and both backward GEMMs of Linear layers ``(in, out)`` applied to
+    ``rows`` rows, run alone at their real shapes: the time a training step spends in its matmuls
+    if nothing else cost anything (the GEMM-bound ceiling of its MFU). Repeated shapes run once."""
+    counts = Counter(shapes)
+    cases = {}
+    for d_in, d_out in counts:
+        x = torch.randn(rows, d_in, device=device, dtype=dtype)
+        w = torch.randn(d_out, d_in, device=device, dtype=dtype)
+        g = torch.randn(rows, d_out, device=device, dtype=dtype)
+
+        def three(x=x, w=w, g=g):
+            F.linear(x, w)  # forward
+            g @ w  # grad of the input
+            g.t() @ x  # grad of the weight
+            sync(device)
+
+        cases[(d_in, d_out)] = three
+    times = interleaved(cases, reps=reps, warmup=1)
+    return sum(counts[shape] * median(t) for shape, t in times.items())

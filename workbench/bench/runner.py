@@ -1,0 +1,171 @@
+"""``python -m workbench bench``: every section in one process, then the targets checked.
+
+Sizes: the default run takes a few minutes on 2 CPU cores (most of it ``torch.compile``); ``quick``
+shrinks every section to a smoke test of about a minute (no compile) that exercises the same code.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import attention, gemm, machine, overhead, step
+from .attention import AttentionShape
+from .step import StepShape
+
+log = logging.getLogger(__name__)
+
+SECTIONS = ("gemm", "step", "attention", "overhead")
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_EXPERIMENT = REPO / "experiments" / "ablate_norm.yaml"  # the README's main job
+
+MFU_TARGET_DIM = 256  # the issue sets its MFU target at this model width
+# Targets of issue 6 (CPU).
+TARGETS = {
+    "eager_vs_transformers": 1.0,
+    "compile_vs_transformers": 1.15,
+    "mfu_fp32_dim256": 0.75,
+    "lightning_overhead": 0.03,
+}
+
+
+@dataclass
+class Settings:
+    quick: bool = False
+    compile: bool = True
+    sections: tuple[str, ...] = SECTIONS
+    device: str = "auto"
+    precisions: tuple[str, ...] = ("fp32", "bf16")
+    gemm_sizes: tuple[int, ...] = (2048,)
+    gemm_reps: int = 5
+    step: StepShape = field(default_factory=StepShape)
+    step_reps: int = 7
+    compile_reps: int = 5
+    attention: AttentionShape = field(default_factory=AttentionShape)
+    attention_reps: int = 3
+    overhead_overrides: tuple[str, ...] = ()
+    overhead_blocks: int = 3
+    overhead_steps: int = 12
+
+    @classmethod
+    def make(cls, quick: bool = False, compile: bool | None = None, sections=None, device: str = "auto") -> "Settings":
+        """Default or ``quick`` settings; ``compile`` None means on by default, off with quick."""
+        if quick:
+            s = cls(quick=True, compile=bool(compile), gemm_sizes=(512,), gemm_reps=3,
+                    step=StepShape(dim=64, n_layers=2, n_heads=2, vocab_size=256, batch_size=4, seq_len=64),
+                    step_reps=3, compile_reps=3,
+                    attention=AttentionShape(batch_size=1, n_heads=2, head_dim=32, seq_lens=(64, 128, 256)),
+                    attention_reps=2,
+                    overhead_overrides=("model.dim=64", "model.n_layers=2", "model.n_heads=2",
+                                        "train.batch_size=4", "train.seq_len=64"),
+                    overhead_blocks=2, overhead_steps=6)
+        else:
+            s = cls(compile=True if compile is None else compile)
+        if sections:
+            unknown = [x for x in sections if x not in SECTIONS]
+            if unknown:
+                raise ValueError(f"unknown bench section '{unknown[0]}' (sections: {', '.join(SECTIONS)})")
+            s.sections = tuple(x for x in SECTIONS if x in sections)
+        s.device = device
+        return s
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA GPU is visible")
+    return torch.device(name)
+
+
+def _overhead_configs(overrides: tuple[str, ...]):
+    from ..config import load_experiment
+
+    experiment = load_experiment(DEFAULT_EXPERIMENT, list(overrides))
+    variant = experiment.variants[experiment.baseline]
+    return variant.train, variant.transformer_config(variant.data["vocab_size"]), str(DEFAULT_EXPERIMENT.relative_to(REPO))
+
+
+def check_targets(results: dict) -> list[dict]:
+    """The issue's targets against what was measured: [{name, value, target, met}] (absent sections skipped)."""
+    checks = []
+    rows = results.get("step", {}).get("rows", [])
+    for row in rows:
+        key = "eager_vs_transformers" if row["mode"] == "eager" else "compile_vs_transformers"
+        checks.append({"name": f"{row['mode']} {row['precision']} speedup vs {row['reference']}",
+                       "value": row["speedup"], "target": TARGETS[key], "met": row["speedup"] >= TARGETS[key]})
+    shape = results.get("step", {}).get("shape", {})
+    for row in rows:
+        if shape.get("dim") == MFU_TARGET_DIM and row["precision"] == "fp32" and "vs_fp32_peak" in row["mfu"]:
+            value = row["mfu"]["vs_fp32_peak"]
+            checks.append({"name": f"MFU {row['mode']} fp32 at dim {shape.get('dim')} (of measured fp32 GEMM peak)",
+                           "value": value, "target": TARGETS["mfu_fp32_dim256"], "met": value >= TARGETS["mfu_fp32_dim256"]})
+    if "overhead" in results:
+        value = results["overhead"]["overhead"]
+        checks.append({"name": "Lightning overhead per step", "value": value, "target": TARGETS["lightning_overhead"],
+                       "met": value <= TARGETS["lightning_overhead"], "lower_is_better": True})
+    if "attention" in results:
+        for kernel, growth in results["attention"]["growth"].items():
+            expected = 2.0 if kernel == "naive" else 1.0
+            checks.append({"name": f"attention memory growth exponent, {kernel}", "value": growth["memory_exponent"],
+                           "target": expected, "met": abs(growth["memory_exponent"] - expected) < 0.35})
+    return checks
+
+
+def run_bench(settings: Settings, command: str) -> dict:
+    """Run the selected sections; return the JSON-ready results."""
+    from ..training.allocator import tune_cpu_allocator
+
+    device = resolve_device(settings.device)
+    started = time.perf_counter()
+    allocator = tune_cpu_allocator() if device.type == "cpu" else None
+    results: dict = {"command": command, "date": time.strftime("%Y-%m-%d"), "machine": machine.describe(device),
+                     "settings": _settings_dict(settings), "cpu_allocator": allocator}
+    peaks: dict[str, float] = {}
+    if "gemm" in settings.sections:
+        log.info("gemm: peak of square matmuls %s", settings.gemm_sizes)
+        dtypes = ["fp32", "bf16"] if device.type == "cpu" or torch.cuda.is_bf16_supported() else ["fp32", "fp16"]
+        results["gemm"] = gemm.gemm_peak(device, dtypes, list(settings.gemm_sizes), settings.gemm_reps)
+        peaks = {name: r["flops"] for name, r in results["gemm"].items()}
+    if "step" in settings.sections:
+        results["step"] = step.run(settings.step, device, list(settings.precisions), settings.compile,
+                                   settings.step_reps, settings.compile_reps, peaks)
+        if "fp32" in peaks:
+            results["step"]["gemm_ceiling"] = _gemm_ceiling(settings, device, results["step"], peaks["fp32"])
+    if "attention" in settings.sections:
+        results["attention"] = attention.run(settings.attention, device, settings.attention_reps)
+    if "overhead" in settings.sections:
+        if device.type != "cpu":
+            results["overhead_note"] = "measured on CPU only"
+        train, config, source = _overhead_configs(settings.overhead_overrides)
+        results["overhead"] = overhead.run(train, config, settings.overhead_blocks, settings.overhead_steps)
+        results["overhead"]["experiment"] = source
+        results["overhead"]["overrides"] = list(settings.overhead_overrides)
+    results["targets"] = check_targets(results)
+    results["wall_s"] = time.perf_counter() - started
+    return results
+
+
+def _gemm_ceiling(settings: Settings, device: torch.device, step_result: dict, peak: float) -> dict:
+    """The fp32 step's Linear GEMMs alone at their real shapes: how close to the square-GEMM peak the
+    model's own matmul shapes can get, before anything else in the step costs time."""
+    from components import TransformerLM
+    from torch import nn
+
+    with torch.device("meta"):
+        model = TransformerLM(settings.step.config())
+    shapes = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, nn.Linear)]
+    rows = settings.step.batch_size * settings.step.seq_len
+    seconds = gemm.linear_gemm_seconds(shapes, rows, device, torch.float32, reps=settings.gemm_reps)
+    linear_flops = sum(3 * 2 * rows * i * o for i, o in shapes)
+    return {"linear_gemm_ms": 1000 * seconds, "linear_flops": linear_flops,
+            "linear_gemm_efficiency": linear_flops / seconds / peak,
+            "note": "Linear layers' forward + both backward GEMMs timed alone at the step's shapes, vs the square-GEMM peak"}
+
+
+def _settings_dict(settings: Settings) -> dict:
+    return asdict(settings)

@@ -1,0 +1,184 @@
+"""One training step (forward, loss, backward, grad clipping, fused AdamW) of the workbench LLaMA
+against transformers' ``LlamaForCausalLM`` holding the identical weights (``workbench.interop``).
+
+Both sides run the same optimiser code on the same batch in the same process, interleaved; only
+the model (and its loss) differs. transformers computes its loss the way its users train:
+``model(input_ids, labels=..., shift_labels=...)``, which upcasts the full logits to fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from components import TransformerConfig, TransformerLM
+
+from ..training.optim import param_groups
+from .flops import achieved_flops, mfu
+from .gemm import sync
+from .timing import interleaved, median, paired_ratio, spread
+
+log = logging.getLogger(__name__)
+
+HF_ATTENTION = ("eager", "sdpa")  # transformers' attention implementations that run anywhere
+
+
+@dataclass
+class StepShape:
+    """Model and batch of the step benchmark (the LLaMA recipe at a small size)."""
+
+    dim: int = 256
+    n_layers: int = 4
+    n_heads: int = 4
+    vocab_size: int = 2048
+    batch_size: int = 16
+    seq_len: int = 256
+
+    def config(self) -> TransformerConfig:
+        return TransformerConfig(vocab_size=self.vocab_size, max_seq_len=self.seq_len, dim=self.dim,
+                                 n_layers=self.n_layers, n_heads=self.n_heads)
+
+
+def autocast_context(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+    """'fp32' -> no autocast; 'bf16' / 'fp16' -> autocast to that dtype (Lightning's *-mixed)."""
+    if precision == "fp32":
+        return contextlib.nullcontext
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return lambda: torch.autocast(device.type, dtype=dtype)
+
+
+def training_step(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor], precision: str,
+                  device: torch.device, grad_clip: float = 1.0) -> Callable[[], None]:
+    """A closure running one optimiser step of ``model``: what LMModule does per step, minus Lightning."""
+    context = autocast_context(precision, device)
+    optimizer = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-4, fused=device.type in ("cpu", "cuda"))
+
+    def step() -> None:
+        with context():
+            loss = loss_fn(model)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip, foreach=True)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        sync(device)
+
+    return step
+
+
+def build_pair(shape: StepShape, device: torch.device) -> tuple[TransformerLM, dict[str, nn.Module]]:
+    """The workbench model and one transformers model per attention implementation, identical weights."""
+    from workbench.interop import from_hf, to_hf
+
+    base = TransformerLM(shape.config(), init_seed=0)
+    hf = {impl: to_hf(base, attn_implementation=impl).to(device).train() for impl in HF_ATTENTION}
+    ours = from_hf(hf["sdpa"]).train()  # the direction the issue asks for: transformers -> workbench
+    return ours, hf
+
+
+def _batch(shape: StepShape, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, shape.vocab_size, (shape.batch_size, shape.seq_len), generator=g)
+    y = torch.randint(0, shape.vocab_size, (shape.batch_size, shape.seq_len), generator=g)
+    return x.to(device), y.to(device)
+
+
+def _losses(x: torch.Tensor, y: torch.Tensor) -> tuple[Callable, Callable]:
+    return (lambda m: m(x, targets=y)), (lambda m: m(input_ids=x, labels=y, shift_labels=y).loss)
+
+
+def initial_losses(ours: TransformerLM, hf: dict[str, nn.Module], shape: StepShape, device: torch.device) -> dict:
+    """Both models' loss on the benchmark batch before any step: equal weights give equal losses."""
+    x, y = _batch(shape, device)
+    ours_loss, hf_loss = _losses(x, y)
+    with torch.no_grad():
+        values = {"workbench": float(ours_loss(ours))}
+        values.update({f"transformers_{impl}": float(hf_loss(m)) for impl, m in hf.items()})
+    return values
+
+
+def bench_eager(ours, hf, shape: StepShape, device: torch.device, precision: str, reps: int) -> dict[str, list[float]]:
+    """Interleaved eager steps: {"workbench": [s...], "transformers_eager": [...], "transformers_sdpa": [...]}."""
+    x, y = _batch(shape, device)
+    ours_loss, hf_loss = _losses(x, y)
+    cases = {"workbench": training_step(copy.deepcopy(ours), ours_loss, precision, device)}
+    for impl, model in hf.items():
+        cases[f"transformers_{impl}"] = training_step(copy.deepcopy(model), hf_loss, precision, device)
+    return interleaved(cases, reps=reps, warmup=1)
+
+
+def bench_compiled(ours, hf_model, hf_name: str, shape: StepShape, device: torch.device, precision: str,
+                   reps: int) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Both models through ``nn.Module.compile()`` (as ``train.compile`` does): step times and the
+    seconds each took to compile (its first step)."""
+    x, y = _batch(shape, device)
+    ours_loss, hf_loss = _losses(x, y)
+    models = {"workbench": (copy.deepcopy(ours), ours_loss), hf_name: (copy.deepcopy(hf_model), hf_loss)}
+    cases, compile_s = {}, {}
+    for name, (model, loss) in models.items():
+        model.compile()
+        step = training_step(model, loss, precision, device)
+        start = time.perf_counter()
+        step()  # compiles forward and backward
+        compile_s[name] = time.perf_counter() - start
+        log.info("  compiled %s (%s) in %.0f s", name, precision, compile_s[name])
+        cases[name] = step
+    return interleaved(cases, reps=reps, warmup=1), compile_s
+
+
+def summarise(times: dict[str, list[float]], reference: str, flops_per_step: int, peaks: dict[str, float]) -> dict:
+    """Median ms per case, the workbench's speedup over ``reference`` (median of paired per-round
+    ratios), and the workbench's achieved FLOP/s and MFU against each measured peak."""
+    ours = median(times["workbench"])
+    return {
+        "ms": {name: 1000 * median(t) for name, t in times.items()},
+        "spread": {name: spread(t) for name, t in times.items()},
+        "reference": reference,
+        "speedup": paired_ratio(times[reference], times["workbench"]),
+        "workbench_tflops": achieved_flops(flops_per_step, ours) / 1e12,
+        "reference_tflops": achieved_flops(flops_per_step, median(times[reference])) / 1e12,
+        "mfu": {f"vs_{name}_peak": mfu(flops_per_step, ours, peak) for name, peak in peaks.items()},
+        "reference_mfu": {f"vs_{name}_peak": mfu(flops_per_step, median(times[reference]), peak)
+                          for name, peak in peaks.items()},
+    }
+
+
+def run(shape: StepShape, device: torch.device, precisions: list[str], compile_too: bool, reps: int,
+        compile_reps: int, peaks: dict[str, float]) -> dict:
+    """The whole step section: eager in every precision, then compiled against the fastest transformers."""
+    ours, hf = build_pair(shape, device)
+    ours.to(device)
+    flops_per_token = ours.flops_per_token(shape.seq_len)
+    tokens = shape.batch_size * shape.seq_len
+    result = {
+        "shape": asdict(shape),
+        "params": ours.num_params(),
+        "flops_per_token": flops_per_token,
+        "tokens_per_step": tokens,
+        "initial_loss": initial_losses(ours, hf, shape, device),
+        "rows": [],
+    }
+    for precision in precisions:
+        log.info("step: eager %s", precision)
+        times = bench_eager(ours, hf, shape, device, precision, reps)
+        fastest = min((n for n in times if n != "workbench"), key=lambda n: median(times[n]))
+        row = {"precision": precision, "mode": "eager", **summarise(times, fastest, flops_per_step=flops_per_token * tokens,
+                                                                     peaks=peaks)}
+        row["speedup_vs"] = {n: paired_ratio(times[n], times["workbench"]) for n in times if n != "workbench"}
+        result["rows"].append(row)
+        if compile_too:
+            log.info("step: compiled %s (workbench vs %s)", precision, fastest)
+            ctimes, compile_s = bench_compiled(ours, hf[fastest.removeprefix("transformers_")], fastest, shape, device,
+                                               precision, compile_reps)
+            crow = {"precision": precision, "mode": "compile",
+                    **summarise(ctimes, fastest, flops_per_step=flops_per_token * tokens, peaks=peaks)}
+            crow["compile_s"] = compile_s
+            crow["speedup_vs_eager_self"] = median(times["workbench"]) / median(ctimes["workbench"])
+            result["rows"].append(crow)
+    return result
