@@ -7,11 +7,13 @@ the reason the run recorded, never a crash and never a missing row.
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from . import fmt
 from .doc import Block, Heading, Image, Para, Table, text
 from .load import COMPLETED, Variant
-from .plots import Plot, _figure, _png, colour, label, linestyle
+from .plots import DPI, Plot, _png, colour, label, linestyle
 from .stats import summarize
 
 NAME = "val_loss_vs_length"
@@ -46,8 +48,11 @@ def _train_len(v: Variant) -> int | None:
 
 
 def length_plot(order: list[Variant], table) -> bytes | None:
-    """Loss vs length (log2 x axis) per variant; a dotted line at each training length."""
-    fig, ax = _figure(10.0, 5.0)
+    """Left: loss vs length per variant. Right: the same minus the variant's loss at its training length,
+    so the extrapolation shapes compare whatever the absolute losses. log2 x axes, training length dotted."""
+    fig = Figure(figsize=(12.0, 5.0), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    absolute, relative = fig.subplots(1, 2)
     drawn = False
     for v in order:
         points = [(length, mean) for length, (mean, _) in table[v.name].items() if mean is not None]
@@ -55,22 +60,33 @@ def length_plot(order: list[Variant], table) -> bytes | None:
             continue
         x, y = np.array(points, dtype=np.float64).T
         skipped = [length for length, (mean, _) in table[v.name].items() if mean is None]
-        suffix = f" (n/a beyond {max(int(p) for p in x)} tokens)" if skipped else ""
-        ax.plot(x, y, color=colour(v.index), ls=linestyle(v.index), marker="o", lw=2, label=label(v.name + suffix))
+        suffix = f" (n/a beyond {int(x.max())} tokens)" if skipped else ""
+        style = dict(color=colour(v.index), ls=linestyle(v.index), marker="o", lw=2)
+        absolute.plot(x, y, label=label(v.name + suffix), **style)
+        train_len = _train_len(v)
+        at_train = table[v.name].get(train_len, (None, None))[0] if train_len else None
+        if at_train is not None:
+            relative.plot(x, y - at_train, **style)
         drawn = True
     if not drawn:
         return None
-    for seq in sorted({s for s in (_train_len(v) for v in order) if s}):
-        ax.axvline(seq, color="grey", ls=":", lw=1.2)
-        ax.annotate(f"train length {seq}", (seq, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -12),
-                    textcoords="offset points", fontsize="small", color="dimgrey")
-    ax.set_xscale("log", base=2)
     lengths = _lengths(order)
-    ax.set_xticks(lengths, [str(n) for n in lengths])
-    ax.set_title(TITLE)
-    ax.set_xlabel("evaluation length (tokens, log scale)")
-    ax.set_ylabel("validation loss (nats / token)")
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    for ax in (absolute, relative):
+        ax.grid(True, which="major", alpha=0.35)
+        for seq in sorted({s for s in (_train_len(v) for v in order) if s}):
+            ax.axvline(seq, color="grey", ls=":", lw=1.2)
+            ax.annotate(f"train length {seq}", (seq, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -12),
+                        textcoords="offset points", fontsize="small", color="dimgrey")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(lengths, [str(n) for n in lengths])
+        ax.set_xlabel("evaluation length (tokens, log scale)")
+    relative.axhline(0.0, color="grey", lw=1)
+    absolute.set_title("Validation loss")
+    absolute.set_ylabel("validation loss (nats / token)")
+    relative.set_title("Change from the loss at the training length")
+    relative.set_ylabel("Δ validation loss (nats / token)")
+    fig.suptitle(TITLE)
+    fig.legend(fontsize="small", loc="outside right upper")
     return _png(fig)
 
 
@@ -93,7 +109,8 @@ def lengths_section(order: list[Variant]) -> tuple[list[Block], Plot | None]:
         Para([text("Validation loss (nats/token, mean over completed seeds) with the model run on windows of each "
                    "length. Every length scores the same validation tokens (one span cut into windows), so a "
                    "change with length comes from context alone: loss falls while longer context helps and rises "
-                   "where the position scheme stops generalising past the training length.")]),
+                   "where the position scheme stops generalising past the training length. The plot's right panel "
+                   "subtracts each variant's loss at its training length, so the shapes compare directly.")]),
         Heading(3, TITLE),
         Image(TITLE, f"plots/{NAME}.png", png) if png else Para([text(f"Skipped: {plot.skipped}.")]),
     ]
