@@ -117,8 +117,8 @@ def train_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) ->
         final_val = evaluate(module.model, recorder.val_batches, module.device, context)
     steps = trainer.global_step
     if trainer.world_size != world_size(train):
-        log.warning("[%s] %d processes train, the config's budget assumed %d: train_flops differs from the budget",
-                    label, trainer.world_size, world_size(train))
+        log.warning("[%s] %d processes trained, train.devices x num_nodes gave %d: a budget resolved into train.steps "
+                    "is off by that factor (train_flops records what was trained)", label, trainer.world_size, world_size(train))
     if variant.eval_lengths:
         lengths, notes = {}, {}
         if record["status"] == "completed":
