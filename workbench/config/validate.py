@@ -259,9 +259,6 @@ class _VariantCheck:
     def check_flash(self, head_size: int) -> None:
         precision, accelerator = self.train["precision"], self.train["accelerator"]
         others = ", ".join(n for n in registry.available("attention") if n != "flash")
-        if precision not in FLASH_PRECISIONS:
-            self.fail("train.precision", f"'{precision}' but model.attention is 'flash', which runs in fp16/bf16 only",
-                      ", ".join(FLASH_PRECISIONS), ("model.attention",))
         if head_size > FLASH_MAX_HEAD_DIM:
             self.fail("model.attention", f"flash attention supports head_dim <= {FLASH_MAX_HEAD_DIM}, this model has {head_size}", others)
         if accelerator == "cpu":
@@ -269,5 +266,8 @@ class _VariantCheck:
         reason = flash_unavailable_reason()
         if reason:
             self.fail("model.attention", reason, others)
+        if precision not in FLASH_PRECISIONS:
+            self.fail("train.precision", f"'{precision}' but model.attention is 'flash', which runs in fp16/bf16 only",
+                      ", ".join(FLASH_PRECISIONS), ("model.attention",))
         if precision == "auto" and not torch.cuda.is_bf16_supported():
             self.fail("train.precision", "'auto' resolves to 32 on this GPU (no bf16), which flash attention cannot run", "16-mixed")

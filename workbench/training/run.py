@@ -17,7 +17,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ThroughputMonitor, TQDMProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ThroughputMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
@@ -31,6 +31,7 @@ from .checkpoint_io import AtomicCheckpointIO, resume_checkpoint
 from .length_eval import length_losses
 from .module import Diverged, LMModule, evaluate
 from .precision import resolve_precision
+from .progress import RunProgressBar
 
 log = logging.getLogger("workbench")
 
@@ -92,9 +93,7 @@ def train_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) ->
         ThroughputMonitor(batch_size_fn=lambda b: b[0].shape[0], length_fn=lambda b: b[0].numel()),
     ]
     if interactive:
-        bar = TQDMProgressBar()
-        bar.train_description = label
-        callbacks.append(bar)
+        callbacks.append(RunProgressBar(label))
     trainer = L.Trainer(
         max_steps=train["steps"], max_epochs=-1, limit_val_batches=0, num_sanity_val_steps=0,
         precision=resolve_precision(train["precision"], train["accelerator"]),
