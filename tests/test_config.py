@@ -199,7 +199,7 @@ BAD = {  # id: (experiment fields, overrides, key expected in the message, text 
     "dim-not-divisible": ({}, ["model.dim=130"], "model.dim", "divisible by n_heads"),
     "kv-heads": ({}, ["model.n_kv_heads=3"], "model.n_kv_heads", "must divide n_heads"),
     "odd-rope-head-dim": ({}, ["model.dim=12", "model.n_heads=4"], "model.head_dim", "even"),
-    "flash-fp32": ({}, ["model.attention=flash"], "train.precision", "fp16/bf16"),
+    "flash-on-cpu": ({}, ["model.attention=flash"], "model.attention", "CUDA only"),
     "files-without-paths": ({"data": {"source": "files"}}, [], "data.paths", "at least one"),
     "missing-data-path": ({"data": {"source": "files", "paths": ["nope/*.txt"]}}, [], "data.paths", "matches no file"),
     "data-path-directory": ({"data": {"source": "files", "paths": ["."]}}, [], "data.paths", "directory"),
@@ -304,6 +304,14 @@ def test_flash_where_it_cannot_run_says_why(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_experiment(experiment_file(tmp_path), ["model.attention=flash", "train.precision=bf16-mixed", "train.accelerator=auto"])
     assert err.value.key == "model.attention" and flash_unavailable_reason() in str(err.value)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(flash_unavailable_reason() is not None, reason=flash_unavailable_reason() or "")
+def test_flash_in_fp32_names_the_precision(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_experiment(experiment_file(tmp_path), ["model.attention=flash", "train.precision=32", "train.accelerator=gpu"])
+    assert err.value.key == "train.precision" and "fp16/bf16" in str(err.value)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible")
