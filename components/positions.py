@@ -79,10 +79,15 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     last axis (transformers' LLaMA convention), written half by half into one output (no concatenation).
 
     x (..., T, D) in any float dtype; cos, sin (T, D/2) in the compute dtype, which the result has.
+    Under torch.compile (which cannot trace ``out=`` into strided views) the same formula, written
+    functionally for the compiler to fuse.
     """
+    if torch.compiler.is_compiling():
+        x1, x2 = x.to(cos.dtype).chunk(2, dim=-1)
+        return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
-    out = torch.empty_like(x, dtype=cos.dtype)  # same strides as x
+    out = torch.empty_like(x, dtype=cos.dtype)
     o1, o2 = out[..., :half], out[..., half:]
     torch.mul(x1, cos, out=o1).addcmul_(x2, sin, value=-1.0)  # x1 cos - x2 sin
     torch.mul(x2, cos, out=o2).addcmul_(x1, sin)  # x2 cos + x1 sin

@@ -12,6 +12,7 @@ import torch
 
 from components import TransformerConfig, TransformerLM
 from workbench.bench.attention import growth_exponent
+from workbench.bench.format import markdown
 from workbench.bench.flops import achieved_flops, matmul_flops, matmul_weights, mfu, train_flops_per_token
 from workbench.bench.memory import PeakTensorMemory
 from workbench.bench.runner import Settings, check_targets
@@ -197,3 +198,7 @@ def test_quick_json_run_reports_every_section(capsys):
     assert {"naive", "sdpa"} <= kernels
     assert ("flash" in kernels) != ("flash" in results["attention"]["skipped"])  # measured, or said why not
     assert results["overhead"]["plain_ms"] > 0 and math.isfinite(results["overhead"]["overhead"])
+    # The human-readable report renders every section from the same results.
+    text = markdown(results)
+    for heading in ("## GEMM peak", "## Training step", "## Attention kernels", "## Lightning overhead", "## Targets"):
+        assert heading in text

@@ -36,9 +36,11 @@ def _step(results: dict) -> list[str]:
             f"{row['workbench_tflops'] * 1e3:.0f}",
             _pct(mfu["vs_fp32_peak"]) if "vs_fp32_peak" in mfu else "-",
             _pct(ref_mfu["vs_fp32_peak"]) if "vs_fp32_peak" in ref_mfu else "-",
+            _pct(mfu[own]) if (own := f"vs_{row['precision']}_peak") in mfu else "-",
         ])
     header = ["precision", "mode", "workbench ms", *[f"{n} ms" for n in names], "speedup",
-              "workbench GFLOP/s", "workbench MFU (fp32 peak)", "transformers MFU (fp32 peak)"]
+              "workbench GFLOP/s", "workbench MFU (fp32 peak)", "transformers MFU (fp32 peak)",
+              "workbench MFU (peak of its dtype)"]
     lines = [title, "", f"{s['params']:,} parameters, {s['flops_per_token']:,} training FLOPs/token; initial losses "
              + ", ".join(f"{k} {v:.5f}" for k, v in s["initial_loss"].items()), ""] + _table(header, rows)
     for row in s["rows"]:

@@ -63,6 +63,11 @@ class Settings:
                     overhead_overrides=("model.dim=64", "model.n_layers=2", "model.n_heads=2",
                                         "train.batch_size=4", "train.seq_len=64"),
                     overhead_blocks=2, overhead_steps=6)
+        elif resolve_device(device).type == "cuda":  # a ~125M LLaMA in bf16, long sequences
+            s = cls(compile=True if compile is None else compile, precisions=("bf16",), gemm_sizes=(4096, 8192),
+                    step=StepShape(dim=768, n_layers=12, n_heads=12, vocab_size=32000, batch_size=8, seq_len=1024),
+                    attention=AttentionShape(batch_size=4, n_heads=12, head_dim=64, seq_lens=(512, 1024, 2048, 4096)),
+                    step_reps=10, compile_reps=10, attention_reps=5)
         else:
             s = cls(compile=True if compile is None else compile)
         if sections:
@@ -118,13 +123,10 @@ def check_targets(results: dict) -> list[dict]:
 
 def run_bench(settings: Settings, command: str) -> dict:
     """Run the selected sections; return the JSON-ready results."""
-    from ..training.allocator import tune_cpu_allocator
-
     device = resolve_device(settings.device)
     started = time.perf_counter()
-    allocator = tune_cpu_allocator() if device.type == "cpu" else None
     results: dict = {"command": command, "date": time.strftime("%Y-%m-%d"), "machine": machine.describe(device),
-                     "settings": _settings_dict(settings), "cpu_allocator": allocator}
+                     "settings": _settings_dict(settings)}
     peaks: dict[str, float] = {}
     if "gemm" in settings.sections:
         log.info("gemm: peak of square matmuls %s", settings.gemm_sizes)
