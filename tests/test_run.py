@@ -106,33 +106,30 @@ def test_concurrent_variant_jobs_share_one_run_folder(tmp_path, cache):
 
 
 PLUGIN = '''
-import torch
 from torch import nn
 from components import registry
 
-@registry.register("ffn", "wbtest_explode")
-class Explode(nn.Module):
-    """Turns the activations infinite after a few training calls."""
+class Breaks(nn.Module):
+    """A linear FFN that misbehaves after a few training calls."""
     def __init__(self, dim, hidden_dim, bias=False):
         super().__init__()
         self.lin = nn.Linear(dim, dim)
         self.calls = 0
     def forward(self, x):
         self.calls += self.training
-        return self.lin(x) * (float("inf") if self.calls > 5 else 1.0)
+        return self.lin(x) if self.calls <= 5 else self.broken(self.lin(x))
+
+@registry.register("ffn", "wbtest_explode")
+class Explode(Breaks):
+    """Turns the activations infinite."""
+    def broken(self, h):
+        return h * float("inf")
 
 @registry.register("ffn", "wbtest_crash")
-class Crash(nn.Module):
-    """Raises after a few training calls."""
-    def __init__(self, dim, hidden_dim, bias=False):
-        super().__init__()
-        self.lin = nn.Linear(dim, dim)
-        self.calls = 0
-    def forward(self, x):
-        self.calls += self.training
-        if self.calls > 5:
-            raise RuntimeError("boom in the ffn")
-        return self.lin(x)
+class Crash(Breaks):
+    """Raises."""
+    def broken(self, h):
+        raise RuntimeError("boom in the ffn")
 '''
 
 
