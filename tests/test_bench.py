@@ -170,6 +170,11 @@ def test_mfu_target_only_at_the_issue_size():
     assert not any("MFU" in t["name"] for t in check_targets(results))
 
 
+def test_quick_runs_check_no_targets():
+    results = {"settings": {"quick": True}, "overhead": {"overhead": 0.5}}
+    assert check_targets(results) == []
+
+
 def test_settings_reject_unknown_sections_and_quick_skips_compile():
     assert Settings.make(quick=True).compile is False
     assert Settings.make().compile is True
@@ -184,6 +189,7 @@ def test_quick_json_run_reports_every_section(capsys):
     assert main(["bench", "--quick", "--json"]) == 0
     results = json.loads(capsys.readouterr().out)
     assert {"command", "machine", "settings", "gemm", "step", "attention", "overhead", "targets"} <= set(results)
+    assert results["targets"] == []  # the issue's targets are for the default sizes, not --quick
     assert results["command"] == "python -m workbench bench --quick --json"
     assert results["gemm"]["fp32"]["flops"] > 0
     step = results["step"]
@@ -200,5 +206,5 @@ def test_quick_json_run_reports_every_section(capsys):
     assert results["overhead"]["plain_ms"] > 0 and math.isfinite(results["overhead"]["overhead"])
     # The human-readable report renders every section from the same results.
     text = markdown(results)
-    for heading in ("## GEMM peak", "## Training step", "## Attention kernels", "## Lightning overhead", "## Targets"):
+    for heading in ("## GEMM peak", "## Training step", "## Attention kernels", "## Lightning overhead", "Targets: not"):
         assert heading in text

@@ -20,27 +20,34 @@ def sync(device: torch.device) -> None:
 
 
 def gemm_peak(device: torch.device, dtypes: list[str], sizes: list[int], reps: int) -> dict:
-    """Best median FLOP/s over square (n, n) @ (n, n) products, per dtype.
+    """Peak FLOP/s of square (n, n) @ (n, n) products, per dtype: the best call over ``reps``
+    interleaved rounds and every size. A neighbour's load can only slow a call down, so the fastest
+    one is the machine's capability (and MFU against it errs on the low side).
 
-    Returns {dtype: {"flops": best FLOP/s, "size": n of the best, "spread": its relative IQR,
-    "by_size": {n: FLOP/s}}}.
+    Returns {dtype: {"flops": peak FLOP/s, "size": n of the peak, "median_flops": that size's median
+    FLOP/s, "spread": its relative IQR}}.
     """
     cases, flops = {}, {}
     for name in dtypes:
         for n in sizes:
             a = torch.randn(n, n, device=device).to(DTYPES[name])
             b = torch.randn(n, n, device=device).to(DTYPES[name])
-            key = f"{name}/{n}"
-            cases[key] = lambda a=a, b=b: (torch.mm(a, b), sync(device))
-            flops[key] = matmul_flops(n, n, n)
+            cases[name, n] = lambda a=a, b=b: (torch.mm(a, b), sync(device))
+            flops[name, n] = matmul_flops(n, n, n)
     times = interleaved(cases, reps=reps, warmup=1)
     result = {}
     for name in dtypes:
-        by_size = {n: flops[f"{name}/{n}"] / median(times[f"{name}/{n}"]) for n in sizes}
-        best = max(by_size, key=by_size.get)
-        result[name] = {"flops": by_size[best], "size": best, "spread": spread(times[f"{name}/{best}"]),
-                        "by_size": by_size}
+        best = max(sizes, key=lambda n: flops[name, n] / min(times[name, n]))
+        t = times[name, best]
+        result[name] = {"flops": flops[name, best] / min(t), "size": best,
+                        "median_flops": flops[name, best] / median(t), "spread": spread(t)}
     return result
+
+
+def best_of(*measurements: dict) -> dict:
+    """Per dtype, the ``gemm_peak`` measurement with the highest peak (the bench measures before
+    and after its step section, so one busy moment cannot lower the denominator of every MFU)."""
+    return {name: max((m[name] for m in measurements), key=lambda r: r["flops"]) for name in measurements[0]}
 
 
 def linear_gemm_seconds(shapes: list[tuple[int, int]], rows: int, device: torch.device, dtype: torch.dtype,

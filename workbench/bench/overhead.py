@@ -1,12 +1,11 @@
 """Lightning's cost per step: the same model, optimiser, schedule, clipping and batches, trained by
-the workbench's LightningModule + Trainer and by a plain PyTorch loop.
+the workbench's LightningModule + Trainer and by a plain PyTorch loop, step by step alternately.
 
 The Trainer is configured as ``workbench.training.run`` configures it (precision, accelerator,
-logger, the per-step callbacks RunRecorder, LearningRateMonitor, ThroughputMonitor and
+TensorBoard logger, the per-step callbacks RunRecorder, LearningRateMonitor, ThroughputMonitor and
 ModelCheckpoint). Evaluation and checkpoint writes are not overhead but work a plain loop would do
-too, so their schedules are set past the measured steps. A step's time is the wall time between
-the starts of consecutive steps, so data loading, hooks and logging all count; each block's mean
-over its steady-state steps is compared, blocks interleaved (plain, Lightning, plain, ...).
+too, so their schedules are set past the measured steps. Inside the Trainer's loop a callback runs
+one plain step before each Lightning step, so the two are timed back to back on the same batch.
 """
 
 from __future__ import annotations
@@ -28,24 +27,29 @@ log = logging.getLogger(__name__)
 NEVER = 10**9  # a step schedule that never fires within a benchmark
 
 
-def _plain_steps(model, train: dict, batches, stamps: list[float]) -> None:
-    """The loop one would write by hand: what LMModule + Trainer do, nothing else."""
-    from ..training.optim import build_optimizer
+class _PlainLoop:
+    """The loop one would write by hand, one step at a time: what LMModule + Trainer do, nothing else."""
 
-    optimizer, schedule = build_optimizer(model, train, fused=True)
-    clip = train["grad_clip"]
-    for x, y in batches:
-        stamps.append(time.perf_counter())
-        loss = model(x, targets=y)
+    def __init__(self, model, train: dict):
+        from ..training.optim import build_optimizer
+
+        self.model, self.clip = model, train["grad_clip"]
+        self.optimizer, self.schedule = build_optimizer(model, train, fused=True)
+
+    def step(self, x, y) -> None:
+        loss = self.model(x, targets=y)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip if clip else float("inf"), foreach=True)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-    stamps.append(time.perf_counter())
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip if self.clip else float("inf"), foreach=True)
+        self.optimizer.step()
+        self.schedule.step()
+        self.optimizer.zero_grad(set_to_none=True)
 
 
-def _lightning_steps(module, train: dict, batches, stamps: list[float], folder: Path) -> None:
+def _paired_steps(module, plain: _PlainLoop, train: dict, batches, folder: Path) -> tuple[list[float], list[float]]:
+    """Train ``module`` with Lightning on ``batches``; at the start of each of its steps, a callback
+    first runs the plain loop's step on the same batch. Returns (plain seconds, Lightning seconds)
+    per step: a Lightning step is the time from the end of one plain step to the start of the next,
+    so it holds everything Lightning does (loading, training step, hooks, logging, optimiser)."""
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ThroughputMonitor
     from lightning.pytorch.loggers import TensorBoardLogger
@@ -54,17 +58,26 @@ def _lightning_steps(module, train: dict, batches, stamps: list[float], folder: 
     from ..training.callbacks import RunRecorder
     from ..training.precision import resolve_precision
 
-    class Clock(L.Callback):
+    plain_s: list[float] = []
+    marks: list[float] = []  # end of each plain step = start of a Lightning step, then the end of fit
+
+    class Interleave(L.Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            stamps.append(time.perf_counter())
+            start = time.perf_counter()
+            if marks:
+                marks.append(start)  # the previous Lightning step ends here
+            plain.step(*batch)
+            end = time.perf_counter()
+            plain_s.append(end - start)
+            marks.append(end)
 
         def on_train_end(self, trainer, pl_module):
-            stamps.append(time.perf_counter())
+            marks.append(time.perf_counter())
 
     recorder_cfg = {**train, "eval_every": NEVER, "checkpoint_every": NEVER, "steps": NEVER}
     tokens = train["batch_size"] * train["seq_len"]
     callbacks = [
-        Clock(),
+        Interleave(),
         RunRecorder(folder / "metrics.json", [], recorder_cfg, "bench", tokens),
         ModelCheckpoint(dirpath=folder / "checkpoints", every_n_train_steps=NEVER, save_top_k=1, save_last=True),
         LearningRateMonitor(logging_interval="step"),
@@ -78,47 +91,42 @@ def _lightning_steps(module, train: dict, batches, stamps: list[float], folder: 
         callbacks=callbacks, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=True,
     )
     trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
+    lightning_s = [b - a for a, b in zip(marks[0::2], marks[1::2])]
+    return plain_s, lightning_s
 
 
-def _mean_step(stamps: list[float], warm: int) -> float:
-    """Mean seconds per step after the first ``warm`` steps (stamps: the start of each step, then the end)."""
-    steady = stamps[warm:]
-    return (steady[-1] - steady[0]) / (len(steady) - 1)
-
-
-def run(train: dict, model_config, blocks: int, steps: int, warm: int = 2) -> dict:
-    """Interleave ``blocks`` plain and Lightning blocks of ``steps`` steps; the overhead is the median
-    over blocks of (Lightning step / plain step) - 1."""
+def run(train: dict, model_config, windows: int, warm: int = 2) -> dict:
+    """Lightning vs plain, step by step on the same batches, over ``windows`` windows of
+    ``train.log_every`` steps after ``warm`` steps. The overhead is the median over windows of
+    (Lightning seconds / plain seconds) - 1: each window holds one logging step, so periodic costs
+    count, and pairing adjacent steps cancels what a busy machine does to both."""
     from ..training.module import LMModule
 
     if train["precision"] not in ("32", "auto") or train["accelerator"] not in ("cpu", "auto"):
         log.info("overhead: measured on CPU in fp32 whatever the experiment says")
     train = {**train, "precision": "32", "accelerator": "cpu", "compile": False}
+    every = train["log_every"]
+    steps = warm + windows * every
     g = torch.Generator().manual_seed(0)
     shape = (train["batch_size"], train["seq_len"])
     batches = [(torch.randint(0, model_config.vocab_size, shape, generator=g),
                 torch.randint(0, model_config.vocab_size, shape, generator=g)) for _ in range(steps)]
-    plain_model = TransformerLM(model_config, init_seed=0)
+    plain = _PlainLoop(TransformerLM(model_config, init_seed=0), train)
     module = LMModule(TransformerLM(model_config, init_seed=0), train)
-    plain, lightning = [], []
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Lightning's advice on workers, tensorboardX, ...
         for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        for b in range(blocks):
-            stamps: list[float] = []
-            _plain_steps(plain_model, train, batches, stamps)
-            plain.append(_mean_step(stamps, warm))
-            stamps = []
-            _lightning_steps(module, train, batches, stamps, Path(tmp) / f"block{b}")
-            lightning.append(_mean_step(stamps, warm))
-            log.info("overhead: block %d/%d  plain %.1f ms  lightning %.1f ms", b + 1, blocks,
-                     1000 * plain[-1], 1000 * lightning[-1])
+        plain_s, lightning_s = _paired_steps(module, plain, train, batches, Path(tmp))
+    plain_s, lightning_s = plain_s[warm:], lightning_s[warm:]
+    window_ratios = [sum(lightning_s[i:i + every]) / sum(plain_s[i:i + every]) for i in range(0, len(plain_s), every)]
+    log.info("overhead: plain %.1f ms, lightning %.1f ms per step", 1000 * median(plain_s), 1000 * median(lightning_s))
     return {
         "model": {k: getattr(model_config, k) for k in ("dim", "n_layers", "n_heads", "vocab_size")},
         "batch": {"batch_size": train["batch_size"], "seq_len": train["seq_len"]},
-        "blocks": blocks, "steps_per_block": steps, "warm_steps": warm,
-        "plain_ms": 1000 * median(plain), "lightning_ms": 1000 * median(lightning),
-        "spread": {"plain": spread(plain), "lightning": spread(lightning)},
-        "overhead": paired_ratio(lightning, plain) - 1.0,
+        "steps": len(plain_s), "warm_steps": warm, "window": every,
+        "plain_ms": 1000 * median(plain_s), "lightning_ms": 1000 * median(lightning_s),
+        "spread": {"plain": spread(plain_s), "lightning": spread(lightning_s)},
+        "overhead": median(window_ratios) - 1.0,
+        "overhead_median_step": paired_ratio(lightning_s, plain_s) - 1.0,
     }

@@ -132,35 +132,43 @@ def bench_compiled(ours, hf_model, hf_name: str, shape: StepShape, device: torch
     return interleaved(cases, reps=reps, warmup=1), compile_s
 
 
-def summarise(times: dict[str, list[float]], reference: str, flops_per_step: int, peaks: dict[str, float]) -> dict:
-    """Median ms per case, the workbench's speedup over ``reference`` (median of paired per-round
-    ratios), and the workbench's achieved FLOP/s and MFU against each measured peak."""
-    ours = median(times["workbench"])
+def summarise(times: dict[str, list[float]], reference: str, flops_per_step: int) -> dict:
+    """Median ms per case, and the workbench's speedup over ``reference`` (median of paired per-round
+    ratios) and over every other case."""
     return {
         "ms": {name: 1000 * median(t) for name, t in times.items()},
         "spread": {name: spread(t) for name, t in times.items()},
         "reference": reference,
         "speedup": paired_ratio(times[reference], times["workbench"]),
-        "workbench_tflops": achieved_flops(flops_per_step, ours) / 1e12,
-        "reference_tflops": achieved_flops(flops_per_step, median(times[reference])) / 1e12,
-        "mfu": {f"vs_{name}_peak": mfu(flops_per_step, ours, peak) for name, peak in peaks.items()},
-        "reference_mfu": {f"vs_{name}_peak": mfu(flops_per_step, median(times[reference]), peak)
-                          for name, peak in peaks.items()},
+        "speedup_vs": {n: paired_ratio(times[n], times["workbench"]) for n in times if n != "workbench"},
+        "flops_per_step": flops_per_step,
     }
 
 
+def add_mfu(result: dict, peaks: dict[str, float]) -> None:
+    """Achieved FLOP/s of the workbench and its reference in every row, and their MFU against each
+    measured peak ({"fp32": FLOP/s, "bf16": ...})."""
+    for row in result["rows"]:
+        for who, key in (("workbench", "workbench"), ("reference", row["reference"])):
+            seconds = row["ms"][key] / 1000
+            row[f"{who}_tflops"] = achieved_flops(row["flops_per_step"], seconds) / 1e12
+            row["mfu" if who == "workbench" else "reference_mfu"] = {
+                f"vs_{name}_peak": mfu(row["flops_per_step"], seconds, peak) for name, peak in peaks.items()}
+
+
 def run(shape: StepShape, device: torch.device, precisions: list[str], compile_too: bool, reps: int,
-        compile_reps: int, peaks: dict[str, float]) -> dict:
-    """The whole step section: eager in every precision, then compiled against the fastest transformers."""
+        compile_reps: int) -> dict:
+    """The whole step section: eager in every precision, then compiled against the fastest
+    transformers implementation. MFU is added by ``add_mfu`` once the GEMM peak is known."""
     ours, hf = build_pair(shape, device)
     ours.to(device)
     flops_per_token = ours.flops_per_token(shape.seq_len)
-    tokens = shape.batch_size * shape.seq_len
+    flops_per_step = flops_per_token * shape.batch_size * shape.seq_len
     result = {
         "shape": asdict(shape),
         "params": ours.num_params(),
         "flops_per_token": flops_per_token,
-        "tokens_per_step": tokens,
+        "tokens_per_step": shape.batch_size * shape.seq_len,
         "initial_loss": initial_losses(ours, hf, shape, device),
         "rows": [],
     }
@@ -168,17 +176,14 @@ def run(shape: StepShape, device: torch.device, precisions: list[str], compile_t
         log.info("step: eager %s", precision)
         times = bench_eager(ours, hf, shape, device, precision, reps)
         fastest = min((n for n in times if n != "workbench"), key=lambda n: median(times[n]))
-        row = {"precision": precision, "mode": "eager", **summarise(times, fastest, flops_per_step=flops_per_token * tokens,
-                                                                     peaks=peaks)}
-        row["speedup_vs"] = {n: paired_ratio(times[n], times["workbench"]) for n in times if n != "workbench"}
-        result["rows"].append(row)
+        eager = {"precision": precision, "mode": "eager", **summarise(times, fastest, flops_per_step)}
+        result["rows"].append(eager)
         if compile_too:
             log.info("step: compiled %s (workbench vs %s)", precision, fastest)
             ctimes, compile_s = bench_compiled(ours, hf[fastest.removeprefix("transformers_")], fastest, shape, device,
                                                precision, compile_reps)
-            crow = {"precision": precision, "mode": "compile",
-                    **summarise(ctimes, fastest, flops_per_step=flops_per_token * tokens, peaks=peaks)}
-            crow["compile_s"] = compile_s
-            crow["speedup_vs_eager_self"] = median(times["workbench"]) / median(ctimes["workbench"])
-            result["rows"].append(crow)
+            row = {"precision": precision, "mode": "compile", **summarise(ctimes, fastest, flops_per_step),
+                   "compile_s": compile_s,
+                   "speedup_vs_own_eager": {n: median(times[n]) / median(ctimes[n]) for n in ctimes}}
+            result["rows"].append(row)
     return result
