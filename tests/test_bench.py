@@ -15,6 +15,7 @@ from workbench.bench.attention import growth_exponent
 from workbench.bench.format import markdown
 from workbench.bench.flops import achieved_flops, matmul_flops, matmul_weights, mfu, train_flops_per_token
 from workbench.bench.memory import PeakTensorMemory
+from workbench.bench.overhead import overhead_estimate
 from workbench.bench.runner import Settings, check_targets
 from workbench.bench.timing import interleaved, median, paired_ratio, round_robin_order, spread
 from workbench.cli import main
@@ -168,6 +169,18 @@ def test_targets_compare_each_measure_with_the_issue_threshold():
 def test_mfu_target_only_at_the_issue_size():
     results = {"step": {"shape": {"dim": 64}, "rows": [_row("fp32", "eager", 1.0, 0.1)]}}
     assert not any("MFU" in t["name"] for t in check_targets(results))
+
+
+def test_overhead_estimate_counts_per_step_and_logging_costs_robustly():
+    plain = [0.100] * 20
+    lightning = [0.101] * 20  # 1 ms more every step...
+    for k in (9, 19):
+        lightning[k] = 0.111  # ...and 10 ms more on each logging step (every 10th)
+    lightning[3] = 0.500  # one busy moment
+    est = overhead_estimate(plain, lightning, logging_steps={9, 19})
+    assert est["extra_ms_per_step"] == pytest.approx(1.0)
+    assert est["extra_ms_per_logging_step"] == pytest.approx(10.0)
+    assert est["overhead"] == pytest.approx((0.001 + 0.010 / 10) / 0.100)
 
 
 def test_quick_runs_check_no_targets():

@@ -43,12 +43,12 @@ class Settings:
     gemm_sizes: tuple[int, ...] = (2048,)
     gemm_reps: int = 5
     step: StepShape = field(default_factory=StepShape)
-    step_reps: int = 7
-    compile_reps: int = 5
+    step_reps: int = 9
+    compile_reps: int = 7
     attention: AttentionShape = field(default_factory=AttentionShape)
     attention_reps: int = 3
     overhead_overrides: tuple[str, ...] = ()
-    overhead_windows: int = 5
+    overhead_windows: int = 6
 
     @classmethod
     def make(cls, quick: bool = False, compile: bool | None = None, sections=None, device: str = "auto") -> "Settings":
