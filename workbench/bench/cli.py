@@ -15,7 +15,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         description="Benchmarks, each a ratio measured in this process with interleaved repetitions and medians.",
     )
     bench.add_argument("--json", action="store_true", help="print the results as JSON instead of Markdown tables")
-    bench.add_argument("--quick", action="store_true", help="tiny sizes, no compile: a ~1 minute smoke test")
+    bench.add_argument("--quick", action="store_true", help="tiny sizes, no compile: a smoke test of seconds")
     compile_group = bench.add_mutually_exclusive_group()
     compile_group.add_argument("--compile", dest="compile", action="store_true", default=None,
                                help="also time torch.compile (default; off with --quick)")

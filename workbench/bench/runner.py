@@ -1,7 +1,7 @@
 """``python -m workbench bench``: every section in one process, then the targets checked.
 
 Sizes: the default run takes a few minutes on 2 CPU cores (most of it ``torch.compile``); ``quick``
-shrinks every section to a smoke test of about a minute (no compile) that exercises the same code.
+shrinks every section to a smoke test of seconds (no compile) that exercises the same code.
 """
 
 from __future__ import annotations
