@@ -148,7 +148,7 @@ def run_bench(settings: Settings, command: str) -> dict:
     if "step" in settings.sections:
         step.add_mfu(results["step"], peaks)
         if "fp32" in peaks:
-            results["step"]["gemm_ceiling"] = _gemm_ceiling(settings, device, results["step"], peaks["fp32"])
+            results["step"]["gemm_ceiling"] = _gemm_ceiling(settings, device, peaks["fp32"])
     if "attention" in settings.sections:
         results["attention"] = attention.run(settings.attention, device, settings.attention_reps)
     if "overhead" in settings.sections:
@@ -163,7 +163,7 @@ def run_bench(settings: Settings, command: str) -> dict:
     return results
 
 
-def _gemm_ceiling(settings: Settings, device: torch.device, step_result: dict, peak: float) -> dict:
+def _gemm_ceiling(settings: Settings, device: torch.device, peak: float) -> dict:
     """The fp32 step's Linear GEMMs alone at their real shapes: how close to the square-GEMM peak the
     model's own matmul shapes can get, before anything else in the step costs time."""
     from components import TransformerLM
