@@ -92,7 +92,8 @@ def run_experiment(experiment, out_dir: Path, only: list[str] | None = None) -> 
             log.error("[%s] failed: %s", label, exc)
             log.debug("%s", traceback.format_exc())
             record = {"seed": seed, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-        if int(os.environ.get("RANK", "0")) == 0:
+        # Lightning's own launcher sets LOCAL_RANK/NODE_RANK (not RANK) in the processes it spawns.
+        if all(int(os.environ.get(k, "0")) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK")):
             store.record_run(name, record)
             try:
                 write_report(out_dir)
