@@ -20,7 +20,6 @@ import torch
 from components import TransformerLM
 
 from ..data import windows
-from .module import lm_loss
 
 log = logging.getLogger("workbench")
 
@@ -64,7 +63,7 @@ def length_losses(model: TransformerLM, val_tokens: np.ndarray, lengths: list[in
                     continue
                 total, count = 0.0, 0  # token-weighted: the last batch may hold fewer windows
                 for x, y in length_batches(val_tokens, length, span, batch_tokens):
-                    total += lm_loss(model(x.to(device)), y.to(device)).item() * y.numel()
+                    total += model(x.to(device), targets=y.to(device)).item() * y.numel()
                     count += y.numel()
                 losses[key] = total / count
                 log.debug("length %d: val loss %.4f over %d tokens", length, losses[key], count)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
 from components import TransformerLM
 
@@ -13,12 +12,6 @@ from .optim import build_optimizer
 
 class Diverged(RuntimeError):
     """The training loss became NaN or infinite."""
-
-
-def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy in nats of given logits, computed in fp32 whatever the autocast
-    dtype. Training and ``evaluate`` use ``model(x, targets=y)`` instead, which never builds the logits."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
 
 @torch.no_grad()
