@@ -90,7 +90,8 @@ def test_unreadable_last_checkpoint_falls_back_to_the_previous_one(tmp_path, cac
     assert main(["run", str(exp), "--out", str(out)]) == 0
     ckpts = out / "rms" / "seed0" / "checkpoints"
     (ckpts / "last.ckpt").write_bytes(b"truncated")
-    assert resume_checkpoint(ckpts).name == "epoch=0-step=12.ckpt"
+    path, step = resume_checkpoint(ckpts)
+    assert path.name == "epoch=0-step=12.ckpt" and step == 12
 
 
 def test_concurrent_variant_jobs_share_one_run_folder(tmp_path, cache):

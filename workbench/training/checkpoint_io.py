@@ -34,15 +34,15 @@ def _step_of(path: Path) -> int:
     return int(match.group(1)) if match else -1
 
 
-def resume_checkpoint(ckpt_dir: Path) -> Path | None:
-    """The newest checkpoint in ``ckpt_dir`` that loads; unreadable ones are skipped with a warning."""
+def resume_checkpoint(ckpt_dir: Path) -> tuple[Path, int] | tuple[None, int]:
+    """The newest checkpoint in ``ckpt_dir`` that loads, and its global step; unreadable ones are
+    skipped with a warning. (None, 0) when there is none."""
     if not ckpt_dir.is_dir():
-        return None
+        return None, 0
     candidates = sorted(ckpt_dir.glob("*.ckpt"), key=lambda p: (p.name == "last.ckpt", _step_of(p)), reverse=True)
     for path in candidates:
         try:
-            torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-            return path
+            return path, torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"]
         except Exception as exc:  # truncated or corrupt: fall back to the previous one
             log.warning("skipping unreadable checkpoint %s (%s)", path, exc)
-    return None
+    return None, 0

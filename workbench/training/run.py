@@ -75,8 +75,7 @@ def train_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) ->
     flops_per_token = model.flops_per_token(train["seq_len"])
     module.flops_per_batch = flops_per_token * tokens_per_step  # read by ThroughputMonitor
 
-    resume = resume_checkpoint(ckpt_dir)
-    resumed_step = torch.load(resume, map_location="cpu", weights_only=False)["global_step"] if resume else 0
+    resume, resumed_step = resume_checkpoint(ckpt_dir)
     if resume:
         log.info("[%s] resuming from %s (step %d)", label, resume.name, resumed_step)
     logger = TensorBoardLogger(
