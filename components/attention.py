@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .hardware import cpu_has_fast_bf16
 from .registry import registry
 
 FLASH_INSTALL = "pip install 'workbench[flash]' (or: pip install flash-attn --no-build-isolation) on a CUDA machine"
@@ -57,9 +58,25 @@ class NaiveAttention(nn.Module):
 
 @registry.register("attention", "sdpa")
 class SDPAttention(nn.Module):
-    """PyTorch's fused scaled_dot_product_attention (flash / memory-efficient / math backends)."""
+    """PyTorch's fused scaled_dot_product_attention (flash / memory-efficient / math backends).
+
+    On a CPU without native bf16 arithmetic, bf16 inputs are attended in fp32 and the result cast
+    back: there the bf16 kernel's backward is emulated and ~2.5x slower than fp32 (70 vs 28 ms at
+    16 x 4 heads x 256 x 64), and fp32 is also the more accurate of the two.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.upcast_cpu_bf16 = not cpu_has_fast_bf16()
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if self.upcast_cpu_bf16 and q.dtype == torch.bfloat16 and q.device.type == "cpu":
+            with torch.autocast("cpu", enabled=False):  # autocast would cast the inputs back to bf16
+                return self._attend(q.float(), k.float(), v.float()).to(q.dtype)
+        return self._attend(q, k, v)
+
+    @staticmethod
+    def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         n_rep = _check_heads(q, k)
         if q.shape[-2] == k.shape[-2]:
             return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=n_rep > 1)

@@ -115,3 +115,31 @@ def test_sdpa_on_cuda_matches_reference_in_bf16(H, Hkv):
     q, k, v = qkv(H, Hkv, T=128, D=64, dtype=torch.bfloat16, device="cuda")
     out = SDPAttention()(q, k, v)
     torch.testing.assert_close(out.float().cpu(), reference(q, k, v).float(), atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.parametrize("cached", [False, True])
+@pytest.mark.parametrize("H, Hkv", HEADS)
+def test_sdpa_attends_bf16_in_fp32_on_cpus_without_native_bf16(H, Hkv, cached):
+    # Under bf16 autocast on such a CPU the output is exactly fp32 attention rounded once to bf16,
+    # gradients come back in the inputs' dtype, and the result is at least as close to float64.
+    q, k, v = qkv(H, Hkv, T=5 if cached else 17, S=17, D=16, dtype=torch.bfloat16)
+    slow, fast = SDPAttention(), SDPAttention()
+    slow.upcast_cpu_bf16, fast.upcast_cpu_bf16 = True, False
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        upcast = slow(*leaves)
+        native = fast(q, k, v)
+    upcast.float().sum().backward()
+    expected = SDPAttention._attend(q.float(), k.float(), v.float()).to(torch.bfloat16)
+    assert upcast.dtype == torch.bfloat16 and all(t.grad.dtype == torch.bfloat16 for t in leaves)
+    torch.testing.assert_close(upcast, expected, rtol=0, atol=0)
+    ref = reference(q, k, v)
+    assert (upcast.double() - ref).abs().max() <= (native.double() - ref).abs().max() + 1e-6
+
+
+def test_sdpa_upcasts_only_where_bf16_is_emulated(monkeypatch):
+    import components.attention as attention
+
+    for native in (True, False):
+        monkeypatch.setattr(attention, "cpu_has_fast_bf16", lambda native=native: native)
+        assert SDPAttention().upcast_cpu_bf16 is (not native)

@@ -8,7 +8,7 @@ from importlib import metadata
 
 import torch
 
-from ..training.precision import cpu_has_fast_bf16
+from components.hardware import cpu_has_fast_bf16
 
 _FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 

@@ -4,19 +4,7 @@ from __future__ import annotations
 
 import torch
 
-
-def cpu_has_fast_bf16() -> bool:
-    """True on CPUs with native bf16 arithmetic (AVX512-BF16 or AMX-BF16).
-
-    oneDNN also "supports" bf16 on plain AVX-512 by emulation, which is 4-5x slower than fp32
-    (measured: 58 vs 270 GFLOP/s on a 2-core AVX-512 Xeon), so that is not enough.
-    """
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+from components.hardware import cpu_has_fast_bf16
 
 
 def resolve_precision(precision: str, accelerator: str = "auto") -> str:
