@@ -7,6 +7,8 @@ matmul FLOPs only, forward + backward = 3x forward, attention over the full (unm
 
 from __future__ import annotations
 
+from .timing import median
+
 
 def matmul_flops(m: int, k: int, n: int) -> int:
     """FLOPs of one (m, k) @ (k, n) matrix product: a multiply and an add per term."""
@@ -44,3 +46,12 @@ def mfu(flops_per_step: float, step_seconds: float, peak_flops: float) -> float:
     if peak_flops <= 0:
         raise ValueError(f"peak must be positive, got {peak_flops}")
     return achieved_flops(flops_per_step, step_seconds) / peak_flops
+
+
+def paired_mfu(flops_per_step: float, step_seconds: list[float], gemm_flops: float, gemm_seconds: list[float]) -> float:
+    """MFU against the square GEMM timed in the same interleaved rounds as the step: the median over
+    rounds of (step FLOP/s) / (GEMM FLOP/s). A slow moment of a shared machine slows both alike, so
+    it cancels, as in a paired speedup."""
+    if len(step_seconds) != len(gemm_seconds) or not step_seconds:
+        raise ValueError("paired_mfu needs two equally long, non-empty lists of round times")
+    return median(mfu(flops_per_step, s, gemm_flops / g) for s, g in zip(step_seconds, gemm_seconds))

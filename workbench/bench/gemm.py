@@ -19,6 +19,13 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def square_gemm(device: torch.device, dtype: str, n: int):
+    """A call of one (n, n) @ (n, n) product in ``dtype`` ('fp32', 'bf16', 'fp16'): matmul_flops(n, n, n) FLOPs."""
+    a = torch.randn(n, n, device=device).to(DTYPES[dtype])
+    b = torch.randn(n, n, device=device).to(DTYPES[dtype])
+    return lambda: (torch.mm(a, b), sync(device))
+
+
 def gemm_peak(device: torch.device, dtypes: list[str], sizes: list[int], reps: int) -> dict:
     """Peak FLOP/s of square (n, n) @ (n, n) products, per dtype: the best call over ``reps``
     interleaved rounds and every size. A neighbour's load can only slow a call down, so the fastest
@@ -27,13 +34,8 @@ def gemm_peak(device: torch.device, dtypes: list[str], sizes: list[int], reps: i
     Returns {dtype: {"flops": peak FLOP/s, "size": n of the peak, "median_flops": that size's median
     FLOP/s, "spread": its relative IQR}}.
     """
-    cases, flops = {}, {}
-    for name in dtypes:
-        for n in sizes:
-            a = torch.randn(n, n, device=device).to(DTYPES[name])
-            b = torch.randn(n, n, device=device).to(DTYPES[name])
-            cases[name, n] = lambda a=a, b=b: (torch.mm(a, b), sync(device))
-            flops[name, n] = matmul_flops(n, n, n)
+    cases = {(name, n): square_gemm(device, name, n) for name in dtypes for n in sizes}
+    flops = {(name, n): matmul_flops(n, n, n) for name in dtypes for n in sizes}
     times = interleaved(cases, reps=reps, warmup=1)
     result = {}
     for name in dtypes:

@@ -21,8 +21,8 @@ from torch import nn
 from components import TransformerConfig, TransformerLM
 
 from ..training.optim import param_groups
-from .flops import achieved_flops, mfu
-from .gemm import sync
+from .flops import achieved_flops, matmul_flops, mfu, paired_mfu
+from .gemm import square_gemm, sync
 from .timing import interleaved, median, paired_ratio, spread
 
 log = logging.getLogger(__name__)
@@ -103,25 +103,40 @@ def initial_losses(ours: TransformerLM, hf: dict[str, nn.Module], shape: StepSha
     return values
 
 
-def bench_eager(ours, hf, shape: StepShape, device: torch.device, precision: str, reps: int) -> dict[str, list[float]]:
-    """Interleaved eager steps: {"workbench": [s...], "transformers_eager": [...], "transformers_sdpa": [...]}."""
+GEMM = "gemm_"  # name prefix of the square-GEMM cases timed in the same rounds as the steps
+
+
+def add_gemm_cases(cases: dict, precision: str, device: torch.device, gemm_n: int) -> dict:
+    """The square GEMM in fp32 (and in ``precision``'s dtype) as extra cases of the step's rounds:
+    each round then carries its own MFU denominator (``flops.paired_mfu``)."""
+    for dtype in dict.fromkeys(("fp32", precision)):
+        cases[GEMM + dtype] = square_gemm(device, dtype, gemm_n)
+    return cases
+
+
+def bench_eager(ours, hf, shape: StepShape, device: torch.device, precision: str, reps: int,
+                gemm_n: int) -> dict[str, list[float]]:
+    """Interleaved eager steps: {"workbench": [s...], "transformers_eager": [...], "transformers_sdpa": [...],
+    "gemm_fp32": [...], ...}."""
     x, y = _batch(shape, device)
     ours_loss, hf_loss = _losses(x, y)
     cases = {"workbench": training_step(copy.deepcopy(ours), ours_loss, precision, device)}
     for impl, model in hf.items():
         cases[f"transformers_{impl}"] = training_step(copy.deepcopy(model), hf_loss, precision, device)
-    return interleaved(cases, reps=reps, warmup=1)
+    return interleaved(add_gemm_cases(cases, precision, device, gemm_n), reps=reps, warmup=1)
 
 
 def bench_compiled(ours, hf_model, hf_name: str, shape: StepShape, device: torch.device, precision: str,
-                   reps: int) -> tuple[dict[str, list[float]], dict[str, float]]:
-    """Both models through ``nn.Module.compile()`` (as ``train.compile`` does): step times and the
-    seconds each took to compile (its first step)."""
+                   reps: int, gemm_n: int) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """The workbench through ``nn.Module.compile()`` (as ``train.compile`` does) against transformers
+    as its users run it (eager) and compiled the same way (``<hf_name>_compiled``), in the same
+    rounds: step times and the seconds each compiled model took to compile (its first step)."""
     x, y = _batch(shape, device)
     ours_loss, hf_loss = _losses(x, y)
-    models = {"workbench": (copy.deepcopy(ours), ours_loss), hf_name: (copy.deepcopy(hf_model), hf_loss)}
-    cases, compile_s = {}, {}
-    for name, (model, loss) in models.items():
+    cases = {hf_name: training_step(copy.deepcopy(hf_model), hf_loss, precision, device)}
+    compile_s = {}
+    for name, (model, loss) in {"workbench": (copy.deepcopy(ours), ours_loss),
+                                f"{hf_name}_compiled": (copy.deepcopy(hf_model), hf_loss)}.items():
         model.compile()
         step = training_step(model, loss, precision, device)
         start = time.perf_counter()
@@ -129,25 +144,32 @@ def bench_compiled(ours, hf_model, hf_name: str, shape: StepShape, device: torch
         compile_s[name] = time.perf_counter() - start
         log.info("  compiled %s (%s) in %.0f s", name, precision, compile_s[name])
         cases[name] = step
-    return interleaved(cases, reps=reps, warmup=1), compile_s
+    return interleaved(add_gemm_cases(cases, precision, device, gemm_n), reps=reps, warmup=1), compile_s
 
 
-def summarise(times: dict[str, list[float]], reference: str, flops_per_step: int) -> dict:
-    """Median ms per case, and the workbench's speedup over ``reference`` (median of paired per-round
-    ratios) and over every other case."""
+def summarise(times: dict[str, list[float]], reference: str, flops_per_step: int, gemm_n: int) -> dict:
+    """Median ms per step case; the workbench's speedup over ``reference`` (median of paired per-round
+    ratios) and over every other case; each case's MFU against the GEMM of its own rounds."""
+    steps = {n: t for n, t in times.items() if not n.startswith(GEMM)}
+    gemms = {n.removeprefix(GEMM): t for n, t in times.items() if n.startswith(GEMM)}
+    gemm_flops = matmul_flops(gemm_n, gemm_n, gemm_n)
     return {
-        "ms": {name: 1000 * median(t) for name, t in times.items()},
-        "spread": {name: spread(t) for name, t in times.items()},
+        "ms": {name: 1000 * median(t) for name, t in steps.items()},
+        "spread": {name: spread(t) for name, t in steps.items()},
         "reference": reference,
-        "speedup": paired_ratio(times[reference], times["workbench"]),
-        "speedup_vs": {n: paired_ratio(times[n], times["workbench"]) for n in times if n != "workbench"},
+        "speedup": paired_ratio(steps[reference], steps["workbench"]),
+        "speedup_vs": {n: paired_ratio(steps[n], steps["workbench"]) for n in steps if n != "workbench"},
         "flops_per_step": flops_per_step,
+        "round_gemm": {dtype: {"n": gemm_n, "median_flops": gemm_flops / median(t)} for dtype, t in gemms.items()},
+        "paired_mfu": {name: {f"vs_{dtype}_gemm": paired_mfu(flops_per_step, t, gemm_flops, gemms[dtype])
+                              for dtype in gemms} for name, t in steps.items()},
     }
 
 
 def add_mfu(result: dict, peaks: dict[str, float]) -> None:
     """Achieved FLOP/s of the workbench and its reference in every row, and their MFU against each
-    measured peak ({"fp32": FLOP/s, "bf16": ...})."""
+    best-call GEMM peak of the gemm section ({"fp32": FLOP/s, "bf16": ...}): the strict figure,
+    beside the paired one ``summarise`` already gives."""
     for row in result["rows"]:
         for who, key in (("workbench", "workbench"), ("reference", row["reference"])):
             seconds = row["ms"][key] / 1000
@@ -157,9 +179,10 @@ def add_mfu(result: dict, peaks: dict[str, float]) -> None:
 
 
 def run(shape: StepShape, device: torch.device, precisions: list[str], compile_too: bool, reps: int,
-        compile_reps: int) -> dict:
+        compile_reps: int, gemm_n: int) -> dict:
     """The whole step section: eager in every precision, then compiled against the fastest
-    transformers implementation. MFU is added by ``add_mfu`` once the GEMM peak is known."""
+    transformers implementation (eager and compiled). Every round also times an (n, n) GEMM with
+    n = ``gemm_n``; the strict MFU is added by ``add_mfu`` once the section's peak is known."""
     ours, hf = build_pair(shape, device)
     ours.to(device)
     flops_per_token = ours.flops_per_token(shape.seq_len)
@@ -174,16 +197,16 @@ def run(shape: StepShape, device: torch.device, precisions: list[str], compile_t
     }
     for precision in precisions:
         log.info("step: eager %s", precision)
-        times = bench_eager(ours, hf, shape, device, precision, reps)
-        fastest = min((n for n in times if n != "workbench"), key=lambda n: median(times[n]))
-        eager = {"precision": precision, "mode": "eager", **summarise(times, fastest, flops_per_step)}
-        result["rows"].append(eager)
+        times = bench_eager(ours, hf, shape, device, precision, reps, gemm_n)
+        fastest = min((n for n in times if n.startswith("transformers_")), key=lambda n: median(times[n]))
+        result["rows"].append({"precision": precision, "mode": "eager", **summarise(times, fastest, flops_per_step, gemm_n)})
         if compile_too:
-            log.info("step: compiled %s (workbench vs %s)", precision, fastest)
+            log.info("step: compiled %s (workbench vs %s, eager and compiled)", precision, fastest)
             ctimes, compile_s = bench_compiled(ours, hf[fastest.removeprefix("transformers_")], fastest, shape, device,
-                                               precision, compile_reps)
-            row = {"precision": precision, "mode": "compile", **summarise(ctimes, fastest, flops_per_step),
+                                               precision, compile_reps, gemm_n)
+            row = {"precision": precision, "mode": "compile", **summarise(ctimes, fastest, flops_per_step, gemm_n),
                    "compile_s": compile_s,
-                   "speedup_vs_own_eager": {n: median(times[n]) / median(ctimes[n]) for n in ctimes}}
+                   "speedup_vs_own_eager": {"workbench": median(times["workbench"]) / median(ctimes["workbench"]),
+                                            f"{fastest}_compiled": median(times[fastest]) / median(ctimes[f"{fastest}_compiled"])}}
             result["rows"].append(row)
     return result
