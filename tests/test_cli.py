@@ -54,6 +54,17 @@ def test_bad_override_exits_2_with_one_line_and_writes_nothing(exp, tmp_path, ca
     assert not out.exists()
 
 
+def test_overrides_after_options_are_applied_in_order(exp, tmp_path, capsys):
+    # `run EXP --out DIR key=value` is how people type it; the late override must not be dropped or refused.
+    out = tmp_path / "out"
+    assert main(["run", str(exp), "model.norm=layernorm", "--out", str(out), "model.norm=rmsnrom"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "did you mean 'rmsnorm'" in err and len(err.splitlines()) == 1 and not out.exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(exp), "--out", str(out), "--bogus"])
+    assert exc.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("content,needle", [
     ("name: [unclosed\n", "line"),
     ("- just\n- a list\n", "mapping"),
