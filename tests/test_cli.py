@@ -35,6 +35,7 @@ BAD_OVERRIDES = [
     (["baseline=nope"], "baseline"),
     (["train.lr=0"], "train.lr"),
     (["model.positions=alibi2"], "model.positions"),
+    (["train.strategy=fsdp", "train.accelerator=cpu"], "train.strategy"),
 ]
 
 

@@ -99,11 +99,12 @@ def test_model_trains_a_step_in_bf16_true():
 
 @requires_cuda
 @requires_two_gpus
-def test_ddp_on_two_gpus(tmp_path, cache):
-    # Lightning's DDP launcher re-runs the command once per GPU: run it as a real process.
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_multi_gpu_strategies_on_two_gpus(tmp_path, cache, strategy):
+    # Lightning's launcher re-runs the command once per GPU: run it as a real process.
     exp = write_experiment(tmp_path, cache, seeds=(0,), variants="  rms: {}")
     out = tmp_path / "out"
-    proc = cli("run", str(exp), "--out", str(out), "train.accelerator=gpu", "train.devices=2", "train.strategy=ddp",
+    proc = cli("run", str(exp), "--out", str(out), "train.accelerator=gpu", "train.devices=2", f"train.strategy={strategy}",
                "train.precision=bf16-mixed")
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-2000:]

@@ -202,6 +202,9 @@ class _VariantCheck:
         if precision == "16-mixed" and on_cpu:
             self.fail("train.precision", "'16-mixed' needs a GPU (on CPU Lightning would silently train in bf16-mixed instead)",
                       "auto, 32, bf16-mixed, bf16-true", ("train.accelerator",))
+        if self.train["strategy"] == "fsdp" and (on_cpu or accelerator == "mps" or (accelerator == "auto" and not cuda)):
+            self.fail("train.strategy", "'fsdp' needs CUDA GPUs (Lightning's FSDP does not run on CPU or MPS)",
+                      "auto, ddp", ("train.accelerator",))
 
     def check_data(self) -> None:
         try:

@@ -31,6 +31,7 @@ from .checkpoint_io import AtomicCheckpointIO, resume_checkpoint
 from .length_eval import length_losses
 from .module import Diverged, LMModule, evaluate
 from .precision import resolve_precision
+from .strategy import build_strategy
 from .progress import RunProgressBar
 
 log = logging.getLogger("workbench")
@@ -96,7 +97,7 @@ def train_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) ->
     trainer = L.Trainer(
         max_steps=train["steps"], max_epochs=-1, limit_val_batches=0, num_sanity_val_steps=0,
         precision=resolve_precision(train["precision"], train["accelerator"]),
-        accelerator=train["accelerator"], devices=train["devices"], strategy=train["strategy"], num_nodes=train["num_nodes"],
+        accelerator=train["accelerator"], devices=train["devices"], strategy=build_strategy(train["strategy"]), num_nodes=train["num_nodes"],
         log_every_n_steps=train["log_every"],
         logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
         enable_progress_bar=interactive, enable_model_summary=False, deterministic=False,
