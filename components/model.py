@@ -23,7 +23,8 @@ class TransformerLM(nn.Module):
         self.config = cfg = config
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.positions = registry.build(
-            "positions", cfg.positions, dim=cfg.dim, head_dim=cfg.head_size, max_seq_len=cfg.max_seq_len, theta=cfg.rope_theta
+            "positions", cfg.positions, dim=cfg.dim, head_dim=cfg.head_size, max_seq_len=cfg.max_seq_len, theta=cfg.rope_theta,
+            init_std=cfg.init_std,
         )
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         place = registry.get("norm_placement", cfg.norm_placement).factory

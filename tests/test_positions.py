@@ -42,6 +42,20 @@ def test_sinusoidal_matches_vaswani(dim, offset):
     torch.testing.assert_close(out - x, sinusoid_reference(9, dim, offset).expand_as(x))
 
 
+@pytest.mark.parametrize("init_std", [0.02, 0.1])
+def test_sinusoidal_in_the_model_starts_at_the_embeddings_scale(init_std):
+    # The model's table is Vaswani's scaled so its RMS is the token embeddings' init std (a learned
+    # table's starting size), not 1: a unit table would swamp std-0.02 embeddings.
+    cfg = TransformerConfig(vocab_size=64, max_seq_len=512, dim=64, n_layers=1, n_heads=2, positions="sinusoidal",
+                            init_std=init_std)
+    model = TransformerLM(cfg, init_seed=0)
+    x = torch.zeros(1, 512, 64, dtype=torch.float64)
+    table = model.positions.embed(x, 0)
+    torch.testing.assert_close(table, init_std * math.sqrt(2) * sinusoid_reference(512, 64).unsqueeze(0))
+    assert table.pow(2).mean().sqrt().item() == pytest.approx(init_std, rel=0.02)
+    assert model.embed.weight.std().item() == pytest.approx(init_std, rel=0.05)
+
+
 def test_sinusoidal_keeps_dtype():
     x = torch.randn(1, 4, 8, dtype=torch.bfloat16)
     assert SinusoidalPositions(8).embed(x).dtype == torch.bfloat16
