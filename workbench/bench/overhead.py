@@ -51,12 +51,11 @@ def _paired_steps(module, plain: _PlainLoop, train: dict, batches, folder: Path)
     per step: a Lightning step is the time from the end of one plain step to the start of the next,
     so it holds everything Lightning does (loading, training step, hooks, logging, optimiser)."""
     import lightning as L
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ThroughputMonitor
     from lightning.pytorch.loggers import TensorBoardLogger
     from torch.utils.data import DataLoader
 
     from ..training.callbacks import RunRecorder
-    from ..training.precision import resolve_precision
+    from ..training.trainer import build_trainer, run_callbacks
 
     plain_s: list[float] = []
     marks: list[float] = []  # end of each plain step = start of a Lightning step, then the end of fit
@@ -76,20 +75,11 @@ def _paired_steps(module, plain: _PlainLoop, train: dict, batches, folder: Path)
 
     recorder_cfg = {**train, "eval_every": NEVER, "checkpoint_every": NEVER, "steps": NEVER}
     tokens = train["batch_size"] * train["seq_len"]
-    callbacks = [
-        Interleave(),
-        RunRecorder(folder / "metrics.json", [], recorder_cfg, "bench", tokens),
-        ModelCheckpoint(dirpath=folder / "checkpoints", every_n_train_steps=NEVER, save_top_k=1, save_last=True),
-        LearningRateMonitor(logging_interval="step"),
-        ThroughputMonitor(batch_size_fn=lambda b: b[0].shape[0], length_fn=lambda b: b[0].numel()),
-    ]
-    trainer = L.Trainer(
-        max_steps=len(batches), max_epochs=-1, limit_val_batches=0, num_sanity_val_steps=0,
-        precision=resolve_precision(train["precision"], train["accelerator"]),
-        accelerator=train["accelerator"], devices=1, log_every_n_steps=train["log_every"],
-        logger=TensorBoardLogger(save_dir=str(folder), name="bench", version="lightning", default_hp_metric=False),
-        callbacks=callbacks, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=True,
-    )
+    recorder = RunRecorder(folder / "metrics.json", [], recorder_cfg, "bench", tokens)
+    callbacks = [Interleave(), *run_callbacks(recorder, folder / "checkpoints", NEVER)]
+    one_process = {**train, "devices": 1, "strategy": "auto", "num_nodes": 1}
+    logger = TensorBoardLogger(save_dir=str(folder), name="bench", version="lightning", default_hp_metric=False)
+    trainer = build_trainer(one_process, len(batches), logger, callbacks)
     trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
     lightning_s = [b - a for a, b in zip(marks[0::2], marks[1::2])]
     return plain_s, lightning_s

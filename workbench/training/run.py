@@ -17,7 +17,6 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ThroughputMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
@@ -27,12 +26,11 @@ from ..config.budget import world_size
 from ..data import TokenData, batch_fingerprint, val_batches
 from .batches import StepBatches
 from .callbacks import RunRecorder
-from .checkpoint_io import AtomicCheckpointIO, resume_checkpoint
+from .checkpoint_io import resume_checkpoint
 from .length_eval import length_losses
 from .module import Diverged, LMModule, evaluate
-from .precision import resolve_precision
-from .strategy import build_strategy
 from .progress import RunProgressBar
+from .trainer import build_trainer, run_callbacks
 
 log = logging.getLogger("workbench")
 
@@ -86,22 +84,10 @@ def train_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) ->
     recorder = RunRecorder(folder / "metrics.json", val_batches(data.val, train["batch_size"], train["seq_len"], train["eval_batches"]),
                            train, label, tokens_per_step)
     interactive = sys.stderr.isatty()
-    callbacks = [
-        recorder,
-        ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=train["checkpoint_every"], save_top_k=1, save_last=True),
-        LearningRateMonitor(logging_interval="step"),
-        ThroughputMonitor(batch_size_fn=lambda b: b[0].shape[0], length_fn=lambda b: b[0].numel()),
-    ]
+    callbacks = run_callbacks(recorder, ckpt_dir, train["checkpoint_every"])
     if interactive:
         callbacks.append(RunProgressBar(label))
-    trainer = L.Trainer(
-        max_steps=train["steps"], max_epochs=-1, limit_val_batches=0, num_sanity_val_steps=0,
-        precision=resolve_precision(train["precision"], train["accelerator"]),
-        accelerator=train["accelerator"], devices=train["devices"], strategy=build_strategy(train["strategy"]), num_nodes=train["num_nodes"],
-        log_every_n_steps=train["log_every"],
-        logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
-        enable_progress_bar=interactive, enable_model_summary=False, deterministic=False,
-    )
+    trainer = build_trainer(train, train["steps"], logger, callbacks, progress_bar=interactive)
     stream = StepBatches(data.train, seed, train["batch_size"], train["seq_len"], start=lambda: trainer.global_step,
                          rank=lambda: trainer.global_rank, world_size=lambda: trainer.world_size)
     record = {"seed": seed, "status": "completed", "error": None, "resumed_from_step": resumed_step or None}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from lightning.pytorch.strategies import FSDPStrategy
 
 from components import Block, TransformerConfig, TransformerLM
-from workbench.training.strategy import build_strategy
+from workbench.training.trainer import build_strategy
 
 
 def test_fsdp_wraps_each_block_and_nothing_else():
