@@ -46,11 +46,24 @@ class LMModule(L.LightningModule):
     def on_before_optimizer_step(self, optimizer):
         # Clipping here rather than through Trainer(gradient_clip_val): Lightning refuses that with a
         # fused optimizer. Grads are unscaled by now (fp16 uses an unfused optimizer, see optim.py).
-        clip = self.train_cfg["grad_clip"]
-        norm = torch.nn.utils.clip_grad_norm_(self.parameters(), clip if clip else float("inf"), foreach=True)
+        max_norm = self.train_cfg["grad_clip"] or float("inf")
+        sharded = _fsdp_root(self.trainer.model)
+        if sharded is not None:  # each rank holds a shard of every gradient: FSDP all-reduces the norm
+            norm = sharded.clip_grad_norm_(max_norm)
+        else:  # one device, or DDP (gradients already all-reduced, the same on every rank)
+            norm = torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm, foreach=True)
         self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
 
     def configure_optimizers(self):
         fused = self.device.type in ("cpu", "cuda") and self.trainer.precision != "16-mixed"
         optimizer, schedule = build_optimizer(self.model, self.train_cfg, fused)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def _fsdp_root(model):
+    """``model`` if it is an FSDP-wrapped root module (``train.strategy: fsdp``), else None."""
+    if not torch.distributed.is_available():
+        return None
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    return model if isinstance(model, FullyShardedDataParallel) else None
