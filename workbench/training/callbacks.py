@@ -11,7 +11,7 @@ from pathlib import Path
 import lightning as L
 
 from ..atomic import write_json
-from .module import Diverged, evaluate
+from .module import Diverged, eval_forward, evaluate
 
 log = logging.getLogger("workbench")
 
@@ -72,7 +72,7 @@ class RunRecorder(L.Callback):
         if self.curves["val"] and self.curves["val"][-1]["step"] == step:
             return self.curves["val"][-1]["loss"]
         context = trainer.strategy.precision_plugin.forward_context()
-        loss = evaluate(pl_module.model, self.val_batches, pl_module.device, context)
+        loss = evaluate(eval_forward(trainer, pl_module), self.val_batches, pl_module.device, context)
         self.curves["val"].append({"step": step, "loss": loss, "tokens": step * self.tokens_per_step})
         if trainer.logger is not None:
             trainer.logger.log_metrics({"val/loss": loss}, step=step)

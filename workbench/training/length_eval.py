@@ -13,6 +13,7 @@ lengths are recorded as None with a note, never run.
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import numpy as np
 import torch
@@ -43,8 +44,13 @@ def length_batches(tokens: np.ndarray, length: int, span: int, batch_tokens: int
 
 @torch.no_grad()
 def length_losses(model: TransformerLM, val_tokens: np.ndarray, lengths: list[int], *, batch_tokens: int,
-                  target_tokens: int, device: torch.device, forward_context) -> tuple[dict[str, float | None], dict[str, str]]:
-    """``({"128": loss, "512": None}, {"512": why})``: mean val loss (nats/token) at each length."""
+                  target_tokens: int, device: torch.device, forward_context,
+                  call: Callable[..., torch.Tensor] | None = None) -> tuple[dict[str, float | None], dict[str, str]]:
+    """``({"128": loss, "512": None}, {"512": why})``: mean val loss (nats/token) at each length.
+
+    ``call`` computes the loss when it is not ``model`` itself (under FSDP: the root wrapper that
+    gathers the sharded weights)."""
+    call = model if call is None else call
     losses: dict[str, float | None] = {}
     notes: dict[str, str] = {}
     if not lengths:
@@ -63,7 +69,7 @@ def length_losses(model: TransformerLM, val_tokens: np.ndarray, lengths: list[in
                     continue
                 total, count = 0.0, 0  # token-weighted: the last batch may hold fewer windows
                 for x, y in length_batches(val_tokens, length, span, batch_tokens):
-                    total += model(x.to(device), targets=y.to(device)).item() * y.numel()
+                    total += call(x.to(device), targets=y.to(device)).item() * y.numel()
                     count += y.numel()
                 losses[key] = total / count
                 log.debug("length %d: val loss %.4f over %d tokens", length, losses[key], count)

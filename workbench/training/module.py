@@ -37,6 +37,10 @@ class LMModule(L.LightningModule):
         if train.get("compile"):
             self.model.compile()  # in place: state_dict keys unchanged, checkpoints stay portable
 
+    def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """The model's loss (or logits): what evaluation calls through an FSDP root wrapper."""
+        return self.model(x, targets=targets)
+
     def training_step(self, batch, batch_idx):
         x, y = batch
         loss = self.model(x, targets=y)  # the LM head fused with the loss (components.loss)
@@ -67,3 +71,11 @@ def _fsdp_root(model):
     from torch.distributed.fsdp import FullyShardedDataParallel
 
     return model if isinstance(model, FullyShardedDataParallel) else None
+
+
+def eval_forward(trainer, module: LMModule):
+    """What evaluation calls: under FSDP the root wrapper, whose forward gathers the sharded weights
+    (the bare TransformerLM would see only this rank's shard of the embeddings and head); else the
+    TransformerLM itself (one device, or DDP, where every rank holds all weights)."""
+    root = _fsdp_root(trainer.model)
+    return module.model if root is None else root

@@ -28,7 +28,7 @@ from .batches import StepBatches
 from .callbacks import RunRecorder
 from .checkpoint_io import resume_checkpoint
 from .length_eval import length_losses
-from .module import Diverged, LMModule, evaluate
+from .module import Diverged, LMModule, eval_forward, evaluate
 from .progress import RunProgressBar
 from .trainer import build_trainer, run_callbacks
 
@@ -99,7 +99,7 @@ def train_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) ->
     final_val = recorder.final_val_loss
     if final_val is None or (record["status"] == "completed" and recorder.curves["val"][-1]["step"] != trainer.global_step):
         context = trainer.strategy.precision_plugin.forward_context()
-        final_val = evaluate(module.model, recorder.val_batches, module.device, context)
+        final_val = evaluate(eval_forward(trainer, module), recorder.val_batches, module.device, context)
     steps = trainer.global_step
     if trainer.world_size != world_size(train):
         log.warning("[%s] %d processes trained, train.devices x num_nodes gave %d: a budget resolved into train.steps "
@@ -109,7 +109,7 @@ def train_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) ->
         if record["status"] == "completed":
             lengths, notes = length_losses(
                 module.model, data.val, variant.eval_lengths, batch_tokens=tokens_per_step,
-                target_tokens=train["eval_batches"] * tokens_per_step, device=module.device,
+                target_tokens=train["eval_batches"] * tokens_per_step, device=module.device, call=eval_forward(trainer, module),
                 forward_context=trainer.strategy.precision_plugin.forward_context())
             log.info("[%s] val loss by length: %s", label,
                      ", ".join(f"{k}: {'n/a' if v is None else f'{v:.4f}'}" for k, v in lengths.items()))
