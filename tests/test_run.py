@@ -106,6 +106,20 @@ def test_concurrent_variant_jobs_share_one_run_folder(tmp_path, cache):
     assert set(runs(out)) == {("rms", 0), ("ln", 0)}
 
 
+def test_two_process_ddp_on_cpu_trains_every_rank_and_rank_zero_alone_writes(tmp_path, cache):
+    # Lightning's launcher re-runs the command as a second process (gloo on CPU): both ranks train
+    # their own slice of every step and evaluate together; only rank 0 records and reports.
+    exp = write_experiment(tmp_path, cache, seeds=[0], variants="  rms: {}")
+    out = tmp_path / "out"
+    job = cli("run", str(exp), "--out", str(out), "train.accelerator=cpu", "train.devices=2", "train.strategy=ddp")
+    stdout, err = job.communicate(timeout=300)
+    assert job.returncode == 0, err[-2000:]
+    run = runs(out)[("rms", 0)]
+    assert run["status"] == "completed" and run["train_tokens"] == 2 * 12 * 8 * 32
+    # Rank 0 writes the report after the run and once more at the end; rank 1 never does.
+    assert stdout.count("report: ") == 1 and err.count("wrote ") == 2
+
+
 PLUGIN = '''
 from torch import nn
 from components import registry

@@ -79,9 +79,11 @@ def cmd_run(args) -> int:
     experiment = load_experiment(args.experiment, args.overrides)
     experiment.select(args.variant)  # unknown --variant names: ConfigError (a variant, or a variant@size)
     out = args.out or Path("runs") / experiment.name
-    from .experiment import run_experiment  # imports torch/lightning only after the config is known good
+    from .experiment import is_global_zero, run_experiment  # imports torch/lightning only after the config is known good
 
     run_experiment(experiment, out, args.variant)
+    if not is_global_zero():  # the other ranks of a multi-process run: rank 0 writes the report
+        return 0
     from .reports import write_report
 
     path = write_report(out)

@@ -59,6 +59,12 @@ def prepare_data(experiment) -> dict[str, object]:
     return per_variant
 
 
+def is_global_zero() -> bool:
+    """True in the one process that writes results.json and the report: a single process, or rank
+    0 of a multi-process run (Lightning's own launcher sets LOCAL_RANK/NODE_RANK, not RANK)."""
+    return all(int(os.environ.get(k, "0")) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+
+
 def run_experiment(experiment, out_dir: Path, only: list[str] | None = None) -> ResultsStore:
     """Train what is not finished yet; write results.json after every run and the report after each."""
     from .training.run import train_run  # Lightning is imported only when training
@@ -92,8 +98,7 @@ def run_experiment(experiment, out_dir: Path, only: list[str] | None = None) -> 
             log.error("[%s] failed: %s", label, exc)
             log.debug("%s", traceback.format_exc())
             record = {"seed": seed, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-        # Lightning's own launcher sets LOCAL_RANK/NODE_RANK (not RANK) in the processes it spawns.
-        if all(int(os.environ.get(k, "0")) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK")):
+        if is_global_zero():
             store.record_run(name, record)
             try:
                 write_report(out_dir)
