@@ -4,6 +4,7 @@ concurrent --variant jobs, divergence and failure statuses."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 from pathlib import Path
@@ -80,6 +81,29 @@ def test_kill_then_rerun_resumes_to_the_same_final_loss(tmp_path, cache):
     assert resumed["resumed_from_step"] >= 50
     assert resumed["status"] == "completed" and resumed["steps"] == 300
     assert resumed["final_val_loss"] == pytest.approx(uninterrupted["final_val_loss"], abs=1e-4)
+
+
+def test_sigterm_saves_the_finished_steps_exits_143_and_the_rerun_resumes(tmp_path, cache):
+    from workbench.training.checkpoint_io import resume_checkpoint
+
+    exp = write_experiment(tmp_path, cache, steps=600, every=500, seeds=[0], variants="  rms: {}")
+    out = tmp_path / "out"
+    proc = cli("run", str(exp), "--out", str(out))
+    deadline = time.time() + 120
+    while not list(out.glob("rms/seed0/events.out.tfevents.*")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(1.5)  # training has started: some steps in
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-2000:]
+    step = int(re.search(r"terminated \(SIGTERM\) after step (\d+), checkpoint saved: re-run", err).group(1))
+    assert 0 < step < 600
+    assert resume_checkpoint(out / "rms" / "seed0" / "checkpoints") == (out / "rms" / "seed0" / "checkpoints" / "last.ckpt", step)
+    assert not (out / "results.json").exists() or not runs(out)  # not recorded as finished
+
+    assert main(["run", str(exp), "--out", str(out)]) == 0
+    run = runs(out)["rms", 0]
+    assert run["status"] == "completed" and run["steps"] == 600 and run["resumed_from_step"] == step
 
 
 def test_unreadable_last_checkpoint_falls_back_to_the_previous_one(tmp_path, cache):

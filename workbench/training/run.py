@@ -18,6 +18,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
 from components import TransformerLM
@@ -96,6 +97,15 @@ def train_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) ->
         trainer.save_checkpoint(ckpt_dir / "last.ckpt", weights_only=False)
     except Diverged as exc:
         record.update(status="diverged", error=str(exc))
+    except SIGTERMException:  # preempted or stopped: Lightning lets the step finish, then raises
+        # One process saves the finished steps; with several, Lightning has already killed the other
+        # ranks, so a collective save would hang: the run resumes from its last scheduled checkpoint.
+        saved = trainer.world_size == 1
+        if saved:
+            trainer.save_checkpoint(ckpt_dir / "last.ckpt", weights_only=False)
+        log.error("[%s] terminated (SIGTERM) after step %d, %s: re-run the same command to resume", label,
+                  trainer.global_step, "checkpoint saved" if saved else "not saved (multi-process)")
+        raise SystemExit(143) from None  # 128 + SIGTERM, as a killed process reports (Lightning exits 0)
     final_val = recorder.final_val_loss
     if final_val is None or (record["status"] == "completed" and recorder.curves["val"][-1]["step"] != trainer.global_step):
         context = trainer.strategy.precision_plugin.forward_context()
