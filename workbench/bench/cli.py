@@ -21,7 +21,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                help="also time torch.compile (default; off with --quick)")
     compile_group.add_argument("--no-compile", dest="compile", action="store_false", help="skip torch.compile")
     bench.add_argument("--section", action="append", choices=("gemm", "step", "attention", "overhead"),
-                       help="run only this section (repeatable; MFU needs gemm)")
+                       help="run only this section (repeatable; the strict MFU needs gemm)")
     bench.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     bench.add_argument("--out", metavar="FILE", help="also write the JSON results to FILE")
     return bench
