@@ -41,7 +41,7 @@ def command_line(args) -> str:
 
 
 def run(args) -> int:
-    from ..atomic import write_json
+    from ..fileio import write_json
     from .format import markdown
     from .runner import Settings, run_bench
 

@@ -20,6 +20,7 @@ from typing import IO
 
 import numpy as np
 
+from .. import fileio
 from . import cache
 from .corpus import Document, load_corpus, split_documents
 from .errors import DataError
@@ -77,8 +78,8 @@ def prepare(settings: DataSettings, base_dir: Path | None = None) -> TokenData:
     train_docs, val_docs = split_documents(load_corpus(settings, base_dir), settings.val_fraction)
     fp = fingerprint(train_docs, val_docs, settings.vocab_size)
     entry = settings.cache_root(base_dir) / fp
-    with cache.locked(entry):
-        manifest = cache.read_json(entry / MANIFEST)
+    with fileio.locked(entry.with_name(entry.name + ".lock")):
+        manifest = fileio.read_json(entry / MANIFEST)
         hit = _valid(manifest, entry, fp)
         if not hit:
             if manifest is not None:
@@ -138,7 +139,7 @@ def _build(entry: Path, fp: str, train: list[Document], val: list[Document], voc
     trained = time.perf_counter()
     dtype = token_dtype(tokenizer.vocab_size)
     for split, docs in (("train", train), ("val", val)):
-        cache.atomic_write(entry / f"{split}.bin", functools.partial(_write_tokens, tokenizer=tokenizer, docs=docs,
+        fileio.atomic_write(entry / f"{split}.bin", functools.partial(_write_tokens, tokenizer=tokenizer, docs=docs,
                                                                      dtype=dtype))
     train_tokens = np.memmap(entry / "train.bin", dtype=dtype, mode="r")
     val_tokens = np.memmap(entry / "val.bin", dtype=dtype, mode="r")
@@ -153,18 +154,18 @@ def _build(entry: Path, fp: str, train: list[Document], val: list[Document], voc
         "unigram_val_loss": unigram_loss(train_tokens, val_tokens, tokenizer.vocab_size),
     }
     del train_tokens, val_tokens  # close the maps before the manifest commits the entry
-    cache.write_json(entry / MANIFEST, manifest)
+    fileio.write_json(entry / MANIFEST, manifest)
     log.info("data %s: tokenizer %.1f s, encoding %.1f s", fp, trained - started, time.perf_counter() - trained)
     return manifest
 
 
 def _tokenizer(entry: Path, fp: str, train: list[Document], vocab_size: int) -> Tokenizer:
     """The entry's tokenizer if its record verifies (e.g. only a token file was corrupt), else a new one."""
-    record = cache.read_json(entry / TOKENIZER_RECORD)
+    record = fileio.read_json(entry / TOKENIZER_RECORD)
     if not (record and record.get("fingerprint") == fp and cache.matches(entry, record.get("files"))):
-        cache.write_bytes(entry / MODEL, train_tokenizer([d.text for d in train], vocab_size))
+        fileio.write_bytes(entry / MODEL, train_tokenizer([d.text for d in train], vocab_size))
         record = {"fingerprint": fp, "files": {MODEL: cache.file_record(entry / MODEL)}}
-        cache.write_json(entry / TOKENIZER_RECORD, record)
+        fileio.write_json(entry / TOKENIZER_RECORD, record)
     return Tokenizer(entry / MODEL)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..atomic import write_bytes, write_text
+from ..fileio import write_bytes, write_text
 from . import lengths as length_report
 from . import scaling_section as scaling_report
 from . import sections
