@@ -177,14 +177,14 @@ def test_diverged_and_failed_runs_are_recorded_and_the_sweep_goes_on(tmp_path, c
     exp = write_experiment(tmp_path, cache, seeds=[0], imports=["wbtest_plugin"],
                            variants="  rms: {}\n  boom: {model: {ffn: wbtest_explode}}\n  crash: {model: {ffn: wbtest_crash}}\n  ln: {model: {norm: layernorm}}")
     out = tmp_path / "out"
-    assert main(["run", str(exp), "--out", str(out)]) == 0
+    assert main(["run", str(exp), "--out", str(out)]) == 3  # a failed run: scripts must see it; diverged alone is 0
     done = runs(out)
     assert done["boom", 0]["status"] == "diverged"
     assert done["crash", 0]["status"] == "failed" and "boom in the ffn" in done["crash", 0]["error"]
     assert done["rms", 0]["status"] == done["ln", 0]["status"] == "completed"
     # No checkpoint of the diverged run holds non-finite weights.
     for ckpt in (out / "boom" / "seed0" / "checkpoints").glob("*.ckpt"):
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
         assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
     report = (out / "report.md").read_text()
     assert "diverged" in report.lower() and "boom in the ffn" in report

@@ -1,7 +1,8 @@
-"""Command line: run, show, report, components. Heavy imports (Lightning) happen only in ``run``.
+"""Command line: run, show, report, components, bench. Heavy imports (Lightning) happen only in ``run``.
 
-Exit codes: 0 success; 2 bad input (one line naming file, key, value and allowed values, no
-traceback); 1 anything else.
+Exit codes: 0 success (diverged runs are results); 2 bad input or a refused run folder (one line
+naming the file, key, value and allowed values, no traceback); 3 the sweep ran but some run failed;
+130 / 143 stopped by Ctrl-C / SIGTERM after saving; 1 anything else (a full disk: one line too).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
+from .fileio import STORAGE_ERRORS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.steps=50")
     run.add_argument("--out", type=Path, help="run folder (default: runs/<experiment name>)")
     run.add_argument("--variant", action="append", metavar="NAME", help="run only this variant (repeatable)")
+    run.add_argument("--restart", action="append", metavar="NAME",
+                     help="discard this variant's runs (finished or partial) and train it again (repeatable)")
 
     show = sub.add_parser("show", help="resolved config, parameters and FLOPs/token of every variant; trains nothing")
     show.add_argument("experiment", type=Path)
@@ -30,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="rebuild report.md and report.html from RUN_DIR/results.json")
     report.add_argument("run_dir", type=Path)
+    report.add_argument("--rebuild", action="store_true",
+                        help="first write results.json anew from the run folders (each run's record.json)")
 
     sub.add_parser("components", help="every registered component, by kind, with its description")
     from .bench.cli import add_parser as add_bench_parser  # argparse only; the bench's imports stay lazy
@@ -42,9 +48,9 @@ def _bad_input_types() -> tuple[type[BaseException], ...]:
     from .config import ConfigError
     from .data import DataError
     from .reports import ReportError
-    from .results import ResultsConflict
+    from .results import RunFolderError
 
-    return ConfigError, DataError, ReportError, ResultsConflict
+    return ConfigError, DataError, ReportError, RunFolderError
 
 
 def cmd_components(args) -> int:
@@ -78,22 +84,51 @@ def cmd_run(args) -> int:
 
     experiment = load_experiment(args.experiment, args.overrides)
     experiment.select(args.variant)  # unknown --variant names: ConfigError (a variant, or a variant@size)
+    experiment.select(args.restart)
     out = args.out or Path("runs") / experiment.name
-    from .experiment import is_global_zero, run_experiment  # imports torch/lightning only after the config is known good
+    _check_writable(out)
+    from .experiment import failed_runs, is_global_zero, run_experiment  # imports torch/lightning only after the config is known good
 
-    run_experiment(experiment, out, args.variant)
+    store = run_experiment(experiment, out, args.variant, args.restart)
     if not is_global_zero():  # the other ranks of a multi-process run: rank 0 writes the report
         return 0
     from .reports import write_report
 
     path = write_report(out)
     print(f"report: {path}\ntensorboard --logdir {out}")
+    failed = failed_runs(store, experiment.select(args.variant), experiment.seeds)
+    if failed:
+        print(f"error: {len(failed)} run(s) failed ({', '.join(failed)}): see the report; re-run the same command to "
+              f"retry them", file=sys.stderr)
+        return 3
     return 0
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse an --out folder that cannot be written, before anything is trained (and creating nothing)."""
+    import os
+
+    from .results import RunFolderError
+
+    existing = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        problem = f"{existing} is a file, not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is not writable"
+    else:
+        return
+    raise RunFolderError(f"{out}: cannot write the run folder there ({problem}); choose another --out")
 
 
 def cmd_report(args) -> int:
     from .reports import write_report
 
+    if args.rebuild:
+        from .results import rebuild_results
+
+        data = rebuild_results(args.run_dir)
+        runs = sum(len(v["runs"]) for v in data["variants"].values())
+        print(f"rebuilt {args.run_dir / 'results.json'}: {runs} run(s) of {len(data['variants'])} variant(s)")
     print(f"report: {write_report(args.run_dir)}")
     return 0
 
@@ -120,6 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: re-run the same command to resume", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno not in STORAGE_ERRORS:
+            raise
+        print(f"error: cannot write {exc.filename or 'a file'}: {exc.strerror}; nothing already saved was lost: "
+              f"free space (or fix the folder) and re-run the same command to resume", file=sys.stderr)
+        return 1
     except Exception as exc:
         if isinstance(exc, _bad_input_types()):
             print(f"error: {exc}", file=sys.stderr)

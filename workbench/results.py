@@ -1,27 +1,33 @@
-"""results.json: the experiment's record of every finished run, and the report's only input.
+"""results.json: the experiment's index of every finished run, and the report's only input.
 
-Several processes (``--variant`` jobs on one run folder) may finish runs at the same time, so every
-update is a locked read-modify-write, and every write is atomic: a crash or a kill never leaves a
-half-written file, and no finished run is lost.
+The run folder holds the truth: ``experiment.yaml``, each variant's ``variant.json`` and each run's
+``record.json``, all written before results.json. So results.json can always be rebuilt from them
+(``report --rebuild``). Several processes (``--variant`` jobs on one folder) may finish runs at once:
+every update is a locked read-modify-write, every write atomic.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
+import logging
 import math
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-from .atomic import write_json
+import yaml
+
+from .fileio import locked, read_json, write_json
+
+log = logging.getLogger("workbench")
 
 FINISHED = ("completed", "diverged")  # kept on re-run; "failed" runs are retried
+REBUILD_HINT = "rebuild it from the run folders with: python -m workbench report --rebuild {dir}"
 
 
-class ResultsConflict(ValueError):
-    """The run folder holds results of a differently configured experiment."""
+class RunFolderError(ValueError):
+    """A run folder the workbench refuses to add to: another experiment's, other configs, or an
+    unreadable results.json. The message is one line naming the file and the way out."""
 
 
 def _clean(value: Any) -> Any:
@@ -35,15 +41,54 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _diff(old: Any, new: Any, prefix: str = "") -> str | None:
-    """First dotted key where two nested mappings differ, with both values."""
+def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Every dotted key where two nested mappings differ, as ``key: old -> new``."""
     if isinstance(old, dict) and isinstance(new, dict):
-        for key in sorted(set(old) | set(new)):
-            found = _diff(old.get(key), new.get(key), f"{prefix}{key}.")
-            if found:
-                return found
-        return None
-    return None if old == new else f"{prefix.rstrip('.')}: {old!r} -> {new!r}"
+        return [change for key in sorted(set(old) | set(new))
+                for change in changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")]
+    return [] if old == new else [f"{prefix.rstrip('.') or 'config'}: {old!r} -> {new!r}"]
+
+
+def describe_changes(old: Any, new: Any, limit: int = 4) -> str:
+    changes = changed_keys(old, new)
+    more = f", and {len(changes) - limit} more" if len(changes) > limit else ""
+    return "; ".join(changes[:limit]) + more
+
+
+def read_results(path: Path) -> dict:
+    """results.json, checked for the shape every reader relies on; {} when it does not exist.
+
+    Raises RunFolderError (one line, naming the file and how to rebuild it) when it is unreadable.
+    """
+    hint = REBUILD_HINT.format(dir=path.parent)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as e:
+        raise RunFolderError(f"{path}: cannot read: {e}; {hint}") from None
+    except json.JSONDecodeError as e:
+        raise RunFolderError(f"{path}: not valid JSON ({e}); {hint}") from None
+    problem = _shape_problem(data)
+    if problem:
+        raise RunFolderError(f"{path}: malformed: {problem}; {hint}")
+    return data
+
+
+def _shape_problem(data: Any) -> str | None:
+    if not isinstance(data, dict) or not isinstance(data.get("variants", {}), dict):
+        return "expected an object with a 'variants' mapping"
+    if not isinstance(data.get("seeds", []), list):
+        return "'seeds' must be a list of integers"
+    for name, entry in data.get("variants", {}).items():
+        if not isinstance(entry, dict):
+            return f"variants.{name} must be an object"
+        if not isinstance(entry.get("runs", []), list):
+            return f"variants.{name}.runs must be a list"
+        for run in entry.get("runs", []):
+            if not isinstance(run, dict) or "seed" not in run:
+                return f"variants.{name}.runs has an entry without a seed: {str(run)[:60]}"
+    return None
 
 
 class ResultsStore:
@@ -53,25 +98,12 @@ class ResultsStore:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / "results.json"
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.run_dir / ".results.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
     def load(self) -> dict:
-        if not self.path.exists():
-            return {}
-        with open(self.path) as f:
-            return json.load(f)
+        return read_results(self.path)
 
     def update(self, change: Callable[[dict], None]) -> dict:
         """Apply ``change`` to the current contents under the lock and write the result atomically."""
-        with self._locked():
+        with locked(self.run_dir / ".results.lock"):
             data = self.load()
             change(data)
             data["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -82,7 +114,7 @@ class ResultsStore:
         """Record the experiment and each variant's config/params; refuse to mix configurations.
 
         ``variants`` maps name -> {"config": ..., "params": ..., ...} (no runs). A variant already in
-        the file with a different config raises ResultsConflict naming the first differing key.
+        the file with runs of a different config raises RunFolderError naming what differs.
         """
 
         def change(data: dict) -> None:
@@ -90,15 +122,13 @@ class ResultsStore:
             for name, info in variants.items():
                 old = stored.get(name)
                 if old is not None and old.get("runs") and old.get("config") != _clean(info["config"]):
-                    where = _diff(old.get("config"), _clean(info["config"]))
-                    raise ResultsConflict(
+                    raise RunFolderError(
                         f"{self.path}: variant '{name}' already has runs trained with a different config "
-                        f"({where}); use --out for a new run folder"
-                    )
+                        f"({describe_changes(old.get('config'), _clean(info['config']))}); use --out for a new run "
+                        f"folder, or --restart {name} to discard its runs")
                 runs = old.get("runs", []) if old else []
                 stored[name] = {**info, "runs": runs}
-            for key, value in header.items():
-                data[key] = value
+            data.update(header)
             # Keep the experiment's variant order first, then any others already recorded.
             data["variants"] = {**{n: stored[n] for n in variants}, **{n: v for n, v in stored.items() if n not in variants}}
 
@@ -114,9 +144,56 @@ class ResultsStore:
 
         self.update(change)
 
+    def forget(self, variant: str) -> None:
+        """Drop every run of ``variant`` (``--restart``)."""
+
+        def change(data: dict) -> None:
+            if variant in data.get("variants", {}):
+                data["variants"][variant]["runs"] = []
+
+        self.update(change)
+
     def finished(self, variant: str, seed: int) -> dict | None:
         """The run record if (variant, seed) has finished (completed or diverged), else None."""
         for run in self.load().get("variants", {}).get(variant, {}).get("runs", []):
             if run.get("seed") == seed and run.get("status") in FINISHED:
                 return run
         return None
+
+
+def rebuild_results(run_dir: str | Path) -> dict:
+    """Write results.json anew from the run folder: experiment.yaml, each ``variant.json`` and each
+    run's ``record.json``. Runs without a readable record (interrupted, or damaged) are left out,
+    with a warning: re-running the experiment finishes them."""
+    run_dir = Path(run_dir)
+    spec_path = run_dir / "experiment.yaml"
+    try:
+        spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise RunFolderError(f"{spec_path}: cannot read the experiment of this run folder ({e}); "
+                             f"re-run the experiment with --out {run_dir} instead") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("variants"), dict):
+        raise RunFolderError(f"{spec_path}: malformed: expected an experiment with a 'variants' mapping")
+    variants, sizes = {}, []
+    for name in spec["variants"]:
+        info = read_json(run_dir / name / "variant.json")
+        if info is None:
+            log.warning("%s: missing or unreadable, variant '%s' left out", run_dir / name / "variant.json", name)
+            continue
+        runs = []
+        for seed_dir in sorted((run_dir / name).glob("seed*")):
+            record = read_json(seed_dir / "record.json")
+            if record is None or not isinstance(record.get("seed"), int):
+                log.warning("%s: no readable run record, left out (re-run the experiment to finish it)", seed_dir)
+                continue
+            runs.append(record)
+        variants[name] = {**info, "runs": sorted(runs, key=lambda r: r["seed"])}
+        if info.get("size") is not None and info["size"] not in sizes:
+            sizes.append(info["size"])
+    data = {"experiment": spec.get("name"), "description": spec.get("description", ""), "baseline": spec.get("baseline"),
+            "seeds": spec.get("seeds", []), "budget": spec.get("budget"), "eval": spec.get("eval", {}), "sizes": sizes,
+            "variants": variants}
+    data["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    with locked(run_dir / ".results.lock"):  # the old file is not read: it may be what is broken
+        write_json(run_dir / "results.json", _clean(data))
+    return data

@@ -60,6 +60,9 @@ def load_corpus(settings: DataSettings, base_dir: Path) -> list[Document]:
             raw = path.read_bytes()
         except OSError as err:
             raise DataError("data.paths", f"cannot read {path}: {err.strerror or err}") from None
+        if settings.source != "stdlib" and not looks_like_text(raw):
+            raise DataError("data.paths", f"{path} is not a UTF-8 text file (binary content); remove it from data.paths "
+                                          f"or narrow the glob")
         full = len(raw) <= budget
         raw = raw if full else _cut(raw, budget)
         budget -= len(raw)
@@ -73,6 +76,15 @@ def load_corpus(settings: DataSettings, base_dir: Path) -> list[Document]:
         raise DataError("data.paths", f"empty corpus: no text in {where}")
     log.debug("corpus: %d documents, %d bytes", len(docs), settings.max_bytes - budget)
     return docs
+
+
+def looks_like_text(raw: bytes, sample: int = 1 << 16) -> bool:
+    """False for binary data: a NUL byte, or more than 1% undecodable UTF-8, in the first 64 KiB."""
+    head = raw[:sample]
+    if b"\x00" in head:
+        return False
+    text = head.decode("utf-8", errors="replace")
+    return text.count("\ufffd") <= 0.01 * max(len(text), 1)
 
 
 def split_documents(docs: list[Document], val_fraction: float) -> tuple[list[Document], list[Document]]:

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ..results import RunFolderError, read_results
+
 logger = logging.getLogger(__name__)
 
 COMPLETED, DIVERGED, FAILED, MISSING = "completed", "diverged", "failed", "missing"
@@ -157,19 +159,13 @@ def _lengths(entry: dict) -> dict:
 def load_results(run_dir: str | Path) -> Results:
     """Parse RUN_DIR/results.json; raise ReportError (one line, naming the file) if absent or malformed."""
     path = Path(run_dir) / "results.json"
+    if not path.exists():
+        raise ReportError(f"{path}: not found (has any run finished in this folder?)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReportError(f"{path}: not found (has any run finished in this folder?)") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ReportError(f"{path}: cannot read: {e}") from None
-    except json.JSONDecodeError as e:
-        raise ReportError(f"{path}: not valid JSON: {e}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("variants"), dict):
-        raise ReportError(f"{path}: malformed: expected an object with a 'variants' mapping")
+        data = read_results(path)
+    except RunFolderError as e:
+        raise ReportError(str(e)) from None
     seeds_raw = data.get("seeds") or []
-    if not isinstance(seeds_raw, list):
-        raise ReportError(f"{path}: malformed: 'seeds' must be a list of integers")
     seeds = list(dict.fromkeys(_seed(s, path) for s in seeds_raw))
     variants = []
     for index, (name, entry) in enumerate(data["variants"].items()):

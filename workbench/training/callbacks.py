@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import lightning as L
 
-from ..atomic import write_json
+from ..fileio import read_json, write_json
 from .module import Diverged, eval_forward, evaluate
 
 log = logging.getLogger("workbench")
@@ -21,7 +20,8 @@ class RunRecorder(L.Callback):
     evaluates where an uninterrupted one would), records train/val curves into ``metrics.json``,
     and times training steps for tokens/s.
 
-    On resume, curve points past the restored step are dropped (they belong to the lost future).
+    Its state (curves, timing) travels in every checkpoint, so a resumed run continues from exactly
+    the checkpoint's step: metrics.json is an output, rewritten from that state, never read back.
     """
 
     def __init__(self, metrics_path: Path, val_batches, train: dict, label: str, tokens_per_step: int):
@@ -36,15 +36,32 @@ class RunRecorder(L.Callback):
         self.curves = {"train": [], "val": []}
         self.train_time = 0.0
         self.timed_steps = 0
+        self.earlier_wall_s = 0.0  # wall time of the sessions before this one (from the checkpoint)
+        self._started = time.perf_counter()
         self._t0 = 0.0
         self._session_steps = 0
 
+    # -- checkpointed state ----------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"curves": self.curves, "train_time": self.train_time, "timed_steps": self.timed_steps,
+                "wall_time_s": self.wall_time_s}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.curves = {k: list(state["curves"][k]) for k in ("train", "val")}
+        self.train_time, self.timed_steps = float(state["train_time"]), int(state["timed_steps"])
+        self.earlier_wall_s = float(state["wall_time_s"])
+
+    @property
+    def wall_time_s(self) -> float:
+        return self.earlier_wall_s + time.perf_counter() - self._started
+
     # -- lifecycle -------------------------------------------------------------------------------
     def on_train_start(self, trainer, pl_module):
-        step = trainer.global_step
-        if step and self.path.exists():
-            saved = json.loads(self.path.read_text())
-            self.curves = {k: [p for p in saved.get(k, []) if p["step"] <= step] for k in ("train", "val")}
+        if trainer.is_global_zero and self.path.exists():
+            if read_json(self.path) is None:
+                log.warning("[%s] %s was damaged: rewritten from the checkpoint of step %d", self.label, self.path,
+                            trainer.global_step)
+            write_json(self.path, self.curves)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self._t0 = time.perf_counter()

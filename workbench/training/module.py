@@ -7,6 +7,7 @@ import torch
 
 from components import TransformerLM
 
+from .checkpoint_io import IDENTITY_KEY
 from .optim import build_optimizer
 
 
@@ -28,18 +29,26 @@ def evaluate(model: TransformerLM, batches, device: torch.device, forward_contex
 
 
 class LMModule(L.LightningModule):
-    """Trains ``model`` on (x, y) token batches; ``train`` is the resolved ``train:`` config mapping."""
+    """Trains ``model`` on (x, y) token batches; ``train`` is the resolved ``train:`` config mapping.
 
-    def __init__(self, model: TransformerLM, train: dict):
+    ``identity`` (config + corpus fingerprint, see ``run.run_identity``) is written into every checkpoint.
+    """
+
+    def __init__(self, model: TransformerLM, train: dict, identity: dict | None = None):
         super().__init__()
         self.model = model
         self.train_cfg = train
+        self.identity = identity
         if train.get("compile"):
             self.model.compile()  # in place: state_dict keys unchanged, checkpoints stay portable
 
     def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
         """The model's loss (or logits): what evaluation calls through an FSDP root wrapper."""
         return self.model(x, targets=targets)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.identity is not None:
+            checkpoint[IDENTITY_KEY] = self.identity
 
     def training_step(self, batch, batch_idx):
         x, y = batch

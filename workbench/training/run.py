@@ -1,18 +1,20 @@
 """Train one (variant, seed) with Lightning and return its results.json record.
 
 Everything the run writes lives in its own folder ``RUN_DIR/<variant>/seed<k>/``: TensorBoard events,
-``checkpoints/`` and ``metrics.json``. Calling this again on an interrupted folder resumes from the
-newest readable checkpoint.
+``checkpoints/``, ``metrics.json`` and, once finished, ``record.json``. Calling this again on an
+interrupted folder resumes from the newest checkpoint that loads and was trained under the same config.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import resource
 import sys
-import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -25,9 +27,11 @@ from components import TransformerLM
 
 from ..config.budget import world_size
 from ..data import TokenData, batch_fingerprint, val_batches
+from ..fileio import write_json
 from .batches import StepBatches
 from .callbacks import RunRecorder
 from .checkpoint_io import resume_checkpoint
+from .interrupt import interrupt_as_sigterm
 from .length_eval import length_losses
 from .module import Diverged, LMModule, eval_forward, evaluate
 from .progress import RunProgressBar
@@ -61,23 +65,54 @@ def peak_memory_mb(device: torch.device) -> float:
     return rss_kb / 1024 if sys.platform != "darwin" else rss_kb / 2**20
 
 
-def train_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) -> dict:
-    """Train ``variant`` (a workbench.config.Variant) with ``seed``; return its run record."""
+def run_identity(variant, data: TokenData) -> dict:
+    """What a run is trained under: the variant's resolved config and the corpus fingerprint, hashed.
+    Stored in every checkpoint; resuming under a different identity is refused."""
+    config, corpus = variant.to_dict(), data.fingerprint
+    text = json.dumps({"config": config, "corpus": corpus}, sort_keys=True, default=str)
+    return {"fingerprint": hashlib.sha256(text.encode()).hexdigest(), "config": config, "corpus": corpus}
+
+
+@dataclass
+class Run:
+    """One (variant, seed) ready to fit: its model, trainer, recorder and where it resumes from."""
+
+    variant: object  # workbench.config.Variant
+    seed: int
+    data: TokenData
+    folder: Path
+    label: str
+    module: LMModule
+    trainer: L.Trainer
+    recorder: RunRecorder
+    logger: TensorBoardLogger
+    resume: Path | None
+    resumed_step: int
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.folder / "checkpoints"
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.variant.train["batch_size"] * self.variant.train["seq_len"]
+
+
+def build_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) -> Run:
+    """Model, Lightning module, trainer and callbacks of one run, and the checkpoint it resumes from
+    (refused with RunFolderError when that checkpoint was trained under another config)."""
     train = variant.train
     folder = run_dir / variant.name / f"seed{seed}"
-    ckpt_dir = folder / "checkpoints"
-    tokens_per_step = train["batch_size"] * train["seq_len"]
-    started = time.perf_counter()
+    identity = run_identity(variant, data)
+    resume, resumed_step = resume_checkpoint(folder / "checkpoints", identity)
+    if resume:
+        log.info("[%s] resuming from %s (step %d)", label, resume.name, resumed_step)
 
     L.seed_everything(seed, workers=True, verbose=False)
     model = TransformerLM(variant.transformer_config(data.tokenizer.vocab_size), init_seed=seed)
-    module = LMModule(model, train)
-    flops_per_token = model.flops_per_token(train["seq_len"])
-    module.flops_per_batch = flops_per_token * tokens_per_step  # read by ThroughputMonitor
-
-    resume, resumed_step = resume_checkpoint(ckpt_dir)
-    if resume:
-        log.info("[%s] resuming from %s (step %d)", label, resume.name, resumed_step)
+    module = LMModule(model, train, identity)
+    tokens_per_step = train["batch_size"] * train["seq_len"]
+    module.flops_per_batch = model.flops_per_token(train["seq_len"]) * tokens_per_step  # read by ThroughputMonitor
     logger = TensorBoardLogger(
         save_dir=str(run_dir), name=variant.name, version=f"seed{seed}", default_hp_metric=False,
         **({"purge_step": resumed_step} if resume else {}),
@@ -85,63 +120,93 @@ def train_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) ->
     recorder = RunRecorder(folder / "metrics.json", val_batches(data.val, train["batch_size"], train["seq_len"], train["eval_batches"]),
                            train, label, tokens_per_step)
     interactive = sys.stderr.isatty()
-    callbacks = run_callbacks(recorder, ckpt_dir, train["checkpoint_every"])
+    callbacks = run_callbacks(recorder, folder / "checkpoints", train["checkpoint_every"])
     if interactive:
         callbacks.append(RunProgressBar(label))
     trainer = build_trainer(train, train["steps"], logger, callbacks, progress_bar=interactive)
-    stream = StepBatches(data.train, seed, train["batch_size"], train["seq_len"], start=lambda: trainer.global_step,
-                         rank=lambda: trainer.global_rank, world_size=lambda: trainer.world_size)
-    record = {"seed": seed, "status": "completed", "error": None, "resumed_from_step": resumed_step or None}
+    return Run(variant, seed, data, folder, label, module, trainer, recorder, logger, resume, resumed_step)
+
+
+def fit_run(run: Run) -> tuple[str, str | None]:
+    """Train to ``train.steps`` (from the resume point); (status, error). SIGTERM and Ctrl-C finish the
+    step, save ``last.ckpt`` and exit 143 / 130 with a resume hint."""
+    trainer = run.trainer
+    stream = StepBatches(run.data.train, run.seed, run.variant.train["batch_size"], run.variant.train["seq_len"],
+                         start=lambda: trainer.global_step, rank=lambda: trainer.global_rank,
+                         world_size=lambda: trainer.world_size)
     try:
-        trainer.fit(module, train_dataloaders=DataLoader(stream, batch_size=None), ckpt_path=str(resume) if resume else None)
-        trainer.save_checkpoint(ckpt_dir / "last.ckpt", weights_only=False)
+        with interrupt_as_sigterm() as interrupted:
+            trainer.fit(run.module, train_dataloaders=DataLoader(stream, batch_size=None),
+                        ckpt_path=str(run.resume) if run.resume else None)
+        trainer.save_checkpoint(run.ckpt_dir / "last.ckpt", weights_only=False)
     except Diverged as exc:
-        record.update(status="diverged", error=str(exc))
-    except SIGTERMException:  # preempted or stopped: Lightning lets the step finish, then raises
+        return "diverged", str(exc)
+    except SIGTERMException:  # preempted, stopped or Ctrl-C: Lightning lets the step finish, then raises
         # One process saves the finished steps; with several, Lightning has already killed the other
         # ranks, so a collective save would hang: the run resumes from its last scheduled checkpoint.
         saved = trainer.world_size == 1
         if saved:
-            trainer.save_checkpoint(ckpt_dir / "last.ckpt", weights_only=False)
-        log.error("[%s] terminated (SIGTERM) after step %d, %s: re-run the same command to resume", label,
+            trainer.save_checkpoint(run.ckpt_dir / "last.ckpt", weights_only=False)
+        how, code = ("interrupted (Ctrl-C)", 130) if interrupted else ("terminated (SIGTERM)", 143)
+        log.error("[%s] %s after step %d, %s: re-run the same command to resume", run.label, how,
                   trainer.global_step, "checkpoint saved" if saved else "not saved (multi-process)")
-        raise SystemExit(143) from None  # 128 + SIGTERM, as a killed process reports (Lightning exits 0)
+        raise SystemExit(code) from None  # 128 + the signal, as a killed process reports (Lightning exits 0 or 1)
+    return "completed", None
+
+
+def record_run(run: Run, status: str, error: str | None) -> dict:
+    """The run's results.json record: final losses (evaluated if the last evaluation is stale), length
+    evaluation, speed, and what was trained. Written to the run's own ``record.json`` too."""
+    trainer, module, recorder, train = run.trainer, run.module, run.recorder, run.variant.train
+    completed = status == "completed"
     final_val = recorder.final_val_loss
-    if final_val is None or (record["status"] == "completed" and recorder.curves["val"][-1]["step"] != trainer.global_step):
-        context = trainer.strategy.precision_plugin.forward_context()
-        final_val = evaluate(eval_forward(trainer, module), recorder.val_batches, module.device, context)
-    steps = trainer.global_step
+    if final_val is None or (completed and recorder.curves["val"][-1]["step"] != trainer.global_step):
+        final_val = evaluate(eval_forward(trainer, module), recorder.val_batches, module.device,
+                             trainer.strategy.precision_plugin.forward_context())
     if trainer.world_size != world_size(train):
         log.warning("[%s] %d processes trained, train.devices x num_nodes gave %d: a budget resolved into train.steps "
-                    "is off by that factor (train_flops records what was trained)", label, trainer.world_size, world_size(train))
-    if variant.eval_lengths:
-        lengths, notes = {}, {}
-        if record["status"] == "completed":
-            lengths, notes = length_losses(
-                module.model, data.val, variant.eval_lengths, batch_tokens=tokens_per_step,
-                target_tokens=train["eval_batches"] * tokens_per_step, device=module.device, call=eval_forward(trainer, module),
-                forward_context=trainer.strategy.precision_plugin.forward_context())
-            log.info("[%s] val loss by length: %s", label,
-                     ", ".join(f"{k}: {'n/a' if v is None else f'{v:.4f}'}" for k, v in lengths.items()))
-        record.update(length_eval=lengths, length_eval_notes=notes)
+                    "is off by that factor (train_flops records what was trained)", run.label, trainer.world_size, world_size(train))
+    record = {"seed": run.seed, "status": status, "error": error, "resumed_from_step": run.resumed_step or None}
+    if run.variant.eval_lengths:
+        record.update(_length_eval(run) if completed else {"length_eval": {}, "length_eval_notes": {}})
+    steps, tokens_per_step = trainer.global_step, run.tokens_per_step
     record.update(
-        final_val_loss=final_val if record["status"] == "completed" else None,
+        final_val_loss=final_val if completed else None,
         last_val_loss=final_val,
         final_train_loss=recorder.final_train_loss,
-        val_bpb=final_val / math.log(2) / data.val_bytes_per_token if final_val is not None else None,
+        val_bpb=final_val / math.log(2) / run.data.val_bytes_per_token if final_val is not None else None,
         tokens_per_sec=recorder.tokens_per_sec,
         steps=steps,
         train_tokens=steps * tokens_per_step * trainer.world_size,
-        train_flops=steps * tokens_per_step * trainer.world_size * flops_per_token,
-        wall_time_s=time.perf_counter() - started,
+        train_flops=steps * tokens_per_step * trainer.world_size * module.model.flops_per_token(train["seq_len"]),
+        wall_time_s=recorder.wall_time_s,
         peak_memory_mb=peak_memory_mb(module.device),
         precision=trainer.precision,
-        metrics=str((folder / "metrics.json").relative_to(run_dir)),
-        batch_fingerprint=batch_fingerprint(data.train, seed, train["steps"], train["batch_size"], train["seq_len"]),
+        metrics=f"{run.variant.name}/seed{run.seed}/metrics.json",
+        batch_fingerprint=batch_fingerprint(run.data.train, run.seed, train["steps"], train["batch_size"], train["seq_len"]),
     )
     if trainer.is_global_zero:
-        hparams = _flatten("", variant.to_dict(), {"seed": seed})
-        logger.log_hyperparams(hparams, metrics={"final/val_loss": final_val if final_val is not None else float("nan"),
-                                                 "final/tokens_per_sec": record["tokens_per_sec"] or 0.0})
-        logger.finalize("success")
+        hparams = _flatten("", run.variant.to_dict(), {"seed": run.seed})
+        run.logger.log_hyperparams(hparams, metrics={"final/val_loss": final_val if final_val is not None else float("nan"),
+                                                     "final/tokens_per_sec": record["tokens_per_sec"] or 0.0})
+        run.logger.finalize("success")
+        write_json(run.folder / "record.json", record)
     return record
+
+
+def _length_eval(run: Run) -> dict:
+    trainer, module, train = run.trainer, run.module, run.variant.train
+    lengths, notes = length_losses(
+        module.model, run.data.val, run.variant.eval_lengths, batch_tokens=run.tokens_per_step,
+        target_tokens=train["eval_batches"] * run.tokens_per_step, device=module.device, call=eval_forward(trainer, module),
+        forward_context=trainer.strategy.precision_plugin.forward_context())
+    log.info("[%s] val loss by length: %s", run.label,
+             ", ".join(f"{k}: {'n/a' if v is None else f'{v:.4f}'}" for k, v in lengths.items()))
+    return {"length_eval": lengths, "length_eval_notes": notes}
+
+
+def train_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) -> dict:
+    """Train ``variant`` (a workbench.config.Variant) with ``seed``; return its run record."""
+    run = build_run(variant, seed, data, run_dir, label)
+    status, error = fit_run(run)
+    return record_run(run, status, error)
