@@ -1,4 +1,4 @@
-"""workbench.reports: statistics against numpy/scipy, and the rendered report on synthetic run folders."""
+"""workbench.reports: seed statistics against numpy, and the rendered report on synthetic run folders."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from workbench.reports import ReportError, paired_diff_ci, summarize, write_report
+from workbench.reports import ReportError, summarize, write_report
+from workbench.reports.verdicts import DEFAULT_MARGIN, SeedPolicy, method_text, seeds_needed
 
 STEPS, BATCH, SEQ = 200, 4, 32
 FLOPS_PER_TOKEN = 1_000_000
@@ -38,8 +39,9 @@ def _metrics(final: float, seed: int, steps: int = STEPS) -> dict:
 
 
 def make_run_dir(root: Path, runs: dict[str, dict[int, tuple]], *, baseline: str, seeds=(0, 1, 2),
-                 metrics: bool = True) -> Path:
-    """runs: variant -> {seed: (status, final_val_loss, tokens_per_sec, error)}; absent seeds are MISSING."""
+                 metrics: bool = True, **top) -> Path:
+    """runs: variant -> {seed: (status, final_val_loss, tokens_per_sec, error)}; absent seeds are MISSING.
+    top: further top-level keys of results.json (seed_policy, reference, speed, ...)."""
     variants = {}
     for i, (name, by_seed) in enumerate(runs.items()):
         entries = []
@@ -63,7 +65,7 @@ def make_run_dir(root: Path, runs: dict[str, dict[int, tuple]], *, baseline: str
     root.mkdir(parents=True, exist_ok=True)
     (root / "results.json").write_text(json.dumps({
         "experiment": "ablate_norm", "description": "LayerNorm vs RMSNorm.", "baseline": baseline,
-        "seeds": list(seeds), "variants": variants, "updated": "2026-11-23T13:00:00Z"}))
+        "seeds": list(seeds), "variants": variants, "updated": "2026-11-23T13:00:00Z", **top}))
     return root
 
 
@@ -112,64 +114,133 @@ def test_summarize_matches_numpy_and_ignores_missing():
     assert summarize([None]).mean is None and summarize([]).n == 0
 
 
-def test_paired_diff_ci_matches_scipy_t_interval():
-    a, b = [3.31, 3.29, 3.40, 3.35], [3.20, 3.28, 3.31, 3.30]
-    d = np.subtract(a, b)
-    low, high = sps.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=sps.sem(d))
-    r = paired_diff_ci(a, b)
-    assert r.n == 4 and r.mean == pytest.approx(d.mean(), abs=1e-12)
-    assert (r.low, r.high) == (pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
-    low90, _ = sps.t.interval(0.90, 3, loc=d.mean(), scale=sps.sem(d))
-    assert paired_diff_ci(a, b, conf=0.90).low == pytest.approx(low90, abs=1e-12)
-
-
-def test_paired_diff_ci_pairs_only_finite_and_handles_small_n():
-    r = paired_diff_ci([3.0, None, 3.5, float("nan")], [2.9, 3.0, None, 3.0])
-    assert r.n == 1 and r.mean == pytest.approx(0.1) and r.low is None and r.verdict == "n/a"
-    assert paired_diff_ci([], []).mean is None
-    with pytest.raises(ValueError):
-        paired_diff_ci([1.0], [1.0, 2.0])
-
-
-@pytest.mark.parametrize("shift, verdict", [(-0.1, "better"), (0.1, "worse"), (0.0, "within noise")])
-def test_verdicts(shift, verdict):
-    base = np.array([3.20, 3.25, 3.22, 3.28])
-    noise = np.array([0.01, -0.012, 0.008, -0.006])
-    assert paired_diff_ci(list(base + shift + noise), list(base)).verdict == verdict
-
-
 # ---------------------------------------------------------------- rendered report
 
 def test_table_numbers_equal_direct_computation(main_report):
     rows = table_rows(main_report.read_text())
     assert list(rows) == ["rmsnorm (baseline)", "layernorm", "post_norm"]
     base, worse, single = rows["rmsnorm (baseline)"], rows["layernorm"], rows["post_norm"]
-    # columns: Variant, Runs, Params, Non-emb, FLOPs/token, loss, bpb, delta, verdict, tok/s, mem, wall
+    # columns: Variant, Runs, Params, Non-emb, FLOPs/token, loss, bpb, verdict, delta, multiplier, seeds, diff std,
+    # memory, wall time
     assert base[1] == "3/3 completed" and worse[1] == "2/3 completed, 1 missing"
     assert single[1] == "1/3 completed, 1 diverged, 1 failed"
     assert base[2] == "1.23M" and base[3] == "800K" and base[4] == "1M"
     mean, std = numbers(base[5])
     assert mean == pytest.approx(np.mean(BASE), abs=6e-5) and std == pytest.approx(np.std(BASE, ddof=1), abs=6e-5)
     assert numbers(base[6])[0] == pytest.approx(np.mean(BASE) / math.log(2) / 4, abs=6e-5)
-    assert base[7] == "—" and base[8] == "baseline"
+    assert base[7] == "baseline" and base[8:12] == ["—"] * 4
+    # layernorm: seeds 1 and 2 paired (seed 0 missing); one look at the 3 fixed seeds, Bonferroni over 2 comparisons.
     d = np.subtract(list(WORSE.values()), [BASE[s] for s in WORSE])
-    low, high = sps.t.interval(0.95, 1, loc=d.mean(), scale=sps.sem(d))
-    assert numbers(worse[7]) == pytest.approx([d.mean(), low, high], abs=6e-5)
-    assert "(n=2)" in worse[7] and worse[8] == "worse"
+    low, high = sps.t.interval(1 - 0.05 / 2, 1, loc=d.mean(), scale=sps.sem(d))
+    assert numbers(worse[8]) == pytest.approx([d.mean(), low, high, 97.5], abs=6e-5) and worse[8].endswith("at 97.5%")
+    needed = seeds_needed(d.mean(), d.std(ddof=1), 2, DEFAULT_MARGIN, SeedPolicy(3, 3), m=2)
+    assert worse[7] == f"undecided (~{needed} seeds to decide)" and needed >= 3
+    assert worse[10] == "2 of 3" and numbers(worse[11])[0] == pytest.approx(d.std(ddof=1), abs=6e-5)
+    assert re.fullmatch(r"0\.\d\dx \[0\.\d\d, 0\.\d\d\]", worse[9])  # worse: it would take the baseline less compute
     assert numbers(single[5])[0] == pytest.approx(3.21) and single[5].endswith("± —")
-    assert "n=1, no CI" in single[7] and numbers(single[7])[0] == pytest.approx(0.01, abs=6e-5)
-    assert single[8] == "n/a"
-    assert base[9] == "1.01K"  # tokens/s mean of 1000, 1010, 1020
+    assert single[7] == "undecided (fewer than 2 paired seeds)" and single[8] == "+0.0100" and single[10] == "1 of 3"
+    assert single[9].endswith("x (1 seed)") and single[11] == "—"
+
+
+def verdict_column(tmp_path, runs, seeds=(0, 1, 2), **top) -> dict[str, str]:
+    rows = table_rows(write_report(make_run_dir(tmp_path, runs, baseline="base", seeds=seeds, metrics=False,
+                                                **top)).read_text())
+    return {k: v[7] for k, v in rows.items()}
 
 
 def test_verdicts_in_rendered_table(tmp_path):
     runs = {"base": {s: ("completed", x, 1.0, None) for s, x in enumerate(BASE)},
             "good": {s: ("completed", x - 0.1 + 0.003 * s, 1.0, None) for s, x in enumerate(BASE)},
             "bad": {s: ("completed", x + 0.1 - 0.003 * s, 1.0, None) for s, x in enumerate(BASE)},
-            "same": {s: ("completed", x + (0.01, -0.01, 0.002)[s], 1.0, None) for s, x in enumerate(BASE)}}
-    rows = table_rows(write_report(make_run_dir(tmp_path, runs, baseline="base", metrics=False)).read_text())
-    assert {k: v[8] for k, v in rows.items()} == {
-        "base (baseline)": "baseline", "good": "better", "bad": "worse", "same": "within noise"}
+            "same": {s: ("completed", x, 1.0, None) for s, x in enumerate(BASE)},
+            "noisy": {s: ("completed", x + (0.03, -0.03, 0.006)[s], 1.0, None) for s, x in enumerate(BASE)}}
+    got = verdict_column(tmp_path, runs)
+    assert got["base (baseline)"] == "baseline" and got["good"] == "better" and got["bad"] == "worse"
+    assert got["same"] == "equivalent" and re.fullmatch(r"undecided \(~\d+ seeds to decide\)", got["noisy"])
+
+
+def test_two_seed_borderline_is_undecided_with_the_seeds_it_needs(tmp_path):
+    runs = {"base": {0: ("completed", 3.20, 1.0, None), 1: ("completed", 3.25, 1.0, None)},
+            "v": {0: ("completed", 3.18, 1.0, None), 1: ("completed", 3.22, 1.0, None)}}
+    d = [-0.02, -0.03]
+    needed = seeds_needed(np.mean(d), np.std(d, ddof=1), 2, DEFAULT_MARGIN, SeedPolicy(2, 2), m=1)
+    assert verdict_column(tmp_path, runs, seeds=(0, 1))["v"] == f"undecided (~{needed} seeds to decide)"
+
+
+def test_single_seed_renders_undecided(tmp_path):
+    runs = {"base": {0: ("completed", 3.2, 1.0, None)}, "v": {0: ("completed", 3.0, 1.0, None)}}
+    md = write_report(make_run_dir(tmp_path, runs, baseline="base", seeds=(0,))).read_text()
+    assert table_rows(md)["v"][7] == "undecided (fewer than 2 paired seeds)"
+    assert "Every comparison has 1 seed and is tested once" in md
+
+
+def test_how_to_read_states_the_method_of_this_run(tmp_path):
+    policy = {"min": 2, "max": 5, "alpha": 0.1}
+    runs = {"base": {s: ("completed", 3.2 + s / 100, 1.0, None) for s in range(3)},
+            "a": {s: ("completed", 3.1 + s / 100, 1.0, None) for s in range(3)},
+            "b": {s: ("completed", 3.3 + s / 100, 1.0, None) for s in range(3)}}
+    md = write_report(make_run_dir(tmp_path, runs, baseline="base", seed_policy=policy, equivalence_margin=0.02,
+                                   metrics=False)).read_text()
+    section = md[md.index("## How to read this"):].split("\n## ")[0]
+    assert method_text(0.02, SeedPolicy(2, 5, 0.1), 2) in section.replace("\n\n", " ")
+    assert "within ±0.02 nats" in section and "Holm" in section and "tensorboard --logdir" in section
+    assert "(added one at a time to the undecided comparisons, 2 to 5 each)" in md
+    assert "within noise" not in md and "Student" not in md
+
+
+SPEED = {"method": "paired, interleaved timing of one training step per variant (20 rounds)", "rounds": 20,
+         "device": "cpu", "confidence": 0.95, "variants": {
+             "rmsnorm": {"ms_per_step": 12.5, "tokens_per_sec": 10240.0, "baseline": "rmsnorm", "ratio": 1.0,
+                         "low": 1.0, "high": 1.0},
+             "layernorm": {"ms_per_step": 14.0, "tokens_per_sec": 9142.9, "baseline": "rmsnorm", "ratio": 1.12,
+                           "low": 1.08, "high": 1.16},
+             "post_norm": {"ms_per_step": 12.4, "tokens_per_sec": 10322.6, "baseline": "rmsnorm", "ratio": 0.992,
+                           "low": 0.97, "high": 1.015},
+             "huge": {"ms_per_step": None, "tokens_per_sec": None, "baseline": "rmsnorm", "ratio": None, "low": None,
+                      "high": None, "skipped": "2.1B params, over max_params"}}}
+
+
+def test_speed_section_from_paired_timing(tmp_path):
+    md = write_report(make_run_dir(tmp_path, MAIN, baseline="rmsnorm", speed=SPEED, metrics=False)).read_text()
+    section = md[md.index("## Speed (paired timing)"):].split("\n## ")[0]
+    rows = table_rows(section)
+    assert rows["rmsnorm (baseline)"][1:] == ["12.50", "10.2K", "—", "—", ""]
+    assert rows["layernorm"][3] == "1.120x [1.080, 1.160], slower" and rows["layernorm"][4] == "rmsnorm"
+    assert rows["post_norm"][3] == "0.992x [0.970, 1.015], no clear difference"
+    assert rows["huge"][1:4] == ["—"] * 3 and rows["huge"][5] == "not timed: 2.1B params, over max_params"
+    assert "Paired, interleaved timing of one training step per variant (20 rounds). Timed on cpu." in section
+    assert "compare speed under Speed (paired timing)" in md
+    # The per-run wall-clock throughput is labelled as such, and kept out of the results table.
+    header = next(line for line in md.splitlines() if line.startswith("| Variant | Runs |"))
+    assert "tok/s" not in header.lower() and "tokens/s" not in header.lower() and "| Wall-clock tok/s (not paired) |" in md
+    assert "## Speed" not in write_report(make_run_dir(tmp_path / "old", MAIN, baseline="rmsnorm")).read_text()
+
+
+REFERENCE = {"source": "Zhang & Sennrich (2019), Table 2", "metric": "val loss", "note": "WMT, 6-layer model.",
+             "values": {"rmsnorm": 3.300, "layernorm": 3.305, "post_norm": 3.40, "same": 3.25},
+             "claims": {"layernorm": "worse"}}
+
+
+def test_literature_check_agrees_disagrees_and_waits(tmp_path):
+    base = [3.20, 3.25, 3.22]
+    runs = {"rmsnorm": {s: ("completed", x, 1.0, None) for s, x in enumerate(base)},
+            "layernorm": {s: ("completed", x + 0.001 * (s - 1), 1.0, None) for s, x in enumerate(base)},  # equivalent
+            "post_norm": {s: ("completed", x + 0.1 + 0.002 * s, 1.0, None) for s, x in enumerate(base)},  # worse
+            "same": {s: ("completed", x + (0.03, -0.03, 0.006)[s], 1.0, None) for s, x in enumerate(base)}}
+    md = write_report(make_run_dir(tmp_path, runs, baseline="rmsnorm", reference=REFERENCE, metrics=False)).read_text()
+    section = md[md.index("## Literature check"):].split("\n## ")[0]
+    rows = table_rows(section)
+    assert list(rows) == ["layernorm", "post_norm", "same"]
+    # layernorm: claimed worse by an effect (+0.005) inside our margin, and we find equivalent: agrees.
+    assert rows["layernorm"][1:4] == ["3.305", "worse, +0.005", "equivalent"] and rows["layernorm"][5] == "agrees"
+    # post_norm: no claim, the values say worse (+0.1), and we find worse.
+    assert rows["post_norm"][2] == "worse, +0.1 (from the values)" and rows["post_norm"][5] == "agrees"
+    assert rows["same"][2] == "better, -0.05 (from the values)" and rows["same"][3:6:2] == ["undecided", "undecided"]
+    assert "Source: Zhang & Sennrich (2019), Table 2. WMT, 6-layer model." in section and "±0.01" in section
+    # Equivalent against a published effect beyond the margin disagrees.
+    far = {**REFERENCE, "values": {**REFERENCE["values"], "layernorm": 3.35}}
+    md = write_report(make_run_dir(tmp_path / "far", runs, baseline="rmsnorm", reference=far, metrics=False)).read_text()
+    assert table_rows(md[md.index("## Literature check"):])["layernorm"][5] == "disagrees"
 
 
 def test_missing_diverged_failed_are_named(main_report):
@@ -209,7 +280,7 @@ def test_html_is_self_contained_and_escapes_names(tmp_path):
     assert page.count("<script") == 0
     md = md_path.read_text()
     rows = table_rows(md)
-    assert "a\\|b" in rows and len(rows["a\\|b"]) == len(rows["base (baseline)"]) == 12
+    assert "a\\|b" in rows and len(rows["a\\|b"]) == len(rows["base (baseline)"]) == 14
     assert "\\<script\\>" in md and XSS not in md
 
 
@@ -239,6 +310,8 @@ def test_minimal_results_without_optional_keys(tmp_path):
 @pytest.mark.parametrize("content, message", [
     (None, "not found"), ("{not json", "not valid JSON"), ('{"variants": []}', "malformed"),
     ('{"variants": {"a": {"runs": [{"status": "completed"}]}}}', "without a seed"),
+    ('{"variants": {}, "seed_policy": {"min": 3, "max": 2}}', "seed_policy: SeedPolicy needs"),
+    ('{"variants": {}, "equivalence_margin": -0.01}', "equivalence_margin must be a number >= 0"),
 ])
 def test_missing_or_malformed_results_raise(tmp_path, content, message):
     if content is not None:

@@ -1,7 +1,11 @@
-"""Ablation reports: results.json -> report.md, self-contained report.html and plots/*.png."""
+"""Ablation reports: results.json -> report.md, self-contained report.html and plots/*.png.
 
-from .load import ReportError
+compare() is also the runner's: after each round of seeds it says which comparisons are still undecided.
+"""
+
+from .comparisons import Comparison, compare
+from .load import ReportError, load_results
 from .report import write_report
-from .stats import PairedDiff, Summary, paired_diff_ci, summarize
+from .stats import Summary, summarize
 
-__all__ = ["PairedDiff", "ReportError", "Summary", "paired_diff_ci", "summarize", "write_report"]
+__all__ = ["Comparison", "ReportError", "Summary", "compare", "load_results", "summarize", "write_report"]

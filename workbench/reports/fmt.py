@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 
-from .stats import PairedDiff, Summary
+import numpy as np
+
+from .stats import Summary
+from .verdicts import Multiplier
 
 DASH = "—"
 LOSS_DIGITS = 4
@@ -56,17 +59,29 @@ def mean_std(s: Summary, digits: int = LOSS_DIGITS) -> str:
     return f"{s.mean:.{digits}f} ± {number(s.std, digits)}"
 
 
-def delta(d: PairedDiff | None, digits: int = LOSS_DIGITS) -> str:
-    """'+0.0123 [-0.0050, +0.0296] (n=3)', '+0.0123 (n=1, no CI)', or '—'."""
-    if d is None or d.mean is None:
+def level(value: float) -> str:
+    """A confidence level with its error rate to two significant digits: '95%', '98.3%', '99.966%'."""
+    rate = np.format_float_positional((1.0 - value) * 100, precision=2, unique=False, fractional=False, trim="-")
+    decimals = len(rate.split(".")[1]) if "." in rate else 0
+    return f"{value * 100:.{decimals}f}%"
+
+
+def interval(mean: float | None, low: float | None, high: float | None, at: float | None = None,
+             digits: int = LOSS_DIGITS) -> str:
+    """'+0.0123 [-0.0050, +0.0296] at 97.5%'; '+0.0123' without an interval; '—' without a mean."""
+    if mean is None:
         return DASH
-    if d.low is None or d.high is None:
-        return f"{d.mean:+.{digits}f} (n={d.n}, no CI)"
-    return f"{d.mean:+.{digits}f} [{d.low:+.{digits}f}, {d.high:+.{digits}f}] (n={d.n})"
+    if low is None or high is None:
+        return f"{mean:+.{digits}f}"
+    return f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]" + (f" at {level(at)}" if at else "")
 
 
-def mean_of(s: Summary, show=human) -> str:
-    return show(s.mean)
+def multiplier(m: Multiplier | None) -> str:
+    """'1.30x [1.10, 1.50]', '1.30x (1 seed)', with ' (extrapolated)' when any seed's was; '—' without one."""
+    if m is None or m.mean is None:
+        return DASH
+    spread = f" [{m.low:.2f}, {m.high:.2f}]" if m.low is not None and m.high is not None else " (1 seed)"
+    return f"{m.mean:.2f}x{spread}" + (" (extrapolated)" if m.extrapolated else "")
 
 
 _MD_SPECIAL = re.compile(r"([\\`*<>|]|\](?=\())")  # '](' would start a link

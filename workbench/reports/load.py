@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..results import RunFolderError, read_results
+from .verdicts import DEFAULT_MARGIN, SeedPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ class ReportError(ValueError):
     """results.json is missing or malformed; the message is one line naming the file."""
 
 
-def _num(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
     """A finite float, or None for null/NaN/inf/anything non-numeric."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -99,6 +100,10 @@ class Results:
 
     budget: dict | None = None  # the experiment's budget spec, e.g. {"flops": 1e13}
     sizes: list[str] = field(default_factory=list)  # size names in sweep order; [] without sizes
+    seed_policy: SeedPolicy = field(default_factory=SeedPolicy)  # how seeds were added (verdicts.py)
+    margin: float = DEFAULT_MARGIN  # equivalence margin in nats
+    reference: dict | None = None  # published numbers to check the verdicts against (literature.py)
+    speed: dict | None = None  # the paired timing of every variant's training step (speed.py)
 
     def variant(self, name: str | None) -> Variant | None:
         return next((v for v in self.variants if v.name == name), None)
@@ -127,11 +132,43 @@ def _seed(value: Any, path: Path) -> int:
     return seed
 
 
+def _seed_policy(raw: Any, seeds: list[int], path: Path) -> SeedPolicy:
+    """results.json's seed_policy; absent: the seed list was fixed, one look at all of its seeds. No seeds at all
+    (min = max = 0: nothing to compare) reads as one."""
+    if raw is None:
+        raw = {"min": len(seeds), "max": len(seeds)}
+    if not isinstance(raw, dict):
+        raise ReportError(f"{path}: malformed: seed_policy must be an object with min, max and alpha")
+    low, high, alpha = raw.get("min"), raw.get("max"), raw.get("alpha")
+    if low == high == 0:
+        low = high = 1
+    try:
+        return SeedPolicy(low, high, 0.05 if alpha is None else alpha)
+    except (TypeError, ValueError) as e:
+        raise ReportError(f"{path}: malformed: seed_policy: {e}") from None
+
+
+def _margin(raw: Any, path: Path) -> float:
+    if raw is None:
+        return DEFAULT_MARGIN
+    if as_number(raw) is None or raw < 0:
+        raise ReportError(f"{path}: malformed: equivalence_margin must be a number >= 0, got {raw!r}")
+    return float(raw)
+
+
+def _optional_object(data: dict, key: str, path: Path) -> dict | None:
+    """An optional section (reference, speed): an object, else None (a malformed one logged, not fatal)."""
+    raw = data.get(key)
+    if raw is not None and not isinstance(raw, dict):
+        logger.warning("%s: ignoring malformed %s (expected an object)", path, key)
+    return raw if isinstance(raw, dict) else None
+
+
 def _run(variant: str, entry: Any, path: Path) -> Run:
     if not isinstance(entry, dict) or "seed" not in entry:
         raise ReportError(f"{path}: variants.{variant}.runs has an entry without a seed: {str(entry)[:80]}")
     status = str(entry.get("status") or FAILED)
-    numbers = {k: _num(entry.get(k)) for k in (
+    numbers = {k: as_number(entry.get(k)) for k in (
         "final_val_loss", "final_train_loss", "val_bpb", "tokens_per_sec", "steps", "train_tokens",
         "train_flops", "wall_time_s", "peak_memory_mb")}
     metrics = entry.get("metrics")
@@ -143,7 +180,7 @@ def _run(variant: str, entry: Any, path: Path) -> Run:
 def _lengths(entry: dict) -> dict:
     """length_eval {"512": 4.1, "1024": null} -> {512: 4.1, 1024: None}, notes likewise; bad keys skipped."""
     out: dict = {"length_eval": {}, "length_notes": {}}
-    for field_name, key, value_of in (("length_eval", "length_eval", _num), ("length_notes", "length_eval_notes", _one_line)):
+    for field_name, key, value_of in (("length_eval", "length_eval", as_number), ("length_notes", "length_eval_notes", _one_line)):
         raw = entry.get(key)
         for k, v in (raw.items() if isinstance(raw, dict) else ()):
             try:
@@ -182,8 +219,8 @@ def load_results(run_dir: str | Path) -> Results:
         runs = [by_seed.get(s) or Run(name, s, MISSING) for s in seeds + extra]
         config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
         size = entry.get("size")
-        variants.append(Variant(name, index, config, _num(entry.get("params")),
-                                _num(entry.get("non_embedding_params")), _num(entry.get("flops_per_token")), runs,
+        variants.append(Variant(name, index, config, as_number(entry.get("params")),
+                                as_number(entry.get("non_embedding_params")), as_number(entry.get("flops_per_token")), runs,
                                 entry.get("data") if isinstance(entry.get("data"), dict) else {},
                                 str(entry.get("arch") or name), str(size) if size is not None else None))
     all_seeds = list(dict.fromkeys(seeds + [r.seed for v in variants for r in v.runs]))
@@ -197,7 +234,10 @@ def load_results(run_dir: str | Path) -> Results:
     return Results(path, str(data.get("experiment") or Path(run_dir).resolve().name),
                    str(data.get("description") or ""), baseline, named, all_seeds, variants,
                    str(updated) if updated else None,
-                   budget if isinstance(budget, dict) and len(budget) == 1 else None, sizes)
+                   budget if isinstance(budget, dict) and len(budget) == 1 else None, sizes,
+                   _seed_policy(data.get("seed_policy"), all_seeds, path),
+                   _margin(data.get("equivalence_margin"), path),
+                   _optional_object(data, "reference", path), _optional_object(data, "speed", path))
 
 
 @dataclass
@@ -211,7 +251,7 @@ class Curve:
 
 def _tokens_per_step(config: dict) -> float | None:
     train = config.get("train") if isinstance(config.get("train"), dict) else {}
-    batch, seq = _num(train.get("batch_size")), _num(train.get("seq_len"))
+    batch, seq = as_number(train.get("batch_size")), as_number(train.get("seq_len"))
     return batch * seq if batch and seq else None
 
 
@@ -220,8 +260,8 @@ def _curve(points: Any, tokens_per_step: float | None) -> Curve | None:
         return None
     by_step: dict[float, tuple[float, float | None]] = {}
     for p in points:  # a resumed run may log a step twice: the later point wins
-        if isinstance(p, dict) and _num(p.get("step")) is not None and _num(p.get("loss")) is not None:
-            by_step[_num(p["step"])] = (_num(p["loss"]), _num(p.get("tokens")))
+        if isinstance(p, dict) and as_number(p.get("step")) is not None and as_number(p.get("loss")) is not None:
+            by_step[as_number(p["step"])] = (as_number(p["loss"]), as_number(p.get("tokens")))
     if not by_step:
         return None
     steps = np.array(sorted(by_step), dtype=np.float64)

@@ -20,7 +20,7 @@ from matplotlib.artist import Artist
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from .load import COMPLETED, Curve, Results, Run, RunCurves, Variant
+from .load import COMPLETED, Curve, Results, RunCurves, Variant
 from .summary import VariantSummary
 
 logger = logging.getLogger(__name__)
@@ -205,7 +205,8 @@ def final_loss_plot(summaries: list[VariantSummary]) -> bytes | None:
 
 
 def throughput_plot(summaries: list[VariantSummary]) -> bytes | None:
-    """Mean training throughput per variant, std error bars, completed seeds as points."""
+    """Mean wall-clock throughput per variant, std error bars, completed seeds as points. Each run was timed on
+    its own, under whatever else the machine ran then: the paired timing (speed.py) is what ranks speed."""
     if not any(s.tokens_per_sec.n for s in summaries):
         return None
     fig, ax = _figure(max(6.0, 1.1 * len(summaries) + 2), 5.0)
@@ -218,7 +219,7 @@ def throughput_plot(summaries: list[VariantSummary]) -> bytes | None:
         _seed_points(ax, i, vals, "black")
     _categories(ax, summaries, [s.tokens_per_sec.n for s in summaries])
     ax.grid(False, axis="x")
-    ax.set_title("Training throughput per variant (completed seeds)")
+    ax.set_title("Wall-clock training throughput per run (not a paired timing)")
     ax.set_ylabel("throughput (tokens / s)")
     ax.set_ylim(0, 1.2 * max((s.tokens_per_sec.max or 0.0) for s in summaries))  # headroom for the legend
     _legend(ax, Patch(facecolor="lightgrey", edgecolor="dimgrey", label="mean ± std"))
@@ -251,7 +252,7 @@ def make_plots(results: Results, curves: CurveMap, summaries: list[VariantSummar
          "no run has training points in a metrics.json"),
         ("final_val_loss", "Final validation loss per variant", lambda: final_loss_plot(summaries),
          "no completed run reports a final validation loss"),
-        ("throughput", "Training throughput per variant", lambda: throughput_plot(summaries),
+        ("throughput", "Wall-clock throughput per variant (per run, not paired)", lambda: throughput_plot(summaries),
          "no completed run reports tokens/s"),
     ]
     out = []

@@ -9,10 +9,13 @@ from ..fileio import write_bytes, write_text
 from . import lengths as length_report
 from . import scaling_section as scaling_report
 from . import sections
+from .comparisons import compare
 from .compute import attention_section, compute_section
 from .doc import to_html, to_markdown
+from .literature import literature_section
 from .load import COMPLETED, DIVERGED, load_curves, load_results
 from .plots import Plot, make_plots
+from .speed import speed_section
 from .summary import summarize_all, table_order
 
 logger = logging.getLogger(__name__)
@@ -35,14 +38,17 @@ def write_report(run_dir: str | Path) -> Path:
                 curves[(v.name, run.seed)] = c
             elif run.status in (COMPLETED, DIVERGED):  # runs that should have logged curves
                 no_curves.append(run)
-    summaries = summarize_all(results)
+    comparisons = compare(results, run_dir, curves)
+    summaries = summarize_all(results, comparisons)
     order = table_order(results)
     plots = make_plots(results, curves, summaries)
     scaling_blocks, scaling_plot = scaling_report.scaling_section(results)
     length_blocks, length_plot = length_report.lengths_section(order)
+    speed_blocks = speed_section(results, order)
 
-    blocks = (sections.header(results, no_curves) + sections.results_section(summaries)
-              + sections.how_to_read(str(run_dir)) + scaling_blocks + length_blocks
+    blocks = (sections.header(results, no_curves) + sections.results_section(summaries, bool(speed_blocks))
+              + sections.how_to_read(str(run_dir), results, comparisons) + literature_section(results, comparisons)
+              + speed_blocks + scaling_blocks + length_blocks
               + attention_section(order, summaries) + compute_section(results, order)
               + sections.variants_section(results, order)
               + sections.runs_section(order, set(curves)) + sections.plots_section(plots))

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 from . import fmt
+from .comparisons import Comparison
 from .compute import budget_text
 from .doc import Block, Bullets, Heading, Image, Para, Span, Table, bold, code, text
 from .load import COMPLETED, DIVERGED, FAILED, MISSING, Results, Run, Variant
 from .plots import Plot
-from .stats import BASELINE
-from .summary import CONF, VariantSummary, problem_runs, status_text
+from .summary import VariantSummary, problem_runs, status_text
+from .verdicts import UNDECIDED, method_text
 
 _STATUS_LABEL = {
     MISSING: "MISSING (not run yet, or interrupted)",
@@ -51,7 +53,10 @@ def header(results: Results, no_curves: list[Run]) -> list[Block]:
                                                "which is not among the variants, so no Δ is computed")])
     else:
         items.append([bold("Baseline: "), text("none given, so no Δ is computed")])
-    items.append([bold("Seeds: "), text(", ".join(str(s) for s in results.seeds) or "none")])
+    policy = results.seed_policy
+    added = (f" (added one at a time to the undecided comparisons, {policy.min} to {policy.max} each)"
+             if policy.min < policy.max else "")
+    items.append([bold("Seeds: "), text((", ".join(str(s) for s in results.seeds) or "none") + added)])
     items.append([bold("Results updated: "), text(results.updated or "unknown")])
     base = results.variant(results.baseline) or (results.variants[0] if results.variants else None)
     budget = budget_text(results.budget) or (_budget(base.config) if base else None)
@@ -77,8 +82,28 @@ def header(results: Results, no_curves: list[Run]) -> list[Block]:
 
 
 RESULT_HEADERS = ["Variant", "Runs", "Params", "Non-emb. params", "FLOPs/token", "Val loss (mean ± std)",
-                  "Val bpb (mean)", f"Δ val loss vs baseline ({CONF:.0%} CI)", "Verdict", "Tokens/s (mean)",
-                  "Peak memory (mean)", "Wall time (mean)"]
+                  "Val bpb (mean)", "Verdict", "Δ val loss vs baseline [interval]", "Compute multiplier",
+                  "Seeds (paired)", "Δ std", "Peak memory (mean)", "Wall time (mean)"]
+
+
+def verdict_text(c: Comparison) -> str:
+    """The verdict; an undecided one says what would decide it."""
+    if c.verdict != UNDECIDED:
+        return c.verdict
+    if c.seeds_needed is not None:
+        return f"{UNDECIDED} (~{c.seeds_needed} seeds to decide)"
+    if c.n < 2:
+        return f"{UNDECIDED} (fewer than 2 paired seeds)"
+    return f"{UNDECIDED} (over 10,000 seeds to decide)"
+
+
+def _comparison_cells(s: VariantSummary) -> list[str]:
+    c = s.comparison
+    if c is None:
+        return ["baseline" if s.is_baseline else "n/a"] + [fmt.DASH] * 4
+    seeds = str(c.n) if c.n == c.seeds else f"{c.n} of {c.seeds}"
+    return [verdict_text(c), fmt.interval(c.mean, c.low, c.high, c.level), fmt.multiplier(c.multiplier), seeds,
+            fmt.number(c.diff_std)]
 
 
 def results_table(summaries: list[VariantSummary]) -> Table:
@@ -86,35 +111,55 @@ def results_table(summaries: list[VariantSummary]) -> Table:
     for s in summaries:
         v = s.variant
         rows.append([
-            v.name + (" (baseline)" if s.verdict == BASELINE else ""),
+            v.name + (" (baseline)" if s.is_baseline else ""),
             status_text(s.counts, len(v.runs)),
             fmt.human(v.params), fmt.human(v.non_embedding_params), fmt.human_flops(v.flops_per_token),
-            fmt.mean_std(s.val_loss), fmt.number(s.val_bpb.mean), fmt.delta(s.delta), s.verdict,
-            fmt.human(s.tokens_per_sec.mean), fmt.memory(s.peak_memory_mb.mean), fmt.duration(s.wall_time_s.mean),
+            fmt.mean_std(s.val_loss), fmt.number(s.val_bpb.mean), *_comparison_cells(s),
+            fmt.memory(s.peak_memory_mb.mean), fmt.duration(s.wall_time_s.mean),
         ])
-    return Table(RESULT_HEADERS, rows, right={2, 3, 4, 5, 6, 7, 9, 10, 11})
+    return Table(RESULT_HEADERS, rows, right={2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13})
 
 
-def results_section(summaries: list[VariantSummary]) -> list[Block]:
+def results_section(summaries: list[VariantSummary], has_speed: bool) -> list[Block]:
+    speed = ("compare speed under Speed (paired timing)" if has_speed else
+             "this run folder has no paired timing to compare speed with")
     return [
         Heading(2, "Results"),
         results_table(summaries),
-        Para([text("Final validation loss in nats per token; bpb = bits per byte of raw text. Means over "
-                   "completed seeds only; ± is the sample standard deviation (ddof = 1), — where fewer than "
-                   "two seeds completed. Throughput, memory and wall time are per run, averaged likewise.")]),
+        Para([text("Final validation loss in nats per token on the whole validation split; bpb = bits per byte of "
+                   "raw text. Means over completed seeds only; ± is the sample standard deviation (ddof = 1), — "
+                   "where fewer than two seeds completed. Memory and wall time are per run, averaged likewise. "
+                   "Throughput is left out on purpose: each run's wall-clock tokens/s (under Per-run results) "
+                   f"depends on whatever else the machine was doing at the time; {speed}.")]),
     ]
 
 
-def how_to_read(run_dir: str) -> list[Block]:
+def how_to_read(run_dir: str, results: Results, comparisons: dict[str, Comparison]) -> list[Block]:
+    families = Counter(c.baseline for c in comparisons.values())  # Holm's families: one per baseline
+    if families:
+        m = max(families.values())
+        up_to = f", up to {m} of them" if len(set(families.values())) > 1 else ""
+        sweep = (f" In this scaling sweep each size is a family of its own, its variants against the baseline of "
+                 f"that size{up_to}: the error rates hold per size." if len(families) > 1 else "")
+        method = [Para([text(method_text(results.margin, results.seed_policy, m) + sweep)])]
+    else:
+        method = [Para([text("No baseline to compare with, so there are no verdicts.")])]
     return [
         Heading(2, "How to read this"),
-        Para([text("Δ is the variant's final validation loss minus the baseline's, computed per seed (same "
-                   "seed, same data order) and averaged over the seeds both completed; the bracket is a "
-                   f"{CONF:.0%} confidence interval for the mean Δ from Student's t with n−1 degrees of freedom. "
-                   "Negative Δ means lower loss than the baseline. Verdict: better = the whole interval is "
-                   "below 0; worse = the whole interval is above 0; within noise = the interval contains 0 "
-                   "(no detectable difference at this number of seeds); n/a = fewer than two paired seeds. "
-                   "To overlay every variant's and seed's curves interactively, run "),
+        Para([text("Δ is the variant's final validation loss minus the baseline's with the same seed (same data "
+                   "order), averaged over the seeds both completed; negative means lower loss than the baseline. "
+                   "The bracket is its interval at the level shown. Δ std is the sample standard deviation of the "
+                   "per-seed differences, the noise a verdict has to see through; Seeds (paired) counts the seeds "
+                   "both completed, of those run where they differ. Compute multiplier: the training FLOPs the "
+                   "baseline needed to reach the loss the variant ended at, divided by the FLOPs the variant spent, "
+                   "read off the baseline's validation curve of the same seed (both losses from the evaluations "
+                   "during training, on one fixed subset of validation batches); 2.00x means the variant reaches that "
+                   "loss with half the baseline's compute, below 1x it needs more. It is the geometric mean over "
+                   "seeds with a 95% t-interval on the logs; "
+                   "extrapolated: the variant's loss lies beyond the baseline's curve, where a straight line in log "
+                   "FLOPs through the baseline's nearest evaluations stands in, which errs low.")]),
+        *method,
+        Para([text("To overlay every variant's and seed's curves interactively, run "),
               code(f"tensorboard --logdir {run_dir}"), text(".")]),
     ]
 
@@ -161,8 +206,8 @@ def runs_section(order: list[Variant], has_curves: set[tuple[str, int]]) -> list
                          fmt.number(r.val_bpb), fmt.human(r.tokens_per_sec),
                          fmt.DASH if r.steps is None else f"{r.steps:.0f}", fmt.duration(r.wall_time_s),
                          fmt.memory(r.peak_memory_mb), _note(r, (v.name, r.seed) in has_curves)])
-    headers = ["Variant", "Seed", "Status", "Val loss", "Train loss", "Val bpb", "Tokens/s", "Steps",
-               "Wall time", "Peak memory", "Error / note"]
+    headers = ["Variant", "Seed", "Status", "Val loss", "Train loss", "Val bpb", "Wall-clock tok/s (not paired)",
+               "Steps", "Wall time", "Peak memory", "Error / note"]
     return [Heading(2, "Per-run results"), Table(headers, rows, right={1, 3, 4, 5, 6, 7, 8, 9})]
 
 

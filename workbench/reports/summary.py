@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from .comparisons import Comparison
 from .load import COMPLETED, DIVERGED, FAILED, MISSING, Results, Run, Variant
-from .stats import BASELINE, NOT_AVAILABLE, PairedDiff, Summary, paired_diff_ci, summarize
-
-CONF = 0.95
+from .stats import Summary, summarize
 
 
 @dataclass
 class VariantSummary:
-    """Means are over completed seeds only; delta pairs seeds completed by both variant and baseline."""
+    """Means are over completed seeds only; the comparison (verdict, Δ, multiplier) pairs seeds with the baseline."""
 
     variant: Variant
     counts: Counter
@@ -22,12 +21,8 @@ class VariantSummary:
     tokens_per_sec: Summary
     peak_memory_mb: Summary
     wall_time_s: Summary
-    delta: PairedDiff | None  # None for the baseline itself, or when there is no baseline
-    verdict: str
-
-    @property
-    def is_baseline(self) -> bool:
-        return self.verdict == BASELINE
+    is_baseline: bool
+    comparison: Comparison | None  # None for a baseline, or without a baseline at this size
 
 
 def status_text(counts: Counter, total: int) -> str:
@@ -38,25 +33,8 @@ def status_text(counts: Counter, total: int) -> str:
     return ", ".join(parts + [f"{counts[s]} {s}" for s in others])
 
 
-def _completed(variant: Variant) -> list[Run]:
-    return [r for r in variant.runs if r.status == COMPLETED]
-
-
-def _final_loss_by_seed(variant: Variant) -> dict[int, float | None]:
-    return {r.seed: r.final_val_loss for r in _completed(variant)}
-
-
-def summarize_variant(variant: Variant, baseline: Variant | None, conf: float = CONF) -> VariantSummary:
-    done = _completed(variant)
-    if baseline is None:
-        delta, verdict = None, NOT_AVAILABLE
-    elif variant is baseline:
-        delta, verdict = None, BASELINE
-    else:
-        ours, theirs = _final_loss_by_seed(variant), _final_loss_by_seed(baseline)
-        common = [s for s in ours if s in theirs]
-        delta = paired_diff_ci([ours[s] for s in common], [theirs[s] for s in common], conf)
-        verdict = delta.verdict
+def summarize_variant(variant: Variant, is_baseline: bool, comparison: Comparison | None) -> VariantSummary:
+    done = [r for r in variant.runs if r.status == COMPLETED]
     return VariantSummary(
         variant=variant,
         counts=Counter(r.status for r in variant.runs),
@@ -65,8 +43,8 @@ def summarize_variant(variant: Variant, baseline: Variant | None, conf: float = 
         tokens_per_sec=summarize(r.tokens_per_sec for r in done),
         peak_memory_mb=summarize(r.peak_memory_mb for r in done),
         wall_time_s=summarize(r.wall_time_s for r in done),
-        delta=delta,
-        verdict=verdict,
+        is_baseline=is_baseline,
+        comparison=comparison,
     )
 
 
@@ -80,9 +58,9 @@ def table_order(results: Results) -> list[Variant]:
     return order
 
 
-def summarize_all(results: Results, conf: float = CONF) -> list[VariantSummary]:
-    """Each variant against the baseline of its own size (the baseline itself without sizes)."""
-    return [summarize_variant(v, results.baseline_for(v), conf) for v in table_order(results)]
+def summarize_all(results: Results, comparisons: dict[str, Comparison]) -> list[VariantSummary]:
+    """Each variant in table order, with its comparison against the baseline of its own size."""
+    return [summarize_variant(v, results.baseline_for(v) is v, comparisons.get(v.name)) for v in table_order(results)]
 
 
 def problem_runs(results: Results) -> dict[str, list[Run]]:

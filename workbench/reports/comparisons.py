@@ -1,0 +1,133 @@
+"""Every variant against its baseline: the verdict on the final loss and the compute multiplier.
+
+compare() is what the runner calls after each round of seeds (to add seeds to the undecided comparisons, storing
+as_json() in results.json) and what the report shows, so both read the same numbers. It reads only results.json's
+records and the runs' metrics.json files; a missing or unreadable metrics file costs the multiplier of that seed,
+never the comparison.
+
+Holm's family is the comparisons that share a baseline (one size of a scaling sweep): each size is its own
+experiment, with its own baseline.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+from .load import COMPLETED, MISSING, Curve, Results, RunCurves, Variant, load_curves
+from .verdicts import Multiplier, combine_multipliers, compute_multiplier, decide
+
+logger = logging.getLogger(__name__)
+
+CurveMap = Mapping[tuple[str, int], RunCurves]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A run group against the baseline of its size: the Verdict's fields (verdicts.py) plus the multiplier.
+
+    seeds: how many seeds the comparison has run (the look), n of them paired (both runs completed).
+    multiplier: the baseline's training FLOPs to reach the variant's final loss over the variant's own FLOPs
+    (> 1: the variant is the more compute-efficient), per seed then combined; None without usable curves.
+    """
+
+    baseline: str
+    size: str | None
+    seeds: int
+    verdict: str
+    n: int
+    mean: float | None
+    low: float | None
+    high: float | None
+    level: float
+    diff_std: float | None
+    seeds_needed: int | None
+    margin: float
+    multiplier: Multiplier | None
+
+    def as_json(self) -> dict:
+        m = self.multiplier
+        return {"baseline": self.baseline, "verdict": self.verdict, "n": self.n, "mean": self.mean, "low": self.low,
+                "high": self.high, "level": self.level, "equivalence_margin": self.margin, "diff_std": self.diff_std,
+                "seeds_needed": self.seeds_needed,
+                "compute_multiplier": None if m is None else {"mean": m.mean, "low": m.low, "high": m.high,
+                                                              "extrapolated": m.extrapolated}}
+
+
+def paired_diffs(results: Results, variant: Variant, baseline: Variant) -> list[float | None]:
+    """variant - baseline final val loss per seed, in seed order, through the last seed both have run (capped at
+    the policy's max): a look is taken once its seeds are in. None where either run did not complete, or where
+    one of them skipped a seed that a later seed has."""
+    def ran(seed: int) -> bool:
+        return all(r is not None and r.status != MISSING for r in (variant.run(seed), baseline.run(seed)))
+
+    seeds = results.seeds[:max((i + 1 for i, s in enumerate(results.seeds) if ran(s)), default=0)]
+    diffs: list[float | None] = []
+    for seed in seeds:
+        ours, theirs = variant.run(seed), baseline.run(seed)
+        done = ours and theirs and ours.status == theirs.status == COMPLETED
+        diffs.append(ours.final_val_loss - theirs.final_val_loss
+                     if done and None not in (ours.final_val_loss, theirs.final_val_loss) else None)
+    cap = results.seed_policy.max
+    if len(diffs) > cap:
+        logger.warning("%s: %d seeds run, more than the seed policy's max of %d: the first %d decide",
+                       variant.name, len(diffs), cap, cap)
+    return diffs[:cap]
+
+
+def multiplier(val_curve: Callable[[Variant, int], Curve | None], variant: Variant, baseline: Variant,
+               seeds: list[int]) -> Multiplier | None:
+    """Per seed, the baseline's FLOPs to reach the variant's last val loss over the variant's FLOPs there.
+
+    Both losses are the curves' val points (one fixed subset of validation batches), not final_val_loss (the
+    whole split), so they are the same measure. None when no seed has both curves with token counts.
+    """
+    if not (variant.flops_per_token and baseline.flops_per_token):
+        return None
+    values, extrapolated = [], []
+    for seed in seeds:
+        ours, theirs = val_curve(variant, seed), val_curve(baseline, seed)
+        if ours is None or theirs is None or ours.tokens is None or theirs.tokens is None or not ours.tokens[-1] > 0:
+            continue
+        curve = [(t * baseline.flops_per_token, loss) for t, loss in zip(theirs.tokens, theirs.loss) if t > 0]
+        value, flag = compute_multiplier(curve, float(ours.loss[-1]), float(ours.tokens[-1]) * variant.flops_per_token)
+        values.append(value)
+        extrapolated.append(flag)
+    m = combine_multipliers(values, extrapolated)
+    return m if m.mean is not None else None
+
+
+def compare(results: Results, run_dir: str | Path, curves: CurveMap | None = None) -> dict[str, Comparison]:
+    """Comparison per run group that has a baseline (not the baseline itself), in results order.
+
+    curves: the runs' curves as the report loaded them (a run without curves absent), else each metrics.json
+    is read as needed.
+    """
+    read: dict[tuple[str, int], RunCurves | None] = {}
+
+    def val_curve(variant: Variant, seed: int) -> Curve | None:
+        key = (variant.name, seed)
+        if curves is not None:
+            c = curves.get(key)
+        else:
+            if key not in read:
+                read[key] = load_curves(run_dir, variant, variant.run(seed))
+            c = read[key]
+        return c.val if c is not None else None
+
+    families: dict[str, tuple[Variant, list[Variant]]] = {}
+    for v in results.variants:
+        base = results.baseline_for(v)
+        if base is not None and base is not v:
+            families.setdefault(base.name, (base, []))[1].append(v)
+    out: dict[str, Comparison] = {}
+    for base, members in families.values():
+        diffs = {v.name: paired_diffs(results, v, base) for v in members}
+        verdicts = decide(diffs, results.margin, results.seed_policy)
+        for v in members:
+            paired = [s for s, d in zip(results.seeds, diffs[v.name]) if d is not None]
+            out[v.name] = Comparison(base.name, v.size, len(diffs[v.name]), **asdict(verdicts[v.name]),
+                                     multiplier=multiplier(val_curve, v, base, paired))
+    return {v.name: out[v.name] for v in results.variants if v.name in out}
