@@ -30,9 +30,11 @@ variants:
 
 def write_experiment(folder: Path, cache: Path, *, name="tiny", steps=12, every=4, seeds=(0, 1), imports=(),
                      variants="  rms: {}\n  ln: {model: {norm: layernorm}}", extra: str = "", baseline="rms") -> Path:
-    """``steps=None`` leaves train.steps to a ``budget:``; ``extra`` is more top-level YAML (budget, sizes, eval)."""
+    """``steps=None`` leaves train.steps to a ``budget:``; ``extra`` is more top-level YAML (budget, sizes, eval);
+    ``seeds`` is a list or a policy ``{"min": 2, "max": 4}``."""
     path = folder / f"{name}.yaml"
-    path.write_text(TINY.format(name=name, configs=CONFIGS, imports=list(imports), seeds=list(seeds), cache=cache,
+    path.write_text(TINY.format(name=name, configs=CONFIGS, imports=list(imports),
+                                seeds=("{" + ", ".join(f"{k}: {v}" for k, v in seeds.items()) + "}") if isinstance(seeds, dict) else list(seeds), cache=cache,
                                 steps="" if steps is None else f"steps: {steps}, ", every=every, variants=variants,
                                 extra=extra, baseline=baseline))
     return path

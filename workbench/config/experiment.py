@@ -53,7 +53,7 @@ class Experiment:
     name: str
     description: str
     path: Path  # the experiment file
-    seeds: list[int]
+    seeds: list[int]  # every seed that may train, in order: the first seed_policy["min"] always do
     baseline: str
     imports: list[str]
     variants: dict[str, Variant]  # in file order; with sizes, variant-major: a@s1, a@s2, b@s1, ...
@@ -61,6 +61,14 @@ class Experiment:
     budget: dict | None = None  # the budget: spec as written, e.g. {"flops": 1e13}; None: train.steps
     eval: dict = field(default_factory=lambda: {"lengths": []})
     sizes: list[str] = field(default_factory=list)  # size names in order, when the experiment sweeps sizes
+    seed_policy: dict = field(default_factory=dict)  # {"min": n, "max": n}; a seed list is min = max = its length
+    equivalence_margin: float | None = None  # nats; None: the report's default
+    reference: dict | None = None  # a published result to check the verdicts against
+
+    @property
+    def sequential(self) -> bool:
+        """True when seeds are added while comparisons stay undecided (``seeds: {min:, max:}``)."""
+        return self.seed_policy["min"] < self.seed_policy["max"]
 
     @property
     def archs(self) -> list[str]:
@@ -85,10 +93,12 @@ class Experiment:
         return {
             "name": self.name,
             "description": self.description,
-            "seeds": list(self.seeds),
+            "seeds": dict(self.seed_policy) if self.sequential else list(self.seeds),
             "baseline": self.baseline,
             "imports": list(self.imports),
             "budget": dict(self.budget) if self.budget is not None else None,
             "eval": copy.deepcopy(self.eval),
+            "equivalence_margin": self.equivalence_margin,
+            "reference": copy.deepcopy(self.reference),
             "variants": {name: v.to_dict() for name, v in self.variants.items()},
         }

@@ -80,15 +80,18 @@ def compose_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Exper
 
     root = OmegaConf.structured(ExperimentSchema)
     for file, preset in expand_defaults(path, raw):
+        _replace_seeds(root, preset)
         root = _merge(root, preset, str(file), ExperimentSchema)
         _record(origins, preset, str(file))
     own = {k: v for k, v in raw.items() if k not in ("defaults", "variants")}
+    _replace_seeds(root, own)
     root = _merge(root, own, source, ExperimentSchema)
     _record(origins, own, source)
     top = dotlist(cli.top)
     if "budget" in top:  # one budget kind at a time: an override replaces the file's budget
         root.budget = None
         origins = {k: o for k, o in origins.items() if k.partition(".")[0] != "budget"}
+    _replace_seeds(root, top)
     root = _merge(root, top, COMMAND_LINE, ExperimentSchema)
     _record(origins, top, COMMAND_LINE)
     if OmegaConf.is_missing(root, "name"):
@@ -132,11 +135,16 @@ def compose_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Exper
             full = group_name(name, size.name)
             variants[full] = Variant(full, plain["model"], plain["data"], plain["train"], s_origins, arch=name, size=size.name)
 
+    seeds_from = [o[0] for k, o in origins.items() if k == "seeds" or k.startswith("seeds.")]
+    seeds, policy = parse_seeds(resolved["seeds"], seeds_from[-1] if seeds_from else source)
     return Experiment(
         name=resolved["name"],
         description=resolved["description"],
         path=path,
-        seeds=list(resolved["seeds"]),
+        seeds=seeds,
+        seed_policy=policy,
+        equivalence_margin=resolved["equivalence_margin"],
+        reference=resolved["reference"],
         baseline=resolved["baseline"] if resolved["baseline"] is not None else next(iter(variants.values())).arch,
         imports=list(resolved["imports"]),
         variants=variants,
@@ -145,6 +153,32 @@ def compose_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Exper
         eval={**resolved["eval"], "lengths": [_whole(x) for x in resolved["eval"]["lengths"]]},
         sizes=[s.name for s in sizes] or list(dict.fromkeys(v.size for v in variants.values() if v.size)),
     )
+
+
+def _replace_seeds(root, layer: Mapping) -> None:
+    """A seed list, or a policy where a list stood, replaces ``seeds`` (OmegaConf cannot merge a list
+    and a mapping); ``seeds.max=8`` over a policy updates it."""
+    new, old = layer.get("seeds"), root.get("seeds")
+    if "seeds" in layer and not (isinstance(new, Mapping) and OmegaConf.is_dict(old)):
+        root.seeds = None
+
+
+def parse_seeds(spec: Any, source: str) -> tuple[list, dict]:
+    """``[0, 1]`` -> (the list, one look); ``{min: 2, max: 8}`` -> (seeds 0..max-1, the policy).
+    Values are checked in validate.py; only the form is checked here."""
+    if isinstance(spec, Mapping):
+        unknown = sorted(set(spec) - {"min", "max"})
+        if unknown or "max" not in spec:
+            raise ConfigError(source, "seeds", f"expected a list of seeds or {{min: N, max: M}}, got {dict(spec)!r}",
+                              "[0, 1, ...] or {min: 2, max: 8}")
+        top = spec["max"]
+        low = spec.get("min", 2)
+        seeds = list(range(top)) if isinstance(top, int) and not isinstance(top, bool) and 0 < top <= 1000 else [top]
+        return seeds, {"min": low, "max": top}
+    if not isinstance(spec, list):
+        raise ConfigError(source, "seeds", f"expected a list of seeds or {{min: N, max: M}}, got {spec!r}",
+                          "[0, 1, ...] or {min: 2, max: 8}")
+    return list(spec), {"min": len(spec), "max": len(spec)}
 
 
 def _whole(value: Any) -> Any:

@@ -20,7 +20,8 @@ from components import TransformerConfig
 from workbench.data.settings import DataSettings
 
 SECTIONS = ("model", "data", "train")
-TOP_LEVEL = ("name", "description", "defaults", "imports", "seeds", "baseline", "budget", "sizes", "eval", "variants")
+TOP_LEVEL = ("name", "description", "defaults", "imports", "seeds", "baseline", "budget", "sizes", "eval",
+             "equivalence_margin", "reference", "variants")
 
 # Filled from the data and train sections, not written under model:.
 MODEL_FROM_ELSEWHERE = {"vocab_size": "data.vocab_size", "max_seq_len": "train.seq_len"}
@@ -102,6 +103,17 @@ class EvalSchema:
 
 
 @dataclass
+class ReferenceSchema:
+    """The reference: section: a published result the report checks this experiment's verdicts against."""
+
+    source: str = MISSING  # paper, table, setting
+    metric: str = ""  # what the values measure (lower is better), e.g. "log-perplexity at 65k steps"
+    values: Dict[str, float] = field(default_factory=dict)  # variant -> published value
+    claims: Dict[str, str] = field(default_factory=dict)  # variant -> better | worse | equivalent vs the baseline
+    note: str = ""
+
+
+@dataclass
 class VariantSchema:
     """What one variant fully resolves to (and what a variant's overrides may name)."""
 
@@ -118,7 +130,9 @@ class ExperimentSchema:
     description: str = ""
     defaults: List[str] = field(default_factory=list)  # preset files, relative to this file
     imports: List[str] = field(default_factory=list)  # modules whose @registry.register must run
-    seeds: List[int] = field(default_factory=lambda: [0])
+    seeds: Any = field(default_factory=lambda: [0])  # a list of seeds, or {min: 2, max: 8}: add seeds while undecided
+    equivalence_margin: Optional[float] = None  # nats; None: the report's default (0.01)
+    reference: Optional[ReferenceSchema] = None
     baseline: Optional[str] = None  # None: the first variant
     budget: Optional[BudgetSchema] = None  # None: each variant trains train.steps
     sizes: List[Any] = field(default_factory=list)  # preset files or inline {name:, dim:, ...}: a scaling sweep

@@ -26,7 +26,7 @@ from components.config import COMPONENT_FIELDS
 from workbench.data.errors import DataError
 from workbench.data.settings import DataSettings
 
-from .errors import COMMAND_LINE, ConfigError, display_path, from_omegaconf
+from .errors import COMMAND_LINE, ConfigError, did_you_mean, display_path, from_omegaconf
 from .experiment import Experiment, Variant
 from .budget import apply_budget, check_budget
 from .lengths import resolve_lengths
@@ -36,6 +36,8 @@ from .sizes import SAFE_NAME, SAFE_NAME_RULE, SEP
 RESERVED_NAMES = ("plots",)  # folders a run directory already uses
 MIN_VOCAB_SIZE = 260  # 256 byte-fallback pieces + unk/bos/eos + at least one merge
 MAX_SEED = 2**32 - 1
+MAX_SEQUENTIAL_SEEDS = 64  # seeds: {min:, max:} trains seeds 0..max-1 at most
+CLAIMS = ("better", "worse", "equivalent")  # reference.claims: a variant's published direction vs the baseline
 FLASH_PRECISIONS = ("auto", "bf16-mixed", "16-mixed", "bf16-true")
 FLASH_MAX_HEAD_DIM = 256
 
@@ -53,7 +55,9 @@ def validate_experiment(exp: Experiment) -> None:
 
 
 def _top_origin(exp: Experiment, key: str) -> tuple[str, str]:
-    return exp.origins.get(key, (str(exp.path), key))
+    """Where ``key`` was set last: the key itself, or one of its own keys (``seeds.max=8`` for seeds)."""
+    found = [o for k, o in exp.origins.items() if k == key or k.startswith(key + ".")]
+    return (found[-1][0], key) if found else (str(exp.path), key)
 
 
 def _check_top_level(exp: Experiment) -> None:
@@ -81,11 +85,30 @@ def _check_top_level(exp: Experiment) -> None:
             fail("seeds", f"invalid seed {seed!r}", f"integers in [0, {MAX_SEED}]")
     if len(set(seeds)) != len(seeds):
         fail("seeds", f"repeated seed in {seeds!r}: each seed would train the same run twice", "distinct integers")
+    low, high = exp.seed_policy["min"], exp.seed_policy["max"]
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in (low, high)) or not 1 <= low <= high <= MAX_SEQUENTIAL_SEEDS:
+        fail("seeds", f"invalid policy {{min: {low!r}, max: {high!r}}}", f"integers 1 <= min <= max <= {MAX_SEQUENTIAL_SEEDS}")
     if exp.baseline not in exp.archs:
         fail("baseline", f"'{exp.baseline}' is not a variant", ", ".join(exp.archs))
+    margin = exp.equivalence_margin
+    if margin is not None and not (math.isfinite(margin) and margin > 0):
+        fail("equivalence_margin", f"invalid value {margin!r}", "a positive number of nats, e.g. 0.01")
+    _check_reference(exp, fail)
     if not isinstance(exp.imports, list) or not all(isinstance(m, str) and m for m in exp.imports):
         fail("imports", f"invalid value {exp.imports!r}", "a list of importable module names")
     check_budget(exp)
+
+
+def _check_reference(exp: Experiment, fail) -> None:
+    ref = exp.reference
+    if ref is None:
+        return
+    for key in ("values", "claims"):
+        for name, value in ref[key].items():
+            if name not in exp.archs:
+                fail(f"reference.{key}.{name}", f"'{name}' is not a variant{did_you_mean(name, exp.archs)}", ", ".join(exp.archs))
+            if key == "claims" and value not in CLAIMS:
+                fail(f"reference.claims.{name}", f"invalid claim {value!r}", ", ".join(CLAIMS))
 
 
 def _import_modules(exp: Experiment) -> None:
