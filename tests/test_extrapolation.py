@@ -116,5 +116,6 @@ def test_a_length_longer_than_the_val_split_exits_2(tmp_path, cache, capsys):
     exp = write_experiment(tmp_path, cache, steps=2, seeds=[0], variants="  rms: {}", extra="eval: {lengths: [1, 100000]}")
     assert main(["run", str(exp), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("error: eval.lengths: 100000 tokens needs 100001 validation tokens")
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and str(exp.name) in err  # names the file
+    assert "eval.lengths: 100000 tokens needs 100001 validation tokens" in err
     assert not (tmp_path / "out").exists()

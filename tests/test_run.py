@@ -43,8 +43,11 @@ def test_run_trains_every_variant_and_seed_on_identical_batches(tmp_path, cache)
     assert info["params"] > info["non_embedding_params"] > 0 and info["flops_per_token"] > 0
     assert (out / "experiment.yaml").exists() and (out / "report.md").exists() and (out / "report.html").exists()
     metrics = json.loads((out / done["ln", 1]["metrics"]).read_text())
-    assert [p["step"] for p in metrics["val"]] == [4, 8, 12]
-    assert metrics["val"][-1]["loss"] == pytest.approx(done["ln", 1]["final_val_loss"])
+    # Every eval_every steps, plus end-dense points (eval_schedule) for the compute multiplier.
+    assert [p["step"] for p in metrics["val"]] == [4, 6, 7, 8, 10, 11, 12]
+    # The curve's last point is the eval_batches subset; the final loss reads the whole val split.
+    assert metrics["val"][-1]["loss"] == pytest.approx(done["ln", 1]["subset_val_loss"])
+    assert done["ln", 1]["final_val_loss"] != done["ln", 1]["subset_val_loss"]
     # TensorBoard: one folder per variant/seed, so runs overlay.
     assert list((out / "ln" / "seed1").glob("events.out.tfevents.*"))
 
@@ -192,6 +195,7 @@ def test_diverged_and_failed_runs_are_recorded_and_the_sweep_goes_on(tmp_path, c
 
 def test_tensorboard_holds_val_loss_and_hparams_for_every_run(tmp_path, cache):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
 
     exp = write_experiment(tmp_path, cache, seeds=[0, 1], variants="  rms: {}\n  ln: {model: {norm: layernorm}}")
     out = tmp_path / "out"
@@ -201,9 +205,11 @@ def test_tensorboard_holds_val_loss_and_hparams_for_every_run(tmp_path, cache):
             acc = EventAccumulator(str(out / variant / f"seed{seed}"), size_guidance={"scalars": 0})
             acc.Reload()
             val = [e.step for e in acc.Scalars("val/loss")]
-            assert val == [4, 8, 12]
+            assert val == [4, 6, 7, 8, 10, 11, 12]
             assert "train/loss" in acc.Tags()["scalars"] and any("lr" in t for t in acc.Tags()["scalars"])
             plugins = acc.PluginTagToContent("hparams")
-            assert "_hparams_/session_start_info" in plugins
+            start = plugin_data_pb2.HParamsPluginData.FromString(plugins["_hparams_/session_start_info"]).session_start_info
+            verdict = results(out)["variants"]["ln"]["comparison"]["verdict"] if variant == "ln" else "baseline"
+            assert start.hparams["variant"].string_value == variant and start.hparams["verdict"].string_value == verdict
             final = [e.value for e in acc.Scalars("final/val_loss")]
             assert final[-1] == pytest.approx(runs(out)[variant, seed]["final_val_loss"], rel=1e-6)

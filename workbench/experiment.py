@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 import traceback
 from contextlib import nullcontext
 from pathlib import Path
@@ -23,7 +24,7 @@ from components import TransformerLM
 from .config import ConfigError
 from .data import DataError, DataSettings, check_sizes, prepare
 from .fileio import STORAGE_ERRORS, locked, remove_stale_temps, write_json, write_text
-from .results import ResultsStore, RunFolderError
+from .results import FINISHED, ResultsStore, RunFolderError
 
 log = logging.getLogger("workbench")
 
@@ -76,9 +77,8 @@ def is_global_zero() -> bool:
 
 def run_experiment(experiment, out_dir: Path, only: list[str] | None = None, restart: list[str] | None = None) -> ResultsStore:
     """Train what is not finished yet; write each run's record and results.json after every run, and the
-    report after each. Runs another process holds (its lock) are skipped, then waited for at the end."""
-    from .training.run import train_run  # Lightning is imported only when training
-
+    report after each. With ``seeds: {min, max}``, first ``min`` seeds, then one more seed per round for the
+    comparisons still undecided (and their baselines), until decided or ``max``."""
     names = experiment.select(only)
     data = prepare_data(experiment)
     store = ResultsStore(out_dir)
@@ -88,20 +88,94 @@ def run_experiment(experiment, out_dir: Path, only: list[str] | None = None, res
         for name in experiment.select(restart) if restart else []:
             discard_runs(store, name)
         register(experiment, data, store)
-    plan = [(n, s) for n in names for s in experiment.seeds]
+    if experiment.sequential:  # rounds are decided against the baselines: a --variant job trains them too
+        names = [n for n in experiment.variants if n in names or n in {_baseline_of(experiment, m) for m in names}]
+    first = experiment.seeds[:experiment.seed_policy["min"]]
+    _train_round(experiment, [(n, s) for n in names for s in first], data, store, lead)
+    for seed in experiment.seeds[len(first):]:
+        groups = _undecided(experiment, store, names)
+        if not groups:
+            break
+        log.info("seed %d for the comparisons still undecided: %s", seed, ", ".join(groups))
+        _train_round(experiment, [(n, seed) for n in groups], data, store, lead)
+    if lead:
+        comparisons = record_comparisons(experiment, store)
+        _log_verdicts(experiment, store, names, comparisons)
+    return store
+
+
+def _log_verdicts(experiment, store: ResultsStore, names: list[str], comparisons: dict) -> None:
+    """Each finished run's TensorBoard HPARAMS row gains its comparison's verdict ('baseline' for a baseline)."""
+    from .training.run import log_hparams
+
+    recorded = store.load().get("variants", {})
+    for name in names:
+        baseline = experiment.variants[name].arch == experiment.baseline
+        verdict = comparisons[name].verdict if name in comparisons else ("baseline" if baseline else "n/a")
+        for record in recorded.get(name, {}).get("runs", []):
+            if record.get("status") in FINISHED:
+                log_hparams(store.run_dir, experiment.variants[name], record, verdict)
+
+
+def _train_round(experiment, plan: list[tuple[str, int]], data: dict, store: ResultsStore, lead: bool) -> None:
+    """Train ``plan``'s runs. A run another process holds (its lock) is skipped, then waited for at the end
+    and trained here if that process did not finish it."""
+    from .training.run import train_run  # Lightning is imported only when training
+
     held: list[tuple[str, int]] = []
     for i, (name, seed) in enumerate(plan, 1):
         label = f"run {i}/{len(plan)} {name} seed{seed}"
-        with _claim(out_dir, name, seed, lead, wait=False) as mine:
+        with _claim(store.run_dir, name, seed, lead, wait=False) as mine:
             if not mine:
                 log.info("[%s] another process is training it: skipped for now", label)
                 held.append((name, seed))
                 continue
             _train_and_record(experiment, name, seed, data[name], store, label, train_run)
-    for name, seed in held:  # wait for the other process; train it here if that one did not finish it
-        with _claim(out_dir, name, seed, lead, wait=True):
+    for name, seed in held:
+        with _claim(store.run_dir, name, seed, lead, wait=True):
             _train_and_record(experiment, name, seed, data[name], store, f"{name} seed{seed}", train_run)
-    return store
+    if not lead and experiment.sequential:  # the next round is decided from rank 0's records: wait for them
+        while any(not _recorded(store, n, s) for n, s in plan):
+            time.sleep(0.5)
+
+
+def _undecided(experiment, store: ResultsStore, names: list[str]) -> list[str]:
+    """Run groups to give one more seed: the selected ones whose comparison is undecided, and their baselines."""
+    from .reports.verdicts import UNDECIDED
+
+    comparisons = record_comparisons(experiment, store) if is_global_zero() else _comparisons(store)
+    wanted = [n for n in names if n in comparisons and comparisons[n].verdict == UNDECIDED]
+    baselines = [comparisons[n].baseline for n in wanted]
+    return [n for n in experiment.variants if n in wanted or n in baselines]
+
+
+def _baseline_of(experiment, name: str) -> str | None:
+    variant = experiment.variants[name]
+    return next((n for n, v in experiment.variants.items() if v.arch == experiment.baseline and v.size == variant.size), None)
+
+
+def _comparisons(store: ResultsStore) -> dict:
+    from .reports import compare, load_results
+
+    return compare(load_results(store.run_dir), store.run_dir)
+
+
+def record_comparisons(experiment, store: ResultsStore) -> dict:
+    """Compute every comparison from the runs so far and store each under its variant in results.json."""
+    comparisons = _comparisons(store)
+
+    def change(data: dict) -> None:
+        for name, entry in data.get("variants", {}).items():
+            entry.pop("comparison", None)
+            if name in comparisons:
+                entry["comparison"] = comparisons[name].as_json()
+
+    store.update(change)
+    return comparisons
+
+
+def _recorded(store: ResultsStore, name: str, seed: int) -> bool:
+    return any(r.get("seed") == seed for r in store.load().get("variants", {}).get(name, {}).get("runs", []))
 
 
 def _claim(out_dir: Path, name: str, seed: int, lead: bool, wait: bool):
@@ -128,10 +202,15 @@ def register(experiment, data: dict, store: ResultsStore) -> None:
     out_dir = store.run_dir
     variants = {n: {**variant_summary(experiment.variants[n], data[n].tokenizer.vocab_size), "data": data[n].summary()}
                 for n in experiment.variants}
+    from .reports.verdicts import DEFAULT_MARGIN, SeedPolicy
+
     store.register_experiment(
         {"experiment": experiment.name, "description": experiment.description, "baseline": experiment.baseline,
-         "seeds": list(experiment.seeds), "budget": experiment.budget, "eval": experiment.eval,
-         "sizes": list(experiment.sizes)}, variants)
+         # the seeds every run group trains; a sequential policy adds more where a comparison is undecided
+         "seeds": experiment.seeds[:experiment.seed_policy["min"]],
+         "seed_policy": {**experiment.seed_policy, "alpha": SeedPolicy.alpha},
+         "equivalence_margin": experiment.equivalence_margin or DEFAULT_MARGIN, "reference": experiment.reference,
+         "budget": experiment.budget, "eval": experiment.eval, "sizes": list(experiment.sizes)}, variants)
     write_text(out_dir / "experiment.yaml", OmegaConf.to_yaml(experiment.to_dict()))
     for name, info in variants.items():
         write_json(out_dir / name / "variant.json", info)

@@ -190,9 +190,13 @@ def rebuild_results(run_dir: str | Path) -> dict:
         variants[name] = {**info, "runs": sorted(runs, key=lambda r: r["seed"])}
         if info.get("size") is not None and info["size"] not in sizes:
             sizes.append(info["size"])
+    seeds = spec.get("seeds", [])
+    policy = {"min": len(seeds), "max": len(seeds)} if isinstance(seeds, list) else dict(seeds)
     data = {"experiment": spec.get("name"), "description": spec.get("description", ""), "baseline": spec.get("baseline"),
-            "seeds": spec.get("seeds", []), "budget": spec.get("budget"), "eval": spec.get("eval", {}), "sizes": sizes,
-            "variants": variants}
+            "seeds": seeds if isinstance(seeds, list) else list(range(policy.get("min", 2))),
+            "seed_policy": {"alpha": 0.05, **policy}, "equivalence_margin": spec.get("equivalence_margin"),
+            "reference": spec.get("reference"), "budget": spec.get("budget"), "eval": spec.get("eval", {}),
+            "sizes": sizes, "variants": variants}
     data["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with locked(run_dir / ".results.lock"):  # the old file is not read: it may be what is broken
         write_json(run_dir / "results.json", _clean(data))

@@ -15,8 +15,19 @@ from .module import Diverged, eval_forward, evaluate
 log = logging.getLogger("workbench")
 
 
+# Extra evaluations at these fractions of training: the loss-vs-compute curve is dense where variants'
+# final losses fall, so a compute multiplier read off it is interpolated, not guessed between far points.
+END_DENSE = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+
+
+def eval_schedule(steps: int, every: int) -> frozenset[int]:
+    """Steps with a validation loss: every ``every`` steps, the fractions in END_DENSE, and the last step."""
+    dense = {max(1, round(steps * f)) for f in END_DENSE}
+    return frozenset(set(range(every, steps + 1, every)) | dense | {steps})
+
+
 class RunRecorder(L.Callback):
-    """Evaluates on the fixed val batches every ``eval_every`` steps (absolute steps, so a resumed run
+    """Evaluates on the fixed val batches on ``eval_schedule`` (absolute steps, so a resumed run
     evaluates where an uninterrupted one would), records train/val curves into ``metrics.json``,
     and times training steps for tokens/s.
 
@@ -27,7 +38,7 @@ class RunRecorder(L.Callback):
     def __init__(self, metrics_path: Path, val_batches, train: dict, label: str, tokens_per_step: int):
         self.path = Path(metrics_path)
         self.val_batches = val_batches
-        self.eval_every = train["eval_every"]
+        self.eval_steps = eval_schedule(train["steps"], train["eval_every"])
         self.log_every = train["log_every"]
         self.checkpoint_every = train["checkpoint_every"]
         self.total_steps = train["steps"]
@@ -73,7 +84,8 @@ class RunRecorder(L.Callback):
             self.timed_steps += 1
         step = trainer.global_step
         checkpoint_due = step % self.checkpoint_every == 0
-        if step % self.log_every == 0 or step % self.eval_every == 0 or checkpoint_due or step == self.total_steps:
+        evaluate_now = step in self.eval_steps
+        if step % self.log_every == 0 or evaluate_now or checkpoint_due:
             # The only host sync of a step, and only on logging/eval/checkpoint steps. This callback
             # runs before ModelCheckpoint, so non-finite weights never reach a checkpoint.
             loss = float(outputs["loss"])
@@ -81,7 +93,7 @@ class RunRecorder(L.Callback):
                 raise Diverged(f"training loss became {loss} by step {step}")
             lr = trainer.optimizers[0].param_groups[0]["lr"]
             self.curves["train"].append({"step": step, "loss": loss, "lr": lr, "tokens": step * self.tokens_per_step})
-        if step % self.eval_every == 0 or step == self.total_steps:
+        if evaluate_now:
             self.evaluate(trainer, pl_module)
 
     def evaluate(self, trainer, pl_module) -> float:

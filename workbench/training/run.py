@@ -154,15 +154,23 @@ def fit_run(run: Run) -> tuple[str, str | None]:
     return "completed", None
 
 
+FINAL_EVAL_TOKENS = 2**21  # the final val loss reads the whole split, up to this many tokens
+
+
+def final_val_batches(data: TokenData, train: dict) -> list:
+    """The final loss's batches: the whole validation split (evenly spread windows, capped at
+    FINAL_EVAL_TOKENS), not the ``eval_batches`` subset of the curve: less noise between seeds."""
+    per_batch = train["batch_size"] * train["seq_len"]
+    return val_batches(data.val, train["batch_size"], train["seq_len"], max(train["eval_batches"], FINAL_EVAL_TOKENS // per_batch))
+
+
 def record_run(run: Run, status: str, error: str | None) -> dict:
     """The run's results.json record: final losses (evaluated if the last evaluation is stale), length
     evaluation, speed, and what was trained. Written to the run's own ``record.json`` too."""
     trainer, module, recorder, train = run.trainer, run.module, run.recorder, run.variant.train
     completed = status == "completed"
-    final_val = recorder.final_val_loss
-    if final_val is None or (completed and recorder.curves["val"][-1]["step"] != trainer.global_step):
-        final_val = evaluate(eval_forward(trainer, module), recorder.val_batches, module.device,
-                             trainer.strategy.precision_plugin.forward_context())
+    final_val = evaluate(eval_forward(trainer, module), final_val_batches(run.data, train), module.device,
+                         trainer.strategy.precision_plugin.forward_context()) if completed else None
     if trainer.world_size != world_size(train):
         log.warning("[%s] %d processes trained, train.devices x num_nodes gave %d: a budget resolved into train.steps "
                     "is off by that factor (train_flops records what was trained)", run.label, trainer.world_size, world_size(train))
@@ -171,8 +179,9 @@ def record_run(run: Run, status: str, error: str | None) -> dict:
         record.update(_length_eval(run) if completed else {"length_eval": {}, "length_eval_notes": {}})
     steps, tokens_per_step = trainer.global_step, run.tokens_per_step
     record.update(
-        final_val_loss=final_val if completed else None,
-        last_val_loss=final_val,
+        final_val_loss=final_val,
+        last_val_loss=final_val if completed else recorder.final_val_loss,  # a diverged run: its last finite one
+        subset_val_loss=recorder.final_val_loss,  # the curve's eval_batches subset at the last evaluation
         final_train_loss=recorder.final_train_loss,
         val_bpb=final_val / math.log(2) / run.data.val_bytes_per_token if final_val is not None else None,
         tokens_per_sec=recorder.tokens_per_sec,
@@ -186,12 +195,23 @@ def record_run(run: Run, status: str, error: str | None) -> dict:
         batch_fingerprint=batch_fingerprint(run.data.train, run.seed, train["steps"], train["batch_size"], train["seq_len"]),
     )
     if trainer.is_global_zero:
-        hparams = _flatten("", run.variant.to_dict(), {"seed": run.seed})
-        run.logger.log_hyperparams(hparams, metrics={"final/val_loss": final_val if final_val is not None else float("nan"),
-                                                     "final/tokens_per_sec": record["tokens_per_sec"] or 0.0})
-        run.logger.finalize("success")
+        log_hparams(run.logger, run.variant, record)
         write_json(run.folder / "record.json", record)
     return record
+
+
+def log_hparams(logger: TensorBoardLogger | Path, variant, record: dict, verdict: str | None = None) -> None:
+    """The run's TensorBoard HPARAMS row: its config, seed and final metrics, and once the comparison is
+    known, its verdict against the baseline. ``logger`` may be the run folder's root (a new logger)."""
+    if not isinstance(logger, TensorBoardLogger):
+        logger = TensorBoardLogger(save_dir=str(logger), name=variant.name, version=f"seed{record['seed']}",
+                                   default_hp_metric=False)
+    hparams = _flatten("", variant.to_dict(), {"variant": variant.name, "seed": record["seed"],
+                                               **({"verdict": verdict} if verdict else {})})
+    final = record.get("final_val_loss")
+    logger.log_hyperparams(hparams, metrics={"final/val_loss": final if final is not None else float("nan"),
+                                             "final/tokens_per_sec": record.get("tokens_per_sec") or 0.0})
+    logger.finalize("success")
 
 
 def _length_eval(run: Run) -> dict:

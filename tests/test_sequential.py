@@ -1,0 +1,71 @@
+"""Verdicts end to end: sequential seeds added only where a comparison is undecided, the comparison
+recorded in results.json, TensorBoard and the report, and --variant jobs across rounds."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from e2e import write_experiment
+from workbench.cli import main
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def results(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text())
+
+
+def seeds_of(out: Path, variant: str) -> list[int]:
+    return [r["seed"] for r in results(out)["variants"][variant]["runs"]]
+
+
+COMPARISON_KEYS = {"verdict", "low", "high", "equivalence_margin", "compute_multiplier", "seeds_needed", "diff_std"}
+
+
+def test_the_same_function_is_equivalent_after_the_first_look_and_gets_no_more_seeds(tmp_path, cache):
+    exp = write_experiment(tmp_path, cache, seeds={"min": 2, "max": 4}, baseline="sdpa",
+                           variants="  sdpa: {}\n  naive: {model: {attention: naive}}")
+    out = tmp_path / "out"
+    assert main(["run", str(exp), "--out", str(out)]) == 0
+    comparison = results(out)["variants"]["naive"]["comparison"]
+    assert COMPARISON_KEYS <= set(comparison)
+    assert comparison["verdict"] == "equivalent" and comparison["equivalence_margin"] == pytest.approx(0.01)
+    assert -0.01 < comparison["low"] <= comparison["high"] < 0.01
+    assert seeds_of(out, "naive") == seeds_of(out, "sdpa") == [0, 1]
+    report = (out / "report.md").read_text()
+    assert "equivalent" in report
+
+
+def test_an_undecided_comparison_gets_seeds_until_max_and_variant_jobs_continue_the_rounds(tmp_path, cache, caplog):
+    # A margin too small to show equivalence and two seeds (df = 1) cannot decide a small effect: a third seed comes.
+    caplog.set_level(logging.INFO, logger="workbench")
+    exp = write_experiment(tmp_path, cache, seeds={"min": 2, "max": 3}, extra="equivalence_margin: 1.0e-9")
+    out = tmp_path / "out"
+    assert main(["run", str(exp), "--out", str(out), "--variant", "ln"]) == 0  # the baseline is trained for the rounds
+    assert seeds_of(out, "ln") == seeds_of(out, "rms") == [0, 1, 2]
+    assert "seed 2 for the comparisons still undecided: rms, ln" in caplog.text
+    comparison = results(out)["variants"]["ln"]["comparison"]
+    assert comparison["n"] == 3 and comparison["equivalence_margin"] == pytest.approx(1e-9)
+    if comparison["verdict"] == "undecided":
+        assert comparison["seeds_needed"] > 3
+    caplog.clear()
+    assert main(["run", str(exp), "--out", str(out)]) == 0  # a re-run: every round is already done
+    assert "training" not in caplog.text
+
+
+def test_seed_policy_errors_are_one_line(tmp_path, cache, capsys):
+    exp = write_experiment(tmp_path, cache, seeds={"min": 3, "max": 2})
+    assert main(["run", str(exp), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "seeds: invalid policy" in err and "min <= max" in err
+    exp = write_experiment(tmp_path, cache, extra="reference: {source: x, claims: {rms: best}}")
+    assert main(["show", str(exp)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "reference.claims.rms" in err and "better, worse, equivalent" in err
