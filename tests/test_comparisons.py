@@ -158,3 +158,14 @@ def test_no_baseline_no_comparisons(tmp_path):
     data = json.loads((run_dir / "results.json").read_text())
     (run_dir / "results.json").write_text(json.dumps({**data, "baseline": None}))
     assert compare(load_results(run_dir), run_dir) == {}
+
+
+def test_a_variant_better_than_the_baseline_ever_got_reads_the_multiplier_off_its_own_curve(tmp_path):
+    # The variant reaches every loss with half the tokens: it ends below the baseline's best, and reached the
+    # baseline's last loss (8k tokens) at 4k tokens: 2x, interpolated on its own curve, not extrapolated.
+    tokens = [1e3, 2e3, 4e3, 8e3]
+    faster = [{"step": i + 1, "loss": loss_at(2 * t), "tokens": t} for i, t in enumerate(tokens)]
+    groups = {"base": {"runs": {s: ("completed", 3.2, log_curve(tokens)) for s in range(2)}},
+              "v": {"runs": {s: ("completed", 3.1, faster) for s in range(2)}}}
+    m = compare(load_results(write_run_dir(tmp_path, groups)), tmp_path)["v"].multiplier
+    assert m.per_seed == pytest.approx([2.0, 2.0], rel=1e-6) and m.extrapolated is False

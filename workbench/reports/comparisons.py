@@ -82,7 +82,10 @@ def multiplier(val_curve: Callable[[Variant, int], Curve | None], variant: Varia
     """Per seed, the baseline's FLOPs to reach the variant's last val loss over the variant's FLOPs there.
 
     Both losses are the curves' val points (one fixed subset of validation batches), not final_val_loss (the
-    whole split), so they are the same measure. None when no seed has both curves with token counts.
+    whole split), so they are the same measure. A variant that ends below anything the baseline reached would
+    need the baseline's curve extrapolated; then the same ratio is read off the variant's own curve instead
+    (the baseline's FLOPs over the FLOPs the variant needed to reach the baseline's last loss), interpolated,
+    which assumes the multiplier holds along the curve. None when no seed has both curves with token counts.
     """
     if not (variant.flops_per_token and baseline.flops_per_token):
         return None
@@ -92,7 +95,13 @@ def multiplier(val_curve: Callable[[Variant, int], Curve | None], variant: Varia
         if ours is None or theirs is None or ours.tokens is None or theirs.tokens is None or not ours.tokens[-1] > 0:
             continue
         curve = [(t * baseline.flops_per_token, loss) for t, loss in zip(theirs.tokens, theirs.loss) if t > 0]
-        value, flag = compute_multiplier(curve, float(ours.loss[-1]), float(ours.tokens[-1]) * variant.flops_per_token)
+        loss, flops = float(ours.loss[-1]), float(ours.tokens[-1]) * variant.flops_per_token
+        value, flag = compute_multiplier(curve, loss, flops)
+        if flag and curve and loss < min(v for _, v in curve):
+            own = [(t * variant.flops_per_token, v) for t, v in zip(ours.tokens, ours.loss) if t > 0]
+            inverse, inverse_extrapolated = compute_multiplier(own, curve[-1][1], curve[-1][0])
+            if inverse and not inverse_extrapolated:
+                value, flag = 1.0 / inverse, False
         values.append(value)
         extrapolated.append(flag)
     m = combine_multipliers(values, extrapolated)
