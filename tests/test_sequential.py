@@ -41,6 +41,11 @@ def test_the_same_function_is_equivalent_after_the_first_look_and_gets_no_more_s
     assert seeds_of(out, "naive") == seeds_of(out, "sdpa") == [0, 1]
     report = (out / "report.md").read_text()
     assert "equivalent" in report
+    # Speed: every variant's step timed in one process, paired with its baseline, with an interval.
+    speed = results(out)["speed"]["variants"]
+    assert set(speed) == {"sdpa", "naive"} and speed["naive"]["baseline"] == "sdpa"
+    assert speed["naive"]["low"] <= speed["naive"]["ratio"] <= speed["naive"]["high"]
+    assert "Speed (paired timing)" in report
 
 
 def test_an_undecided_comparison_gets_seeds_until_max_and_variant_jobs_continue_the_rounds(tmp_path, cache, caplog):

@@ -101,7 +101,26 @@ def run_experiment(experiment, out_dir: Path, only: list[str] | None = None, res
     if lead:
         comparisons = record_comparisons(experiment, store)
         _log_verdicts(experiment, store, names, comparisons)
+        record_speed(experiment, data, store)
     return store
+
+
+def record_speed(experiment, data: dict, store: ResultsStore) -> None:
+    """Time every variant's training step in this one process, interleaved and paired with its baseline
+    (``bench.variant_speed``), into results.json ``speed``: the report's speed figures, free of the machine
+    noise that per-run wall-clock throughput carries. Kept while the experiment's variants are unchanged."""
+    from .bench.variant_speed import speed_lines, time_variants
+
+    names = list(experiment.variants)
+    if sorted((store.load().get("speed") or {}).get("variants", {})) == sorted(names):
+        return
+    variants = experiment.variants
+    result = time_variants({n: variants[n].transformer_config(data[n].tokenizer.vocab_size) for n in names},
+                           {n: variants[n].train for n in names},
+                           {n: None if variants[n].arch == experiment.baseline else _baseline_of(experiment, n) for n in names})
+    store.update(lambda results: results.update(speed=result))
+    for line in speed_lines(result):
+        log.info("speed: %s", line)
 
 
 def _log_verdicts(experiment, store: ResultsStore, names: list[str], comparisons: dict) -> None:
