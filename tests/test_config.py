@@ -339,3 +339,43 @@ def test_loading_does_not_import_lightning():
 
     code = "import sys, workbench.config; assert 'lightning' not in sys.modules and 'lightning.pytorch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+# --- seeds policy, sweep axes, ladder, reference -------------------------------------------------
+
+
+def test_seed_policy_sweep_ladder_and_reference_load_and_round_trip(tmp_path):
+    path = experiment_file(tmp_path, seeds={"min": 2, "max": 5}, sweep={"model.n_layers": [1, 2, 3]}, ladder=True,
+                           equivalence_margin=0.02, reference={"source": "paper", "values": {"a": 1.9, "b": 2.0}})
+    exp = load_experiment(path)
+    assert exp.seeds == [0, 1, 2, 3, 4] and exp.seed_policy == {"min": 2, "max": 5} and exp.sequential
+    assert list(exp.variants) == ["a@n_layers1", "a@n_layers2", "a@n_layers3", "b@n_layers1", "b@n_layers2", "b@n_layers3"]
+    assert [exp.variants[f"b@n_layers{k}"].model["n_layers"] for k in (1, 2, 3)] == [1, 2, 3]
+    assert exp.ladder and exp.equivalence_margin == 0.02 and exp.reference["values"] == {"a": 1.9, "b": 2.0}
+    # experiment.yaml (to_dict) loads back to the same experiment.
+    again = write(tmp_path / "again.yaml", yaml.safe_dump(exp.to_dict(), sort_keys=False))
+    back = load_experiment(again)
+    assert (back.seeds, back.seed_policy, back.ladder, back.reference) == (exp.seeds, exp.seed_policy, exp.ladder, exp.reference)
+    # A horizon axis is one key too; an override replaces the file's axis and its seed policy.
+    horizon = load_experiment(path, ["sweep={train.steps: [50, 100]}", "seeds=[0, 1, 2]"])
+    assert [v.train["steps"] for v in horizon.variants.values()] == [50, 100, 50, 100] and not horizon.sequential
+    assert load_experiment(path, ["seeds.max=3"]).seed_policy == {"min": 2, "max": 3}
+
+
+@pytest.mark.parametrize("fields, overrides, key, text", [
+    ({"seeds": {"min": 3, "max": 2}}, [], "seeds", "invalid policy"),
+    ({"seeds": {"max": 4, "mn": 2}}, [], "seeds", "expected a list of seeds or {min: N, max: M}"),
+    ({}, ["seeds=3"], "seeds", "expected a list of seeds"),
+    ({"equivalence_margin": 0}, [], "equivalence_margin", "a positive number of nats"),
+    ({"reference": {"source": "x", "claims": {"b": "best"}}}, [], "reference.claims.b", "better, worse, equivalent"),
+    ({"reference": {"source": "x", "values": {"c": 1.0}}}, [], "reference.values.c", "'c' is not a variant"),
+    ({"sweep": {"model.n_layer": [1, 2]}}, [], "sweep.model.n_layer", "did you mean 'model.n_layers'"),
+    ({"sweep": {"model.n_layers": [2]}}, [], "sweep.model.n_layers", "at least two distinct values"),
+    ({"sweep": {"model.n_layers": [1, 2]}, "sizes": [{"dim": 64}]}, [], "sweep", "both given"),
+    ({"sweep": {"train.steps": [10, 20]}}, ["budget.tokens=1e6"], "sweep.train.steps", "a budget: sets train.steps"),
+])
+def test_policy_sweep_and_reference_errors_are_one_line(tmp_path, fields, overrides, key, text):
+    with pytest.raises(ConfigError) as err:
+        load_experiment(experiment_file(tmp_path, **fields), overrides)
+    message = str(err.value)
+    assert f": {key}: " in message and text in message and "\n" not in message

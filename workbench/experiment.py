@@ -229,6 +229,7 @@ def register(experiment, data: dict, store: ResultsStore) -> None:
          "seeds": experiment.seeds[:experiment.seed_policy["min"]],
          "seed_policy": {**experiment.seed_policy, "alpha": SeedPolicy.alpha},
          "equivalence_margin": experiment.equivalence_margin or DEFAULT_MARGIN, "reference": experiment.reference,
+         "ladder": experiment.ladder,
          "budget": experiment.budget, "eval": experiment.eval, "sizes": list(experiment.sizes)}, variants)
     write_text(out_dir / "experiment.yaml", OmegaConf.to_yaml(experiment.to_dict()))
     for name, info in variants.items():

@@ -195,7 +195,7 @@ def rebuild_results(run_dir: str | Path) -> dict:
     data = {"experiment": spec.get("name"), "description": spec.get("description", ""), "baseline": spec.get("baseline"),
             "seeds": seeds if isinstance(seeds, list) else list(range(policy.get("min", 2))),
             "seed_policy": {"alpha": 0.05, **policy}, "equivalence_margin": spec.get("equivalence_margin"),
-            "reference": spec.get("reference"), "budget": spec.get("budget"), "eval": spec.get("eval", {}),
+            "reference": spec.get("reference"), "ladder": bool(spec.get("ladder")), "budget": spec.get("budget"), "eval": spec.get("eval", {}),
             "sizes": sizes, "variants": variants}
     data["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with locked(run_dir / ".results.lock"):  # the old file is not read: it may be what is broken

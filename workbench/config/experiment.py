@@ -64,6 +64,7 @@ class Experiment:
     seed_policy: dict = field(default_factory=dict)  # {"min": n, "max": n}; a seed list is min = max = its length
     equivalence_margin: float | None = None  # nats; None: the report's default
     reference: dict | None = None  # a published result to check the verdicts against
+    ladder: bool = False  # each variant adds one change to the one before: compared with the previous one
 
     @property
     def sequential(self) -> bool:
@@ -100,5 +101,6 @@ class Experiment:
             "eval": copy.deepcopy(self.eval),
             "equivalence_margin": self.equivalence_margin,
             "reference": copy.deepcopy(self.reference),
+            "ladder": self.ladder,
             "variants": {name: v.to_dict() for name, v in self.variants.items()},
         }

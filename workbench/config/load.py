@@ -23,7 +23,7 @@ from .experiment import Experiment, Origins, Variant
 from .files import expand_defaults, read_yaml
 from .overrides import dotlist, parse_overrides, split_variant_key
 from .schema import SECTIONS, TOP_LEVEL, ExperimentSchema, VariantSchema, keys_at
-from .sizes import check_overlap, group_name, parse_sizes, split_group_name
+from .sizes import check_overlap, group_name, parse_sizes, parse_sweep, split_group_name
 from .validate import validate_experiment
 
 DEFAULT_VARIANT = "base"  # the one variant of an experiment without variants
@@ -88,9 +88,10 @@ def compose_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Exper
     root = _merge(root, own, source, ExperimentSchema)
     _record(origins, own, source)
     top = dotlist(cli.top)
-    if "budget" in top:  # one budget kind at a time: an override replaces the file's budget
-        root.budget = None
-        origins = {k: o for k, o in origins.items() if k.partition(".")[0] != "budget"}
+    for key in ("budget", "sweep"):  # one budget kind, one sweep axis at a time: an override replaces the file's
+        if key in top:
+            setattr(root, key, None if key == "budget" else {})
+            origins = {k: o for k, o in origins.items() if k.partition(".")[0] != key}
     _replace_seeds(root, top)
     root = _merge(root, top, COMMAND_LINE, ExperimentSchema)
     _record(origins, top, COMMAND_LINE)
@@ -98,6 +99,15 @@ def compose_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Exper
         raise ConfigError(source, "name", "missing: every experiment needs a name (it names the run folder runs/<name>/)")
     resolved = _resolve(root, source)
     sizes = parse_sizes(resolved["sizes"], origins.get("sizes", (source, "sizes"))[0])
+    sweep_from = [o[0] for k, o in origins.items() if k.startswith("sweep.")]
+    if resolved["sweep"]:
+        sweep_source = sweep_from[-1] if sweep_from else source
+        if sizes:
+            raise ConfigError(sweep_source, "sweep", "sizes: and sweep: both given: an experiment sweeps one axis",
+                              "sizes: [...] or sweep: {SECTION.KEY: [...]}")
+        sizes = parse_sweep(resolved["sweep"], sweep_source)
+        if "train.steps" in resolved["sweep"] and resolved["budget"] is not None:
+            raise ConfigError(sweep_source, "sweep.train.steps", "a budget: sets train.steps too: drop one of them")
 
     variant_specs = _variant_specs(raw.get("variants"), source)
     per_variant = _variant_overrides(cli.variants, list(variant_specs))
@@ -145,6 +155,7 @@ def compose_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Exper
         seed_policy=policy,
         equivalence_margin=resolved["equivalence_margin"],
         reference=resolved["reference"],
+        ladder=bool(resolved["ladder"]),
         baseline=resolved["baseline"] if resolved["baseline"] is not None else next(iter(variants.values())).arch,
         imports=list(resolved["imports"]),
         variants=variants,

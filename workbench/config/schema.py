@@ -21,7 +21,7 @@ from workbench.data.settings import DataSettings
 
 SECTIONS = ("model", "data", "train")
 TOP_LEVEL = ("name", "description", "defaults", "imports", "seeds", "baseline", "budget", "sizes", "eval",
-             "equivalence_margin", "reference", "variants")
+             "equivalence_margin", "reference", "ladder", "sweep", "variants")
 
 # Filled from the data and train sections, not written under model:.
 MODEL_FROM_ELSEWHERE = {"vocab_size": "data.vocab_size", "max_seq_len": "train.seq_len"}
@@ -136,6 +136,8 @@ class ExperimentSchema:
     baseline: Optional[str] = None  # None: the first variant
     budget: Optional[BudgetSchema] = None  # None: each variant trains train.steps
     sizes: List[Any] = field(default_factory=list)  # preset files or inline {name:, dim:, ...}: a scaling sweep
+    sweep: Dict[str, Any] = field(default_factory=dict)  # one axis instead of sizes: {model.n_layers: [2, 4, 8]}
+    ladder: bool = False  # each variant adds one change to the one before: compare each with the previous
     eval: EvalSchema = field(default_factory=EvalSchema)
     variants: Dict[str, Any] = field(default_factory=dict)  # NAME -> partial {model:, data:, train:}
     model: ModelSchema = field(default_factory=ModelSchema)  # type: ignore[valid-type]

@@ -37,10 +37,11 @@ class Size:
     source: str  # the file (or "command line") that lists it
     layers: list[tuple[str, dict]]  # (file, {section: mapping}) in merge order
     inline: bool  # written as a mapping of model keys under sizes[index]
+    axis: str = "sizes"  # the key that lists it: sizes, or sweep.SECTION.KEY
 
     @property
     def where(self) -> str:
-        return f"sizes[{self.index}]"
+        return f"{self.axis}[{self.index}]"
 
 
 def group_name(variant: str, size: str) -> str:
@@ -101,6 +102,33 @@ def parse_sizes(spec: Any, source: str) -> list[Size]:
         if first is not s:
             raise ConfigError(source, s.where, f"two sizes are named '{s.name}' ({first.where} and {s.where})",
                               "distinct names (give inline sizes a name:)")
+    return sizes
+
+
+SWEEP_SECTIONS = ("model", "train")
+
+
+def parse_sweep(spec: Any, source: str) -> list[Size]:
+    """``sweep: {SECTION.KEY: [v1, v2, ...]}``: one axis as easy as ``sizes:``, e.g. depth
+    (``model.n_layers``) or horizon (``train.steps``); each value is a size named ``KEYvalue``."""
+    allowed = "one SECTION.KEY: [values], e.g. {model.n_layers: [2, 4, 8]} or {train.steps: [100, 200, 400]}"
+    if not spec:
+        return []
+    if not isinstance(spec, Mapping) or len(spec) != 1:
+        raise ConfigError(source, "sweep", f"expected one key with a list of values, got {spec!r}", allowed)
+    key, values = next(iter(spec.items()))
+    section, _, leaf = str(key).partition(".")
+    keys = keys_at(VariantSchema, section) if section in SWEEP_SECTIONS else None
+    if not keys or leaf not in keys:
+        options = [f"{s}.{k}" for s in SWEEP_SECTIONS for k in keys_at(VariantSchema, s) or []]
+        raise ConfigError(source, f"sweep.{key}", f"unknown key{did_you_mean(str(key), options)}", "model.KEY or train.KEY")
+    if not isinstance(values, list) or len(values) < 2 or len(set(map(repr, values))) != len(values):
+        raise ConfigError(source, f"sweep.{key}", f"expected a list of at least two distinct values, got {values!r}")
+    sizes = [Size(f"{leaf}{value}", i, source, [(source, {section: {leaf: value}})], inline=False, axis=f"sweep.{key}")
+             for i, value in enumerate(values)]
+    for size in sizes:
+        if not SAFE_NAME.match(size.name):
+            raise ConfigError(source, size.where, f"the value makes an invalid run folder name {size.name!r}", SAFE_NAME_RULE)
     return sizes
 
 
