@@ -169,3 +169,13 @@ def test_a_variant_better_than_the_baseline_ever_got_reads_the_multiplier_off_it
               "v": {"runs": {s: ("completed", 3.1, faster) for s in range(2)}}}
     m = compare(load_results(write_run_dir(tmp_path, groups)), tmp_path)["v"].multiplier
     assert m.per_seed == pytest.approx([2.0, 2.0], rel=1e-6) and m.extrapolated is False
+
+
+def test_a_ladder_compares_each_rung_with_the_previous_rung_of_its_size_only(tmp_path):
+    # r1 was not run at s1: r2@s1 has no comparison rather than one against r0 (two changes at once).
+    groups = {f"{arch}@{size}": {"arch": arch, "size": size, "runs": done(losses)}
+              for arch, losses in (("r0", [3.2, 3.3, 3.25]), ("r1", [3.1, 3.2, 3.16]), ("r2", [3.0, 3.12, 3.05]))
+              for size in ("s0", "s1") if (arch, size) != ("r1", "s1")}
+    got = compare(load_results(write_run_dir(tmp_path, groups, baseline="r0", ladder=True)), tmp_path)
+    assert {n: c.baseline for n, c in got.items()} == {"r1@s0": "r0@s0", "r2@s0": "r1@s0"}
+    assert got["r2@s0"].mean == pytest.approx(((3.0 - 3.1) + (3.12 - 3.2) + (3.05 - 3.16)) / 3)

@@ -139,6 +139,11 @@ def test_report_states_fit_winner_and_crossing(tmp_path):
     assert (run_dir / "plots" / "scaling_loss_vs_flops.png").read_bytes()[:4] == b"\x89PNG"
     # Per-size deltas: each variant against the baseline of its own size.
     assert "| gpt2@s4 | 1/1 completed |" in md and "| llama@s4 (baseline) |" in md
+    # Verdicts across scale: Δ = 0.2 - 0.5 (C/1e12)^-0.4 goes from -0.0506 at 5.62T to +0.0744 at 31.6T; linear in
+    # log C between them it is 0 at 11.3T, near the fits' 9.88T (one seed: no verdict, no interval).
+    scale = md[md.index("## Verdicts across scale"):]
+    assert "| gpt2 | s0 | 1T | undecided | -0.3000 | — |" in scale
+    assert "**gpt2: Δ = 0 at 11.3T FLOPs (interpolated)** — Δ changes sign between s1 (-0.0506) and s2 (+0.0744)." in scale
 
 
 def test_report_labels_a_crossing_beyond_the_data_as_extrapolation(tmp_path):

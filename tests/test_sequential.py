@@ -74,3 +74,36 @@ def test_seed_policy_errors_are_one_line(tmp_path, cache, capsys):
     assert main(["show", str(exp)]) == 2
     err = capsys.readouterr().err.strip()
     assert "reference.claims.rms" in err and "better, worse, equivalent" in err
+
+
+def test_three_sizes_give_a_verdict_and_multiplier_per_size_and_a_labelled_crossing(tmp_path, cache):
+    exp = write_experiment(tmp_path, cache, seeds=[0, 1], extra="sweep: {model.n_layers: [1, 2, 3]}")
+    out = tmp_path / "out"
+    assert main(["run", str(exp), "--out", str(out)]) == 0
+    data = results(out)
+    for k in (1, 2, 3):
+        comparison = data["variants"][f"ln@n_layers{k}"]["comparison"]
+        assert comparison["baseline"] == f"rms@n_layers{k}" and comparison["verdict"] in {"better", "worse", "equivalent", "undecided"}
+        assert comparison["compute_multiplier"]["mean"] > 0
+    scale = data["scale"]["ln"]
+    assert [row["size"] for row in scale["by_size"]] == ["n_layers1", "n_layers2", "n_layers3"]
+    assert scale["crossing"] is None or isinstance(scale["crossing"]["extrapolated"], bool)
+    report = (out / "report.md").read_text()
+    assert "Verdicts across scale" in report
+    assert ("interpolated" in report or "extrapolated" in report) if scale["crossing"] else "no crossing in range" in report
+    assert (out / "plots" / "multiplier_vs_compute.png").exists()
+
+
+def test_a_ladder_compares_each_rung_with_the_one_before(tmp_path, cache):
+    exp = write_experiment(tmp_path, cache, seeds=[0, 1], baseline="ln", extra="ladder: true",
+                           variants="  ln: {model: {norm: layernorm}}\n  rms: {}\n  rms_gelu: {model: {ffn: gelu}}")
+    out = tmp_path / "out"
+    assert main(["run", str(exp), "--out", str(out)]) == 0
+    variants = results(out)["variants"]
+    assert "comparison" not in variants["ln"]
+    assert variants["rms"]["comparison"]["baseline"] == "ln" and variants["rms_gelu"]["comparison"]["baseline"] == "rms"
+    final = {n: [r["final_val_loss"] for r in v["runs"]] for n, v in variants.items()}
+    step = sum(a - b for a, b in zip(final["rms_gelu"], final["rms"])) / 2
+    assert variants["rms_gelu"]["comparison"]["mean"] == pytest.approx(step, abs=1e-9)
+    report = (out / "report.md").read_text()
+    assert "## Ladder" in report and 'model.ffn="gelu"' in report

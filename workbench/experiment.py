@@ -180,14 +180,20 @@ def _comparisons(store: ResultsStore) -> dict:
 
 
 def record_comparisons(experiment, store: ResultsStore) -> dict:
-    """Compute every comparison from the runs so far and store each under its variant in results.json."""
-    comparisons = _comparisons(store)
+    """Compute every comparison from the runs so far; store each under its variant in results.json, and
+    with several sizes the verdicts across scale (``scale``: per size, and where the effect changes sign)."""
+    from .reports import compare, load_results, scale_summary
+
+    results = load_results(store.run_dir)
+    comparisons = compare(results, store.run_dir)
+    scale = scale_summary(results, comparisons)
 
     def change(data: dict) -> None:
         for name, entry in data.get("variants", {}).items():
             entry.pop("comparison", None)
             if name in comparisons:
                 entry["comparison"] = comparisons[name].as_json()
+        data["scale"] = scale or None
 
     store.update(change)
     return comparisons

@@ -5,8 +5,9 @@ as_json() in results.json) and what the report shows, so both read the same numb
 records and the runs' metrics.json files; a missing or unreadable metrics file costs the multiplier of that seed,
 never the comparison.
 
-Holm's family is the comparisons that share a baseline (one size of a scaling sweep): each size is its own
-experiment, with its own baseline.
+Holm's family is the comparisons of one size (of a scaling sweep): each size is its own experiment, with its own
+baseline. In a ladder (results.json "ladder": true) each rung is compared with the rung before it instead, the
+family being all rungs of the size; cumulative() gives the report each rung against the first rung as well.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ CurveMap = Mapping[tuple[str, int], RunCurves]
 class Comparison:
     """A run group against the baseline of its size: the Verdict's fields (verdicts.py) plus the multiplier.
 
+    baseline: the run group compared with (in a ladder, the previous rung; in cumulative(), the first rung).
     seeds: how many seeds the comparison has run (the look), n of them paired (both runs completed).
     multiplier: the baseline's training FLOPs to reach the variant's final loss over the variant's own FLOPs
     (> 1: the variant is the more compute-efficient), per seed then combined; None without usable curves.
@@ -108,12 +110,9 @@ def multiplier(val_curve: Callable[[Variant, int], Curve | None], variant: Varia
     return m if m.mean is not None else None
 
 
-def compare(results: Results, run_dir: str | Path, curves: CurveMap | None = None) -> dict[str, Comparison]:
-    """Comparison per run group that has a baseline (not the baseline itself), in results order.
-
-    curves: the runs' curves as the report loaded them (a run without curves absent), else each metrics.json
-    is read as needed.
-    """
+def _compare_pairs(results: Results, run_dir: str | Path, pairs: list[tuple[Variant, Variant]],
+                   curves: CurveMap | None) -> dict[str, Comparison]:
+    """Comparison per (run group, the run group it is compared with), Holm across the pairs of one size."""
     read: dict[tuple[str, int], RunCurves | None] = {}
 
     def val_curve(variant: Variant, seed: int) -> Curve | None:
@@ -126,17 +125,34 @@ def compare(results: Results, run_dir: str | Path, curves: CurveMap | None = Non
             c = read[key]
         return c.val if c is not None else None
 
-    families: dict[str, tuple[Variant, list[Variant]]] = {}
-    for v in results.variants:
-        base = results.baseline_for(v)
-        if base is not None and base is not v:
-            families.setdefault(base.name, (base, []))[1].append(v)
+    families: dict[str | None, list[tuple[Variant, Variant]]] = {}
+    for v, base in pairs:
+        families.setdefault(v.size, []).append((v, base))
     out: dict[str, Comparison] = {}
-    for base, members in families.values():
-        diffs = {v.name: paired_diffs(results, v, base) for v in members}
+    for members in families.values():
+        diffs = {v.name: paired_diffs(results, v, base) for v, base in members}
         verdicts = decide(diffs, results.margin, results.seed_policy)
-        for v in members:
+        for v, base in members:
             paired = [s for s, d in zip(results.seeds, diffs[v.name]) if d is not None]
             out[v.name] = Comparison(base.name, v.size, len(diffs[v.name]), **asdict(verdicts[v.name]),
                                      multiplier=multiplier(val_curve, v, base, paired))
     return {v.name: out[v.name] for v in results.variants if v.name in out}
+
+
+def compare(results: Results, run_dir: str | Path, curves: CurveMap | None = None) -> dict[str, Comparison]:
+    """Comparison per run group that has a baseline (not the baseline itself), in results order; in a ladder,
+    per rung after the first, against the previous rung of its size.
+
+    curves: the runs' curves as the report loaded them (a run without curves absent), else each metrics.json
+    is read as needed.
+    """
+    against = results.previous_rung if results.ladder else results.baseline_for
+    pairs = [(v, base) for v in results.variants if (base := against(v)) is not None and base is not v]
+    return _compare_pairs(results, run_dir, pairs, curves)
+
+
+def cumulative(results: Results, run_dir: str | Path, curves: CurveMap | None = None) -> dict[str, Comparison]:
+    """A ladder's cumulative view: each run group against the first rung (first arch) of its size, Holm across
+    the rungs of one size. The runner adds seeds by compare()'s verdicts only, so these may stay undecided."""
+    pairs = [(v, first) for v in results.variants if (first := results.first_rung(v)) is not None and first is not v]
+    return _compare_pairs(results, run_dir, pairs, curves)

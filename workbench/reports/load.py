@@ -104,6 +104,7 @@ class Results:
     margin: float = DEFAULT_MARGIN  # equivalence margin in nats
     reference: dict | None = None  # published numbers to check the verdicts against (literature.py)
     speed: dict | None = None  # the paired timing of every variant's training step (speed.py)
+    ladder: bool = False  # the archs, in order, form a ladder: each adds one change to the one before
 
     def variant(self, name: str | None) -> Variant | None:
         return next((v for v in self.variants if v.name == name), None)
@@ -114,6 +115,19 @@ class Results:
             return None
         return next((v for v in self.variants if (v.arch == self.baseline or v.name == self.baseline)
                      and v.size == variant.size), None)
+
+    def group(self, arch: str, size: str | None) -> Variant | None:
+        """The run group of ``arch`` at ``size``."""
+        return next((v for v in self.variants if v.arch == arch and v.size == size), None)
+
+    def previous_rung(self, variant: Variant) -> Variant | None:
+        """The run group of the arch before ``variant``'s (in results order) at the same size; None for the first."""
+        i = self.archs.index(variant.arch)
+        return self.group(self.archs[i - 1], variant.size) if i else None
+
+    def first_rung(self, variant: Variant) -> Variant | None:
+        """The run group of the first arch at ``variant``'s size (``variant`` itself for the first rung)."""
+        return self.group(self.archs[0], variant.size)
 
     @property
     def archs(self) -> list[str]:
@@ -237,7 +251,8 @@ def load_results(run_dir: str | Path) -> Results:
                    budget if isinstance(budget, dict) and len(budget) == 1 else None, sizes,
                    _seed_policy(data.get("seed_policy"), all_seeds, path),
                    _margin(data.get("equivalence_margin"), path),
-                   _optional_object(data, "reference", path), _optional_object(data, "speed", path))
+                   _optional_object(data, "reference", path), _optional_object(data, "speed", path),
+                   data.get("ladder") is True)
 
 
 @dataclass

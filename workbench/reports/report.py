@@ -9,12 +9,15 @@ from ..fileio import write_bytes, write_text
 from . import lengths as length_report
 from . import scaling_section as scaling_report
 from . import sections
-from .comparisons import compare
+from .comparisons import compare, cumulative
 from .compute import attention_section, compute_section
 from .doc import to_html, to_markdown
+from .ladder import ladder_section
 from .literature import literature_section
 from .load import COMPLETED, DIVERGED, load_curves, load_results
 from .plots import Plot, make_plots
+from .scale_verdicts import scale_summary
+from .scale_verdicts_section import scale_verdicts_section
 from .speed import speed_section
 from .summary import summarize_all, table_order
 
@@ -39,20 +42,27 @@ def write_report(run_dir: str | Path) -> Path:
             elif run.status in (COMPLETED, DIVERGED):  # runs that should have logged curves
                 no_curves.append(run)
     comparisons = compare(results, run_dir, curves)
+    to_first = cumulative(results, run_dir, curves) if results.ladder else {}
     summaries = summarize_all(results, comparisons)
     order = table_order(results)
     plots = make_plots(results, curves, summaries)
     scaling_blocks, scaling_plot = scaling_report.scaling_section(results)
     length_blocks, length_plot = length_report.lengths_section(order)
     speed_blocks = speed_section(results, order)
+    scale_blocks, scale_plots = scale_verdicts_section(results, scale_summary(results, comparisons))
 
-    blocks = (sections.header(results, no_curves) + sections.results_section(summaries, bool(speed_blocks))
-              + sections.how_to_read(str(run_dir), results, comparisons) + literature_section(results, comparisons)
-              + speed_blocks + scaling_blocks + length_blocks
+    against = "previous rung" if results.ladder else "baseline"
+    blocks = (sections.header(results, no_curves) + sections.results_section(summaries, bool(speed_blocks), against)
+              + ladder_section(results, comparisons, to_first)
+              + sections.how_to_read(str(run_dir), results, comparisons)
+              # published claims are against the baseline: a ladder's rungs are checked by their cumulative view
+              + literature_section(results, to_first if results.ladder else comparisons)
+              + speed_blocks + scaling_blocks + scale_blocks + length_blocks
               + attention_section(order, summaries) + compute_section(results, order)
               + sections.variants_section(results, order)
               + sections.runs_section(order, set(curves)) + sections.plots_section(plots))
     sectioned = [p or Plot(m.NAME, m.TITLE, None) for m, p in ((scaling_report, scaling_plot), (length_report, length_plot))]
+    sectioned += scale_plots
     for p in plots + sectioned:
         path = run_dir / "plots" / f"{p.name}.png"
         if p.png:

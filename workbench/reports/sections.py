@@ -81,9 +81,11 @@ def header(results: Results, no_curves: list[Run]) -> list[Block]:
     return blocks + [Bullets(items)]
 
 
-RESULT_HEADERS = ["Variant", "Runs", "Params", "Non-emb. params", "FLOPs/token", "Val loss (mean ± std)",
-                  "Val bpb (mean)", "Verdict", "Δ val loss vs baseline [interval]", "Compute multiplier",
-                  "Seeds (paired)", "Δ std", "Peak memory (mean)", "Wall time (mean)"]
+def result_headers(against: str = "baseline") -> list[str]:
+    """The results table's columns; against: what the comparisons are against (a ladder's "previous rung")."""
+    return ["Variant", "Runs", "Params", "Non-emb. params", "FLOPs/token", "Val loss (mean ± std)", "Val bpb (mean)",
+            "Verdict", f"Δ val loss vs {against} [interval]", "Compute multiplier", "Seeds (paired)", "Δ std",
+            "Peak memory (mean)", "Wall time (mean)"]
 
 
 def verdict_text(c: Comparison) -> str:
@@ -106,7 +108,7 @@ def _comparison_cells(s: VariantSummary) -> list[str]:
             fmt.number(c.diff_std)]
 
 
-def results_table(summaries: list[VariantSummary]) -> Table:
+def results_table(summaries: list[VariantSummary], against: str = "baseline") -> Table:
     rows = []
     for s in summaries:
         v = s.variant
@@ -117,15 +119,15 @@ def results_table(summaries: list[VariantSummary]) -> Table:
             fmt.mean_std(s.val_loss), fmt.number(s.val_bpb.mean), *_comparison_cells(s),
             fmt.memory(s.peak_memory_mb.mean), fmt.duration(s.wall_time_s.mean),
         ])
-    return Table(RESULT_HEADERS, rows, right={2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13})
+    return Table(result_headers(against), rows, right={2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13})
 
 
-def results_section(summaries: list[VariantSummary], has_speed: bool) -> list[Block]:
+def results_section(summaries: list[VariantSummary], has_speed: bool, against: str = "baseline") -> list[Block]:
     speed = ("compare speed under Speed (paired timing)" if has_speed else
              "this run folder has no paired timing to compare speed with")
     return [
         Heading(2, "Results"),
-        results_table(summaries),
+        results_table(summaries, against),
         Para([text("Final validation loss in nats per token on the whole validation split; bpb = bits per byte of "
                    "raw text. Means over completed seeds only; ± is the sample standard deviation (ddof = 1), — "
                    "where fewer than two seeds completed. Memory and wall time are per run, averaged likewise. "
@@ -135,13 +137,17 @@ def results_section(summaries: list[VariantSummary], has_speed: bool) -> list[Bl
 
 
 def how_to_read(run_dir: str, results: Results, comparisons: dict[str, Comparison]) -> list[Block]:
-    families = Counter(c.baseline for c in comparisons.values())  # Holm's families: one per baseline
+    families = Counter(c.size for c in comparisons.values())  # Holm's families: one per size
     if families:
         m = max(families.values())
         up_to = f", up to {m} of them" if len(set(families.values())) > 1 else ""
-        sweep = (f" In this scaling sweep each size is a family of its own, its variants against the baseline of "
-                 f"that size{up_to}: the error rates hold per size." if len(families) > 1 else "")
-        method = [Para([text(method_text(results.margin, results.seed_policy, m) + sweep)])]
+        members = "rungs against each other" if results.ladder else "variants against the baseline of that size"
+        sweep = (f" In this scaling sweep each size is a family of its own, its {members}{up_to}: the error rates "
+                 "hold per size." if len(families) > 1 else "")
+        ladder = ("This experiment is a ladder: each rung adds one change to the rung before it and is compared with "
+                  "that rung, which plays the baseline's part in what follows; Holm's family is all the rungs "
+                  "compared. " if results.ladder else "")
+        method = [Para([text(ladder + method_text(results.margin, results.seed_policy, m) + sweep)])]
     else:
         method = [Para([text("No baseline to compare with, so there are no verdicts.")])]
     return [
@@ -173,11 +179,12 @@ def _flatten(d: object, prefix: str = "") -> dict[str, object]:
     return out
 
 
-def _diff(config: dict, base: dict) -> str:
+def config_diff(config: dict, base: dict, same: str = "identical to baseline") -> str:
+    """The keys where config differs from base, as key=value (JSON), sorted; ``same`` when none do."""
     a, b = _flatten(config), _flatten(base)
     changes = [f"{k}={json.dumps(a.get(k), default=str) if k in a else '(unset)'}"
                for k in sorted(set(a) | set(b)) if a.get(k, ...) != b.get(k, ...)]
-    return ", ".join(changes) or "identical to baseline"
+    return ", ".join(changes) or same
 
 
 def variants_section(results: Results, order: list[Variant]) -> list[Block]:
@@ -185,8 +192,8 @@ def variants_section(results: Results, order: list[Variant]) -> list[Block]:
     bases = {v.name: results.baseline_for(v) for v in order}
     if not any(bases.values()) or not any(v.config for v in order):
         return []
-    rows = [[v.name, "(baseline)" if v is bases[v.name] else _diff(v.config, bases[v.name].config) if bases[v.name]
-             else "no baseline at this size"] for v in order]
+    rows = [[v.name, "(baseline)" if v is bases[v.name] else config_diff(v.config, bases[v.name].config)
+             if bases[v.name] else "no baseline at this size"] for v in order]
     return [Heading(2, "Variants"), Table(["Variant", "Config differences from the baseline"], rows)]
 
 

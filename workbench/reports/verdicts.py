@@ -397,7 +397,7 @@ def method_text(margin: float, policy: SeedPolicy, m: int) -> str:
     else:
         seeds = (f"Every comparison has {policy.min} seed{'s' if policy.min > 1 else ''} and is tested once, "
                  f"spending all of the {a} error rate. ")
-    holm = f"Holm's step-down procedure corrects for the {m} comparisons against the one baseline. " if m > 1 else ""
+    holm = f"Holm's step-down procedure corrects for the {m} comparisons tested together. " if m > 1 else ""
     scope = " and ".join(([f"all {m} comparisons"] if m > 1 else []) + (["all looks"] if sequential else []))
     if scope:
         corrected = ", corrected for the comparisons" if m > 1 else ""
