@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -45,3 +46,13 @@ def cli(*args: str, cwd: Path | None = None, **popen) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, "-m", "workbench", *args], cwd=cwd or REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def results(out: Path) -> dict:
+    """The run folder's results.json."""
+    return json.loads((out / "results.json").read_text())
+
+
+def runs(out: Path) -> dict[tuple[str, int], dict]:
+    """Every recorded run, by (variant, seed)."""
+    return {(v, r["seed"]): r for v, e in results(out)["variants"].items() for r in e["runs"]}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from e2e import cli, write_experiment
+from e2e import cli, results, runs, write_experiment
 from workbench.cli import main
 
 
@@ -21,12 +21,6 @@ def cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
-def results(out: Path) -> dict:
-    return json.loads((out / "results.json").read_text())
-
-
-def runs(out: Path) -> dict[tuple[str, int], dict]:
-    return {(v, r["seed"]): r for v, e in results(out)["variants"].items() for r in e["runs"]}
 
 
 def test_run_trains_every_variant_and_seed_on_identical_batches(tmp_path, cache):

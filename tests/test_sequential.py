@@ -3,13 +3,12 @@ recorded in results.json, TensorBoard and the report, and --variant jobs across 
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import pytest
 
-from e2e import write_experiment
+from e2e import results, write_experiment
 from workbench.cli import main
 
 
@@ -17,9 +16,6 @@ from workbench.cli import main
 def cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
-
-def results(out: Path) -> dict:
-    return json.loads((out / "results.json").read_text())
 
 
 def seeds_of(out: Path, variant: str) -> list[int]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from .load import COMPLETED, MISSING, Curve, Results, RunCurves, Variant, load_curves
-from .verdicts import Multiplier, combine_multipliers, compute_multiplier, decide
+from .verdicts import Multiplier, Verdict, combine_multipliers, compute_multiplier, decide
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +26,8 @@ CurveMap = Mapping[tuple[str, int], RunCurves]
 
 
 @dataclass(frozen=True)
-class Comparison:
-    """A run group against the baseline of its size: the Verdict's fields (verdicts.py) plus the multiplier.
+class Comparison(Verdict):
+    """A run group against the baseline of its size: a Verdict (verdicts.py) plus what it was compared with.
 
     baseline: the run group compared with (in a ladder, the previous rung; in cumulative(), the first rung).
     seeds: how many seeds the comparison has run (the look), n of them paired (both runs completed).
@@ -35,19 +35,10 @@ class Comparison:
     (> 1: the variant is the more compute-efficient), per seed then combined; None without usable curves.
     """
 
-    baseline: str
-    size: str | None
-    seeds: int
-    verdict: str
-    n: int
-    mean: float | None
-    low: float | None
-    high: float | None
-    level: float
-    diff_std: float | None
-    seeds_needed: int | None
-    margin: float
-    multiplier: Multiplier | None
+    baseline: str = ""
+    size: str | None = None
+    seeds: int = 0
+    multiplier: Multiplier | None = None
 
     def as_json(self) -> dict:
         m = self.multiplier
@@ -134,7 +125,7 @@ def _compare_pairs(results: Results, run_dir: str | Path, pairs: list[tuple[Vari
         verdicts = decide(diffs, results.margin, results.seed_policy)
         for v, base in members:
             paired = [s for s, d in zip(results.seeds, diffs[v.name]) if d is not None]
-            out[v.name] = Comparison(base.name, v.size, len(diffs[v.name]), **asdict(verdicts[v.name]),
+            out[v.name] = Comparison(**asdict(verdicts[v.name]), baseline=base.name, size=v.size, seeds=len(diffs[v.name]),
                                      multiplier=multiplier(val_curve, v, base, paired))
     return {v.name: out[v.name] for v in results.variants if v.name in out}
 
