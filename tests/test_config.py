@@ -191,7 +191,7 @@ BAD = {  # id: (experiment fields, overrides, key expected in the message, text 
     "fp16-on-cpu": ({}, ["train.precision=16-mixed"], "train.precision", "bf16-mixed"),
     "seeds-empty": ({"seeds": []}, [], "seeds", "non-empty"),
     "seeds-repeated": ({}, ["seeds=[1,1]"], "seeds", "distinct"),
-    "seeds-not-int": ({"seeds": ["x"]}, [], "seeds[0]", "'x'"),
+    "seeds-not-int": ({"seeds": ["x"]}, [], "seeds", "invalid seed 'x'"),
     "unknown-component": ({}, ["model.norm=rmsnrom"], "model.norm", "did you mean 'rmsnorm'? available: layernorm, rmsnorm"),
     "unknown-component-in-variant": ({"variants": {"a": {"model": {"ffn": "swigly"}}}}, [], "variants.a.model.ffn", "did you mean 'swiglu'"),
     "import-missing": ({"imports": ["no_such_module_xyz"]}, [], "imports", "no_such_module_xyz"),
