@@ -106,25 +106,34 @@ def run_experiment(experiment, out_dir: Path, only: list[str] | None = None, res
 
 
 def record_speed(experiment, data: dict, store: ResultsStore) -> None:
-    """Time every variant's training step in this one process, interleaved and paired with its baseline
-    (``bench.variant_speed``), into results.json ``speed``: the report's speed figures, free of the machine
-    noise that per-run wall-clock throughput carries. Kept while the experiment's variants are unchanged."""
+    """Time the training step of every variant with a completed run in this one process, interleaved and
+    paired with its baseline (``bench.variant_speed``), into results.json ``speed``: the report's speed
+    figures, free of the machine noise that per-run wall-clock throughput carries. Kept while that set of
+    variants is unchanged; a timing that fails is logged and left out, never costing the sweep."""
     from .bench.variant_speed import speed_lines, time_variants
 
-    names = list(experiment.variants)
-    if sorted((store.load().get("speed") or {}).get("variants", {})) == sorted(names):
+    recorded = store.load()
+    names = [n for n in experiment.variants
+             if any(r.get("status") == "completed" for r in recorded.get("variants", {}).get(n, {}).get("runs", []))]
+    if len(names) < 2 or sorted((recorded.get("speed") or {}).get("variants", {})) == sorted(names):
         return
     variants = experiment.variants
-    result = time_variants({n: variants[n].transformer_config(data[n].tokenizer.vocab_size) for n in names},
-                           {n: variants[n].train for n in names},
-                           {n: None if variants[n].arch == experiment.baseline else _baseline_of(experiment, n) for n in names})
+    try:
+        result = time_variants({n: variants[n].transformer_config(data[n].tokenizer.vocab_size) for n in names},
+                               {n: variants[n].train for n in names},
+                               {n: None if variants[n].arch == experiment.baseline else _baseline_of(experiment, n)
+                                for n in names})
+    except Exception as exc:  # a plugin that fails outside training, memory, ...: the results stand without it
+        log.warning("speed not measured: %s: %s", type(exc).__name__, exc)
+        return
     store.update(lambda results: results.update(speed=result))
     for line in speed_lines(result):
         log.info("speed: %s", line)
 
 
 def _log_verdicts(experiment, store: ResultsStore, names: list[str], comparisons: dict) -> None:
-    """Each finished run's TensorBoard HPARAMS row gains its comparison's verdict ('baseline' for a baseline)."""
+    """Each finished run's TensorBoard HPARAMS row: config, seed, final metrics and its comparison's verdict
+    ('baseline' for a baseline), written once the sweep's comparisons are known."""
     from .training.run import log_hparams
 
     recorded = store.load().get("variants", {})

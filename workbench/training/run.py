@@ -195,19 +195,17 @@ def record_run(run: Run, status: str, error: str | None) -> dict:
         batch_fingerprint=batch_fingerprint(run.data.train, run.seed, train["steps"], train["batch_size"], train["seq_len"]),
     )
     if trainer.is_global_zero:
-        log_hparams(run.logger, run.variant, record)
+        run.logger.finalize("success")
         write_json(run.folder / "record.json", record)
     return record
 
 
-def log_hparams(logger: TensorBoardLogger | Path, variant, record: dict, verdict: str | None = None) -> None:
-    """The run's TensorBoard HPARAMS row: its config, seed and final metrics, and once the comparison is
-    known, its verdict against the baseline. ``logger`` may be the run folder's root (a new logger)."""
-    if not isinstance(logger, TensorBoardLogger):
-        logger = TensorBoardLogger(save_dir=str(logger), name=variant.name, version=f"seed{record['seed']}",
-                                   default_hp_metric=False)
-    hparams = _flatten("", variant.to_dict(), {"variant": variant.name, "seed": record["seed"],
-                                               **({"verdict": verdict} if verdict else {})})
+def log_hparams(run_dir: Path, variant, record: dict, verdict: str) -> None:
+    """The run's TensorBoard HPARAMS row: its config, seed, final metrics and its verdict against the
+    baseline (written after the sweep's comparisons, in an event file of its own in the run's folder)."""
+    logger = TensorBoardLogger(save_dir=str(run_dir), name=variant.name, version=f"seed{record['seed']}",
+                               default_hp_metric=False)
+    hparams = _flatten("", variant.to_dict(), {"variant": variant.name, "seed": record["seed"], "verdict": verdict})
     final = record.get("final_val_loss")
     logger.log_hyperparams(hparams, metrics={"final/val_loss": final if final is not None else float("nan"),
                                              "final/tokens_per_sec": record.get("tokens_per_sec") or 0.0})
