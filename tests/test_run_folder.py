@@ -237,7 +237,7 @@ def test_unwritable_out_and_full_disk_give_one_line_and_leave_no_temp_file(tmp_p
     capsys.readouterr()
     assert main(["run", str(exp), "--out", str(out), "seeds=[0,1]"]) == 1
     err = one_line_error(capsys)
-    assert "No space left on device" in err and "re-run" in err
+    assert "No space left on device" in err and "re-run" in err and str(out) in err  # names the file
     monkeypatch.undo()
     assert not stale.exists() and live.exists()
     live.unlink()
