@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,3 +57,10 @@ def results(out: Path) -> dict:
 def runs(out: Path) -> dict[tuple[str, int], dict]:
     """Every recorded run, by (variant, seed)."""
     return {(v, r["seed"]): r for v, e in results(out)["variants"].items() for r in e["runs"]}
+
+
+def wait_for(proc: subprocess.Popen, folder: Path, pattern: str, timeout: float = 120) -> None:
+    """Until a file matching ``pattern`` appears under ``folder`` (or the process ends, or ``timeout``)."""
+    deadline = time.time() + timeout
+    while not list(folder.glob(pattern)) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from e2e import cli, results, runs, write_experiment
+from e2e import cli, results, runs, wait_for, write_experiment
 from workbench.cli import main
 
 
@@ -66,9 +66,7 @@ def test_kill_then_rerun_resumes_to_the_same_final_loss(tmp_path, cache):
     out = tmp_path / "killed"
     proc = cli("run", str(exp), "--out", str(out))
     ckpts = out / "rms" / "seed3" / "checkpoints"
-    deadline = time.time() + 120
-    while not list(ckpts.glob("*step=50.ckpt")) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    wait_for(proc, ckpts, "*step=50.ckpt")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "results.json").exists() or not runs(out), "the run finished before it could be killed"
@@ -86,9 +84,7 @@ def test_sigterm_saves_the_finished_steps_exits_143_and_the_rerun_resumes(tmp_pa
     exp = write_experiment(tmp_path, cache, steps=600, every=500, seeds=[0], variants="  rms: {}")
     out = tmp_path / "out"
     proc = cli("run", str(exp), "--out", str(out))
-    deadline = time.time() + 120
-    while not list(out.glob("rms/seed0/events.out.tfevents.*")) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    wait_for(proc, out, "rms/seed0/events.out.tfevents.*")
     time.sleep(1.5)  # training has started: some steps in
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)

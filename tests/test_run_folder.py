@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from e2e import cli, results, runs, write_experiment
+from e2e import cli, results, runs, wait_for, write_experiment
 from workbench.cli import main
 from workbench.results import RunFolderError
 from workbench.training.callbacks import eval_schedule
@@ -114,9 +114,7 @@ def test_kill9_then_damaged_checkpoints_and_metrics_still_end_at_the_uninterrupt
     out = tmp_path / "killed"
     proc = cli("run", str(exp), "--out", str(out))
     folder = out / "rms" / "seed3"
-    deadline = time.time() + 120
-    while not list(folder.glob("checkpoints/*step=75.ckpt.sha256")) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    wait_for(proc, folder, "checkpoints/*step=75.ckpt.sha256")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     ckpts = sorted(folder.glob("checkpoints/*.ckpt"))
@@ -272,9 +270,7 @@ def test_ctrl_c_finishes_the_step_saves_and_exits_130_then_resumes(tmp_path, cac
     exp = write_experiment(tmp_path, cache, steps=600, every=500, seeds=[0], variants="  rms: {}")
     out = tmp_path / "out"
     proc = cli("run", str(exp), "--out", str(out))
-    deadline = time.time() + 120
-    while not list(out.glob("rms/seed0/events.out.tfevents.*")) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    wait_for(proc, out, "rms/seed0/events.out.tfevents.*")
     time.sleep(1.5)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
