@@ -6,6 +6,7 @@ message that names the field.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import asdict, dataclass, fields
 
 from .ffn import glu_hidden_dim, mlp_hidden_dim
@@ -19,6 +20,9 @@ COMPONENT_FIELDS = {
     "positions": "positions",
     "attention": "attention",
 }
+
+# Weight-init schemes TransformerLM.init_weights knows (the ``init`` field; docs/init.md).
+INIT_SCHEMES = ("gpt2", "fan_in", "olmo2")
 
 
 class InvalidConfig(ValueError):
@@ -57,6 +61,14 @@ class TransformerConfig:
     bias: bool = False  # biases in every linear layer and LayerNorm (GPT-2: True; LLaMA: False)
     tie_embeddings: bool = False  # share the token embedding with the LM head (GPT-2: True)
     init_std: float = 0.02
+    # Weight init (TransformerLM.init_weights; measurements and sources in docs/init.md):
+    #   gpt2   (default) N(0, init_std) for every matrix and table; residual projections (attention
+    #          out, FFN down) N(0, init_std / sqrt(2 * n_layers)) (Radford et al., 2019).
+    #   fan_in every hidden linear layer N(0, 1/sqrt(fan_in)): Mesh-TensorFlow's dense init, used by
+    #          T5 and by Shazeer 2020's GLU comparison. Token/position tables and the LM head keep
+    #          N(0, init_std), so the logits still start small. No depth scaling.
+    #   olmo2  every matrix and table N(0, init_std) truncated at +-3 std, no depth scaling (OLMo 2, 2024).
+    init: str = "gpt2"
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "max_seq_len", "dim", "n_layers", "n_heads", "multiple_of"):
@@ -68,6 +80,10 @@ class TransformerConfig:
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and value > 0):
                 raise InvalidConfig(name, value, "must be a positive number")
+        if self.init not in INIT_SCHEMES:
+            close = difflib.get_close_matches(str(self.init), INIT_SCHEMES, n=1, cutoff=0.5)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise InvalidConfig("init", self.init, f"unknown init scheme ({hint}available: {', '.join(INIT_SCHEMES)})")
         for name, kind in COMPONENT_FIELDS.items():
             value = getattr(self, name)
             try:

@@ -55,28 +55,29 @@ class TransformerLM(nn.Module):
 
     @torch.no_grad()
     def init_weights(self, seed: int | None = None) -> None:
-        """GPT-2 init: N(0, init_std) for matrices and tables, residual projections scaled by
-        1/sqrt(2 * n_layers), zero biases, unit norm weights.
+        """Initialise every parameter by ``config.init`` (docs/init.md); zero biases, unit norm gains.
+
+        gpt2 (default): N(0, init_std) for matrices and tables, residual projections scaled by
+        1/sqrt(2 * n_layers). fan_in: hidden linear layers N(0, 1/sqrt(fan_in)) (Mesh-TensorFlow/T5),
+        tables and LM head N(0, init_std). olmo2: N(0, init_std) truncated at +-3 std everywhere.
 
         With ``seed``, each parameter draws from its own generator seeded by (seed, parameter name),
         so two models that share a parameter name and shape start with identical values there:
         ablation variants differ only where their architectures differ.
         """
-        std = self.config.init_std
-        residual_std = std / math.sqrt(2 * self.config.n_layers)
-        stds: dict[str, float] = {}
-        for mod_name, module in self.named_modules():
-            prefix = f"{mod_name}." if mod_name else ""
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                stds[prefix + "weight"] = residual_std if getattr(module, "is_residual_projection", False) else std
-            elif isinstance(module, LearnedPositions):
-                stds[prefix + "weight"] = std
+        stds = self.init_stds()
+        cutoff = 3.0 if self.config.init == "olmo2" else None  # truncation, in standard deviations
         for name, p in self.named_parameters():  # tied weights appear once
             generator = None
             if seed is not None:
                 generator = torch.Generator(device="cpu").manual_seed(zlib.crc32(f"{seed}:{name}".encode()))
-            if name in stds:
-                value = torch.empty(p.shape, dtype=torch.float32).normal_(0.0, stds[name], generator=generator)
+            std = stds.get(name)
+            if std is not None:
+                value = torch.empty(p.shape, dtype=torch.float32)
+                if cutoff is None:
+                    value.normal_(0.0, std, generator=generator)
+                else:
+                    nn.init.trunc_normal_(value, 0.0, std, -cutoff * std, cutoff * std, generator=generator)
                 if p.device.type != "meta":
                     p.copy_(value)
             elif name.endswith("bias"):
@@ -84,6 +85,24 @@ class TransformerLM(nn.Module):
             elif name.endswith("weight") and p.ndim == 1:  # norm gains
                 p.fill_(1.0)
             # Anything else belongs to a third-party module and keeps the init its constructor chose.
+
+    def init_stds(self) -> dict[str, float]:
+        """{parameter name: the std ``init_weights`` draws it with} under ``config.init``, for every
+        linear layer's weight, the token embedding and a learned position table (nothing else is drawn)."""
+        cfg = self.config
+        std = cfg.init_std
+        residual_std = std / math.sqrt(2 * cfg.n_layers) if cfg.init == "gpt2" else std
+        stds: dict[str, float] = {}
+        for mod_name, module in self.named_modules():
+            prefix = f"{mod_name}." if mod_name else ""
+            if isinstance(module, (nn.Embedding, LearnedPositions)) or module is self.lm_head:
+                stds[prefix + "weight"] = std
+            elif isinstance(module, nn.Linear):
+                if cfg.init == "fan_in":
+                    stds[prefix + "weight"] = 1.0 / math.sqrt(module.in_features)
+                else:
+                    stds[prefix + "weight"] = residual_std if getattr(module, "is_residual_projection", False) else std
+        return stds
 
     def num_params(self, non_embedding: bool = False) -> int:
         """Parameter count (tied weights once). non_embedding drops the token and position tables

@@ -45,6 +45,8 @@ def tiny(**overrides) -> TransformerConfig:
         (dict(rope_theta=0.0), "rope_theta", "positive number"),
         (dict(dim=36, n_heads=4), "head_dim", "rope needs an even head_dim"),
         (dict(head_dim=7), "head_dim", "rope needs an even head_dim"),
+        (dict(init="t5"), "init", "unknown init scheme (available: gpt2, fan_in, olmo2)"),
+        (dict(init="olmo"), "init", "did you mean 'olmo2'?"),
     ],
 )
 def test_invalid_config_names_the_field(overrides, field, says):
@@ -193,8 +195,13 @@ def test_tied_head_shares_the_embedding():
 
 @pytest.mark.parametrize(
     "overrides",
-    [dict(), dict(norm="layernorm", norm_placement="post", ffn="relu", positions="sinusoidal", bias=True)],
-    ids=["llama", "vaswani"],
+    [
+        dict(),
+        dict(norm="layernorm", norm_placement="post", ffn="relu", positions="sinusoidal", bias=True),
+        dict(init="fan_in"),
+        dict(init="olmo2"),
+    ],
+    ids=["llama", "vaswani", "llama_fan_in_init", "llama_olmo2_init"],
 )
 def test_toy_model_fits_a_repeated_batch(overrides):
     torch.manual_seed(0)
