@@ -302,3 +302,14 @@ def test_data_errors_name_the_file_and_binary_files_are_refused(tmp_path, cache,
     assert main(["run", str(exp), "--out", str(tmp_path / "o2"), "data.source=files", f"data.paths=[{corpus}/*]"]) == 2
     err = one_line_error(capsys)
     assert "b.bin" in err and "not a UTF-8 text file" in err and "data.paths" in err
+
+
+def test_a_key_added_by_a_later_version_does_not_refuse_an_older_folder(tmp_path, cache):
+    exp = write_experiment(tmp_path, cache, seeds=[0], variants="  rms: {}")
+    out = tmp_path / "out"
+    assert main(["run", str(exp), "--out", str(out)]) == 0
+    data = results(out)
+    del data["variants"]["rms"]["config"]["model"]["init"]  # written before model.init existed
+    (out / "results.json").write_text(json.dumps(data))
+    assert main(["run", str(exp), "--out", str(out)]) == 0  # default value: the same config, run kept
+    assert main(["run", str(exp), "--out", str(out), "model.init=fan_in"]) == 2  # a real change still refused

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from components import TransformerLM
 
-from .config import ConfigError
+from .config import ConfigError, VariantSchema
 from .data import DataError, DataSettings, check_sizes, prepare
 from .fileio import STORAGE_ERRORS, locked, remove_stale_temps, write_json, write_text
 from .results import FINISHED, ResultsStore, RunFolderError
@@ -245,7 +245,8 @@ def register(experiment, data: dict, store: ResultsStore) -> None:
          "seed_policy": {**experiment.seed_policy, "alpha": SeedPolicy.alpha},
          "equivalence_margin": experiment.equivalence_margin or DEFAULT_MARGIN, "reference": experiment.reference,
          "ladder": experiment.ladder,
-         "budget": experiment.budget, "eval": experiment.eval, "sizes": list(experiment.sizes)}, variants)
+         "budget": experiment.budget, "eval": experiment.eval, "sizes": list(experiment.sizes)}, variants,
+        OmegaConf.to_container(OmegaConf.structured(VariantSchema)))
     write_text(out_dir / "experiment.yaml", OmegaConf.to_yaml(experiment.to_dict()))
     for name, info in variants.items():
         write_json(out_dir / name / "variant.json", info)

@@ -49,6 +49,13 @@ def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix.rstrip('.') or 'config'}: {old!r} -> {new!r}"]
 
 
+def _with_defaults(config: Any, defaults: Any) -> Any:
+    """``config`` with every key it lacks taken from ``defaults`` (nested mappings)."""
+    if not isinstance(config, dict) or not isinstance(defaults, dict):
+        return config
+    return {**defaults, **{k: _with_defaults(v, defaults.get(k)) for k, v in config.items()}}
+
+
 def describe_changes(old: Any, new: Any, limit: int = 4) -> str:
     changes = changed_keys(old, new)
     more = f", and {len(changes) - limit} more" if len(changes) > limit else ""
@@ -110,21 +117,23 @@ class ResultsStore:
             write_json(self.path, _clean(data))
             return data
 
-    def register_experiment(self, header: dict, variants: dict[str, dict]) -> None:
+    def register_experiment(self, header: dict, variants: dict[str, dict], defaults: dict | None = None) -> None:
         """Record the experiment and each variant's config/params; refuse to mix configurations.
 
         ``variants`` maps name -> {"config": ..., "params": ..., ...} (no runs). A variant already in
-        the file with runs of a different config raises RunFolderError naming what differs.
+        the file with runs of a different config raises RunFolderError naming what differs. A key the
+        stored config lacks (added by a later version) counts as its value in ``defaults``.
         """
 
         def change(data: dict) -> None:
             stored = data.setdefault("variants", {})
             for name, info in variants.items():
                 old = stored.get(name)
-                if old is not None and old.get("runs") and old.get("config") != _clean(info["config"]):
+                stored_config = _with_defaults(old.get("config"), defaults) if old is not None else None
+                if old is not None and old.get("runs") and stored_config != _clean(info["config"]):
                     raise RunFolderError(
                         f"{self.path}: variant '{name}' already has runs trained with a different config "
-                        f"({describe_changes(old.get('config'), _clean(info['config']))}); use --out for a new run "
+                        f"({describe_changes(stored_config, _clean(info['config']))}); use --out for a new run "
                         f"folder, or --restart {name} to discard its runs")
                 runs = old.get("runs", []) if old else []
                 stored[name] = {**info, "runs": runs}
