@@ -38,7 +38,7 @@ def test_run_trains_every_variant_and_seed_on_identical_batches(tmp_path, cache)
     assert (out / "experiment.yaml").exists() and (out / "report.md").exists() and (out / "report.html").exists()
     metrics = json.loads((out / done["ln", 1]["metrics"]).read_text())
     # Every eval_every steps, plus end-dense points (eval_schedule) for the compute multiplier.
-    assert [p["step"] for p in metrics["val"]] == [4, 6, 7, 8, 10, 11, 12]
+    assert [p["step"] for p in metrics["val"]] == [4, 6, 8, 9, 10, 12]
     # The curve's last point is the eval_batches subset; the final loss reads the whole val split.
     assert metrics["val"][-1]["loss"] == pytest.approx(done["ln", 1]["subset_val_loss"])
     assert done["ln", 1]["final_val_loss"] != done["ln", 1]["subset_val_loss"]
@@ -195,7 +195,7 @@ def test_tensorboard_holds_val_loss_and_hparams_for_every_run(tmp_path, cache):
             acc = EventAccumulator(str(out / variant / f"seed{seed}"), size_guidance={"scalars": 0})
             acc.Reload()
             val = [e.step for e in acc.Scalars("val/loss")]
-            assert val == [4, 6, 7, 8, 10, 11, 12]
+            assert val == [4, 6, 8, 9, 10, 12]
             assert "train/loss" in acc.Tags()["scalars"] and any("lr" in t for t in acc.Tags()["scalars"])
             plugins = acc.PluginTagToContent("hparams")
             start = plugin_data_pb2.HParamsPluginData.FromString(plugins["_hparams_/session_start_info"]).session_start_info

@@ -17,7 +17,7 @@ log = logging.getLogger("workbench")
 
 # Extra evaluations at these fractions of training: the loss-vs-compute curve is dense where variants'
 # final losses fall, so a compute multiplier read off it is interpolated, not guessed between far points.
-END_DENSE = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+END_DENSE = (0.5, 0.625, 0.75, 0.875)
 
 
 def eval_schedule(steps: int, every: int) -> frozenset[int]:

@@ -28,6 +28,7 @@ from components import TransformerLM
 from ..config.budget import world_size
 from ..data import TokenData, batch_fingerprint, val_batches
 from ..fileio import write_json
+from .allocator import keep_freed_memory
 from .batches import StepBatches
 from .callbacks import RunRecorder
 from .checkpoint_io import resume_checkpoint
@@ -131,6 +132,7 @@ def fit_run(run: Run) -> tuple[str, str | None]:
     """Train to ``train.steps`` (from the resume point); (status, error). SIGTERM and Ctrl-C finish the
     step, save ``last.ckpt`` and exit 143 / 130 with a resume hint."""
     trainer = run.trainer
+    keep_freed_memory()
     stream = StepBatches(run.data.train, run.seed, run.variant.train["batch_size"], run.variant.train["seq_len"],
                          start=lambda: trainer.global_step, rank=lambda: trainer.global_rank,
                          world_size=lambda: trainer.world_size)
