@@ -49,11 +49,11 @@ def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix.rstrip('.') or 'config'}: {old!r} -> {new!r}"]
 
 
-def _with_defaults(config: Any, defaults: Any) -> Any:
+def with_defaults(config: Any, defaults: Any) -> Any:
     """``config`` with every key it lacks taken from ``defaults`` (nested mappings)."""
     if not isinstance(config, dict) or not isinstance(defaults, dict):
         return config
-    return {**defaults, **{k: _with_defaults(v, defaults.get(k)) for k, v in config.items()}}
+    return {**defaults, **{k: with_defaults(v, defaults.get(k)) for k, v in config.items()}}
 
 
 def describe_changes(old: Any, new: Any, limit: int = 4) -> str:
@@ -129,7 +129,7 @@ class ResultsStore:
             stored = data.setdefault("variants", {})
             for name, info in variants.items():
                 old = stored.get(name)
-                stored_config = _with_defaults(old.get("config"), defaults) if old is not None else None
+                stored_config = with_defaults(old.get("config"), defaults) if old is not None else None
                 if old is not None and old.get("runs") and stored_config != _clean(info["config"]):
                     raise RunFolderError(
                         f"{self.path}: variant '{name}' already has runs trained with a different config "

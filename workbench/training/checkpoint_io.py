@@ -22,7 +22,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from ..fileio import write_bytes, write_text
-from ..results import RunFolderError, describe_changes
+from ..results import RunFolderError, changed_keys, describe_changes, with_defaults
 
 log = logging.getLogger("workbench")
 
@@ -87,6 +87,15 @@ def _peek_step(path: Path) -> int:
         return _step_in_name(path)
 
 
+def variant_defaults() -> dict:
+    """Every variant config key with its schema default."""
+    from omegaconf import OmegaConf
+
+    from ..config.schema import VariantSchema
+
+    return OmegaConf.to_container(OmegaConf.structured(VariantSchema))
+
+
 def resume_checkpoint(ckpt_dir: Path, identity: dict | None = None) -> tuple[Path, int] | tuple[None, int]:
     """The newest checkpoint in ``ckpt_dir`` that fully loads as plain data, and its global step.
 
@@ -113,9 +122,11 @@ def resume_checkpoint(ckpt_dir: Path, identity: dict | None = None) -> tuple[Pat
         if not isinstance(stored, dict) or "fingerprint" not in stored:
             log.warning("skipping checkpoint %s: it does not record the config it was trained with", path)
             continue
-        if stored["fingerprint"] != identity["fingerprint"]:
-            changes = describe_changes({"config": stored.get("config"), "corpus": stored.get("corpus")},
-                                       {"config": identity["config"], "corpus": identity["corpus"]})
+        # A key the stored config lacks (added by a later version of the workbench) counts as its default.
+        before = {"config": with_defaults(stored.get("config"), variant_defaults()), "corpus": stored.get("corpus")}
+        after = {"config": identity["config"], "corpus": identity["corpus"]}
+        if stored["fingerprint"] != identity["fingerprint"] and changed_keys(before, after):
+            changes = describe_changes(before, after)
             variant = ckpt_dir.parent.parent.name
             raise RunFolderError(
                 f"{path}: this run was started under another config ({changes}); use --out for a new run folder, "
