@@ -6,17 +6,20 @@
 from .attention import FlashAttention, FlashAttentionUnavailable, NaiveAttention, SDPAttention, repeat_kv
 from .block import Block, CausalSelfAttention
 from .config import InvalidConfig, TransformerConfig
+from .contract import AuxLossSource, ContractWarning, SparseCompute
 from .ffn import GLU, MLP, GeGLU, ReGLU, SwiGLU, glu_hidden_dim, mlp_hidden_dim
 from .model import TransformerLM
-from .norms import LayerNorm, RMSNorm
-from .placement import post, pre
+from .moe import MoE
+from .norms import DyT, LayerNorm, RMSNorm
+from .placement import parallel, post, pre, reordered, sandwich
 from .positions import LearnedPositions, NoPositions, Positions, RotaryEmbedding, SinusoidalPositions
-from .registry import Registry, UnknownComponentError, registry
+from .registry import InvalidOption, Registry, UnknownComponentError, registry
 
 __all__ = [
-    "Block", "CausalSelfAttention", "FlashAttention", "FlashAttentionUnavailable", "GLU", "GeGLU",
-    "InvalidConfig", "LayerNorm", "LearnedPositions", "MLP", "NaiveAttention", "NoPositions",
+    "AuxLossSource", "Block", "CausalSelfAttention", "ContractWarning", "DyT", "FlashAttention", "FlashAttentionUnavailable", "GLU", "GeGLU",
+    "InvalidConfig", "InvalidOption", "LayerNorm", "LearnedPositions", "MLP", "MoE", "NaiveAttention", "NoPositions",
     "Positions", "RMSNorm", "ReGLU", "Registry", "RotaryEmbedding", "SDPAttention",
-    "SinusoidalPositions", "SwiGLU", "TransformerConfig", "TransformerLM", "UnknownComponentError",
-    "glu_hidden_dim", "mlp_hidden_dim", "post", "pre", "registry", "repeat_kv",
+    "SinusoidalPositions", "SparseCompute", "SwiGLU", "TransformerConfig", "TransformerLM", "UnknownComponentError",
+    "glu_hidden_dim", "mlp_hidden_dim", "parallel", "post", "pre", "registry", "reordered",
+    "repeat_kv", "sandwich",
 ]

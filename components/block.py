@@ -1,12 +1,16 @@
-"""A transformer block: attention and FFN sublayers, each wired by the configured norm placement.
+"""A transformer block: attention and FFN sublayers, wired with their norms by the configured placement.
 
-::
+The placement (components.placement) is one function for the whole block, ``place(x, attn, ffn,
+norms)``; it declares the norms it uses, and the block builds each as its own attribute::
 
-    pre  (GPT-2, LLaMA):  x = x + attn(norm1(x));   x = x + ffn(norm2(x))
-    post (Vaswani 2017):  x = norm1(x + attn(x));   x = norm2(x + ffn(x))
+    pre  (GPT-2, LLaMA):  x = x + attn(attn_norm(x));   x = x + ffn(ffn_norm(x))
+    post (Vaswani 2017):  x = attn_norm(x + attn(x));   x = ffn_norm(x + ffn(x))
 """
 
 from __future__ import annotations
+
+import functools
+from types import SimpleNamespace
 
 import torch
 from torch import nn
@@ -17,26 +21,34 @@ from .registry import registry
 from .self_attention import CausalSelfAttention
 
 
-def build_norm(cfg: TransformerConfig) -> nn.Module:
-    options = {} if cfg.norm_eps is None else {"eps": cfg.norm_eps}
-    return registry.build("norm", cfg.norm, dim=cfg.dim, bias=cfg.bias, **options)
+def build_norm(cfg: TransformerConfig, dim: int | None = None) -> nn.Module:
+    """The configured norm over ``dim`` features (default ``cfg.dim``); ``cfg.norm_eps``, when set,
+    is passed as the norm's ``eps`` option, so a norm without one is an error, not a silent drop."""
+    name, options = cfg.component("norm")
+    if cfg.norm_eps is not None:
+        options = {**options, "eps": cfg.norm_eps}
+    return registry.build("norm", {"name": name, **options}, dim=cfg.dim if dim is None else dim, bias=cfg.bias)
 
 
 class Block(nn.Module):
-    """One decoder layer: attention then FFN, each placed around its own norm."""
+    """One decoder layer: attention and FFN, wired with their norms by the norm placement."""
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
-        self.place = registry.get("norm_placement", cfg.norm_placement).factory
-        self.attn_norm = build_norm(cfg)
+        name, options = cfg.component("norm_placement")
+        entry = registry.get("norm_placement", name)
+        self.place = functools.partial(entry.factory, **options) if options else entry.factory
+        self.norm_names = entry.traits["norms"]
+        taken = {"attn", "ffn", "place", "norms", "norm_names"} & set(self.norm_names)
+        if taken:
+            raise ValueError(f"norm_placement '{name}' declares a norm named {sorted(taken)[0]!r}, which the block uses itself")
+        for norm_name in self.norm_names:
+            setattr(self, norm_name, build_norm(cfg))
         self.attn = CausalSelfAttention(cfg)
-        self.ffn_norm = build_norm(cfg)
         self.ffn = registry.build("ffn", cfg.ffn, dim=cfg.dim, hidden_dim=cfg.hidden_dim, bias=cfg.bias)
-        # Built-in FFNs name their output projection `down`; a third-party FFN may not have one.
-        down = getattr(self.ffn, "down", None)
-        if isinstance(down, nn.Linear):
-            down.is_residual_projection = True
+        # What the placement sees as `norms`: the norms it declared, by name (the modules themselves).
+        self.norms = SimpleNamespace(**{n: getattr(self, n) for n in self.norm_names})
 
     def forward(self, x: torch.Tensor, positions: Positions, offset: int = 0) -> torch.Tensor:
-        x = self.place(x, lambda h: self.attn(h, positions, offset), self.attn_norm)
-        return self.place(x, self.ffn, self.ffn_norm)
+        return self.place(x, lambda h: self.attn(h, positions, offset), self.ffn, self.norms)
+

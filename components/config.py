@@ -1,16 +1,20 @@
-"""TransformerConfig: one plain, serialisable dataclass; one string per ablation axis.
+"""TransformerConfig: one plain, serialisable dataclass; one component spec per ablation axis.
 
 Validated on construction, so a bad combination fails before any weight is allocated, with a
-message that names the field.
+message that names the field. A component spec is a registered name (``"rmsnorm"``) or a mapping of
+the name and the component's options (``{"name": "rmsnorm", "eps": 1e-5}``), checked against the
+component's signature (``registry.validate``) and kept canonical: a mapping without options is its name.
 """
 
 from __future__ import annotations
 
 import difflib
 from dataclasses import asdict, dataclass, fields
+from typing import Any, Dict, Union
 
+from .contract import KINDS
 from .ffn import glu_hidden_dim, mlp_hidden_dim
-from .registry import UnknownComponentError, registry
+from .registry import InvalidOption, UnknownComponentError, registry, split_spec
 
 # Field -> registry kind, for the component-name fields.
 COMPONENT_FIELDS = {
@@ -21,8 +25,14 @@ COMPONENT_FIELDS = {
     "attention": "attention",
 }
 
+# A component field's value: a registered name, or {"name": NAME, OPTION: VALUE, ...}.
+ComponentSpec = Union[str, Dict[str, Any]]
+
 # Weight-init schemes TransformerLM.init_weights knows (the ``init`` field; docs/init.md).
 INIT_SCHEMES = ("gpt2", "fan_in", "olmo2")
+
+# Where CausalSelfAttention normalises q and k (the ``qk_norm`` field).
+QK_NORMS = ("none", "head", "proj")
 
 
 class InvalidConfig(ValueError):
@@ -46,18 +56,25 @@ class TransformerConfig:
     n_heads: int = 4
     n_kv_heads: int | None = None  # None: = n_heads (MHA); fewer: GQA; 1: MQA
     head_dim: int | None = None  # None: dim // n_heads
-    norm: str = "rmsnorm"  # layernorm | rmsnorm
-    norm_eps: float | None = None  # None: the norm's own default (RMSNorm 1e-6, LayerNorm 1e-5)
-    norm_placement: str = "pre"  # pre | post
-    ffn: str = "swiglu"  # relu | gelu | gelu_tanh | relu2 | swiglu | geglu | reglu
+    norm: ComponentSpec = "rmsnorm"  # layernorm | rmsnorm | dyt, or {name: ..., option: value}
+    # None: the norm's own default (RMSNorm 1e-6, LayerNorm 1e-5); set, it is the norm's `eps` option
+    # (an error for a norm without one, e.g. dyt).
+    norm_eps: float | None = None
+    norm_placement: ComponentSpec = "pre"  # pre | post | parallel | reordered | sandwich
+    ffn: ComponentSpec = "swiglu"  # relu | gelu | gelu_tanh | relu2 | swiglu | geglu | reglu | moe
     ffn_hidden_dim: int | None = None  # None: 4*dim for MLPs, LLaMA's 2/3 rule for GLUs (parameter-matched)
     # GLU width is rounded up to this (LLaMA uses 256 at dim 4096). 1 keeps GLUs within 1% of the
     # MLP's parameters at any small dim; raise it for hardware-friendly widths at scale.
     multiple_of: int = 1
     ffn_dim_multiplier: float | None = None
-    positions: str = "rope"  # learned | sinusoidal | rope | none
+    positions: ComponentSpec = "rope"  # learned | sinusoidal | rope | alibi | none
     rope_theta: float = 10000.0
-    attention: str = "sdpa"  # naive | sdpa | flash
+    attention: ComponentSpec = "sdpa"  # naive | sdpa | flash
+    # Sliding-window attention (Mistral): query i sees keys j with i - window < j <= i. None: full causal.
+    window: int | None = None
+    # QK-norm with the model's norm kind: "head" over each q/k head before RoPE (Qwen3), "proj" over
+    # the whole q and k projections before the head split (OLMo 2), "none".
+    qk_norm: str = "none"
     bias: bool = False  # biases in every linear layer and LayerNorm (GPT-2: True; LLaMA: False)
     tie_embeddings: bool = False  # share the token embedding with the LM head (GPT-2: True)
     init_std: float = 0.02
@@ -73,29 +90,49 @@ class TransformerConfig:
     def __post_init__(self) -> None:
         for name in ("vocab_size", "max_seq_len", "dim", "n_layers", "n_heads", "multiple_of"):
             self._positive(name)
-        for name in ("n_kv_heads", "head_dim", "ffn_hidden_dim"):
+        for name in ("n_kv_heads", "head_dim", "ffn_hidden_dim", "window"):
             if getattr(self, name) is not None:
                 self._positive(name)
         for name in ("norm_eps", "ffn_dim_multiplier", "rope_theta", "init_std"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and value > 0):
                 raise InvalidConfig(name, value, "must be a positive number")
+        if self.qk_norm not in QK_NORMS:
+            close = difflib.get_close_matches(str(self.qk_norm), QK_NORMS, n=1, cutoff=0.5)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise InvalidConfig("qk_norm", self.qk_norm, f"unknown QK-norm ({hint}available: {', '.join(QK_NORMS)})")
         if self.init not in INIT_SCHEMES:
             close = difflib.get_close_matches(str(self.init), INIT_SCHEMES, n=1, cutoff=0.5)
             hint = f"did you mean '{close[0]}'? " if close else ""
             raise InvalidConfig("init", self.init, f"unknown init scheme ({hint}available: {', '.join(INIT_SCHEMES)})")
         for name, kind in COMPONENT_FIELDS.items():
             value = getattr(self, name)
-            try:
-                registry.get(kind, value)
-            except UnknownComponentError as exc:
+            try:  # the sizes the model passes are not options; canonical form kept
+                setattr(self, name, registry.validate(kind, value, KINDS[kind].sizes))
+            except (UnknownComponentError, InvalidOption) as exc:
                 raise InvalidConfig(name, value, str(exc)) from None
+        if self.norm_eps is not None:
+            self._check_norm_eps()
         if self.head_dim is None and self.dim % self.n_heads:
             raise InvalidConfig("dim", self.dim, f"must be divisible by n_heads={self.n_heads}")
         if self.n_heads % self.kv_heads:
             raise InvalidConfig("n_kv_heads", self.n_kv_heads, f"must divide n_heads={self.n_heads}")
-        if self.positions == "rope" and self.head_size % 2:
+        if self.component("positions")[0] == "rope" and self.head_size % 2:
             raise InvalidConfig("head_dim", self.head_size, "rope needs an even head_dim")
+
+    def _check_norm_eps(self) -> None:
+        """norm_eps is the norm's ``eps`` option: an error, not a silent drop, where the norm has none."""
+        name, options = self.component("norm")
+        if "eps" in options:
+            raise InvalidConfig("norm_eps", self.norm_eps, f"the norm spec sets eps={options['eps']!r} too; set it in one place")
+        try:
+            registry.validate("norm", {"name": name, **options, "eps": self.norm_eps}, KINDS["norm"].sizes)
+        except InvalidOption as exc:
+            raise InvalidConfig("norm_eps", self.norm_eps, f"the norm cannot take it: {exc}") from None
+
+    def component(self, field_name: str) -> tuple[str, dict[str, Any]]:
+        """(name, options) of a component field, e.g. ``component("norm") == ("rmsnorm", {})``."""
+        return split_spec(COMPONENT_FIELDS[field_name], getattr(self, field_name))
 
     def _positive(self, name: str) -> None:
         value = getattr(self, name)
@@ -112,11 +149,12 @@ class TransformerConfig:
 
     @property
     def is_glu(self) -> bool:
-        return bool(getattr(registry.get("ffn", self.ffn).factory, "is_glu", False))
+        """Whether the FFN declares the GLU width rule (its ``width`` trait, components.contract)."""
+        return registry.get("ffn", self.component("ffn")[0]).traits["width"] == "glu"
 
     @property
     def hidden_dim(self) -> int:
-        """FFN width: explicit, else parameter-matched to the 4*dim MLP."""
+        """FFN width: explicit, else by the FFN's declared width rule, parameter-matched to the 4*dim MLP."""
         if self.ffn_hidden_dim is not None:
             return self.ffn_hidden_dim
         if self.is_glu:

@@ -1,13 +1,128 @@
 """The component contract: every property the model relies on, declared where a plugin author sees it.
 
-docs/components.md is the full contract. Here: the two base classes a component subclasses when it
-changes what the model does around it (an extra training loss, FLOPs that are not its weights).
+docs/components.md is the full contract. Here, in code:
+
+- ``KINDS``: per kind, what the model passes a component (``sizes``, never user options; ``settings``,
+  model-wide defaults an option may override) and the traits an entry may declare at registration,
+  ``registry.register(kind, name, **traits)``, with their defaults.
+- ``AuxLossSource`` and ``SparseCompute``: the two base classes a component subclasses when it
+  changes what the model does around it (an extra training loss, FLOPs that are not its weights).
+
+A trait an entry leaves out gets its documented default; where that default changes what an
+ablation compares (an FFN's width rule or its depth-scaled init, whether a placement gets a final
+norm), registration warns with ``ContractWarning``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Callable
+
 import torch
 from torch import nn
+
+
+class ContractWarning(UserWarning):
+    """A registration left out a trait whose default changes what an ablation compares."""
+
+
+@dataclass(frozen=True)
+class Trait:
+    """One declarable property of an entry: its default, the values it accepts, and what it means."""
+
+    name: str
+    default: Any
+    accepts: Callable[[Any], bool]
+    expects: str  # the accepted values, in words, for the TypeError
+    doc: str
+    if_missing: str | None = None  # warning text when a registration omits it; None: no warning
+
+    def check(self, kind: str, entry: str, value: Any) -> Any:
+        if not self.accepts(value):
+            raise TypeError(f"{kind} '{entry}': trait {self.name}={value!r} must be {self.expects}")
+        return value
+
+
+def _str_tuple(value: Any) -> bool:
+    return isinstance(value, tuple) and all(isinstance(v, str) and v for v in value)
+
+
+def _norm_names(value: Any) -> bool:
+    return _str_tuple(value) and len(value) > 0 and len(set(value)) == len(value) and all(v.isidentifier() for v in value)
+
+
+REFERENCE = Trait(
+    "reference", None, lambda v: v is None or callable(v), "a callable (module, *inputs) -> output, or None",
+    "Float64 reference ``fn(module, *inputs) -> output``, an independent formula computed from the "
+    "module's own parameters; tests/test_contract.py checks the entry against it. None: no reference.",
+)
+
+WIDTH = Trait(
+    "width", "mlp", lambda v: v in ("mlp", "glu"), "'mlp' or 'glu'",
+    "The default hidden width rule: 'mlp' gives 4 * dim; 'glu' (three matrices: gate, up, down) gives "
+    "LLaMA's int(2 * 4 * dim / 3) rounded up to multiple_of, so the FFN's parameters match the MLP's.",
+    "declares no width and gets the MLP width 4*dim; a gated (3-matrix) FFN would then hold 1.5x the "
+    "parameters of the MLP it is compared with. Declare width='glu' or width='mlp'.",
+)
+
+RESIDUAL = Trait(
+    "residual", (), _str_tuple, "a tuple of fnmatch patterns, e.g. ('down',)",
+    "fnmatch patterns over the names of the FFN's nn.Linear submodules (as in ``ffn.named_modules()``) "
+    "whose weights write into the residual stream; config.init='gpt2' draws them with "
+    "init_std / sqrt(2 * n_layers). () : none is depth-scaled.",
+    "declares no residual projections, so init='gpt2' does not depth-scale any of its weights (built-in "
+    "FFNs scale 'down'). Declare residual=('down',) (its output projection) or residual=().",
+)
+
+FINAL_NORM = Trait(
+    "final_norm", True, lambda v: isinstance(v, bool), "True or False",
+    "Whether the model puts a norm before the LM head: True where the residual stream leaves the last "
+    "block un-normalised (pre-norm), False where the block already ends in a norm (post-norm).",
+    "does not declare final_norm and gets a norm before the LM head (True), which a placement that "
+    "already ends in a norm does not want. Declare final_norm=True or final_norm=False.",
+)
+
+NORMS = Trait(
+    "norms", ("attn_norm", "ffn_norm"), _norm_names, "a non-empty tuple of distinct identifiers",
+    "The norms the block builds for the placement, each its own attribute of the block (so its "
+    "parameters are ``blocks.N.<name>.*``) and each passed as ``norms.<name>``.",
+)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a component of one kind receives from the model, and the traits it may declare."""
+
+    name: str
+    interface: str  # the call contract, in words (docs/components.md repeats it)
+    sizes: tuple[str, ...]  # what the model passes that an option may not override
+    settings: tuple[str, ...]  # model-wide defaults the model passes, which an option may override
+    traits: tuple[Trait, ...]
+
+    def trait(self, name: str) -> Trait | None:
+        return next((t for t in self.traits if t.name == name), None)
+
+
+KINDS: dict[str, Kind] = {
+    kind.name: kind
+    for kind in (
+        Kind("norm", "module(dim, ...) ; forward(x (..., dim)) -> (..., dim), same dtype",
+             sizes=("dim",), settings=("bias",), traits=(REFERENCE,)),
+        Kind("ffn", "module(dim, hidden_dim, ...) ; forward(x (B, T, dim)) -> (B, T, dim), same dtype",
+             sizes=("dim", "hidden_dim"), settings=("bias",), traits=(WIDTH, RESIDUAL, REFERENCE)),
+        Kind("norm_placement", "function place(x, attn, ffn, norms) -> x for a whole block",
+             sizes=("x", "attn", "ffn", "norms"), settings=(), traits=(FINAL_NORM, NORMS, REFERENCE)),
+        Kind("positions", "Positions module: embed(x, offset) on (B, T, dim), rotate(q, k, offset) on (B, H, T, head_dim)",
+             sizes=("dim", "head_dim", "n_heads", "max_seq_len"), settings=("theta", "init_std"), traits=(REFERENCE,)),
+        Kind("attention", "kernel module; forward(q (B, H, T, D), k, v (B, Hkv, T, D)) -> (B, H, T, D), causal",
+             sizes=(), settings=(), traits=(REFERENCE,)),
+    )
+}
+
+
+def kind_contract(kind: str) -> Kind:
+    """The contract of ``kind``; a kind the library does not define takes only ``reference``."""
+    return KINDS.get(kind) or Kind(kind, "", (), (), (REFERENCE,))
 
 
 class AuxLossSource(nn.Module):

@@ -2,10 +2,13 @@
 
 Every FFN shares one signature ``(dim, hidden_dim, bias)``. GLUs have three matrices instead of
 two, so their default width is 2/3 of the MLP's, rounded up to ``multiple_of`` (LLaMA's rule),
-which keeps ablations parameter-matched.
+which keeps ablations parameter-matched. Each entry declares that rule (``width``), its output
+projection (``residual``) and a float64 ``reference`` at registration (components.contract).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -39,8 +42,6 @@ _ACTIVATIONS = {
 class MLP(nn.Module):
     """Two-layer MLP: down(act(up(x))) (Vaswani et al., 2017)."""
 
-    is_glu = False
-
     def __init__(self, dim: int, hidden_dim: int, activation: str = "gelu", bias: bool = True):
         super().__init__()
         if activation not in _ACTIVATIONS:
@@ -60,8 +61,6 @@ class MLP(nn.Module):
 class GLU(nn.Module):
     """Gated linear unit: down(act(gate(x)) * up(x)) (Shazeer, 2020, "GLU Variants Improve Transformer")."""
 
-    is_glu = True
-
     def __init__(self, dim: int, hidden_dim: int, activation: str = "silu", bias: bool = False):
         super().__init__()
         if activation not in _ACTIVATIONS:
@@ -79,7 +78,33 @@ class GLU(nn.Module):
         return f"activation={self.activation}"
 
 
-@registry.register("ffn", "relu")
+# Float64 references (the contract's ``reference`` trait): the activations as written in their papers,
+# independent of the torch functions the modules call.
+_REFERENCE_ACTIVATIONS = {
+    "relu": lambda x: torch.where(x > 0, x, torch.zeros_like(x)),
+    "gelu": lambda x: 0.5 * x * (1 + torch.erf(x / math.sqrt(2))),
+    "gelu_tanh": lambda x: 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))),
+    "silu": lambda x: x / (1 + torch.exp(-x)),
+    "relu2": lambda x: torch.where(x > 0, x, torch.zeros_like(x)) ** 2,
+}
+
+
+def _linear64(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    y = x.double() @ layer.weight.double().T
+    return y if layer.bias is None else y + layer.bias.double()
+
+
+def mlp_reference(ffn: MLP, x: torch.Tensor) -> torch.Tensor:
+    """Float64 down(act(up x)) from the module's weights."""
+    return _linear64(_REFERENCE_ACTIVATIONS[ffn.activation](_linear64(x, ffn.up)), ffn.down)
+
+
+def glu_reference(ffn: GLU, x: torch.Tensor) -> torch.Tensor:
+    """Float64 down(act(gate x) * up x) from the module's weights."""
+    return _linear64(_REFERENCE_ACTIVATIONS[ffn.activation](_linear64(x, ffn.gate)) * _linear64(x, ffn.up), ffn.down)
+
+
+@registry.register("ffn", "relu", width="mlp", residual=("down",), reference=mlp_reference)
 class ReluMLP(MLP):
     """ReLU MLP, 4*dim wide: the original Transformer's FFN."""
 
@@ -87,7 +112,7 @@ class ReluMLP(MLP):
         super().__init__(dim, hidden_dim, "relu", bias)
 
 
-@registry.register("ffn", "gelu")
+@registry.register("ffn", "gelu", width="mlp", residual=("down",), reference=mlp_reference)
 class GeluMLP(MLP):
     """GELU MLP (exact erf GELU), 4*dim wide: BERT's FFN."""
 
@@ -95,7 +120,7 @@ class GeluMLP(MLP):
         super().__init__(dim, hidden_dim, "gelu", bias)
 
 
-@registry.register("ffn", "gelu_tanh")
+@registry.register("ffn", "gelu_tanh", width="mlp", residual=("down",), reference=mlp_reference)
 class GeluTanhMLP(MLP):
     """GELU MLP with the tanh approximation, 4*dim wide: GPT-2's FFN ('gelu_new')."""
 
@@ -103,7 +128,7 @@ class GeluTanhMLP(MLP):
         super().__init__(dim, hidden_dim, "gelu_tanh", bias)
 
 
-@registry.register("ffn", "relu2")
+@registry.register("ffn", "relu2", width="mlp", residual=("down",), reference=mlp_reference)
 class Relu2MLP(MLP):
     """Squared-ReLU MLP, 4*dim wide (So et al., 2021, Primer)."""
 
@@ -111,7 +136,7 @@ class Relu2MLP(MLP):
         super().__init__(dim, hidden_dim, "relu2", bias)
 
 
-@registry.register("ffn", "swiglu")
+@registry.register("ffn", "swiglu", width="glu", residual=("down",), reference=glu_reference)
 class SwiGLU(GLU):
     """SwiGLU: SiLU-gated linear unit, LLaMA's FFN (Shazeer, 2020)."""
 
@@ -119,7 +144,7 @@ class SwiGLU(GLU):
         super().__init__(dim, hidden_dim, "silu", bias)
 
 
-@registry.register("ffn", "geglu")
+@registry.register("ffn", "geglu", width="glu", residual=("down",), reference=glu_reference)
 class GeGLU(GLU):
     """GeGLU: GELU-gated linear unit (Shazeer, 2020)."""
 
@@ -127,7 +152,7 @@ class GeGLU(GLU):
         super().__init__(dim, hidden_dim, "gelu", bias)
 
 
-@registry.register("ffn", "reglu")
+@registry.register("ffn", "reglu", width="glu", residual=("down",), reference=glu_reference)
 class ReGLU(GLU):
     """ReGLU: ReLU-gated linear unit (Shazeer, 2020)."""
 

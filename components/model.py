@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import zlib
 
@@ -10,6 +11,7 @@ from torch import nn
 
 from .block import Block, build_norm
 from .config import TransformerConfig
+from .contract import AuxLossSource, SparseCompute
 from .loss import linear_cross_entropy
 from .positions import LearnedPositions
 from .registry import registry
@@ -24,11 +26,11 @@ class TransformerLM(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.positions = registry.build(
             "positions", cfg.positions, dim=cfg.dim, head_dim=cfg.head_size, max_seq_len=cfg.max_seq_len, theta=cfg.rope_theta,
-            init_std=cfg.init_std,
+            init_std=cfg.init_std, n_heads=cfg.n_heads,
         )
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
-        place = registry.get("norm_placement", cfg.norm_placement).factory
-        self.norm = build_norm(cfg) if getattr(place, "final_norm", True) else nn.Identity()
+        placement = registry.get("norm_placement", cfg.component("norm_placement")[0])
+        self.norm = build_norm(cfg) if placement.traits["final_norm"] else nn.Identity()
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed.weight
@@ -38,13 +40,19 @@ class TransformerLM(nn.Module):
         """tokens (B, T) int64 -> logits (B, T, vocab_size).
 
         With ``targets`` (B, T): the mean next-token cross-entropy instead, fused with the LM head so
-        the full logit matrix never exists (``components.loss``). Inside ``forward`` so that
+        the full logit matrix never exists (``components.loss``), plus in training mode the
+        ``aux_loss`` of every ``AuxLossSource`` submodule that set one. Inside ``forward`` so that
         ``model.compile()`` covers the loss too.
         """
         h = self.hidden_states(tokens, offset)
-        if targets is not None:
-            return linear_cross_entropy(h, self.lm_head.weight, targets)
-        return self.lm_head(h)
+        if targets is None:
+            return self.lm_head(h)
+        loss = linear_cross_entropy(h, self.lm_head.weight, targets)
+        if self.training:
+            for module in self.modules():
+                if isinstance(module, AuxLossSource) and module.aux_loss is not None:
+                    loss = loss + module.aux_loss
+        return loss
 
     def hidden_states(self, tokens: torch.Tensor, offset: int = 0) -> torch.Tensor:
         """tokens (B, T) -> final normed hidden states (B, T, dim), before the LM head."""
@@ -55,36 +63,84 @@ class TransformerLM(nn.Module):
 
     @torch.no_grad()
     def init_weights(self, seed: int | None = None) -> None:
-        """Initialise every parameter by ``config.init`` (docs/init.md); zero biases, unit norm gains.
+        """Initialise every parameter by ``config.init`` (docs/init.md; the contract: docs/components.md).
 
-        gpt2 (default): N(0, init_std) for matrices and tables, residual projections scaled by
-        1/sqrt(2 * n_layers). fan_in: hidden linear layers N(0, 1/sqrt(fan_in)) (Mesh-TensorFlow/T5),
-        tables and LM head N(0, init_std). olmo2: N(0, init_std) truncated at +-3 std everywhere.
+        Drawn here (``init_stds``): every nn.Linear weight, the token embedding (any nn.Embedding) and a
+        learned position table. gpt2 (default): N(0, init_std), residual projections (each block's
+        ``attn.out`` and the FFN's declared ``residual`` layers) scaled by 1/sqrt(2 * n_layers).
+        fan_in: hidden linear layers N(0, 1/sqrt(fan_in)) (Mesh-TensorFlow/T5), tables and LM head
+        N(0, init_std). olmo2: N(0, init_std) truncated at +-3 std everywhere. nn.Linear biases: zero.
+        Every other parameter: its module's ``reset_parameters()`` (norms reset their gains to one),
+        called before the draws; a module without one keeps what its constructor chose.
 
-        With ``seed``, each parameter draws from its own generator seeded by (seed, parameter name),
-        so two models that share a parameter name and shape start with identical values there:
-        ablation variants differ only where their architectures differ.
+        With ``seed``, each drawn parameter comes from its own generator seeded by (seed, parameter
+        name), and each ``reset_parameters()`` runs under the global RNG seeded by (seed, module name),
+        so two models that share a name and shape start with identical values there: ablation
+        variants differ only where their architectures differ.
         """
         stds = self.init_stds()
+        drawn = set(stds)
+        owner = {}  # parameter name -> (module name, the module holding it directly)
+        for mod_name, module in self.named_modules():
+            for p_name, _ in module.named_parameters(recurse=False):
+                owner.setdefault(f"{mod_name}.{p_name}" if mod_name else p_name, (mod_name, module))
+        linear_biases, to_reset = set(), {}
+        for name, _ in self.named_parameters():  # tied weights appear once
+            if name in drawn:
+                continue
+            mod_name, module = owner[name]
+            if isinstance(module, nn.Linear) and name.rsplit(".", 1)[-1] == "bias":
+                linear_biases.add(name)
+            elif callable(getattr(type(module), "reset_parameters", None)):
+                to_reset[mod_name] = module
+        for mod_name, module in to_reset.items():
+            self._reset_module(mod_name, module, seed)
         cutoff = 3.0 if self.config.init == "olmo2" else None  # truncation, in standard deviations
-        for name, p in self.named_parameters():  # tied weights appear once
+        for name, p in self.named_parameters():
+            if name in linear_biases:
+                p.zero_()
+            if name not in drawn:
+                continue
             generator = None
             if seed is not None:
                 generator = torch.Generator(device="cpu").manual_seed(zlib.crc32(f"{seed}:{name}".encode()))
-            std = stds.get(name)
-            if std is not None:
-                value = torch.empty(p.shape, dtype=torch.float32)
-                if cutoff is None:
-                    value.normal_(0.0, std, generator=generator)
-                else:
-                    nn.init.trunc_normal_(value, 0.0, std, -cutoff * std, cutoff * std, generator=generator)
-                if p.device.type != "meta":
-                    p.copy_(value)
-            elif name.endswith("bias"):
-                p.zero_()
-            elif name.endswith("weight") and p.ndim == 1:  # norm gains
-                p.fill_(1.0)
-            # Anything else belongs to a third-party module and keeps the init its constructor chose.
+            std = stds[name]
+            value = torch.empty(p.shape, dtype=torch.float32)
+            if cutoff is None:
+                value.normal_(0.0, std, generator=generator)
+            else:
+                nn.init.trunc_normal_(value, 0.0, std, -cutoff * std, cutoff * std, generator=generator)
+            if p.device.type != "meta":
+                p.copy_(value)
+
+    @staticmethod
+    def _reset_module(mod_name: str, module: nn.Module, seed: int | None) -> None:
+        if seed is None:
+            module.reset_parameters()
+            return
+        cuda = sorted({p.device.index or 0 for p in module.parameters(recurse=False) if p.device.type == "cuda"})
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(zlib.crc32(f"{seed}:{mod_name}".encode()))
+            module.reset_parameters()
+
+    def residual_projections(self) -> set[str]:
+        """Names of the nn.Linear layers that write into the residual stream: each block's attention
+        output projection (``attn.out``, declared here) and the FFN layers its ``residual`` trait names."""
+        ffn_name, _ = self.config.component("ffn")
+        patterns = registry.get("ffn", ffn_name).traits["residual"]
+        names = set()
+        for i, block in enumerate(self.blocks):
+            names.add(f"blocks.{i}.attn.out")
+            linears = [n for n, m in block.ffn.named_modules() if isinstance(m, nn.Linear)]
+            for pattern in patterns:
+                matched = [n for n in linears if fnmatch.fnmatchcase(n, pattern)]
+                if not matched:
+                    raise ValueError(
+                        f"ffn '{ffn_name}' declares residual={patterns!r}, but {pattern!r} matches none of its "
+                        f"nn.Linear layers ({', '.join(linears) or 'none'})"
+                    )
+                names.update(f"blocks.{i}.ffn.{n}" for n in matched)
+        return names
 
     def init_stds(self) -> dict[str, float]:
         """{parameter name: the std ``init_weights`` draws it with} under ``config.init``, for every
@@ -92,6 +148,7 @@ class TransformerLM(nn.Module):
         cfg = self.config
         std = cfg.init_std
         residual_std = std / math.sqrt(2 * cfg.n_layers) if cfg.init == "gpt2" else std
+        residual = self.residual_projections()
         stds: dict[str, float] = {}
         for mod_name, module in self.named_modules():
             prefix = f"{mod_name}." if mod_name else ""
@@ -101,7 +158,7 @@ class TransformerLM(nn.Module):
                 if cfg.init == "fan_in":
                     stds[prefix + "weight"] = 1.0 / math.sqrt(module.in_features)
                 else:
-                    stds[prefix + "weight"] = residual_std if getattr(module, "is_residual_projection", False) else std
+                    stds[prefix + "weight"] = residual_std if mod_name in residual else std
         return stds
 
     def num_params(self, non_embedding: bool = False) -> int:
@@ -116,10 +173,25 @@ class TransformerLM(nn.Module):
 
     def flops_per_token(self, seq_len: int | None = None) -> int:
         """Training FLOPs per token (forward + backward = 3x forward), matmuls only, Chinchilla/PaLM
-        convention: 6 * (matmul weights, LM head included) + 12 * n_layers * seq_len * n_heads * head_dim
-        for the attention scores and weighted sum (counted over the full, unmasked T x T)."""
+        convention: 6 * (matmul weights, LM head included) + 12 * n_layers * keys * n_heads * head_dim
+        for the attention scores and weighted sum, where keys = seq_len (the full, unmasked T x T) or,
+        with a sliding window, min(seq_len, window). A ``SparseCompute`` module counts its
+        ``active_matmul_params()`` instead of the nn.Linear weights inside it."""
         cfg = self.config
         seq_len = seq_len or cfg.max_seq_len
-        matmul = sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))
-        attention = 2 * 2 * cfg.n_layers * seq_len * cfg.n_heads * cfg.head_size
-        return 3 * (2 * matmul + attention)
+        keys = seq_len if cfg.window is None else min(seq_len, cfg.window)
+        attention = 2 * 2 * cfg.n_layers * keys * cfg.n_heads * cfg.head_size
+        return 3 * (2 * self.matmul_params() + attention)
+
+    def matmul_params(self) -> int:
+        """Matmul weights one token's forward pass multiplies through (LM head included)."""
+        total, sparse = 0, []
+        for name, module in self.named_modules():
+            if any(name.startswith(f"{s}.") for s in sparse):
+                continue  # counted by the SparseCompute module that holds it
+            if isinstance(module, SparseCompute):
+                total += module.active_matmul_params()
+                sparse.append(name)
+            elif isinstance(module, nn.Linear):
+                total += module.weight.numel()
+        return total

@@ -40,7 +40,13 @@ class _RMSNormFunction(torch.autograd.Function):
         return grad_x, grad_weight, None
 
 
-@registry.register("norm", "rmsnorm")
+def rmsnorm_reference(module: RMSNorm, x: torch.Tensor) -> torch.Tensor:
+    """Float64 x / sqrt(mean(x^2) + eps) * weight from the module's parameters."""
+    x = x.double()
+    return x / torch.sqrt((x * x).mean(-1, keepdim=True) + module.eps) * module.weight.double()
+
+
+@registry.register("norm", "rmsnorm", reference=rmsnorm_reference)
 class RMSNorm(nn.Module):
     """RMSNorm: x / sqrt(mean(x^2) + eps) * weight, no centring, no bias (Zhang & Sennrich, 2019)."""
 
@@ -48,6 +54,11 @@ class RMSNorm(nn.Module):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Unit gain (TransformerLM.init_weights calls this)."""
+        self.weight.fill_(1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == _compute_dtype(x) == self.weight.dtype:  # fp32/fp64 (also the residual stream under autocast)
@@ -61,7 +72,15 @@ class RMSNorm(nn.Module):
         return f"{self.weight.shape[0]}, eps={self.eps}"
 
 
-@registry.register("norm", "layernorm")
+def layernorm_reference(module: LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    """Float64 (x - mean) / sqrt(biased var + eps) * weight + bias from the module's parameters."""
+    x = x.double()
+    centred = x - x.mean(-1, keepdim=True)
+    y = centred / torch.sqrt((centred * centred).mean(-1, keepdim=True) + module.eps) * module.weight.double()
+    return y if module.bias is None else y + module.bias.double()
+
+
+@registry.register("norm", "layernorm", reference=layernorm_reference)
 class LayerNorm(nn.Module):
     """LayerNorm: centre, scale to unit variance, then affine weight (and optional bias) (Ba et al., 2016)."""
 
@@ -71,6 +90,13 @@ class LayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
         self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
 
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Unit gain, zero bias (TransformerLM.init_weights calls this)."""
+        self.weight.fill_(1.0)
+        if self.bias is not None:
+            self.bias.zero_()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = _compute_dtype(x)
         weight = self.weight.to(dtype)
@@ -79,3 +105,45 @@ class LayerNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[0]}, eps={self.eps}, bias={self.bias is not None}"
+
+
+def dyt_reference(module: DyT, x: torch.Tensor) -> torch.Tensor:
+    """Float64 DyT from the module's parameters: weight * tanh(alpha * x) + bias."""
+    x = x.double()
+    y = module.weight.double() * torch.tanh(module.alpha.double() * x)
+    return y if module.bias is None else y + module.bias.double()
+
+
+@registry.register("norm", "dyt", reference=dyt_reference)
+class DyT(nn.Module):
+    """Dynamic Tanh: weight * tanh(alpha * x) + bias, a drop-in for the norm with no statistics
+    (Zhu et al., 2025, "Transformers without Normalization").
+
+    alpha is one learnable scalar; there is no eps, since nothing is divided. The paper initialises
+    alpha at 0.5 for most models and tunes it for large LLMs (``alpha_init``).
+    """
+
+    def __init__(self, dim: int, alpha_init: float = 0.5, bias: bool = True):
+        super().__init__()
+        self.alpha_init = alpha_init
+        self.alpha = nn.Parameter(torch.empty(1))
+        self.weight = nn.Parameter(torch.empty(dim))
+        self.bias = nn.Parameter(torch.empty(dim)) if bias else None
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        self.alpha.fill_(self.alpha_init)
+        self.weight.fill_(1.0)
+        if self.bias is not None:
+            self.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = _compute_dtype(x)
+        y = self.weight.to(dtype) * torch.tanh(self.alpha.to(dtype) * x.to(dtype))
+        if self.bias is not None:
+            y = y + self.bias.to(dtype)
+        return y.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, alpha_init={self.alpha_init}, bias={self.bias is not None}"

@@ -1,8 +1,10 @@
 """Position information: absolute encodings added to embeddings, or rotations of q and k.
 
-Every position module has the same two hooks, so the model never checks which kind it holds:
-``embed(x, offset)`` acts on token embeddings (B, T, dim) and ``rotate(q, k, offset)`` on attention
-heads (B, H, T, head_dim). Each is the identity where the scheme does not act there.
+Every position module has the same three hooks, so the model never checks which kind it holds:
+``embed(x, offset)`` acts on token embeddings (B, T, dim), ``rotate(q, k, offset)`` on attention
+heads (B, H, T, head_dim), and ``attention_slopes(device, dtype)`` gives per-head slopes of a linear
+distance bias the attention kernel adds to its scores (ALiBi). Each is the identity (None for the
+slopes) where the scheme does not act there.
 ``max_len`` is the longest sequence the scheme can encode (None: unbounded).
 """
 
@@ -17,7 +19,7 @@ from .registry import registry
 
 
 class Positions(nn.Module):
-    """Base: identity on both hooks."""
+    """Base: identity on every hook, no attention bias."""
 
     max_len: int | None = None
 
@@ -29,6 +31,10 @@ class Positions(nn.Module):
 
     def rotate(self, q: torch.Tensor, k: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         return q, k
+
+    def attention_slopes(self, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor | None:
+        """(n_heads,) slopes m_h: the kernel adds -m_h * (i - j) to query i's score for key j. None: no bias."""
+        return None
 
 
 @registry.register("positions", "none")
@@ -161,3 +167,39 @@ class RotaryEmbedding(Positions):
 
     def extra_repr(self) -> str:
         return f"head_dim={self.head_dim}, theta={self.theta}"
+
+
+def alibi_slopes(n_heads: int) -> list[float]:
+    """ALiBi's head slopes (Press et al., 2022), in float64.
+
+    For n heads a power of two, the geometric sequence 2^(-8/n), 2^(-16/n), ..., 2^(-8). Otherwise
+    the paper's rule (as BLOOM): the slopes of the largest power of two c <= n, then every other
+    slope of 2c (its odd-numbered ones), up to n in all.
+    """
+    def power_of_two(n: int) -> list[float]:
+        return [2.0 ** (-8.0 * (i + 1) / n) for i in range(n)]
+
+    c = 2 ** int(math.floor(math.log2(n_heads)))
+    return power_of_two(c) + power_of_two(2 * c)[0::2][: n_heads - c]
+
+
+@registry.register("positions", "alibi")
+class AlibiPositions(Positions):
+    """ALiBi, attention with linear biases (Press et al., 2022): no embedding, no rotation; head h's
+    score for a key d tokens back is lowered by slope_h * d, which holds at any length."""
+
+    def __init__(self, n_heads: int):
+        super().__init__()
+        self.n_heads = n_heads
+        self._slopes = torch.tensor(alibi_slopes(n_heads), dtype=torch.float64)  # not a buffer: stays fp64 under .to(bf16)
+        self._cache: dict[tuple, torch.Tensor] = {}
+
+    def attention_slopes(self, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        key = (torch.device(device), dtype)
+        if key not in self._cache:
+            with torch.inference_mode(False), torch.no_grad():  # an ordinary tensor, usable later in training
+                self._cache[key] = self._slopes.to(device=device, dtype=dtype)
+        return self._cache[key]
+
+    def extra_repr(self) -> str:
+        return f"n_heads={self.n_heads}"

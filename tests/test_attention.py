@@ -8,27 +8,32 @@ import pytest
 import torch
 
 from components import FlashAttentionUnavailable, TransformerConfig, TransformerLM, registry
-from components.attention import NaiveAttention, SDPAttention
+from components.attention import NaiveAttention, SDPAttention, causal_mask
+from components.positions import alibi_slopes
 from conftest import FLASH_UNAVAILABLE, requires_cuda, requires_flash
 
 CPU_KERNELS = ["naive", "sdpa"]
 HEADS = [(4, 4), (8, 2), (4, 1)]  # MHA, GQA (4 query heads per kv head), MQA
 
 
-def reference(q, k, v):
-    """Causal attention one (batch, head) at a time in float64; kv head j serves query heads
-    j*G .. j*G+G-1 (G = H // H_kv). With S > T keys, query i sits at position S - T + i."""
+def reference(q, k, v, window=None, slopes=None):
+    """Causal attention one (batch, head, query) at a time in float64; kv head g serves query heads
+    g*G .. g*G+G-1 (G = H // H_kv). With S > T keys, query i sits at position p = S - T + i and sees
+    keys j <= p, only p - window < j with a window; ALiBi adds -slopes[h] * (p - j) to each score."""
     B, H, T, D = q.shape
     Hkv, S = k.shape[1], k.shape[2]
-    q, k, v = q.double(), k.double(), v.double()
+    q, k, v = q.double().cpu(), k.double().cpu(), v.double().cpu()
     out = torch.empty(B, H, T, D, dtype=torch.float64)
     for b in range(B):
         for h in range(H):
-            j = h // (H // Hkv)
-            scores = q[b, h] @ k[b, j].T / math.sqrt(D)  # (T, S)
+            g = h // (H // Hkv)
             for i in range(T):
-                scores[i, S - T + i + 1 :] = float("-inf")
-            out[b, h] = torch.softmax(scores, dim=-1) @ v[b, j]
+                p = S - T + i
+                first = 0 if window is None else max(0, p - window + 1)
+                scores = k[b, g, first : p + 1] @ q[b, h, i] / math.sqrt(D)  # (keys seen,)
+                if slopes is not None:
+                    scores -= float(slopes[h]) * torch.arange(p - first, -1, -1, dtype=torch.float64)  # p - j
+                out[b, h, i] = torch.softmax(scores, dim=0) @ v[b, g, first : p + 1]
     return out
 
 
@@ -74,6 +79,125 @@ def test_future_keys_do_not_change_past_outputs(name):
     assert not torch.allclose(out2[:, :, 6:], out[:, :, 6:])
 
 
+# --- sliding window and ALiBi slopes -----------------------------------------------------------
+
+OPTIONS = [  # (window, slopes?)
+    (1, False), (3, False), (None, True), (4, True),
+]
+
+
+def slopes_for(H, use):
+    return torch.tensor(alibi_slopes(H), dtype=torch.float64) if use else None
+
+
+@pytest.mark.parametrize("window, alibi", OPTIONS)
+@pytest.mark.parametrize("T, S", [(9, 9), (3, 7)])  # full sequence; 3 queries after 4 cached keys
+@pytest.mark.parametrize("H, Hkv", HEADS)
+@pytest.mark.parametrize("name", CPU_KERNELS)
+def test_window_and_slopes_match_float64_reference(name, H, Hkv, T, S, window, alibi):
+    q, k, v = qkv(H, Hkv, T=T, S=S)
+    slopes = slopes_for(H, alibi)
+    out = registry.build("attention", name)(q, k, v, window=window, slopes=slopes)
+    assert out.dtype == torch.float64 and out.shape == q.shape
+    torch.testing.assert_close(out, reference(q, k, v, window, slopes), rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("name", CPU_KERNELS)
+def test_arbitrary_slopes_per_head(name):
+    q, k, v = qkv(4, 2, T=11)
+    slopes = torch.tensor([0.0, 0.3, 1.7, 5.0], dtype=torch.float64)  # 0: no bias on head 0
+    out = registry.build("attention", name)(q, k, v, slopes=slopes)
+    torch.testing.assert_close(out, reference(q, k, v, slopes=slopes), rtol=1e-11, atol=1e-11)
+    torch.testing.assert_close(out[:, 0], reference(q, k, v)[:, 0], rtol=1e-11, atol=1e-11)
+
+
+def test_window_matches_transformers_mistral_mask():
+    from transformers.masking_utils import sdpa_mask, sliding_window_causal_mask_function
+
+    for T, S in [(6, 6), (3, 8), (1, 5)]:
+        q, k, _ = qkv(2, 2, T=T, S=S)
+        for window in (1, 2, 3, 6, 10):
+            theirs = sdpa_mask(batch_size=1, q_length=T, kv_length=S, q_offset=S - T, allow_is_causal_skip=False,
+                               mask_function=sliding_window_causal_mask_function(window))[0, 0]
+            assert torch.equal(causal_mask(q, k, window), theirs), (T, S, window)
+
+
+@pytest.mark.parametrize("name", CPU_KERNELS)
+def test_window_of_one_attends_to_itself_only(name):
+    q, k, v = qkv(4, 2, T=7)
+    out = registry.build("attention", name)(q, k, v, window=1)
+    torch.testing.assert_close(out, v.repeat_interleave(2, dim=1), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", CPU_KERNELS)
+def test_window_at_least_the_length_is_full_causal_attention(name):
+    kernel = registry.build("attention", name)
+    q, k, v = qkv(4, 2, T=3, S=8)
+    full = kernel(q, k, v)
+    for window in (8, 9, 100):
+        torch.testing.assert_close(kernel(q, k, v, window=window), full, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(kernel(q, k, v, window=7), full)  # the first query (position 5) sees 6 keys
+
+
+@pytest.mark.parametrize("name", CPU_KERNELS)
+def test_keys_before_the_window_do_not_matter(name):
+    kernel = registry.build("attention", name)
+    q, k, v = qkv(4, 2, T=10, dtype=torch.float32)
+    k2, v2 = k.clone(), v.clone()
+    k2[:, :, :3] += 5.0 * torch.randn_like(k2[:, :, :3])  # keys 0..2: outside every window of 4 from query 6 on
+    v2[:, :, :3] += 5.0 * torch.randn_like(v2[:, :, :3])
+    out, out2 = kernel(q, k, v, window=4), kernel(q, k2, v2, window=4)
+    torch.testing.assert_close(out2[:, :, 6:], out[:, :, 6:])
+    assert not torch.allclose(out2[:, :, 5], out[:, :, 5])  # query 5 still sees key 2
+
+
+@pytest.mark.parametrize("window", [0, -2, 2.5, True])
+@pytest.mark.parametrize("name", CPU_KERNELS)
+def test_window_must_be_a_positive_integer(name, window):
+    q, k, v = qkv(2, 2)
+    with pytest.raises(ValueError, match="window must be a positive integer"):
+        registry.build("attention", name)(q, k, v, window=window)
+
+
+def test_sdpa_keeps_its_is_causal_fast_path_without_options(monkeypatch):
+    import components.attention as attention
+
+    calls = []
+    real = attention.F.scaled_dot_product_attention
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention",
+                        lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    q, k, v = qkv(4, 2)
+    kernel = SDPAttention()
+    kernel(q, k, v)
+    kernel(q, k, v, window=3)
+    kernel(q, k, v, slopes=slopes_for(4, True))
+    assert calls[0]["is_causal"] is True and "attn_mask" not in calls[0]
+    assert calls[1]["attn_mask"].dtype == torch.bool and calls[1]["attn_mask"].shape == (9, 9)
+    assert calls[2]["attn_mask"].dtype == torch.float64 and calls[2]["attn_mask"].shape == (1, 4, 9, 9)
+
+
+@pytest.mark.parametrize("H, Hkv", HEADS)
+def test_naive_and_sdpa_agree_with_options_in_bf16(H, Hkv):
+    q, k, v = qkv(H, Hkv, T=40, D=16, dtype=torch.bfloat16)
+    slopes = slopes_for(H, True).float()
+    ref = reference(q, k, v, 12, slopes)
+    for kernel in (NaiveAttention(), SDPAttention()):
+        out = kernel(q, k, v, window=12, slopes=slopes)
+        assert out.dtype == torch.bfloat16
+        torch.testing.assert_close(out.double(), ref, atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.parametrize("name", CPU_KERNELS)
+def test_gradients_flow_through_window_and_slopes(name):
+    q, k, v = (t.float().requires_grad_() for t in qkv(4, 2, T=8))
+    slopes = slopes_for(4, True).float()
+    registry.build("attention", name)(q, k, v, window=3, slopes=slopes).pow(2).sum().backward()
+    qd, kd, vd = (t.detach().double().requires_grad_() for t in (q, k, v))
+    reference(qd, kd, vd, 3, slopes.double()).pow(2).sum().backward()
+    for ours, ref in ((q, qd), (k, kd), (v, vd)):
+        torch.testing.assert_close(ours.grad.double(), ref.grad, atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.parametrize("name", CPU_KERNELS)
 def test_heads_must_group_evenly(name):
     q, k, v = qkv(6, 4)
@@ -98,6 +222,31 @@ def test_flash_matches_naive_in_bf16(H, Hkv):
     q, k, v = qkv(H, Hkv, T=128, D=64, dtype=torch.bfloat16, device="cuda")
     out = registry.build("attention", "flash")(q, k, v)
     torch.testing.assert_close(out.float().cpu(), reference(q, k, v).float(), atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.gpu
+@requires_flash
+@pytest.mark.parametrize("window, alibi", OPTIONS)
+@pytest.mark.parametrize("T, S", [(128, 128), (16, 128)])
+@pytest.mark.parametrize("H, Hkv", HEADS)
+def test_flash_window_and_slopes_match_reference_in_bf16(H, Hkv, T, S, window, alibi):
+    q, k, v = qkv(H, Hkv, T=T, S=S, D=64, dtype=torch.bfloat16, device="cuda")
+    window = None if window is None else 8 * window  # several keys either side of every boundary
+    slopes = None if not alibi else slopes_for(H, True).to(device="cuda", dtype=torch.float32)
+    out = registry.build("attention", "flash")(q, k, v, window=window, slopes=slopes)
+    torch.testing.assert_close(out.float().cpu(), reference(q, k, v, window, slopes).float(), atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.gpu
+@requires_cuda
+@pytest.mark.parametrize("window, alibi", OPTIONS)
+@pytest.mark.parametrize("H, Hkv", HEADS)
+def test_sdpa_on_cuda_window_and_slopes_match_reference_in_bf16(H, Hkv, window, alibi):
+    q, k, v = qkv(H, Hkv, T=128, D=64, dtype=torch.bfloat16, device="cuda")
+    window = None if window is None else 8 * window
+    slopes = None if not alibi else slopes_for(H, True).to(device="cuda", dtype=torch.float32)
+    out = SDPAttention()(q, k, v, window=window, slopes=slopes)
+    torch.testing.assert_close(out.float().cpu(), reference(q, k, v, window, slopes).float(), atol=2e-2, rtol=2e-2)
 
 
 @pytest.mark.gpu

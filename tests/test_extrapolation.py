@@ -36,7 +36,7 @@ def losses(m: TransformerLM, tokens: np.ndarray, lengths: list[int], batch_token
 TOKENS = np.random.default_rng(0).integers(0, VOCAB, 1000).astype(np.uint16)
 
 
-@pytest.mark.parametrize("positions", ["rope", "sinusoidal", "none"])
+@pytest.mark.parametrize("positions", ["rope", "sinusoidal", "none", "alibi"])
 def test_schemes_without_a_table_get_a_loss_at_every_length(positions):
     got, notes = losses(model(positions), TOKENS, [8, 16, 32, 64])
     assert list(got) == ["8", "16", "32", "64"] and notes == {}

@@ -27,18 +27,26 @@ def linear(x, layer):
     return y if layer.bias is None else y + layer.bias
 
 
-@pytest.mark.parametrize("name", registry.available("ffn"))
+@pytest.mark.parametrize("name", sorted(ACTIVATION))
 def test_ffn_matches_formula(name):
+    # Every entry, plugins included, is also checked against its own declared reference (test_contract.py).
     torch.manual_seed(0)
     ffn = registry.build("ffn", name, dim=16, hidden_dim=40, bias=True).double()
     x = torch.randn(2, 7, 16, dtype=torch.float64)
-    act = ACTIVATION[name]  # a newly registered FFN needs its formula here
+    act = ACTIVATION[name]
     if name in GLUS:
         ref = linear(act(linear(x, ffn.gate)) * linear(x, ffn.up), ffn.down)
     else:
         ref = linear(act(linear(x, ffn.up)), ffn.down)
-    assert ffn.is_glu == (name in GLUS)
     torch.testing.assert_close(ffn(x), ref)
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATION))
+def test_builtins_declare_width_and_residual_projection(name):
+    traits = registry.get("ffn", name).traits
+    assert traits["width"] == ("glu" if name in GLUS else "mlp")
+    assert traits["residual"] == ("down",)
+    assert TransformerConfig(ffn=name).is_glu == (name in GLUS)
 
 
 def test_bias_flag_and_defaults():
@@ -87,3 +95,33 @@ def test_glu_hidden_dim_follows_llama(dim, multiple_of, multiplier, expected):
 def test_explicit_hidden_dim_wins():
     assert TransformerConfig(ffn="swiglu", ffn_hidden_dim=100).hidden_dim == 100
     assert TransformerConfig(ffn="relu", ffn_hidden_dim=100).hidden_dim == 100
+
+
+def test_a_glu_plugin_that_declares_its_width_is_parameter_matched(sandbox_registry):
+    @registry.register("ffn", "wbtest_bilinear", width="glu", residual=("out",))
+    class Bilinear(torch.nn.Module):
+        """Bilinear GLU without activation, other layer names than the built-ins."""
+
+        def __init__(self, dim: int, hidden_dim: int, bias: bool = False):
+            super().__init__()
+            self.a = torch.nn.Linear(dim, hidden_dim, bias=bias)
+            self.b = torch.nn.Linear(dim, hidden_dim, bias=bias)
+            self.out = torch.nn.Linear(hidden_dim, dim, bias=bias)
+
+        def forward(self, x):
+            return self.out(self.a(x) * self.b(x))
+
+    for dim in (64, 256):
+        mlp = TransformerConfig(dim=dim, n_heads=4, ffn="gelu")
+        cfg = TransformerConfig(dim=dim, n_heads=4, ffn="wbtest_bilinear")
+        assert cfg.is_glu and cfg.hidden_dim == glu_hidden_dim(dim, multiple_of=1)
+        assert abs(ffn_params(cfg) / ffn_params(mlp) - 1) < 0.01
+
+
+def test_a_plugin_without_a_width_gets_the_mlp_width_and_a_warning(sandbox_registry):
+    from components.contract import ContractWarning
+
+    with pytest.warns(ContractWarning, match="ffn 'wbtest_undeclared' declares no width and gets the MLP width 4\\*dim"):
+        registry.register("ffn", "wbtest_undeclared", residual=())(MLP)
+    cfg = TransformerConfig(dim=64, n_heads=4, ffn="wbtest_undeclared")
+    assert not cfg.is_glu and cfg.hidden_dim == 4 * 64

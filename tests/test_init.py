@@ -7,13 +7,14 @@ draw what they promise, and the init-time scales docs/init.md reports.
 from __future__ import annotations
 
 import math
+import re
 import zlib
 
 import pytest
 import torch
 from torch import nn
 
-from components import InvalidConfig, LearnedPositions, TransformerConfig, TransformerLM
+from components import InvalidConfig, LearnedPositions, TransformerConfig, TransformerLM, registry
 from components.config import INIT_SCHEMES
 
 GLUS = ("swiglu", "geglu", "reglu")
@@ -45,7 +46,9 @@ def old_gpt2_init(model: TransformerLM, seed: int | None) -> dict[str, torch.Ten
     for mod_name, module in model.named_modules():
         prefix = f"{mod_name}." if mod_name else ""
         if isinstance(module, (nn.Linear, nn.Embedding)):
-            stds[prefix + "weight"] = residual_std if getattr(module, "is_residual_projection", False) else std
+            # The residual projections of the built-ins, by name: attention out and the FFN's down.
+            residual = re.fullmatch(r"blocks\.\d+\.(attn\.out|ffn\.down)", mod_name)
+            stds[prefix + "weight"] = residual_std if residual else std
         elif isinstance(module, LearnedPositions):
             stds[prefix + "weight"] = std
     expected = {}
@@ -114,6 +117,33 @@ def test_explicit_gpt2_equals_the_default():
     a = TransformerLM(tiny(), init_seed=4).state_dict()
     b = TransformerLM(tiny(init="gpt2"), init_seed=4).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_declared_residual_projection_is_depth_scaled_whatever_its_name(sandbox_registry):
+    @registry.register("ffn", "wbtest_named", width="mlp", residual=("to_*",))
+    class Named(nn.Module):
+        """An MLP with other layer names: in_proj, to_stream."""
+
+        def __init__(self, dim: int, hidden_dim: int):
+            super().__init__()
+            self.in_proj, self.to_stream = nn.Linear(dim, hidden_dim, bias=False), nn.Linear(hidden_dim, dim, bias=False)
+
+        def forward(self, x):
+            return self.to_stream(torch.relu(self.in_proj(x)))
+
+    model = TransformerLM(tiny(ffn="wbtest_named", **BIG), init_seed=0)
+    residual_std = 0.02 / math.sqrt(2 * 3)
+    assert model.blocks[2].ffn.to_stream.weight.std().item() == pytest.approx(residual_std, rel=0.03)
+    assert model.blocks[2].ffn.in_proj.weight.std().item() == pytest.approx(0.02, rel=0.03)
+    assert model.blocks[2].attn.out.weight.std().item() == pytest.approx(residual_std, rel=0.03)
+
+
+def test_moe_experts_down_projections_are_residual():
+    model = TransformerLM(tiny(ffn="moe"), init_seed=0)
+    stds = model.init_stds()
+    residual_std = 0.02 / math.sqrt(2 * 2)
+    assert stds["blocks.1.ffn.experts.7.down.weight"] == residual_std
+    assert stds["blocks.1.ffn.experts.7.up.weight"] == stds["blocks.1.ffn.router.weight"] == 0.02
 
 
 # --- the literature options ----------------------------------------------------------------------

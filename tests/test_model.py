@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from components import InvalidConfig, TransformerConfig, TransformerLM, registry
+from components import MLP, InvalidConfig, TransformerConfig, TransformerLM, registry
+from components.contract import AuxLossSource, SparseCompute
 from conftest import entry_params
 
 GLUS = {"swiglu", "geglu", "reglu"}
@@ -65,6 +66,74 @@ def test_config_round_trips_and_rejects_unknown_fields():
     assert TransformerConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(InvalidConfig, match="n_head=4: unknown field"):
         TransformerConfig.from_dict({"n_head": 4})
+
+
+# --- component specs: a name or {name: ..., option: value} ---------------------------------------
+
+
+def test_every_component_field_takes_a_name_or_a_mapping_with_options():
+    cfg = tiny(norm={"name": "layernorm", "eps": 1e-3, "bias": False}, ffn={"name": "gelu"},
+               positions={"name": "rope", "theta": 500000.0}, attention={"name": "naive"}, norm_placement={"name": "pre"})
+    # Canonical: a mapping without options is its name.
+    assert (cfg.ffn, cfg.attention, cfg.norm_placement) == ("gelu", "naive", "pre")
+    assert cfg.norm == {"name": "layernorm", "eps": 1e-3, "bias": False}
+    assert cfg.component("norm") == ("layernorm", {"eps": 1e-3, "bias": False})
+    model = TransformerLM(cfg)
+    norms = [model.norm] + [n for b in model.blocks for n in (b.attn_norm, b.ffn_norm)]
+    assert all(n.eps == 1e-3 and n.bias is None for n in norms)
+    assert model.positions.theta == 500000.0
+
+
+def test_a_spec_may_be_any_mapping_and_round_trips_as_a_plain_dict():
+    from types import MappingProxyType
+
+    cfg = tiny(norm=MappingProxyType({"name": "rmsnorm", "eps": 1e-5}))  # e.g. OmegaConf's DictConfig
+    assert type(cfg.norm) is dict and cfg.norm == {"name": "rmsnorm", "eps": 1e-5}
+    data = cfg.to_dict()
+    assert data["norm"] == {"name": "rmsnorm", "eps": 1e-5}
+    assert TransformerConfig.from_dict(data) == cfg
+
+
+def test_a_config_saved_with_plain_names_and_without_newer_fields_still_loads():
+    saved = {k: v for k, v in tiny(norm="layernorm", ffn="gelu").to_dict().items() if k not in ("window", "qk_norm", "init")}
+    cfg = TransformerConfig.from_dict(saved)
+    assert (cfg.norm, cfg.ffn) == ("layernorm", "gelu") and cfg.component("norm") == ("layernorm", {})
+
+
+@pytest.mark.parametrize(
+    "field, spec, says",
+    [
+        ("norm", {"name": "rmsnrom", "eps": 1e-5}, "unknown norm 'rmsnrom' (did you mean 'rmsnorm'?"),
+        ("norm", {"name": "rmsnorm", "epsilon": 1e-5}, "norm 'rmsnorm' has no option 'epsilon' (options: eps: float)"),
+        ("norm", {"name": "rmsnorm", "eps": "tiny"}, "option eps='tiny' must be float, not str (options: eps: float)"),
+        ("norm", {"name": "rmsnorm", "dim": 64}, "'dim' is set by the model, not an option"),
+        ("ffn", {"name": "swiglu", "hidden_dim": 10}, "'hidden_dim' is set by the model, not an option (options: bias: bool)"),
+        ("ffn", {"name": "moe", "top_k": 2.5}, "option top_k=2.5 must be int, not float"),
+        ("attention", {"name": "sdpa", "dropout": 0.1}, "attention 'sdpa' has no option 'dropout' (options: none)"),
+        ("positions", {"name": "rope", "theta": "big"}, "option theta='big' must be float"),
+        ("norm_placement", {"name": "pre", "alpha": 1.0}, "norm_placement 'pre' has no option 'alpha' (options: none)"),
+        ("norm", {"eps": 1e-5}, "has no 'name'"),
+        ("norm", 3, "must be a name or {name: ..., option: value}, got 3"),
+    ],
+)
+def test_a_bad_spec_names_the_field_and_the_option(field, spec, says):
+    with pytest.raises(InvalidConfig) as info:
+        tiny(**{field: spec})
+    assert info.value.field == field and says in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_norm_eps_is_the_norms_eps_option():
+    model = TransformerLM(tiny(norm="layernorm", norm_eps=1e-3))
+    assert {n.eps for b in model.blocks for n in (b.attn_norm, b.ffn_norm)} | {model.norm.eps} == {1e-3}
+
+
+def test_norm_eps_for_a_norm_without_eps_is_an_error_not_a_silent_drop():
+    with pytest.raises(InvalidConfig) as info:
+        tiny(norm="dyt", norm_eps=1e-5)
+    assert info.value.field == "norm_eps" and "norm 'dyt' has no option 'eps'" in str(info.value)
+    with pytest.raises(InvalidConfig, match="norm_eps=1e-05: the norm spec sets eps=0.001 too"):
+        tiny(norm={"name": "rmsnorm", "eps": 1e-3}, norm_eps=1e-5)
 
 
 # --- parameter count and FLOPs -----------------------------------------------------------------
@@ -126,6 +195,40 @@ def test_flops_grow_with_sequence_length():
     assert model.flops_per_token(64) - model.flops_per_token(32) == 12 * cfg.n_layers * 32 * cfg.n_heads * cfg.head_size
 
 
+def test_sliding_window_flops_count_at_most_window_keys_per_query():
+    full, windowed = TransformerLM(tiny()), TransformerLM(tiny(window=8))
+    cfg = full.config
+    assert windowed.flops_per_token(6) == full.flops_per_token(6)  # shorter than the window
+    per_key = 12 * cfg.n_layers * cfg.n_heads * cfg.head_size
+    assert full.flops_per_token(64) - windowed.flops_per_token(64) == per_key * (64 - 8)
+    assert windowed.flops_per_token(64) == windowed.flops_per_token(8)
+
+
+def test_sparse_compute_counts_its_active_matmul_weights_only(sandbox_registry):
+    @registry.register("ffn", "wbtest_two_paths", width="mlp", residual=("a.down",))
+    class TwoPaths(SparseCompute):
+        """Two MLPs of which each token uses one (here always the first)."""
+
+        def __init__(self, dim: int, hidden_dim: int):
+            super().__init__()
+            self.a, self.b = MLP(dim, hidden_dim, bias=False), MLP(dim, hidden_dim, bias=False)
+
+        def forward(self, x):
+            return self.a(x)
+
+        def active_matmul_params(self) -> int:
+            return self.a.up.weight.numel() + self.a.down.weight.numel()
+
+    cfg = tiny(ffn="wbtest_two_paths", attention="naive", max_seq_len=32)
+    model = TransformerLM(cfg)
+    dense = TransformerLM(tiny(ffn="gelu", bias=False, attention="naive", max_seq_len=32))
+    assert model.flops_per_token(32) == dense.flops_per_token(32)
+    tokens = torch.randint(0, cfg.vocab_size, (2, 32))
+    with FlopCounterMode(display=False) as counter:
+        model(tokens).float().logsumexp(-1).mean().backward()
+    assert abs(model.flops_per_token(32) / (counter.get_total_flops() / tokens.numel()) - 1) < 0.10
+
+
 # --- initialisation ----------------------------------------------------------------------------
 
 
@@ -167,8 +270,8 @@ def test_different_init_seeds_differ():
 
 
 def test_third_party_ffn_builds_and_keeps_its_own_init(sandbox_registry):
-    # No `down` projection and a raw parameter: the model must neither crash nor overwrite it with ones.
-    @registry.register("ffn", "wbtest_low_rank")
+    # Raw parameters and no reset_parameters(): the model must neither crash nor overwrite them.
+    @registry.register("ffn", "wbtest_low_rank", width="mlp", residual=())
     class LowRank(torch.nn.Module):
         """A rank-8 feed-forward, for the test."""
 
@@ -183,6 +286,78 @@ def test_third_party_ffn_builds_and_keeps_its_own_init(sandbox_registry):
     model = TransformerLM(tiny(ffn="wbtest_low_rank"), init_seed=0)
     assert (model.blocks[0].ffn.u == 0.5).all() and (model.blocks[0].ffn.v == 0.25).all()
     assert model(torch.zeros(1, 4, dtype=torch.long)).shape == (1, 4, 64)
+
+
+def test_init_calls_reset_parameters_of_modules_it_does_not_draw(sandbox_registry):
+    @registry.register("norm", "wbtest_scaled_norm")
+    class ScaledNorm(torch.nn.Module):
+        """x * s, s drawn at random by its own reset_parameters."""
+
+        def __init__(self, dim: int):
+            super().__init__()
+            self.s = torch.nn.Parameter(torch.zeros(dim))
+
+        def reset_parameters(self):
+            torch.nn.init.uniform_(self.s, 0.5, 1.5)
+
+        def forward(self, x):
+            return x * self.s
+
+    a, b = TransformerLM(tiny(norm="wbtest_scaled_norm"), init_seed=0), TransformerLM(tiny(norm="wbtest_scaled_norm"), init_seed=0)
+    s0, s1 = a.blocks[0].attn_norm.s, a.blocks[0].ffn_norm.s
+    assert ((s0 >= 0.5) & (s0 <= 1.5)).all() and not torch.equal(s0, s1)  # reset, each module its own draw
+    torch.testing.assert_close(s0, b.blocks[0].attn_norm.s, atol=0, rtol=0)  # seeded: reproducible
+    state = torch.random.get_rng_state()
+    a.init_weights(seed=1)
+    assert torch.equal(torch.random.get_rng_state(), state)  # a seeded init leaves the global stream alone
+    assert not torch.equal(s0, b.blocks[0].attn_norm.s)
+
+
+def test_init_zeroes_linear_biases_but_leaves_other_biases_to_their_module(sandbox_registry):
+    @registry.register("norm", "wbtest_shift")
+    class Shift(torch.nn.Module):
+        """x + bias, with a bias of 0.25 and no reset_parameters."""
+
+        def __init__(self, dim: int):
+            super().__init__()
+            self.bias = torch.nn.Parameter(torch.full((dim,), 0.25))
+
+        def forward(self, x):
+            return x + self.bias
+
+    model = TransformerLM(tiny(norm="wbtest_shift", bias=True), init_seed=0)
+    assert (model.blocks[0].attn_norm.bias == 0.25).all()
+    assert (model.blocks[0].attn.qkv.bias == 0).all() and (model.blocks[0].ffn.down.bias == 0).all()
+
+
+def test_residual_projections_come_from_the_model_and_the_ffns_declaration(sandbox_registry):
+    assert TransformerLM(tiny(n_layers=2)).residual_projections() == {f"blocks.{i}.{n}" for i in (0, 1) for n in ("attn.out", "ffn.down")}
+    registry.register("ffn", "wbtest_typo", width="mlp", residual=("dwn",))(MLP)
+    with pytest.raises(ValueError, match=r"ffn 'wbtest_typo' declares residual=\('dwn',\), but 'dwn' matches none of its nn.Linear layers \(up, down\)"):
+        TransformerLM(tiny(ffn="wbtest_typo"))
+
+
+class AuxFFN(AuxLossSource):
+    """An MLP whose training forward reports a fixed auxiliary loss (for the test)."""
+
+    def __init__(self, dim: int, hidden_dim: int):
+        super().__init__()
+        self.mlp = MLP(dim, hidden_dim, bias=False)
+
+    def forward(self, x):
+        self.aux_loss = torch.tensor(0.5) + 0 * x.sum() if self.training else None
+        return self.mlp(x)
+
+
+def test_training_loss_adds_the_aux_loss_of_every_source(sandbox_registry):
+    registry.register("ffn", "wbtest_aux", width="mlp", residual=("mlp.down",))(AuxFFN)
+    model = TransformerLM(tiny(ffn="wbtest_aux", n_layers=3), init_seed=0)
+    tokens = torch.randint(0, 64, (2, 9))
+    lm = F.cross_entropy(model(tokens[:, :-1]).flatten(0, 1), tokens[:, 1:].flatten())
+    model.train()
+    torch.testing.assert_close(model(tokens[:, :-1], targets=tokens[:, 1:]), lm + 3 * 0.5)
+    model.eval()  # evaluation reports the language-modelling loss alone
+    torch.testing.assert_close(model(tokens[:, :-1], targets=tokens[:, 1:]), lm)
 
 
 def test_tied_head_shares_the_embedding():

@@ -1,4 +1,4 @@
-"""Position schemes: sinusoidal and RoPE against float64 references, learned tables, the identity."""
+"""Position schemes: sinusoidal, RoPE and ALiBi against float64 references, learned tables, the identity."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import math
 import pytest
 import torch
 
-from components import LearnedPositions, NoPositions, RotaryEmbedding, SinusoidalPositions, TransformerConfig, TransformerLM
+from components import (LearnedPositions, NoPositions, RotaryEmbedding, SinusoidalPositions, TransformerConfig,
+                        TransformerLM, registry)
+from components.attention import NaiveAttention
+from components.positions import AlibiPositions, alibi_slopes
 
 
 def sinusoid_reference(T, dim, offset=0, base=10000.0):
@@ -89,7 +92,14 @@ def test_none_is_identity():
     x, q, k = torch.randn(2, 4, 8), torch.randn(2, 2, 4, 4), torch.randn(2, 2, 4, 4)
     assert pos.embed(x, offset=3) is x
     assert pos.rotate(q, k, offset=3) == (q, k)
+    assert pos.attention_slopes(q.device) is None
     assert list(pos.parameters()) == []
+
+
+@pytest.mark.parametrize("name", ["none", "learned", "sinusoidal", "rope"])
+def test_only_alibi_biases_attention(name):
+    pos = registry.build("positions", name, dim=8, head_dim=8, max_seq_len=8, n_heads=2)
+    assert pos.attention_slopes(torch.device("cpu")) is None
 
 
 # --- rotary ------------------------------------------------------------------------------------
@@ -165,3 +175,76 @@ def test_rope_cache_filled_under_inference_mode_still_trains():
     q_rot, _ = rope(q, q.detach())
     q_rot.sum().backward()
     assert q.grad is not None
+
+
+# --- ALiBi -------------------------------------------------------------------------------------
+
+
+def test_alibi_slopes_are_the_papers_geometric_sequence():
+    # Press et al. 2022, section 3: for 8 heads 1/2, 1/4, ..., 1/256; for 16 the geometric mean is interleaved.
+    assert alibi_slopes(8) == [2.0 ** -k for k in range(1, 9)]
+    assert alibi_slopes(16) == [2.0 ** (-k / 2) for k in range(1, 17)]
+    assert alibi_slopes(1) == [2.0 ** -8]
+
+
+@pytest.mark.parametrize("n_heads", [1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 20, 24, 32, 40, 48, 64, 96])
+def test_alibi_slopes_match_bloom(n_heads):
+    from transformers.models.bloom.modeling_bloom import build_alibi_tensor
+
+    L = 5
+    bloom = build_alibi_tensor(torch.ones(1, L, dtype=torch.long), n_heads, torch.float32)  # (H, 1, L): slope_h * j
+    ours = torch.tensor(alibi_slopes(n_heads), dtype=torch.float64)
+    torch.testing.assert_close(bloom[:, 0, :].double(), ours[:, None] * torch.arange(L), rtol=1e-6, atol=0)
+    assert len(set(alibi_slopes(n_heads))) == n_heads  # every head its own slope
+
+
+@pytest.mark.parametrize("n_heads", [4, 6, 12])
+def test_alibi_attention_equals_blooms_biased_softmax(n_heads):
+    # BLOOM adds +slope * j (constant along each query row, so the softmax is the same as ALiBi's
+    # -slope * (i - j)); the kernel fed our slopes must give BLOOM's causal attention.
+    from transformers.models.bloom.modeling_bloom import build_alibi_tensor
+
+    T, D = 10, 8
+    q, k, v = (torch.randn(1, n_heads, T, D, dtype=torch.float64) for _ in range(3))
+    bias = build_alibi_tensor(torch.ones(1, T, dtype=torch.long), n_heads, torch.float64)  # (H, 1, T)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(D) + bias[None]
+    scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+    expected = torch.softmax(scores, dim=-1) @ v
+    slopes = AlibiPositions(n_heads).attention_slopes(q.device, torch.float64)
+    torch.testing.assert_close(NaiveAttention()(q, k, v, slopes=slopes), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_alibi_neither_embeds_nor_rotates_and_keeps_float64_slopes():
+    pos = registry.build("positions", "alibi", dim=8, head_dim=4, max_seq_len=8, n_heads=6)
+    x, q, k = torch.randn(2, 4, 8), torch.randn(2, 6, 4, 4), torch.randn(2, 3, 4, 4)
+    assert pos.embed(x, offset=3) is x and pos.rotate(q, k, offset=3) == (q, k)
+    assert list(pos.parameters()) == [] and list(pos.buffers()) == [] and pos.max_len is None
+    pos.to(torch.bfloat16)  # a model cast does not round the slopes
+    slopes = pos.attention_slopes(torch.device("cpu"), torch.float64)
+    assert slopes.dtype == torch.float64 and slopes.tolist() == alibi_slopes(6)
+    assert pos.attention_slopes(torch.device("cpu")).dtype == torch.float32
+
+
+def test_alibi_model_runs_far_beyond_its_training_length():
+    # 4x max_seq_len: nothing to index past, and causal attention with a relative bias means a
+    # prefix's logits do not depend on what follows, nor on the length of the whole input.
+    cfg = TransformerConfig(vocab_size=53, max_seq_len=16, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, positions="alibi")
+    model = TransformerLM(cfg, init_seed=0).double().eval()
+    tokens = torch.randint(0, 53, (2, 64), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        long = model(tokens)
+        for prefix in (1, 16, 37):
+            torch.testing.assert_close(long[:, :prefix], model(tokens[:, :prefix]), rtol=1e-10, atol=1e-10)
+    assert torch.isfinite(long).all()
+
+
+def test_alibi_scores_favour_near_keys():
+    # Equal keys: the bias alone decides, so attention decays geometrically with distance, at each head's rate.
+    slopes = torch.tensor(alibi_slopes(2), dtype=torch.float64)  # 1/16, 1/256
+    T = 6
+    q, k = torch.zeros(1, 2, T, 4, dtype=torch.float64), torch.zeros(1, 2, T, 4, dtype=torch.float64)
+    v = torch.eye(T, dtype=torch.float64)[None, None].expand(1, 2, T, T)  # output = the attention weights
+    probs = NaiveAttention()(q, k, v, slopes=slopes)[0, :, -1]  # last query, (H, T)
+    for h in range(2):
+        ratios = probs[h, 1:] / probs[h, :-1]
+        torch.testing.assert_close(ratios, torch.full((T - 1,), math.exp(float(slopes[h])), dtype=torch.float64))
