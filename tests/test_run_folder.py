@@ -104,6 +104,17 @@ def test_a_checkpoint_of_another_config_is_refused_naming_the_changed_keys(tmp_p
     assert resume_checkpoint(tmp_path, IDENTITY) == (None, 0)
 
 
+
+def test_a_config_key_added_by_a_later_version_counts_as_its_default(tmp_path):
+    # A checkpoint written before model.qk_norm existed resumes under a config that has its default;
+    # the same key at another value is a changed config.
+    save(tmp_path, "last.ckpt", 20)
+    later = {**IDENTITY, "fingerprint": "f2", "config": {**IDENTITY["config"], "model": {"qk_norm": "none"}}}
+    assert resume_checkpoint(tmp_path, later) == (tmp_path / "last.ckpt", 20)
+    changed = {**later, "config": {**IDENTITY["config"], "model": {"qk_norm": "head"}}}
+    with pytest.raises(RunFolderError, match=r"model\.qk_norm: 'none' -> 'head'"):
+        resume_checkpoint(tmp_path, changed)
+
 # -- end to end --------------------------------------------------------------------------------
 
 def test_kill9_then_damaged_checkpoints_and_metrics_still_end_at_the_uninterrupted_loss(tmp_path, cache):

@@ -23,6 +23,7 @@ from components import TransformerLM
 
 from .config import ConfigError, VariantSchema
 from .data import DataError, DataSettings, check_sizes, prepare
+from .environment import current_environment, remember_environment
 from .fileio import STORAGE_ERRORS, locked, remove_stale_temps, write_json, write_text
 from .results import FINISHED, ResultsStore, RunFolderError
 
@@ -231,8 +232,8 @@ def claim_folder(experiment, store: ResultsStore) -> None:
 
 
 def register(experiment, data: dict, store: ResultsStore) -> None:
-    """Write experiment.yaml and every variant's variant.json (what ``report --rebuild`` reads), and
-    register the variants in results.json (refused if one has runs of another config)."""
+    """Write experiment.yaml and every variant's variant.json (what ``report --rebuild`` reads), register
+    the variants in results.json (refused if one has runs of another config) and this invocation's environment."""
     out_dir = store.run_dir
     variants = {n: {**variant_summary(experiment.variants[n], data[n].tokenizer.vocab_size), "data": data[n].summary()}
                 for n in experiment.variants}
@@ -247,6 +248,8 @@ def register(experiment, data: dict, store: ResultsStore) -> None:
          "ladder": experiment.ladder,
          "budget": experiment.budget, "eval": experiment.eval, "sizes": list(experiment.sizes)}, variants,
         OmegaConf.to_container(OmegaConf.structured(VariantSchema)))
+    environment = current_environment(experiment.imports)
+    store.update(lambda results: remember_environment(results, environment))
     write_text(out_dir / "experiment.yaml", OmegaConf.to_yaml(experiment.to_dict()))
     for name, info in variants.items():
         write_json(out_dir / name / "variant.json", info)

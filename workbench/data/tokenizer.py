@@ -19,6 +19,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
+from ..fileio import write_bytes
 from .errors import DataError
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,17 @@ class Tokenizer:
 
     def piece(self, token_id: int) -> str:
         return self._sp.id_to_piece(int(token_id))
+
+    def save(self, path: str | Path) -> None:
+        """Write the model file to ``path`` atomically (a run folder keeps its own copy); an identical
+        file already there is left as is."""
+        proto, path = self._sp.serialized_model_proto(), Path(path)
+        try:
+            if path.read_bytes() == proto:
+                return
+        except OSError:
+            pass
+        write_bytes(path, proto)
 
     def __getstate__(self) -> dict:
         return {"model_path": self.model_path, "proto": self._sp.serialized_model_proto()}

@@ -123,8 +123,9 @@ def resume_checkpoint(ckpt_dir: Path, identity: dict | None = None) -> tuple[Pat
             log.warning("skipping checkpoint %s: it does not record the config it was trained with", path)
             continue
         # A key the stored config lacks (added by a later version of the workbench) counts as its default.
-        before = {"config": with_defaults(stored.get("config"), variant_defaults()), "corpus": stored.get("corpus")}
-        after = {"config": identity["config"], "corpus": identity["corpus"]}
+        defaults = variant_defaults()
+        before = {"config": with_defaults(stored.get("config"), defaults), "corpus": stored.get("corpus")}
+        after = {"config": with_defaults(identity["config"], defaults), "corpus": identity["corpus"]}
         if stored["fingerprint"] != identity["fingerprint"] and changed_keys(before, after):
             changes = describe_changes(before, after)
             variant = ckpt_dir.parent.parent.name

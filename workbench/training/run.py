@@ -1,7 +1,9 @@
 """Train one (variant, seed) with Lightning and return its results.json record.
 
 Everything the run writes lives in its own folder ``RUN_DIR/<variant>/seed<k>/``: TensorBoard events,
-``checkpoints/``, ``metrics.json`` and, once finished, ``record.json``. Calling this again on an
+``hparams.yaml``, ``checkpoints/``, ``metrics.json`` and, once finished, ``record.json``; the tokenizer it
+trained with is kept once per data config in ``RUN_DIR/tokenizer/``, so the folder is usable without the
+data cache or the experiment file (``workbench.load_run``). Calling this again on an
 interrupted folder resumes from the newest checkpoint that loads and was trained under the same config.
 """
 
@@ -19,15 +21,18 @@ from pathlib import Path
 
 import lightning as L
 import torch
+import yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
-from components import TransformerLM
+from components import TransformerConfig, TransformerLM
+from components.config import COMPONENT_FIELDS
 
 from ..config.budget import world_size
+from ..config.specs import format_spec
 from ..data import TokenData, batch_fingerprint, val_batches
-from ..fileio import write_json
+from ..fileio import write_json, write_text
 from .allocator import keep_freed_memory
 from .batches import StepBatches
 from .callbacks import RunRecorder
@@ -49,8 +54,13 @@ for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accele
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
+_SPECS = {f"model/{field}" for field in COMPONENT_FIELDS}
+
+
 def _flatten(prefix: str, value, out: dict) -> dict:
-    if isinstance(value, dict):
+    if prefix in _SPECS:  # one column per component axis, whether or not the spec has options
+        out[prefix] = format_spec(value)
+    elif isinstance(value, dict):
         for key, sub in value.items():
             _flatten(f"{prefix}/{key}" if prefix else key, sub, out)
     else:
@@ -66,12 +76,29 @@ def peak_memory_mb(device: torch.device) -> float:
     return rss_kb / 1024 if sys.platform != "darwin" else rss_kb / 2**20
 
 
-def run_identity(variant, data: TokenData) -> dict:
+def tokenizer_file(data: TokenData) -> str:
+    """Where a run folder keeps the tokenizer of ``data``, relative to the folder: one file per data config."""
+    return f"tokenizer/{data.fingerprint}.model"
+
+
+def run_identity(variant, data: TokenData, model_config: TransformerConfig) -> dict:
     """What a run is trained under: the variant's resolved config and the corpus fingerprint, hashed.
-    Stored in every checkpoint; resuming under a different identity is refused."""
+    Stored in every checkpoint; resuming under a different identity is refused. It also carries what
+    rebuilds the model from the checkpoint alone: the model's resolved config (vocab_size included) and
+    the run folder's tokenizer file (not hashed: both follow from the config and the corpus)."""
     config, corpus = variant.to_dict(), data.fingerprint
     text = json.dumps({"config": config, "corpus": corpus}, sort_keys=True, default=str)
-    return {"fingerprint": hashlib.sha256(text.encode()).hexdigest(), "config": config, "corpus": corpus}
+    return {"fingerprint": hashlib.sha256(text.encode()).hexdigest(), "config": config, "corpus": corpus,
+            "model": model_config.to_dict(), "tokenizer": tokenizer_file(data)}
+
+
+def keep_run_files(run_dir: Path, variant, seed: int, data: TokenData, identity: dict) -> None:
+    """The run folder's own copy of the tokenizer, and the seed folder's ``hparams.yaml`` (Lightning's
+    file, shown by TensorBoard): the resolved model config, data and train settings. Idempotent, atomic."""
+    data.tokenizer.save(run_dir / identity["tokenizer"])
+    hparams = {"variant": variant.name, "seed": seed, "model": identity["model"], "data": variant.data,
+               "train": variant.train, "corpus": identity["corpus"], "tokenizer": identity["tokenizer"]}
+    write_text(run_dir / variant.name / f"seed{seed}" / "hparams.yaml", yaml.safe_dump(hparams, sort_keys=False))
 
 
 @dataclass
@@ -104,13 +131,15 @@ def build_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) ->
     (refused with RunFolderError when that checkpoint was trained under another config)."""
     train = variant.train
     folder = run_dir / variant.name / f"seed{seed}"
-    identity = run_identity(variant, data)
+    config = variant.transformer_config(data.tokenizer.vocab_size)
+    identity = run_identity(variant, data, config)
     resume, resumed_step = resume_checkpoint(folder / "checkpoints", identity)
     if resume:
         log.info("[%s] resuming from %s (step %d)", label, resume.name, resumed_step)
+    keep_run_files(run_dir, variant, seed, data, identity)  # before fit: Lightning writes hparams.yaml only if absent
 
     L.seed_everything(seed, workers=True, verbose=False)
-    model = TransformerLM(variant.transformer_config(data.tokenizer.vocab_size), init_seed=seed)
+    model = TransformerLM(config, init_seed=seed)
     module = LMModule(model, train, identity)
     tokens_per_step = train["batch_size"] * train["seq_len"]
     module.flops_per_batch = model.flops_per_token(train["seq_len"]) * tokens_per_step  # read by ThroughputMonitor
@@ -176,7 +205,8 @@ def record_run(run: Run, status: str, error: str | None) -> dict:
     if trainer.world_size != world_size(train):
         log.warning("[%s] %d processes trained, train.devices x num_nodes gave %d: a budget resolved into train.steps "
                     "is off by that factor (train_flops records what was trained)", run.label, trainer.world_size, world_size(train))
-    record = {"seed": run.seed, "status": status, "error": error, "resumed_from_step": run.resumed_step or None}
+    record = {"seed": run.seed, "status": status, "error": error, "resumed_from_step": run.resumed_step or None,
+              "tokenizer": tokenizer_file(run.data)}
     if run.variant.eval_lengths:
         record.update(_length_eval(run) if completed else {"length_eval": {}, "length_eval_notes": {}})
     steps, tokens_per_step = trainer.global_step, run.tokens_per_step
