@@ -9,7 +9,7 @@ import time
 import pytest
 
 from components import registry
-from e2e import cli, write_experiment
+from e2e import cli, results, write_experiment
 from workbench.cli import main
 
 REQUIRED = {
@@ -36,6 +36,10 @@ BAD_OVERRIDES = [
     (["train.lr=0"], "train.lr"),
     (["model.positions=alibi2"], "model.positions"),
     (["train.strategy=fsdp", "train.accelerator=cpu"], "train.strategy"),
+    (["model.norm={name: rmsnorm, epsilon: 1e-5}"], "model.norm.epsilon: norm 'rmsnorm' has no option 'epsilon' (options: eps: float)"),
+    (["model.norm.eps=abc"], "model.norm.eps: norm 'rmsnorm' option eps='abc' must be float"),
+    (["model.norm=dyt"], "model.norm_eps"),  # llama.yaml's norm_eps, for a norm that takes no eps
+    (["model.ffn={name: moe, top_k: 2.5}"], "model.ffn.top_k"),
 ]
 
 
@@ -111,6 +115,26 @@ def test_show_prints_every_variant_and_trains_nothing(exp, capsys, tmp_path, mon
     out = capsys.readouterr().out
     assert "== rms ==" in out and "== ln ==" in out and "FLOPs/token" in out and "params" in out
     assert not (tmp_path / "runs").exists()
+
+
+def test_show_takes_component_specs_from_the_command_line(exp, capsys):
+    assert main(["show", str(exp), "model.norm={name: rmsnorm, eps: 1e-5}", "variants.ln.model.ffn={name: moe, n_experts: 4}"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("norm={name: rmsnorm, eps: 1e-05}") == 2 and "ffn={name: moe, n_experts: 4}" in out
+
+
+def test_spec_run_records_the_mapping_and_resumes_under_another_spelling(exp, tmp_path, capsys):
+    out = tmp_path / "out"
+    spec = "variants.rms.model.norm={name: rmsnorm, eps: 1e-5}"
+    assert main(["run", str(exp), spec, "--variant", "rms", "--out", str(out)]) == 0
+    config = results(out)["variants"]["rms"]["config"]["model"]
+    assert config["norm"] == {"name": "rmsnorm", "eps": 1e-5} and config["norm_eps"] is None
+    # the same spec written as an option override is the same run: kept, not refused as a changed config
+    assert main(["run", str(exp), "variants.rms.model.norm.eps=1e-5", "--variant", "rms", "--out", str(out)]) == 0
+    assert [r["status"] for r in results(out)["variants"]["rms"]["runs"]] == ["completed"]
+    capsys.readouterr()
+    assert main(["run", str(exp), "variants.rms.model.norm.eps=1e-4", "--variant", "rms", "--out", str(out)]) == 2
+    assert "model.norm.eps: 1e-05 -> 0.0001" in capsys.readouterr().err
 
 
 def test_help_does_not_import_lightning():

@@ -192,8 +192,27 @@ BAD = {  # id: (experiment fields, overrides, key expected in the message, text 
     "seeds-empty": ({"seeds": []}, [], "seeds", "non-empty"),
     "seeds-repeated": ({}, ["seeds=[1,1]"], "seeds", "distinct"),
     "seeds-not-int": ({"seeds": ["x"]}, [], "seeds", "invalid seed 'x'"),
-    "unknown-component": ({}, ["model.norm=rmsnrom"], "model.norm", "did you mean 'rmsnorm'? available: layernorm, rmsnorm"),
+    "unknown-component": ({}, ["model.norm=rmsnrom"], "model.norm", "did you mean 'rmsnorm'? available: "),
     "unknown-component-in-variant": ({"variants": {"a": {"model": {"ffn": "swigly"}}}}, [], "variants.a.model.ffn", "did you mean 'swiglu'"),
+    # component specs: {name: ..., option: value}
+    "unknown-option": ({}, ["model.norm={name: rmsnorm, epsilon: 1e-5}"], "model.norm.epsilon", "no option 'epsilon' (options: eps: float)"),
+    "unknown-option-in-variant": ({"variants": {"a": {"model": {"ffn": {"name": "moe", "experts": 4}}}}}, [],
+                                  "variants.a.model.ffn.experts", "no option 'experts'"),
+    "ill-typed-option": ({}, ["model.norm.eps=abc"], "model.norm.eps", "must be float, not str"),
+    "ill-typed-int-option": ({"variants": {"a": {"model": {"ffn": {"name": "moe", "top_k": 1.5}}}}}, [],
+                             "variants.a.model.ffn.top_k", "must be int"),
+    "size-as-option": ({}, ["model.norm.dim=64"], "model.norm.dim", "set by the model"),
+    "unknown-name-in-spec": ({"variants": {"a": {"model": {"norm": {"name": "rmsnrom", "eps": 1e-5}}}}}, [],
+                             "variants.a.model.norm.name", "did you mean 'rmsnorm'"),
+    "spec-without-name": ({"variants": {"a": {"model": {"norm": {"name": None, "eps": 1e-5}}}}}, [], "variants.a.model.norm.name",
+                          "no component name"),
+    "option-breaks-the-build": ({"variants": {"a": {"model": {"ffn": {"name": "moe", "n_experts": 4, "top_k": 9}}}}}, [],
+                                "variants.a.model.ffn.top_k", "top_k must be in 1..n_experts=4"),
+    "spec-null": ({"variants": {"a": {"model": {"norm": None}}}}, [], "variants.a.model.norm", "invalid value None"),
+    "spec-not-a-mapping": ({}, ["model.ffn=[swiglu]"], "model.ffn", "{name: NAME, OPTION: VALUE, ...}"),
+    "norm-eps-and-spec-eps": ({}, ["model.norm={name: rmsnorm, eps: 1e-5}", "model.norm_eps=1e-6"], "model.norm_eps", "one place"),
+    "qk-norm": ({}, ["model.qk_norm=heads"], "model.qk_norm", "did you mean 'head'"),
+    "window": ({}, ["model.window=0"], "model.window", "positive integer"),
     "import-missing": ({"imports": ["no_such_module_xyz"]}, [], "imports", "no_such_module_xyz"),
     "baseline-not-variant": ({"baseline": "c"}, [], "baseline", "allowed: a, b"),
     "dim-not-divisible": ({}, ["model.dim=130"], "model.dim", "divisible by n_heads"),
@@ -258,7 +277,8 @@ def test_bad_input_is_one_line_naming_the_key(tmp_path, fields, overrides, key, 
     message = str(err.value)
     assert "\n" not in message
     assert f"{key}:" in message and text in message, message
-    set_on_command_line = any(o.split("=")[0] == key.split("=")[0] for o in overrides)
+    written = [o.split("=")[0] for o in overrides]
+    set_on_command_line = any(key.split("=")[0] in (w, *(f"{w}.{sub}" for sub in ("name", key.rpartition(".")[2]))) for w in written)
     assert err.value.file == "command line" if set_on_command_line else err.value.file.endswith(".yaml")
 
 
@@ -379,3 +399,82 @@ def test_policy_sweep_and_reference_errors_are_one_line(tmp_path, fields, overri
         load_experiment(experiment_file(tmp_path, **fields), overrides)
     message = str(err.value)
     assert f": {key}: " in message and text in message and "\n" not in message
+
+
+# --- component specs: a name or {name: ..., option: value} ------------------------------------------
+
+
+def built_norm_eps(variant) -> float:
+    """The eps the variant's model actually builds its first block's norm with."""
+    from components import TransformerLM
+
+    with torch.device("meta"):
+        model = TransformerLM(variant.transformer_config())
+    return model.blocks[0].attn_norm.eps
+
+
+def test_spec_mapping_from_yaml_and_command_line_reaches_the_model(tmp_path):
+    path = experiment_file(tmp_path, variants={"a": {}, "b": {"model": {"norm": {"name": "layernorm", "eps": 1e-4}}}})
+    exp = load_experiment(path, ["variants.a.model.norm={name: rmsnorm, eps: 1e-5}"])
+    a, b = exp.variants["a"], exp.variants["b"]
+    assert a.model["norm"] == {"name": "rmsnorm", "eps": 1e-5} and b.model["norm"] == {"name": "layernorm", "eps": 1e-4}
+    # the spec's eps replaces the llama preset's norm_eps (one setting written two ways: the later wins)
+    assert a.model["norm_eps"] is None and b.model["norm_eps"] is None
+    assert built_norm_eps(a) == 1e-5 and built_norm_eps(b) == 1e-4
+    assert a.transformer_config().norm == {"name": "rmsnorm", "eps": 1e-5}
+
+
+def test_spec_merge_rules(tmp_path):
+    write(tmp_path / "preset.yaml", "model: {norm: {name: rmsnorm, eps: 1.0e-5}, norm_eps: null}\n")
+    path = experiment_file(tmp_path, defaults=[str(p) for p in PRESETS] + [str(tmp_path / "preset.yaml")], variants={
+        "named": {"model": {"norm": {"name": "layernorm"}}},  # a name replaces the spec: rmsnorm's eps does not leak
+        "string": {"model": {"norm": "layernorm"}},
+        "options": {"model": {"norm": {"eps": 1e-3}}},  # options without a name merge into the spec below
+        "norm_eps": {"model": {"norm_eps": 1e-4}},  # norm_eps set later replaces the spec's eps
+        "plain": {"model": {"norm": {"name": "rmsnorm"}}},
+    })
+    models = {n: v.model for n, v in load_experiment(path).variants.items()}
+    assert models["named"]["norm"] == "layernorm" and models["string"]["norm"] == "layernorm"
+    assert models["options"]["norm"] == {"name": "rmsnorm", "eps": 1e-3}
+    assert models["norm_eps"]["norm"] == "rmsnorm" and models["norm_eps"]["norm_eps"] == 1e-4
+    assert models["plain"]["norm"] == "rmsnorm"  # {name: X} without options is X: the same run, the same identity
+    # key=value overrides are one layer: a name and options given together make one spec
+    exp = load_experiment(experiment_file(tmp_path), ["model.ffn.n_experts=4", "model.ffn.name=moe"])
+    assert exp.variants["a"].model["ffn"] == {"name": "moe", "n_experts": 4}
+    exp = load_experiment(experiment_file(tmp_path), ["model.ffn={name: moe, top_k: 1}", "variants.b.model.ffn.n_experts=4"])
+    assert exp.variants["a"].model["ffn"] == {"name": "moe", "top_k": 1}
+    assert exp.variants["b"].model["ffn"] == {"name": "moe", "top_k": 1, "n_experts": 4}
+
+
+def test_spec_errors_name_the_file_that_wrote_the_option(tmp_path):
+    write(tmp_path / "preset.yaml", "model: {ffn: {name: moe, n_experts: 4}}\n")
+    path = experiment_file(tmp_path, defaults=[str(p) for p in PRESETS] + [str(tmp_path / "preset.yaml")],
+                           variants={"a": {"model": {"ffn": {"top_k": "two"}}}, "b": {}})
+    with pytest.raises(ConfigError) as err:
+        load_experiment(path)
+    assert err.value.file.endswith("exp.yaml") and err.value.key == "variants.a.model.ffn.top_k", str(err.value)
+    with pytest.raises(ConfigError) as err:  # the name came from the preset, the bad option from the command line
+        load_experiment(experiment_file(tmp_path, defaults=[str(p) for p in PRESETS] + [str(tmp_path / "preset.yaml")]),
+                        ["model.ffn.n_expert=2"])
+    assert err.value.file == "command line" and err.value.key == "model.ffn.n_expert" and "n_experts: int" in str(err.value)
+
+
+def test_norm_eps_for_a_norm_without_eps_is_an_error(tmp_path):
+    # llama.yaml sets norm_eps; DyT divides by nothing and takes no eps: an error, not a silent drop
+    with pytest.raises(ConfigError) as err:
+        load_experiment(experiment_file(tmp_path), ["model.norm=dyt"])
+    message = str(err.value)
+    assert err.value.key == "model.norm_eps" and err.value.file.endswith("llama.yaml") and "dyt" in message, message
+    exp = load_experiment(experiment_file(tmp_path), ["model.norm=dyt", "model.norm_eps=null"])
+    assert exp.variants["a"].model["norm"] == "dyt"
+
+
+def test_specs_round_trip_through_experiment_yaml(tmp_path):
+    path = experiment_file(tmp_path, variants={"a": {}, "moe": {"model": {"ffn": {"name": "moe", "n_experts": 4, "top_k": 2}}}})
+    exp = load_experiment(path, ["model.qk_norm=head", "model.window=16"])
+    again = tmp_path / "again.yaml"
+    again.write_text(yaml.safe_dump(exp.to_dict(), sort_keys=False))
+    reloaded = load_experiment(again)
+    assert {n: v.to_dict() for n, v in reloaded.variants.items()} == {n: v.to_dict() for n, v in exp.variants.items()}
+    model = reloaded.variants["moe"].model
+    assert model["ffn"] == {"name": "moe", "n_experts": 4, "top_k": 2} and model["qk_norm"] == "head" and model["window"] == 16

@@ -324,3 +324,11 @@ def test_missing_or_malformed_results_raise(tmp_path, content, message):
 def test_import_pulls_in_neither_lightning_nor_torch():
     code = "import sys, workbench.reports; print(sorted({'lightning', 'torch'} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_a_component_spec_is_one_config_difference_with_its_options():
+    from workbench.reports.sections import config_diff
+
+    moe = {"model": {"ffn": {"name": "moe", "n_experts": 4, "top_k": 2}, "dim": 8}}
+    assert config_diff(moe, {"model": {"ffn": "swiglu", "dim": 8}}) == 'model.ffn="{name: moe, n_experts: 4, top_k: 2}"'
+    assert config_diff({"model": {"ffn": "relu", "dim": 8}}, {"model": {"ffn": "swiglu", "dim": 8}}) == 'model.ffn="relu"'

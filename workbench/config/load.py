@@ -4,7 +4,9 @@ Merge order, lowest priority first, for every variant:
   schema defaults < defaults files (in order) < the experiment's model/data/train
   < the variant's overrides < key=value overrides < variants.NAME.key=value overrides [< the size]
 Every step is a typed OmegaConf merge, so a wrong type or unknown key fails at the step that
-introduced it, naming that file. With ``sizes:`` each variant is merged once per size (a size may
+introduced it, naming that file. A component key (``model.norm``, ...) written as a name or as
+``{name: ...}`` replaces the spec below it; ``{option: value}`` without a name adds options to it
+(``specs.py``). With ``sizes:`` each variant is merged once per size (a size may
 not set a key the variant or an override sets). ``validate_experiment`` then checks values, builds
 each model, and resolves ``budget:`` into every variant's train.steps.
 """
@@ -23,6 +25,7 @@ from .experiment import Experiment, Origins, Variant
 from .files import expand_defaults, read_yaml
 from .overrides import dotlist, parse_overrides, split_variant_key
 from .schema import SECTIONS, TOP_LEVEL, ExperimentSchema, VariantSchema, keys_at
+from .specs import canonical_model, prepare_merge, replaced_keys
 from .sizes import check_overlap, group_name, parse_sizes, parse_sweep, split_group_name
 from .validate import validate_experiment
 
@@ -44,6 +47,9 @@ def _flatten(data: Any, prefix: str = "") -> list[str]:
 
 
 def _record(origins: Origins, data: Mapping, source: str, written_prefix: str = "") -> None:
+    for spec in replaced_keys(data):  # a replaced component spec takes its options' origins with it
+        for key in [k for k in origins if k == spec or k.startswith(spec + ".")]:
+            del origins[key]
     for key in _flatten(data):
         origins[key] = (source, written_prefix + key)
 
@@ -56,6 +62,7 @@ def _merge(base, update: Mapping, source, schema: type, prefix: str = ""):
     if update.get("budget") is not None and not isinstance(update["budget"], Mapping):
         raise ConfigError(source, prefix + "budget", f"expected a mapping with one key, got {update['budget']!r}",
                           "{steps: N}, {tokens: N}, {flops: X}, {tokens_per_param: R}")
+    base = prepare_merge(base, update)
     try:
         return OmegaConf.merge(base, update)
     except OmegaConfBaseException as exc:
@@ -64,9 +71,12 @@ def _merge(base, update: Mapping, source, schema: type, prefix: str = ""):
 
 def _resolve(conf, source, prefix: str = "") -> dict:
     try:
-        return OmegaConf.to_container(conf, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
+        plain = OmegaConf.to_container(conf, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as exc:
         raise from_omegaconf(exc, source, prefix) from None
+    if isinstance(plain.get("model"), dict):
+        plain["model"] = canonical_model(plain["model"])
+    return plain  # type: ignore[return-value]
 
 
 def compose_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:

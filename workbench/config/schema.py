@@ -3,7 +3,9 @@
 OmegaConf checks every merged value against these types (``train.steps=abc`` fails) and rejects
 unknown keys with a did-you-mean. Ranges and cross-field rules live in ``validate.py``.
 
-``model:`` is derived from ``components.TransformerConfig`` so the two never drift apart;
+``model:`` is derived from ``components.TransformerConfig`` so the two never drift apart; its
+component keys (``model.norm``, ...) are typed ``Any``, since each takes a name or a
+``{name: ..., option: value}`` mapping (``specs.py``; checked in ``validate.py``).
 ``data:`` is the data layer's own ``DataSettings``.
 """
 
@@ -17,6 +19,7 @@ from typing import Any, Dict, List, Optional, Union
 from omegaconf import MISSING
 
 from components import TransformerConfig
+from components.config import COMPONENT_FIELDS
 from workbench.data.settings import DataSettings
 
 SECTIONS = ("model", "data", "train")
@@ -33,9 +36,10 @@ ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 STRATEGIES = ("auto", "ddp", "fsdp")
 
 
-def _derived_schema(source: type, name: str, exclude=(), defaults: dict | None = None) -> type:
-    """A dataclass with ``source``'s fields (minus ``exclude``), types resolved for OmegaConf."""
-    hints = typing.get_type_hints(source)
+def _derived_schema(source: type, name: str, exclude=(), defaults: dict | None = None, untyped=()) -> type:
+    """A dataclass with ``source``'s fields (minus ``exclude``), types resolved for OmegaConf;
+    ``untyped`` fields become ``Any`` (OmegaConf has no ``str | dict``)."""
+    hints = {**typing.get_type_hints(source), **{f: Any for f in untyped}}
     specs = []
     for f in dataclasses.fields(source):
         if f.name in exclude:
@@ -53,7 +57,8 @@ def _derived_schema(source: type, name: str, exclude=(), defaults: dict | None =
     return schema
 
 
-ModelSchema = _derived_schema(TransformerConfig, "ModelSchema", exclude=tuple(MODEL_FROM_ELSEWHERE), defaults=MODEL_DEFAULTS)
+ModelSchema = _derived_schema(TransformerConfig, "ModelSchema", exclude=tuple(MODEL_FROM_ELSEWHERE), defaults=MODEL_DEFAULTS,
+                              untyped=tuple(COMPONENT_FIELDS))
 DataSchema = DataSettings
 
 

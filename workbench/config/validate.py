@@ -1,12 +1,14 @@
 """validate_experiment: every value of every variant checked before any training starts.
 
 Types and key names were checked by the schema merge; here come ranges, choices, cross-field
-rules, component names (after importing ``imports``), data files, the hardware the config asks
-for, and finally each model built on the meta device, so nothing fails an hour into a run.
+rules, component specs (after importing ``imports``: each name, then each option against the
+component's signature, so a bad one is named as ``model.norm.eps``), data files, the hardware the
+config asks for, and finally each model built on the meta device, so nothing fails an hour into a run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import importlib
 import math
@@ -23,6 +25,8 @@ from omegaconf.errors import OmegaConfBaseException
 from components import InvalidConfig, TransformerLM, UnknownComponentError, registry
 from components.attention import flash_unavailable_reason
 from components.config import COMPONENT_FIELDS
+from components.contract import kind_contract
+from components.registry import InvalidOption
 from workbench.data.errors import DataError
 from workbench.data.settings import DataSettings
 
@@ -32,8 +36,9 @@ from .budget import apply_budget, check_budget
 from .lengths import resolve_lengths
 from .schema import ACCELERATORS, MODEL_FROM_ELSEWHERE, PRECISIONS, SECTIONS, STRATEGIES, VariantSchema, keys_at
 from .sizes import SAFE_NAME, SAFE_NAME_RULE, SEP
+from .specs import SPEC_FORM, canonical, spec_name
 
-RESERVED_NAMES = ("plots",)  # folders a run directory already uses
+RESERVED_NAMES = ("plots", "tokenizer")  # folders a run directory already uses
 MIN_VOCAB_SIZE = 260  # 256 byte-fallback pieces + unk/bos/eos + at least one merge
 MAX_SEED = 2**32 - 1
 MAX_SEQUENTIAL_SEEDS = 64  # seeds: {min:, max:} trains seeds 0..max-1 at most
@@ -128,6 +133,43 @@ def _import_modules(exp: Experiment) -> None:
                 sys.path.remove(folder)
 
 
+def _build_problem(config) -> str | None:
+    """Why ``TransformerLM(config)`` fails, or None; built on the meta device (shapes only: no memory, no time)."""
+    try:
+        with torch.device("meta"):
+            TransformerLM(config)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _culprit_option(config) -> str | None:
+    """The component option a failed build is due to (``model.ffn.top_k``): the first whose removal
+    lets the model build; None when no single option is to blame."""
+    for field in COMPONENT_FIELDS:
+        spec = getattr(config, field)
+        if not isinstance(spec, dict):
+            continue
+        for option in [k for k in spec if k != "name"]:
+            trial = canonical({k: v for k, v in spec.items() if k != option})
+            try:
+                candidate = dataclasses.replace(config, **{field: trial})
+            except InvalidConfig:
+                continue
+            if _build_problem(candidate) is None:
+                return f"model.{field}.{option}"
+    return None
+
+
+def _lookup(variant: Variant, key: str):
+    """The value at a dotted key of a variant (``model.norm.eps`` inside a spec); None where absent."""
+    section, _, rest = key.partition(".")
+    value = getattr(variant, section)
+    for part in rest.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
 class _VariantCheck:
     """The checks of one variant; errors name the file and key that set the bad value."""
 
@@ -137,10 +179,23 @@ class _VariantCheck:
 
     def fail(self, key: str, problem: str, allowed: str | None = None, related: tuple[str, ...] = ()) -> NoReturn:
         """Raise for ``key``; ``related`` keys took part in the rule (they decide whether to name the variant)."""
-        source, written = self.variant.origins.get(key, (str(self.exp.path), key))
+        source, written = self.origin(key)
         if not written.startswith("variants.") and not all(self.shared(k) for k in (key,) + related):
             problem += f" [variant '{self.variant.name}']"
         raise ConfigError(source, written, problem, allowed)
+
+    def origin(self, key: str) -> tuple[str, str]:
+        """(file, key as written there) that set ``key``; a spec's name may have been written as
+        ``model.norm: NAME`` or as ``model.norm.name``, and a whole spec by its name's origin."""
+        origins = self.variant.origins
+        if key in origins:
+            return origins[key]
+        if key.endswith(".name") and key.removesuffix(".name") in origins:
+            return origins[key.removesuffix(".name")]
+        if key + ".name" in origins:
+            source, written = origins[key + ".name"]
+            return source, written.removesuffix(".name")
+        return str(self.exp.path), key
 
     def run(self, built: set[str]) -> None:
         self.check_schema()
@@ -164,13 +219,12 @@ class _VariantCheck:
     # -- helpers ---------------------------------------------------------------------------
     def shared(self, key: str) -> bool:
         """Whether every variant has the same value at ``key`` (then naming one is noise)."""
-        section, _, name = key.partition(".")
-        values = [getattr(v, section, {}).get(name, None) if section in SECTIONS else None for v in self.exp.variants.values()]
+        section = key.partition(".")[0]
+        values = [_lookup(v, key) for v in self.exp.variants.values()] if section in SECTIONS else [None]
         return section in SECTIONS and all(repr(value) == repr(values[0]) for value in values)
 
     def value(self, key: str):
-        section, _, name = key.partition(".")
-        return getattr(self.variant, section)[name]
+        return _lookup(self.variant, key)
 
     def integer(self, key: str, low: int, high: int | None = None, allowed: str | None = None, related=()) -> int:
         value = self.value(key)
@@ -258,10 +312,7 @@ class _VariantCheck:
 
     def check_model(self, built: set[str]) -> None:
         for field, kind in COMPONENT_FIELDS.items():
-            try:
-                registry.get(kind, self.model[field])
-            except UnknownComponentError as exc:
-                self.fail(f"model.{field}", str(exc))
+            self.check_spec(f"model.{field}", kind)
         try:
             config = self.variant.transformer_config()
         except InvalidConfig as exc:
@@ -270,17 +321,39 @@ class _VariantCheck:
             self.fail(key, f"invalid value {exc.value!r}: {exc.reason}{derived}")
         except TypeError as exc:
             self.fail("model", str(exc))
-        if config.attention == "flash":
+        if spec_name(config.attention) == "flash":
             self.check_flash(config.head_size)
         fingerprint = repr(sorted(config.to_dict().items()))
         if fingerprint in built:
             return
-        try:
-            with torch.device("meta"):  # shapes only: no memory, no time
-                TransformerLM(config)
-        except Exception as exc:
-            self.fail("model", f"cannot build the model: {type(exc).__name__}: {exc}")
+        problem = _build_problem(config)
+        if problem:
+            self.fail(_culprit_option(config) or "model", f"cannot build the model: {problem}")
         built.add(fingerprint)
+
+    def check_spec(self, key: str, kind: str) -> None:
+        """A component spec: its form, its name, then each option on its own, so the error names
+        ``model.norm.eps`` rather than the whole spec."""
+        spec = self.value(key)
+        if isinstance(spec, dict):
+            if not isinstance(spec.get("name"), str):
+                self.fail(f"{key}.name" if "name" in spec else key,
+                          f"{kind} spec {spec!r} has no component name", f"{SPEC_FORM}; {kind}s: {', '.join(registry.available(kind))}")
+            name, options = spec["name"], {k: v for k, v in spec.items() if k != "name"}
+        elif isinstance(spec, str):
+            name, options = spec, {}
+        else:
+            self.fail(key, f"invalid value {spec!r}", f"{SPEC_FORM}; {kind}s: {', '.join(registry.available(kind))}")
+        try:
+            registry.validate(kind, name)
+        except UnknownComponentError as exc:
+            self.fail(f"{key}.name" if isinstance(spec, dict) else key, str(exc))
+        sizes = kind_contract(kind).sizes
+        for option, value in options.items():
+            try:
+                registry.validate(kind, {"name": name, option: value}, sizes)
+            except InvalidOption as exc:
+                self.fail(f"{key}.{option}", str(exc))
 
     def check_flash(self, head_size: int) -> None:
         precision, accelerator = self.train["precision"], self.train["accelerator"]

@@ -171,6 +171,8 @@ def how_to_read(run_dir: str, results: Results, comparisons: dict[str, Compariso
 
 
 def _flatten(d: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(d, dict) and "name" in d and prefix.startswith("model."):  # a component spec: one value
+        return {prefix.rstrip("."): "{" + ", ".join(f"{k}: {v}" for k, v in d.items()) + "}"}
     if not isinstance(d, dict):
         return {prefix.rstrip("."): d}
     out: dict[str, object] = {}
