@@ -134,6 +134,8 @@ class SDPAttention(nn.Module):
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask[None], enable_gqa=n_rep > 1)
         if window is None and q.shape[-2] == k.shape[-2]:
             return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=n_rep > 1)
+        if window is None and q.shape[-2] == 1:  # one new query (cached decoding) sees every key: no mask to build
+            return F.scaled_dot_product_attention(q, k, v, enable_gqa=n_rep > 1)
         # is_causal aligns the mask top-left; with cached keys the queries are the *last* positions.
         return F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(q, k, window), enable_gqa=n_rep > 1)
 

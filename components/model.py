@@ -12,6 +12,7 @@ from torch import nn
 from .block import Block, build_norm
 from .config import TransformerConfig
 from .contract import AuxLossSource, SparseCompute
+from .generation import KVCache, check_sampling, sample_next
 from .loss import linear_cross_entropy
 from .positions import LearnedPositions
 from .registry import registry
@@ -60,6 +61,70 @@ class TransformerLM(nn.Module):
         for block in self.blocks:
             x = block(x, self.positions, offset)
         return self.norm(x)
+
+    def forward_cached(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """tokens (B, T) at absolute positions cache.length.. -> their logits (B, T, vocab_size), attending
+        to every position already in ``cache`` (incremental decoding); their keys and values join it.
+
+        Each block is wired by its placement as in ``Block.forward``, with the block's layer cache
+        handed to its attention.
+        """
+        offset = cache.length
+        x = self.positions.embed(self.embed(tokens), offset)  # (B, T, dim)
+        for block, layer in zip(self.blocks, cache.layers):
+            def attn(h, block=block, layer=layer):
+                return block.attn(h, self.positions, offset, cache=layer)
+
+            x = block.place(x, attn, block.ffn, block.norms)
+        return self.lm_head(self.norm(x))
+
+    @torch.inference_mode()
+    def generate(self, tokens: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, seed: int | None = None, eos_id: int | None = None) -> torch.Tensor:
+        """Continue ``tokens`` (B, T) int64 by up to ``max_new_tokens``: (B, T + n), the prompt included.
+
+        One forward over the prompt fills a KV cache (``components.generation``), then each new token is
+        one forward of length 1. temperature 0 is greedy (argmax); otherwise each token is drawn from
+        softmax(logits / temperature), restricted to the ``top_k`` most probable tokens and to the
+        nucleus of mass ``top_p`` when set, with a ``torch.Generator`` seeded by ``seed`` (None: torch's
+        global RNG), so one seed gives one continuation. With ``eos_id``, a sequence that produced it
+        continues with eos_id only, and generation stops once every sequence has. The model's mode is
+        left as it is: call ``eval()`` first where training mode computes something else (MoE aux loss).
+        """
+        if tokens.dim() != 2 or tokens.shape[1] == 0:
+            raise ValueError(f"tokens must be (batch, time) with at least one token, got shape {tuple(tokens.shape)}")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
+        check_sampling(temperature, top_k, top_p)
+        B, T = tokens.shape
+        total = T + max_new_tokens
+        max_len = self.positions.max_len
+        if max_len is not None and total > max_len:
+            raise ValueError(
+                f"{self.config.component('positions')[0]} positions cover {max_len} tokens (max_seq_len); "
+                f"a {T}-token prompt plus max_new_tokens={max_new_tokens} needs {total}"
+            )
+        if max_new_tokens == 0:
+            return tokens
+        cfg, weight = self.config, self.embed.weight
+        cache = KVCache(cfg.n_layers, B, cfg.kv_heads, cfg.head_size, total - 1, weight.dtype, weight.device)
+        generator = None
+        if seed is not None and temperature != 0:
+            generator = torch.Generator(device=tokens.device).manual_seed(seed)
+        out = torch.empty(B, total, dtype=tokens.dtype, device=tokens.device)
+        out[:, :T] = tokens
+        done = torch.zeros(B, dtype=torch.bool, device=tokens.device)
+        logits = self.forward_cached(tokens, cache)[:, -1]  # (B, vocab)
+        for i in range(T, total):
+            nxt = sample_next(logits, temperature, top_k, top_p, generator)  # (B,)
+            if eos_id is not None:
+                nxt = nxt.masked_fill(done, eos_id)
+                done |= nxt == eos_id
+            out[:, i] = nxt
+            if i + 1 == total or (eos_id is not None and bool(done.all())):
+                return out[:, : i + 1]
+            logits = self.forward_cached(out[:, i : i + 1], cache)[:, -1]
+        return out
 
     @torch.no_grad()
     def init_weights(self, seed: int | None = None) -> None:

@@ -25,7 +25,8 @@ class _RMSNormFunction(torch.autograd.Function):
     def forward(ctx, x, weight, eps):
         # 1/rms from one fused reduction (no x**2 temporary).
         inv_rms = torch.rsqrt(torch.linalg.vector_norm(x, 2, dim=-1, keepdim=True).square_().div_(x.shape[-1]).add_(eps))
-        ctx.save_for_backward(x, weight, inv_rms)
+        if ctx is not None:
+            ctx.save_for_backward(x, weight, inv_rms)
         return (x * inv_rms).mul_(weight)
 
     @staticmethod
@@ -62,7 +63,10 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == _compute_dtype(x) == self.weight.dtype:  # fp32/fp64 (also the residual stream under autocast)
-            return _RMSNormFunction.apply(x, self.weight, self.eps)
+            if torch.is_grad_enabled():
+                return _RMSNormFunction.apply(x, self.weight, self.eps)
+            # Evaluation and decoding: the same formula without autograd.Function's per-call overhead.
+            return _RMSNormFunction.forward(None, x, self.weight, self.eps)
         h = x.to(_compute_dtype(x))
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
         # Cast back before scaling, as LLaMA and transformers do (matters in bf16).

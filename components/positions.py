@@ -160,6 +160,8 @@ class RotaryEmbedding(Positions):
         dtype = torch.promote_types(q.dtype, torch.float32)
         cos, sin = self.cos_sin(offset + T, q.device, dtype)
         cos, sin = cos[offset:], sin[offset:]  # (T, head_dim/2), broadcast over (B, H)
+        if not torch.is_grad_enabled():  # evaluation and decoding: no autograd.Function overhead
+            return _rotate(q, cos, sin).to(q.dtype), _rotate(k, cos, sin).to(k.dtype)
         return _Rotary.apply(q, cos, sin).to(q.dtype), _Rotary.apply(k, cos, sin).to(k.dtype)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from .config import TransformerConfig
+from .generation import LayerCache
 from .positions import Positions
 from .registry import registry
 
@@ -20,6 +21,10 @@ class CausalSelfAttention(nn.Module):
     ``cfg.window`` (sliding window) and the positions' ALiBi slopes reach the kernel as its ``window``
     and ``slopes`` keywords, passed only when set, so a kernel with the plain (q, k, v) signature
     still serves full causal attention.
+
+    With a ``cache`` (incremental decoding, ``TransformerLM.generate``), x holds the tokens at absolute
+    positions ``offset``.. only; their keys and values, after QK-norm and positions, are appended to the
+    cache and the queries attend to every cached key (the kernels place query i at position S - T + i).
     """
 
     def __init__(self, cfg: TransformerConfig):
@@ -37,7 +42,8 @@ class CausalSelfAttention(nn.Module):
             self.q_norm, self.k_norm = build_norm(cfg, q_dim), build_norm(cfg, k_dim)
         self.kernel = registry.build("attention", cfg.attention)
 
-    def forward(self, x: torch.Tensor, positions: Positions, offset: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, positions: Positions, offset: int = 0,
+                cache: LayerCache | None = None) -> torch.Tensor:
         B, T, _ = x.shape
         H, Hkv, D = self.n_heads, self.n_kv_heads, self.head_dim
         q, k, v = self.qkv(x).split([H * D, Hkv * D, Hkv * D], dim=-1)
@@ -50,6 +56,8 @@ class CausalSelfAttention(nn.Module):
         q, k = q.transpose(1, 2), k.transpose(1, 2)  # (B, H, T, D), (B, Hkv, T, D)
         v = v.view(B, T, Hkv, D).transpose(1, 2)  # (B, Hkv, T, D)
         q, k = positions.rotate(q, k, offset)
+        if cache is not None:
+            k, v = cache.update(k, v)  # (B, Hkv, offset + T, D)
         options = {}
         if self.window is not None:
             options["window"] = self.window

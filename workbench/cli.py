@@ -1,4 +1,4 @@
-"""Command line: run, show, report, components, bench. Heavy imports (Lightning) happen only in ``run``.
+"""Command line: run, show, report, components, bench, sample, export. Heavy imports (Lightning) happen only in ``run``.
 
 Exit codes: 0 success (diverged runs are results); 2 bad input or a refused run folder (one line
 naming the file, key, value and allowed values, no traceback); 3 the sweep ran but some run failed;
@@ -38,6 +38,25 @@ def _parser() -> argparse.ArgumentParser:
                         help="first write results.json anew from the run folders (each run's record.json)")
 
     sub.add_parser("components", help="every registered component, by kind, with its description")
+
+    sample = sub.add_parser("sample", help="continue a prompt with each variant's trained model, one after another")
+    sample.add_argument("run_dir", type=Path)
+    sample.add_argument("--prompt", required=True, help="the text to continue")
+    sample.add_argument("--variant", action="append", metavar="NAME",
+                        help="sample this variant (repeatable; default: every variant with a completed run)")
+    sample.add_argument("--seed", type=int, help="the trained seed to load (default: each variant's first completed one)")
+    sample.add_argument("--sampling-seed", type=int, default=0, help="the draw's seed, the same for every variant (default 0)")
+    sample.add_argument("--max-new-tokens", type=int, default=100)
+    sample.add_argument("--temperature", type=float, default=1.0, help="0: greedy (default 1)")
+    sample.add_argument("--top-k", type=int, help="draw from the K most probable tokens only")
+    sample.add_argument("--top-p", type=float, help="draw from the smallest set of tokens holding this probability")
+
+    export = sub.add_parser("export", help="write a trained variant as a transformers folder (or a plain one where "
+                                           "transformers cannot express the architecture)")
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("--variant", required=True, metavar="NAME")
+    export.add_argument("--seed", type=int, help="the trained seed (default: the first completed one)")
+    export.add_argument("--out", type=Path, required=True, help="a new (or empty) folder")
     from .bench.cli import add_parser as add_bench_parser  # argparse only; the bench's imports stay lazy
 
     add_bench_parser(sub)
@@ -65,6 +84,7 @@ def cmd_components(args) -> int:
 
 def cmd_show(args) -> int:
     from .config import load_experiment
+    from .config.specs import format_spec
     from .experiment import variant_summary
 
     experiment = load_experiment(args.experiment, args.overrides)
@@ -75,7 +95,7 @@ def cmd_show(args) -> int:
         print(f"\n== {name} ==  params {info['params']:,} (non-embedding {info['non_embedding_params']:,})  "
               f"FLOPs/token {info['flops_per_token']:,}")
         for section, values in variant.to_dict().items():
-            print(f"  {section}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+            print(f"  {section}: " + ", ".join(f"{k}={format_spec(v) if isinstance(v, dict) else v}" for k, v in values.items()))
     return 0
 
 
@@ -133,6 +153,33 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_sample(args) -> int:
+    from .sample import SampleError, describe_settings, format_samples, sample_run
+
+    try:
+        samples = sample_run(args.run_dir, args.prompt, args.variant, args.seed, args.max_new_tokens, args.temperature,
+                             args.top_k, args.top_p, args.sampling_seed)
+    except SampleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_samples(samples, describe_settings(args.temperature, args.top_k, args.top_p, args.sampling_seed)))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_run
+
+    done = export_run(args.run_dir, args.variant, args.out, args.seed)
+    if done.form == "transformers":
+        print(f"exported {done.variant} (seed {done.seed}) to {done.out}: load it with "
+              f"transformers.AutoModelForCausalLM.from_pretrained and AutoTokenizer.from_pretrained")
+    else:
+        print(f"exported {done.variant} (seed {done.seed}) to {done.out} as a plain workbench folder (weights, "
+              f"config.json, tokenizer.model; how to load them: {done.out / 'README.md'}), not a transformers one: "
+              f"{done.reason}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .bench.cli import run
 
@@ -149,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     command = {"run": cmd_run, "show": cmd_show, "report": cmd_report, "components": cmd_components,
-               "bench": cmd_bench}[args.command]
+               "bench": cmd_bench, "sample": cmd_sample, "export": cmd_export}[args.command]
     try:
         return command(args)
     except KeyboardInterrupt:

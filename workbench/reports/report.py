@@ -16,6 +16,7 @@ from .ladder import ladder_section
 from .literature import literature_section
 from .load import COMPLETED, DIVERGED, load_curves, load_results
 from .plots import Plot, make_plots
+from .samples import samples_section
 from .scale_verdicts import scale_summary
 from .scale_verdicts_section import scale_verdicts_section
 from .speed import speed_section
@@ -60,7 +61,8 @@ def write_report(run_dir: str | Path) -> Path:
               + speed_blocks + scaling_blocks + scale_blocks + length_blocks
               + attention_section(order, summaries) + compute_section(results, order)
               + sections.variants_section(results, order)
-              + sections.runs_section(order, set(curves)) + sections.plots_section(plots))
+              + sections.runs_section(order, set(curves)) + samples_section(results, run_dir)
+              + sections.plots_section(plots))
     sectioned = [p or Plot(m.NAME, m.TITLE, None) for m, p in ((scaling_report, scaling_plot), (length_report, length_plot))]
     sectioned += scale_plots
     for p in plots + sectioned:

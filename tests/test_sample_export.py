@@ -1,0 +1,232 @@
+"""``python -m workbench sample`` and ``export`` on a trained micro run, and the report's Samples section.
+
+One finished micro experiment (two variants, 6 steps): ``rms`` is LLaMA (transformers expresses it),
+``ln`` is LayerNorm with RoPE (it does not: the plain export).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from e2e import results, write_experiment  # noqa: E402
+from workbench import export as export_module  # noqa: E402
+from workbench.cli import main  # noqa: E402
+from workbench.export import PLAIN_LOAD, PLAIN_LOAD_TORCH, export_run, hf_tokenizer  # noqa: E402
+from workbench.load import load_run  # noqa: E402
+from workbench.reports.fmt import md  # noqa: E402
+from workbench.reports.samples import PROMPT, SAMPLE_TOKENS, shown  # noqa: E402
+
+TEXT = "def greet(name):\n    return f'héllo, {name}!'  # ünïcode ✓ 日本\n\tx  =  1\r\n"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("sample_export")
+    exp = write_experiment(root, root / "cache", steps=6, every=3, seeds=(0,),
+                           variants="  rms: {}\n  ln: {model: {norm: layernorm}}")
+    out = root / "out"
+    assert main(["run", str(exp), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture
+def copy(trained, tmp_path) -> Path:
+    return Path(shutil.copytree(trained, tmp_path / "copy"))
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_sample_prints_every_completed_variant_with_the_same_sampling_seed(trained, capsys):
+    args = ("sample", trained, "--prompt", "def main():\n", "--max-new-tokens", "12", "--top-k", "50")
+    code, out, _ = cli(capsys, *args)
+    assert code == 0
+    assert "=== rms (seed 0, " in out and "=== ln (seed 0, " in out and out.index("=== rms") < out.index("=== ln")
+    assert "sampling seed 0" in out
+    for name in ("rms", "ln"):  # each block is the prompt and the continuation load_run's model generates
+        model, tokenizer = load_run(trained, name)
+        prompt = torch.tensor([tokenizer.encode("def main():\n")])
+        new = model.generate(prompt, 12, temperature=1.0, top_k=50, seed=0, eos_id=tokenizer.eos_id)[0, prompt.shape[1]:]
+        assert "def main():\n" + tokenizer.decode(new.tolist()) in out
+    assert cli(capsys, *args)[1] == out  # same seed, same text
+    assert cli(capsys, *args, "--sampling-seed", "1")[1] != out
+    code, greedy, _ = cli(capsys, "sample", trained, "--variant", "ln", "--prompt", "x", "--temperature", "0",
+                          "--max-new-tokens", "5")
+    assert code == 0 and "=== ln" in greedy and "=== rms" not in greedy and "greedy" in greedy
+
+
+@pytest.mark.parametrize("case", ["missing run dir", "unknown variant", "unknown seed", "not completed", "empty prompt",
+                                  "bad top-p"])
+def test_sample_refuses_bad_input_in_one_line_with_exit_2(copy, capsys, case):
+    args = ["sample", copy, "--prompt", "x"]
+    if case == "missing run dir":
+        args[1] = copy / "nowhere"
+    elif case == "unknown variant":
+        args += ["--variant", "rms", "--variant", "nope"]
+    elif case == "unknown seed":
+        args += ["--seed", "3"]
+    elif case == "not completed":
+        data = results(copy)
+        data["variants"]["ln"]["runs"][0]["status"] = "diverged"
+        (copy / "results.json").write_text(json.dumps(data))
+        args += ["--variant", "ln"]
+    elif case == "empty prompt":
+        args[3] = ""
+    else:
+        args += ["--top-p", "1.5"]
+    code, out, err = cli(capsys, *args)
+    assert code == 2 and out == "" and err.startswith("error: ") and err.count("\n") == 1
+    expected = {"missing run dir": "no such folder", "unknown variant": "no variant 'nope' (variants: rms, ln)",
+                "unknown seed": "has no seed 3", "not completed": "variant 'ln' has no completed run (seeds: 0 diverged)",
+                "empty prompt": "prompt is empty", "bad top-p": "top_p must be in (0, 1]"}[case]
+    assert expected in err
+
+
+def test_sample_defaults_to_the_variants_with_a_completed_run(copy, capsys):
+    data = results(copy)
+    data["variants"]["ln"]["runs"][0]["status"] = "failed"
+    (copy / "results.json").write_text(json.dumps(data))
+    code, out, _ = cli(capsys, "sample", copy, "--prompt", "x", "--max-new-tokens", "3")
+    assert code == 0 and "=== rms" in out and "=== ln" not in out
+
+
+def python_source() -> str:
+    """Real Python files, for comparing the two tokenizers on more than one sentence."""
+    import json.decoder
+    import json.encoder
+
+    return inspect.getsource(json.encoder) + inspect.getsource(json.decoder)
+
+
+def test_the_transformers_export_loads_with_auto_classes_and_computes_the_same_logits(trained, tmp_path, capsys):
+    out = tmp_path / "hf"
+    code, printed, _ = cli(capsys, "export", trained, "--variant", "rms", "--out", out)
+    assert code == 0 and "AutoModelForCausalLM" in printed
+    hf = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    hf_tok = transformers.AutoTokenizer.from_pretrained(out)
+    model, tokenizer = load_run(trained, "rms")
+    vocab = model.config.vocab_size
+    for text in (TEXT, python_source(), "   leading spaces", "x"):
+        assert hf_tok(text)["input_ids"] == tokenizer.encode(text)  # no BOS added, same pieces
+        assert hf_tok.decode(tokenizer.encode(text)) == text
+    specials = [hf_tok.unk_token_id, hf_tok.eos_token_id]
+    assert all(0 <= i < vocab for i in specials) and len(hf_tok) == vocab and hf_tok.bos_token_id is None
+    assert hf.config.eos_token_id == hf.generation_config.eos_token_id == hf_tok.eos_token_id == tokenizer.eos_id
+    x = torch.tensor([hf_tok(TEXT)["input_ids"]])
+    with torch.no_grad():
+        torch.testing.assert_close(hf(x).logits, model(x), rtol=0, atol=1e-4)
+    prompt = x[:, :8]
+    ours = model.generate(prompt, 10, temperature=0)
+    assert torch.equal(hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=10, do_sample=False),
+                       ours)
+    generated = transformers.pipeline("text-generation", model=str(out))("def main():", max_new_tokens=10)
+    text = generated[0]["generated_text"]
+    assert text.startswith("def main():") and len(text) > len("def main():")
+
+
+def test_the_plain_export_loads_back_with_the_documented_lines(trained, tmp_path, capsys):
+    out = tmp_path / "plain"
+    code, printed, _ = cli(capsys, "export", trained, "--variant", "ln", "--out", out)
+    assert code == 0 and "plain workbench folder" in printed and "norm='layernorm'" in printed  # what prevents it
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors", "tokenizer.model"]
+    lines = PLAIN_LOAD.format(dir=out)
+    assert PLAIN_LOAD.format(dir="DIR") in (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert len(lines.splitlines()) == 3 and lines in (out / "README.md").read_text().replace("DIR", str(out))
+    namespace = {}
+    exec(lines, namespace)  # exactly what the README tells a reader to run
+    loaded = namespace["model"]
+    model, tokenizer = load_run(trained, "ln")
+    assert not loaded.training and loaded.config == model.config
+    x = torch.tensor([tokenizer.encode(TEXT)])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    import sentencepiece
+
+    assert sentencepiece.SentencePieceProcessor(model_file=str(out / "tokenizer.model")).encode(TEXT) == tokenizer.encode(TEXT)
+
+
+def test_without_safetensors_the_plain_export_is_a_torch_state_dict(trained, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "safetensors.torch", None)  # import fails
+    out = tmp_path / "plain_pt"
+    done = export_run(trained, "ln", out)
+    assert done.form == "plain" and (out / "model.pt").is_file() and not (out / "model.safetensors").exists()
+    monkeypatch.undo()
+    namespace = {}
+    exec(PLAIN_LOAD_TORCH.format(dir=out), namespace)
+    model, tokenizer = load_run(trained, "ln")
+    x = torch.tensor([tokenizer.encode(TEXT)])
+    with torch.no_grad():
+        torch.testing.assert_close(namespace["model"](x), model(x), rtol=0, atol=0)
+
+
+def test_a_conversion_that_computes_other_logits_falls_back_to_the_plain_export(trained, tmp_path, monkeypatch):
+    from workbench import interop
+
+    real = interop.to_hf
+
+    def wrong(model, **overrides):  # as if transformers ignored part of the architecture
+        hf = real(model, **overrides)
+        with torch.no_grad():
+            hf.model.norm.weight.mul_(1.5)
+        return hf
+
+    monkeypatch.setattr(interop, "to_hf", wrong)
+    done = export_run(trained, "rms", tmp_path / "out")
+    assert done.form == "plain" and "computes different logits" in done.reason
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_export_refuses_a_folder_in_use_and_a_run_it_cannot_load(trained, tmp_path, capsys):
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "keep.txt").write_text("mine")
+    code, _, err = cli(capsys, "export", trained, "--variant", "rms", "--out", used)
+    assert code == 2 and "already exists and is not an empty folder" in err and (used / "keep.txt").read_text() == "mine"
+    code, _, err = cli(capsys, "export", trained, "--variant", "nope", "--out", tmp_path / "new")
+    assert code == 2 and "no variant 'nope'" in err and not (tmp_path / "new").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["used"]  # no staging folder left behind
+
+
+def test_hf_tokenizer_decodes_byte_fallback_and_control_pieces_like_sentencepiece(trained):
+    _, tokenizer = load_run(trained, "rms")
+    hf_tok = hf_tokenizer(tokenizer)
+    ids = tokenizer.encode("✓ 日本 \x00")  # characters outside the vocabulary: byte pieces
+    assert any(tokenizer.piece(i).startswith("<0x") for i in ids)
+    assert hf_tok.decode(ids) == tokenizer.decode(ids) == "✓ 日本 \x00"
+    assert hf_tok.decode(ids + [tokenizer.eos_id], skip_special_tokens=True) == tokenizer.decode(ids)
+    assert export_module.LOGIT_TOLERANCE == 1e-4
+
+
+def test_the_report_shows_each_variants_greedy_sample(trained):
+    report = (trained / "report.md").read_text()
+    section = report[report.index("## Samples"):].split("\n## ")[0]
+    for name in ("rms", "ln"):
+        model, tokenizer = load_run(trained, name)
+        prompt = torch.tensor([tokenizer.encode(PROMPT)])
+        new = model.generate(prompt, SAMPLE_TOKENS, temperature=0, eos_id=tokenizer.eos_id)[0, prompt.shape[1]:].tolist()
+        new = new[:-1] if new and new[-1] == tokenizer.eos_id else new
+        assert f"| {name} | 0 | {md(shown(tokenizer.decode(new)))} |" in section
+
+
+def test_the_samples_section_is_left_out_when_no_model_can_be_loaded(copy):
+    from workbench.reports import write_report
+
+    shutil.rmtree(copy / "rms")
+    shutil.rmtree(copy / "ln")
+    assert "## Samples" not in write_report(copy).read_text()
+
+
+def test_shown_keeps_newlines_and_indentation_visible():
+    assert shown("def f():\n    return 1\n\tx = 'a\\b'") == "def f():\\n····return 1\\n\\tx = 'a\\\\b'"

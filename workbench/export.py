@@ -1,0 +1,183 @@
+"""``export_run``: a trained run's model and tokenizer as a folder others load without the workbench.
+
+Two forms, chosen by what the architecture is:
+
+- **transformers** (``workbench.interop.to_hf`` expresses it as LLaMA or GPT-2): ``save_pretrained`` of the
+  model, its generation config and a fast tokenizer (``tokenizer.json``) rebuilt from the run's
+  sentencepiece model, so ``AutoModelForCausalLM.from_pretrained(DIR)``, ``AutoTokenizer.from_pretrained(DIR)``
+  and ``pipeline("text-generation", model=DIR)`` work with no extra arguments. Every special token is one of
+  the sentencepiece model's own pieces (``<unk>``, ``</s>``; the workbench trains no ``<s>``), so no id
+  falls outside the model's vocabulary; ``</s>`` is ``eos_token_id`` in the model's config and
+  generation config. Before anything is written, the transformers model's logits are checked against the
+  workbench model's: an architecture ``to_hf`` converts but transformers computes differently is
+  exported in the plain form, not silently changed.
+- **plain** (every other architecture): ``model.safetensors`` (``model.pt`` where safetensors is not
+  installed), ``config.json`` (``TransformerConfig.to_dict()``)
+  and ``tokenizer.model``, loaded by ``components`` in three lines (PLAIN_LOAD, also in the folder's
+  README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from components import TransformerLM
+
+from .data.tokenizer import Tokenizer
+from .load import load_run
+from .results import RunFolderError
+from .sample import first_completed_seed
+
+PLAIN_LOAD = """\
+import json, safetensors.torch, components  # plus the experiment's plugin modules, if it used any
+model = components.TransformerLM(components.TransformerConfig.from_dict(json.load(open("{dir}/config.json"))))
+safetensors.torch.load_model(model, "{dir}/model.safetensors"); model.eval()"""
+# Without safetensors installed the weights are a torch state dict, model.pt, and the last line reads:
+PLAIN_LOAD_TORCH = PLAIN_LOAD.replace("safetensors.torch, ", "torch, ").replace(
+    'safetensors.torch.load_model(model, "{dir}/model.safetensors")',
+    'model.load_state_dict(torch.load("{dir}/model.pt", weights_only=True))')
+PLAIN_TOKENIZER = 'tokenizer = sentencepiece.SentencePieceProcessor(model_file="{dir}/tokenizer.model")'
+LOGIT_TOLERANCE = 1e-4  # fp32: the two implementations differ by rounding only
+
+
+class ExportError(RunFolderError):
+    """The export cannot be written (the --out folder exists and is not empty); one line."""
+
+
+@dataclass(frozen=True)
+class Exported:
+    """What ``export_run`` wrote: ``form`` "transformers" or "plain"; ``reason`` why not transformers."""
+
+    out: Path
+    form: str
+    variant: str
+    seed: int
+    reason: str | None = None
+
+
+def export_run(run_dir: str | Path, variant: str, out: str | Path, seed: int | None = None) -> Exported:
+    """Export ``variant``'s trained model (``seed`` None: its first completed seed) to the new folder ``out``.
+
+    Raises LoadError (as ``load_run``) for a run that cannot be loaded and ExportError for an ``out``
+    that exists and is not empty. The folder appears whole or not at all (written beside it, then renamed).
+    """
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ExportError(f"{out}: already exists and is not an empty folder; choose another --out or remove it")
+    model, tokenizer = load_run(run_dir, variant, seed)
+    seed = first_completed_seed(run_dir, variant) if seed is None else seed
+    hf_model, reason = _transformers_model(model, tokenizer)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        if hf_model is not None:
+            hf_model.save_pretrained(staging)
+            hf_tokenizer(tokenizer).save_pretrained(staging)
+            _portable_tokenizer_class(staging / "tokenizer_config.json")
+        else:
+            _write_plain(staging, model, tokenizer, reason)
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return Exported(out, "transformers" if hf_model is not None else "plain", variant, seed, reason)
+
+
+def _transformers_model(model: TransformerLM, tokenizer: Tokenizer):
+    """(transformers model, None) when transformers computes the same logits; else (None, why not)."""
+    from .interop import to_hf
+
+    try:
+        hf_model = to_hf(model, eos_token_id=tokenizer.eos_id, bos_token_id=None, pad_token_id=None)
+    except ValueError as exc:
+        return None, str(exc)
+    except ImportError:
+        return None, "transformers is not installed (pip install transformers)"
+    hf_model.eval()
+    hf_model.generation_config.eos_token_id = tokenizer.eos_id
+    hf_model.generation_config.pad_token_id = tokenizer.eos_id  # batched generate pads finished rows with eos
+    hf_model.generation_config.bos_token_id = None
+    probe = torch.arange(min(model.config.max_seq_len, 64)).remainder(model.config.vocab_size)[None]
+    with torch.no_grad():
+        ours, theirs = model(probe), hf_model(probe).logits
+    diff = (ours - theirs).abs().max().item()
+    if not diff <= LOGIT_TOLERANCE:
+        return None, (f"transformers' {type(hf_model).__name__} computes different logits for this architecture "
+                      f"(max difference {diff:.2g}; window={model.config.window}, qk_norm={model.config.qk_norm!r})")
+    return hf_model, None
+
+
+def _spm_merges(sp, vocab: dict[str, int], special: set[str]) -> list[tuple[str, str]]:
+    """BPE merges reproducing sentencepiece's BPE encoding: every split (left, right) of a piece into two
+    pieces, ordered by the piece's score (sentencepiece merges the highest-scoring pair first)."""
+    merges = []
+    for piece, index in vocab.items():
+        if piece in special:
+            continue
+        splits = [(piece[:i], piece[i:]) for i in range(1, len(piece))]
+        splits = [s for s in splits if s[0] in vocab and s[1] in vocab and not special & set(s)]
+        merges += [(left, right, sp.get_score(index)) for left, right in sorted(splits, key=lambda s: (vocab[s[0]], vocab[s[1]]))]
+    merges.sort(key=lambda m: (m[2], len(m[0]), len(m[1])), reverse=True)
+    return [(left, right) for left, right, _ in merges]
+
+
+def hf_tokenizer(tokenizer: Tokenizer):
+    """The run's sentencepiece BPE model as a transformers fast tokenizer with the same ids for any text.
+
+    The workbench's tokenizer has identity normalisation, no dummy prefix and byte fallback, so the
+    pipeline is: spaces -> '▁', BPE with sentencepiece's merge order and byte fallback, no
+    pre-tokenizer, no BOS/EOS added; decoding reverses it. Special tokens are sentencepiece's own
+    control/unknown pieces (ids inside the vocabulary).
+    """
+    import sentencepiece as spm
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, models, normalizers
+    from transformers import PreTrainedTokenizerFast
+
+    sp = spm.SentencePieceProcessor(model_file=str(tokenizer.model_path))
+    vocab = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
+    special = {sp.id_to_piece(i) for i in range(sp.get_piece_size()) if sp.is_control(i) or sp.is_unknown(i) or sp.is_byte(i)}
+    unk = sp.id_to_piece(sp.unk_id())
+    backend = HFTokenizer(models.BPE(vocab=vocab, merges=_spm_merges(sp, vocab, special), unk_token=unk, fuse_unk=True,
+                                     byte_fallback=True))
+    backend.normalizer = normalizers.Replace(" ", "▁")
+    backend.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    ids = {"unk_token": sp.unk_id(), "eos_token": sp.eos_id(), "bos_token": sp.bos_id(), "pad_token": sp.pad_id()}
+    tokens = {name: sp.id_to_piece(i) for name, i in ids.items() if i >= 0}
+    return PreTrainedTokenizerFast(tokenizer_object=backend, clean_up_tokenization_spaces=False, **tokens)
+
+
+def _portable_tokenizer_class(path: Path) -> None:
+    """Name the tokenizer class by the name every transformers version resolves (5.x writes
+    "TokenizersBackend", which 4.x lacks; both load "PreTrainedTokenizerFast" from tokenizer.json)."""
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
+def _write_plain(folder: Path, model: TransformerLM, tokenizer: Tokenizer, reason: str) -> None:
+    try:
+        import safetensors.torch  # a dependency of transformers, not of the workbench
+    except ImportError:
+        torch.save(model.state_dict(), folder / "model.pt")
+        load = PLAIN_LOAD_TORCH.format(dir="DIR")
+    else:
+        safetensors.torch.save_model(model, str(folder / "model.safetensors"))  # ties (embed / lm_head) kept once
+        load = PLAIN_LOAD.format(dir="DIR")
+    (folder / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n", encoding="utf-8")
+    tokenizer.save(folder / "tokenizer.model")
+    load += "\nimport sentencepiece; " + PLAIN_TOKENIZER.format(dir="DIR")
+    (folder / "README.md").write_text(
+        "# A workbench model (components.TransformerLM)\n\n"
+        f"transformers cannot express this architecture: {reason}\n\n"
+        f"Load it (DIR: this folder) with the workbench's `components` package installed:\n\n```python\n{load}\n```\n",
+        encoding="utf-8")
