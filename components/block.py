@@ -49,6 +49,7 @@ class Block(nn.Module):
         # What the placement sees as `norms`: the norms it declared, by name (the modules themselves).
         self.norms = SimpleNamespace(**{n: getattr(self, n) for n in self.norm_names})
 
-    def forward(self, x: torch.Tensor, positions: Positions, offset: int = 0) -> torch.Tensor:
-        return self.place(x, lambda h: self.attn(h, positions, offset), self.ffn, self.norms)
+    def forward(self, x: torch.Tensor, positions: Positions, offset: int = 0, cache=None) -> torch.Tensor:
+        """``cache``: this layer's ``components.generation.LayerCache`` during incremental decoding, else None."""
+        return self.place(x, lambda h: self.attn(h, positions, offset, cache=cache), self.ffn, self.norms)
 

@@ -66,16 +66,11 @@ class TransformerLM(nn.Module):
         """tokens (B, T) at absolute positions cache.length.. -> their logits (B, T, vocab_size), attending
         to every position already in ``cache`` (incremental decoding); their keys and values join it.
 
-        Each block is wired by its placement as in ``Block.forward``, with the block's layer cache
-        handed to its attention.
         """
         offset = cache.length
         x = self.positions.embed(self.embed(tokens), offset)  # (B, T, dim)
         for block, layer in zip(self.blocks, cache.layers):
-            def attn(h, block=block, layer=layer):
-                return block.attn(h, self.positions, offset, cache=layer)
-
-            x = block.place(x, attn, block.ffn, block.norms)
+            x = block(x, self.positions, offset, cache=layer)
         return self.lm_head(self.norm(x))
 
     @torch.inference_mode()
