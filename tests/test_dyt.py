@@ -9,26 +9,12 @@ import torch
 from torch.func import functional_call
 
 from components import DyT, registry
-
-DIM = 32
+from test_norms import DIM, randomise, x64  # noqa: F401 (x64 is a fixture)
 
 
 def dyt_formula(x, alpha, weight, bias):
     y = weight * torch.tanh(alpha * x)
     return y if bias is None else y + bias
-
-
-def randomise(module):
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn_like(p))
-    return module
-
-
-@pytest.fixture
-def x64():
-    torch.manual_seed(0)
-    return 2.0 * torch.randn(3, 5, DIM, dtype=torch.float64) + 0.5
 
 
 @pytest.mark.parametrize("bias", [True, False])
