@@ -40,7 +40,7 @@ def _plot(results: Results, scale: dict, value, ylabel: str, title: str, at: flo
     if not any(pts for *_, pts in series):
         return None
     fig, ax = _figure(9.0, 5.0)
-    xs, ys = [], [at]
+    xs, ys, centres = [], [at], [at]
     for k, arch, x, pts in series:
         col = colour(results.archs.index(arch))
         if pts:
@@ -50,6 +50,7 @@ def _plot(results: Results, scale: dict, value, ylabel: str, title: str, at: flo
                         label=label(arch))
             xs += list(c)
             ys += [v for v in np.concatenate([y, lo, hi]) if np.isfinite(v)]
+            centres += list(y)
         if x:
             how = "extrapolated" if x["extrapolated"] else "interpolated"
             if x["extrapolated"] and pts:
@@ -60,13 +61,27 @@ def _plot(results: Results, scale: dict, value, ylabel: str, title: str, at: flo
     ax.axhline(at, color="grey", ls="--", lw=1)
     ax.set_xscale("log")
     ax.set_xlim(min(xs) / 2, max(xs) * 2)
+    # Two-seed intervals can be 10x wider than every estimate: the axis follows the estimates (intervals
+    # reaching past it are cut at the frame, and the title says so), not the widest bar.
+    if logy:
+        floor, ceiling = min(centres) / 4, max(centres) * 4
+    else:
+        pad = max(max(centres) - min(centres), 0.05)
+        floor, ceiling = min(centres) - 2 * pad, max(centres) + 2 * pad
+    if min(ys) < floor or max(ys) > ceiling:
+        ys = [min(max(v, floor), ceiling) for v in ys]
+        title += " (intervals cut at the frame)"
     if logy:
         ax.set_yscale("log")
         ticks = np.geomspace(min(ys) / 1.05, max(ys) * 1.05, 6)
         ax.set_ylim(ticks[0], ticks[-1])
+        inner = 1 + int(np.argmin(np.abs(np.log(ticks[1:-1] / at))))
+        ticks[inner] = at  # the no-effect line gets its own label (1x), not a neighbour's
         ax.yaxis.set_major_locator(FixedLocator(ticks))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}x"))
         ax.yaxis.set_minor_locator(NullLocator())
+    else:
+        ax.set_ylim(min(ys) - 0.02 * pad, max(ys) + 0.02 * pad)
     ax.set_title(title)
     ax.set_xlabel("training FLOPs of the run group compared with (log scale)")
     ax.set_ylabel(ylabel)
