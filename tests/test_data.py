@@ -165,7 +165,7 @@ def _no_training(*args, **kwargs):
 def test_cache_is_reused_without_retraining(corpus_dir, tmp_path, monkeypatch):
     first = prepare(files_settings(tmp_path), corpus_dir)
     assert not first.cache_hit
-    monkeypatch.setattr(pipeline, "train_tokenizer", _no_training)
+    monkeypatch.setattr(pipeline, "train_on_sentences", _no_training)
     second = prepare(files_settings(tmp_path), corpus_dir)
     assert second.cache_hit and second.fingerprint == first.fingerprint
     np.testing.assert_array_equal(second.train, first.train)
@@ -176,7 +176,7 @@ def test_truncated_token_file_is_rebuilt_without_retraining(corpus_dir, tmp_path
     expected = np.array(clean.train)
     path = clean.path / "train.bin"
     path.write_bytes(path.read_bytes()[:-10])
-    monkeypatch.setattr(pipeline, "train_tokenizer", _no_training)  # the tokenizer itself is intact
+    monkeypatch.setattr(pipeline, "train_on_sentences", _no_training)  # the tokenizer itself is intact
     rebuilt = prepare(files_settings(tmp_path), corpus_dir)
     assert not rebuilt.cache_hit
     np.testing.assert_array_equal(rebuilt.train, expected)
@@ -287,6 +287,6 @@ def test_batch_fingerprint_tracks_seed_and_content(data):
 def test_cache_entry_is_relocatable(data, corpus_dir, tmp_path, monkeypatch):
     """The manifest records content, not locations: a cache folder copied elsewhere is reused as is."""
     shutil.copytree(data.path, tmp_path / data.fingerprint)
-    monkeypatch.setattr(pipeline, "train_tokenizer", _no_training)
+    monkeypatch.setattr(pipeline, "train_on_sentences", _no_training)
     moved = prepare(files_settings(tmp_path), corpus_dir)
     assert moved.cache_hit and moved.path == tmp_path / data.fingerprint

@@ -1,14 +1,21 @@
-"""`prepare`: settings -> corpus -> split -> tokenizer -> token arrays, cached by fingerprint.
+"""`prepare`: settings -> corpus stream -> split -> tokenizer -> token files, cached by fingerprint.
 
 Cache entry `<cache_root>/<fingerprint>/`:
-    tokenizer.model, tokenizer.json   the sentencepiece model and its size/sha256 (reused on its own)
-    train.bin, val.bin                token ids, each document followed by EOS (np.memmap-able)
-    manifest.json                     written last: sizes + sha256 of every file, and split statistics
+    tokenizer.model | tokenizer.hf.json  the tokenizer: the trained sentencepiece model, or a copy of the given one
+    tokenizer.json                       the trained model's size/sha256 record (reused on its own)
+    train.bin, val.bin                   token ids, each document followed by EOS (np.memmap-able)
+    progress.json, *.bin.partial         only while encoding: an interrupted preparation resumes from them
+    manifest.json                        written last: sizes + sha256 of every file, and split statistics
+A pre-tokenized corpus (`source: bin`) keeps only its manifest and `tokenizer.ids.json` there; its
+token files stay where they are.
+
+Memory does not grow with the corpus: documents stream through `scan` (fingerprint, split statistics,
+the tokenizer's training sample) and then through `encode` (parallel workers, bounded chunks in
+flight); token statistics are computed over the memory-mapped files in blocks.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -16,22 +23,26 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 
 from .. import fileio
 from . import cache
-from .corpus import Document, load_corpus, split_documents
+from .corpus import empty_corpus, iter_documents, source_files
+from .encode import Layout, chunk_layout, encode_stream
 from .errors import DataError
+from .progress import Progress
 from .settings import DataSettings
-from .tokenizer import CHUNK_CHARS, SUBSAMPLE_SEED, TRAIN_CHARS, TRAINER_OPTIONS, Tokenizer, train_tokenizer
+from .stream import Scan, pieces, scan
+from .tokenizer import (CHUNK_CHARS, SUBSAMPLE_SEED, TRAIN_CHARS, TRAINER_OPTIONS, Sample, Tokenizer, ids_only,
+                        load_tokenizer, train_on_sentences)
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1  # bump when the cache layout or the token stream changes
-ENCODE_BATCH = 256  # documents per sentencepiece call: fast, and bounds the Python-list memory
 MANIFEST, TOKENIZER_RECORD, MODEL = "manifest.json", "tokenizer.json", "tokenizer.model"
+MODEL_FILES = {"sentencepiece": MODEL, "huggingface": "tokenizer.hf.json", "none": "tokenizer.ids.json"}
+BLOCK_TOKENS = 1 << 24  # tokens per block when counting over a memory-mapped split
 
 
 @dataclass(repr=False)
@@ -41,26 +52,49 @@ class TokenData:
     train: np.ndarray  # 1-D token ids (uint16, or uint32 past 65536 pieces), memory-mapped
     val: np.ndarray
     tokenizer: Tokenizer
-    val_bytes_per_token: float  # UTF-8 bytes of val text / val tokens (EOS included): see bits_per_byte
+    val_bytes_per_token: float | None  # UTF-8 bytes of val text / val tokens (EOS included); None: unknown (ids given)
     unigram_val_loss: float  # nats/token of the add-one-smoothed train unigram on val: the floor to beat
     fingerprint: str  # hash of the split corpus and tokenizer settings; names the cache entry
     path: Path  # the cache entry folder
     stats: dict = field(default_factory=dict)  # documents, tokens and bytes per split
     cache_hit: bool = False
+    timings: dict = field(default_factory=dict)  # this preparation: seconds per phase, how encoding was spread
 
     @property
     def vocab_size(self) -> int:
         return self.tokenizer.vocab_size
 
-    def bits_per_byte(self, loss: float) -> float:
-        """Convert a val loss in nats/token into bits per UTF-8 byte (tokenizer-independent)."""
+    def bits_per_byte(self, loss: float) -> float | None:
+        """Convert a val loss in nats/token into bits per UTF-8 byte (tokenizer-independent); None when
+        the bytes behind the tokens are unknown (token ids given without `data.bytes_per_token`)."""
+        if self.val_bytes_per_token is None:
+            return None
         return loss / (self.val_bytes_per_token * math.log(2))
 
     def summary(self) -> dict:
         """JSON-able facts for results and reports."""
-        return {"fingerprint": self.fingerprint, "vocab_size": self.vocab_size,
+        return {"fingerprint": self.fingerprint, "vocab_size": self.vocab_size, "tokenizer": self.tokenizer.kind,
                 "val_bytes_per_token": self.val_bytes_per_token, "unigram_val_loss": self.unigram_val_loss,
                 **self.stats}
+
+    def describe(self) -> str:
+        """What `python -m workbench data` prints: documents, bytes, tokens, bytes per token, the cache."""
+        s = self.stats
+        kind = {"sentencepiece": "sentencepiece", "huggingface": "tokenizers (tokenizer.json)",
+                "none": "none (token ids given)"}[self.tokenizer.kind]
+        per_token = (f"{self.val_bytes_per_token:.4f} (val split)" if self.val_bytes_per_token is not None else
+                     "unknown: token ids were given (set data.bytes_per_token to report bits per byte)")
+        rows = [
+            ("corpus", f"{self.fingerprint} ({'cached' if self.cache_hit else 'prepared now'})"),
+            ("cache", str(self.path)),
+            ("tokenizer", f"{kind}, vocabulary {self.vocab_size}"),
+            ("documents", _pair(s.get("train_documents"), s.get("val_documents"))),
+            ("bytes", _pair(s.get("train_bytes"), s.get("val_bytes"))),
+            ("tokens", _pair(s.get("train_tokens"), s.get("val_tokens"))),
+            ("bytes/token", per_token),
+            ("unigram loss", f"{self.unigram_val_loss:.4f} nats/token on val (the floor a model must beat)"),
+        ]
+        return "\n".join(f"  {k:<13}{v}" for k, v in rows)
 
     def __repr__(self) -> str:
         return (f"TokenData(train={len(self.train)} tokens, val={len(self.val)} tokens, vocab={self.vocab_size}, "
@@ -68,42 +102,59 @@ class TokenData:
 
 
 def prepare(settings: DataSettings, base_dir: Path | None = None) -> TokenData:
-    """Load, split, tokenize and cache the corpus `settings` describe; a valid cache entry is reused.
+    """Read, split, tokenize and cache the corpus `settings` describe; a valid cache entry is reused.
 
-    Relative paths (data.paths, data.cache_dir) resolve against `base_dir` (default: the working folder).
+    Relative paths (data.paths, data.tokenizer, data.cache_dir) resolve against `base_dir` (default: the
+    working folder).
     """
     start = time.perf_counter()
     base_dir = Path.cwd() if base_dir is None else Path(base_dir)
     settings.validate()
-    train_docs, val_docs = split_documents(load_corpus(settings, base_dir), settings.val_fraction)
-    fp = fingerprint(train_docs, val_docs, settings.vocab_size)
-    entry = settings.cache_root(base_dir) / fp
+    if settings.source == "bin":
+        return prepare_ids(settings, base_dir)
+    given = load_tokenizer(_resolve(settings.tokenizer, base_dir)) if settings.tokenizer else None
+    files = source_files(settings, base_dir)
+    root = settings.cache_root(base_dir)
+    on_disk = sum(_size(p) for _, p in files)
+    reading = Progress("reading", min(on_disk, settings.max_bytes or on_disk))  # the cap, roughly, when it binds
+    timings = {}
+    try:
+        result = scan(lambda: iter_documents(settings, base_dir, files, count=reading.advance), settings.val_fraction,
+                      fingerprint_head(given.vocab_size if given else settings.vocab_size),
+                      {"tokenizer": {"kind": given.kind, "sha256": given.sha256}} if given else {},
+                      None if given else Sample, root, empty_corpus(settings))
+    finally:
+        reading.close()
+    timings["read_s"] = time.perf_counter() - start
+    entry = root / result.fingerprint
     with fileio.locked(entry.with_name(entry.name + ".lock")):
         manifest = fileio.read_json(entry / MANIFEST)
-        hit = _valid(manifest, entry, fp)
+        hit = _valid(manifest, entry, result.fingerprint)
         if not hit:
             if manifest is not None:
                 log.warning("data cache %s is incomplete or corrupt: rebuilding it", entry)
-            manifest = _build(entry, fp, train_docs, val_docs, settings.vocab_size)
+            layout = chunk_layout(settings.resolved_workers(), settings.memory_mb, result.total_bytes)
+            manifest = _build(entry, result, settings, given, layout,
+                              lambda: iter_documents(settings, base_dir, files), timings)
         data = _load(entry, manifest, hit)
-    log.info("data %s: %d train / %d val tokens, vocab %d, %.2f bytes/token (%s, %.1f s)", fp, len(data.train),
-             len(data.val), data.vocab_size, data.val_bytes_per_token, "cached" if hit else "built",
+    data.timings = {**timings, "total_s": time.perf_counter() - start}
+    log.info("data %s: %d train / %d val tokens, vocab %d, %.2f bytes/token (%s, %.1f s)", data.fingerprint,
+             len(data.train), len(data.val), data.vocab_size, data.val_bytes_per_token, "cached" if hit else "built",
              time.perf_counter() - start)
     return data
 
 
-def fingerprint(train: list[Document], val: list[Document], vocab_size: int) -> str:
-    """sha256 (16 hex) of the split documents (names and text) and everything that shapes the tokens."""
-    digest = hashlib.sha256()
-    head = {"format": FORMAT, "vocab_size": vocab_size, "trainer": TRAINER_OPTIONS, "chunk_chars": CHUNK_CHARS,
+def fingerprint_head(vocab_size: int) -> dict:
+    """What shapes the tokens besides the text: hashed first into every text corpus's fingerprint."""
+    return {"format": FORMAT, "vocab_size": vocab_size, "trainer": TRAINER_OPTIONS, "chunk_chars": CHUNK_CHARS,
             "train_chars": TRAIN_CHARS, "seed": SUBSAMPLE_SEED}
-    digest.update(json.dumps(head, sort_keys=True).encode("utf-8"))
-    for split, docs in (("train", train), ("val", val)):
-        for doc in docs:
-            text = doc.text.encode("utf-8")
-            digest.update(f"\0{split}\0{doc.name}\0{len(text)}\0".encode("utf-8"))
-            digest.update(text)
-    return digest.hexdigest()[:16]
+
+
+def vocab_size_of(settings: DataSettings, base_dir: Path | None = None) -> int:
+    """The model's vocabulary size without preparing: the given tokenizer's, else `data.vocab_size`."""
+    if settings.tokenizer:
+        return load_tokenizer(_resolve(settings.tokenizer, Path.cwd() if base_dir is None else Path(base_dir))).vocab_size
+    return settings.vocab_size
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -112,10 +163,20 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 def unigram_loss(train: np.ndarray, val: np.ndarray, vocab_size: int) -> float:
     """Cross-entropy (nats/token) on `val` of train token frequencies, add-one smoothed over the vocab."""
-    counts = np.bincount(np.asarray(train), minlength=vocab_size).astype(np.float64) + 1.0
+    counts = token_counts(train, vocab_size).astype(np.float64) + 1.0
     log_p = np.log(counts) - np.log(counts.sum())
-    val_counts = np.bincount(np.asarray(val), minlength=vocab_size)
-    return float(-(val_counts * log_p).sum() / len(val))
+    return float(-(token_counts(val, vocab_size) * log_p).sum() / len(val))
+
+
+def token_counts(tokens: np.ndarray, vocab_size: int) -> np.ndarray:
+    """How often each id occurs, counted block by block (a memory-mapped split is never copied whole)."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for i in range(0, len(tokens), BLOCK_TOKENS):
+        block = np.bincount(np.asarray(tokens[i:i + BLOCK_TOKENS]), minlength=vocab_size)
+        if len(block) > vocab_size:
+            raise DataError("data.vocab_size", f"{vocab_size} is too small: the tokens hold id {len(block) - 1}")
+        counts += block
+    return counts
 
 
 def check_sizes(data: TokenData, batch_size: int, seq_len: int) -> None:
@@ -133,48 +194,53 @@ def check_sizes(data: TokenData, batch_size: int, seq_len: int) -> None:
                     "validation is noisy", windows, seq_len, batch_size)
 
 
-def _build(entry: Path, fp: str, train: list[Document], val: list[Document], vocab_size: int) -> dict:
+def _build(entry: Path, result: Scan, settings: DataSettings, given: Tokenizer | None, layout: Layout,
+           documents, timings: dict) -> dict:
     started = time.perf_counter()
-    tokenizer = _tokenizer(entry, fp, train, vocab_size)
+    entry.mkdir(parents=True, exist_ok=True)
+    tokenizer, model_file = _tokenizer(entry, result, settings.vocab_size, given)
+    result.sample = None  # the training sentences: free them before encoding
     trained = time.perf_counter()
     dtype = token_dtype(tokenizer.vocab_size)
-    for split, docs in (("train", train), ("val", val)):
-        fileio.atomic_write(entry / f"{split}.bin", functools.partial(_write_tokens, tokenizer=tokenizer, docs=docs,
-                                                                     dtype=dtype))
+    identity = {"fingerprint": result.fingerprint, "tokenizer": tokenizer.sha256, "dtype": dtype.name}
+    progress = Progress("encoding", result.total_bytes, result.stats["train_documents"] + result.stats["val_documents"])
+    try:
+        encode_stream(entry, pieces(documents(), result.plan), tokenizer, dtype, layout, identity, progress)
+    finally:
+        progress.close()
     train_tokens = np.memmap(entry / "train.bin", dtype=dtype, mode="r")
     val_tokens = np.memmap(entry / "val.bin", dtype=dtype, mode="r")
-    val_bytes = sum(len(d.text.encode("utf-8")) for d in val)
-    stats = {"train_documents": len(train), "val_documents": len(val), "train_tokens": int(len(train_tokens)),
-             "val_tokens": int(len(val_tokens)), "train_bytes": sum(len(d.text.encode("utf-8")) for d in train),
-             "val_bytes": val_bytes}
+    stats = {**result.stats, "train_tokens": int(len(train_tokens)), "val_tokens": int(len(val_tokens))}
     manifest = {
-        "format": FORMAT, "fingerprint": fp, "vocab_size": tokenizer.vocab_size, "dtype": dtype.name,
-        "files": {name: cache.file_record(entry / name) for name in (MODEL, "train.bin", "val.bin")},
-        "stats": stats, "val_bytes_per_token": val_bytes / len(val_tokens),
+        "format": FORMAT, "fingerprint": result.fingerprint, "vocab_size": tokenizer.vocab_size, "dtype": dtype.name,
+        "tokenizer": {"kind": tokenizer.kind, "file": model_file, "given": settings.tokenizer},
+        "files": {name: cache.file_record(entry / name) for name in (model_file, "train.bin", "val.bin")},
+        "stats": stats, "val_bytes_per_token": stats["val_bytes"] / len(val_tokens),
         "unigram_val_loss": unigram_loss(train_tokens, val_tokens, tokenizer.vocab_size),
     }
     del train_tokens, val_tokens  # close the maps before the manifest commits the entry
     fileio.write_json(entry / MANIFEST, manifest)
-    log.info("data %s: tokenizer %.1f s, encoding %.1f s", fp, trained - started, time.perf_counter() - trained)
+    encoding = time.perf_counter() - trained
+    timings.update(tokenizer_s=trained - started, encode_s=encoding, parallel=layout.parallel, workers=layout.workers)
+    log.info("data %s: tokenizer %.1f s, encoding %.1f s (%.2f MB/s, %s)", result.fingerprint, trained - started,
+             encoding, result.total_bytes / 1e6 / max(encoding, 1e-9),
+             f"{layout.workers} worker processes" if layout.parallel else "in this process")
     return manifest
 
 
-def _tokenizer(entry: Path, fp: str, train: list[Document], vocab_size: int) -> Tokenizer:
-    """The entry's tokenizer if its record verifies (e.g. only a token file was corrupt), else a new one."""
+def _tokenizer(entry: Path, result: Scan, vocab_size: int, given: Tokenizer | None) -> tuple[Tokenizer, str]:
+    """The given tokenizer copied into the entry; or the entry's trained one if its record verifies (e.g.
+    only a token file was corrupt), else a newly trained one."""
+    if given is not None:
+        name = MODEL_FILES[given.kind]
+        given.save(entry / name)
+        return Tokenizer(entry / name), name
     record = fileio.read_json(entry / TOKENIZER_RECORD)
-    if not (record and record.get("fingerprint") == fp and cache.matches(entry, record.get("files"))):
-        fileio.write_bytes(entry / MODEL, train_tokenizer([d.text for d in train], vocab_size))
-        record = {"fingerprint": fp, "files": {MODEL: cache.file_record(entry / MODEL)}}
+    if not (record and record.get("fingerprint") == result.fingerprint and cache.matches(entry, record.get("files"))):
+        fileio.write_bytes(entry / MODEL, train_on_sentences(result.sample.sentences(), vocab_size))
+        record = {"fingerprint": result.fingerprint, "files": {MODEL: cache.file_record(entry / MODEL)}}
         fileio.write_json(entry / TOKENIZER_RECORD, record)
-    return Tokenizer(entry / MODEL)
-
-
-def _write_tokens(f: IO[bytes], tokenizer: Tokenizer, docs: list[Document], dtype: np.dtype) -> None:
-    """Stream each document's ids followed by EOS into `f`, ENCODE_BATCH documents at a time."""
-    eos = [tokenizer.eos_id]
-    for i in range(0, len(docs), ENCODE_BATCH):
-        batch = tokenizer.encode_batch([d.text for d in docs[i:i + ENCODE_BATCH]])
-        f.write(np.concatenate([np.asarray(ids + eos, dtype=dtype) for ids in batch]).tobytes())
+    return Tokenizer(entry / MODEL), MODEL
 
 
 def _valid(manifest: dict | None, entry: Path, fp: str) -> bool:
@@ -191,10 +257,11 @@ def _valid(manifest: dict | None, entry: Path, fp: str) -> bool:
 
 def _load(entry: Path, manifest: dict, hit: bool) -> TokenData:
     dtype = np.dtype(manifest["dtype"])
+    model_file = manifest.get("tokenizer", {}).get("file", MODEL)  # entries of earlier versions: the trained model
     return TokenData(
         train=np.memmap(entry / "train.bin", dtype=dtype, mode="r"),
         val=np.memmap(entry / "val.bin", dtype=dtype, mode="r"),
-        tokenizer=Tokenizer(entry / MODEL),
+        tokenizer=Tokenizer(entry / model_file),
         val_bytes_per_token=manifest["val_bytes_per_token"],
         unigram_val_loss=manifest["unigram_val_loss"],
         fingerprint=manifest["fingerprint"],
@@ -202,3 +269,72 @@ def _load(entry: Path, manifest: dict, hit: bool) -> TokenData:
         stats=dict(manifest["stats"]),
         cache_hit=hit,
     )
+
+
+# --- pre-tokenized ids (nanoGPT's train.bin / val.bin) -------------------------------------------
+
+def prepare_ids(settings: DataSettings, base_dir: Path) -> TokenData:
+    """Token ids already written as raw arrays: memory-mapped where they are. The cache entry keeps their
+    statistics (checked once: every id below `vocab_size`) and the ids-only tokenizer record."""
+    dtype = np.dtype(settings.token_dtype)
+    paths = [_ids_file(p, base_dir, dtype) for p in settings.paths]
+    records = [cache.file_record(p) for p in paths]
+    head = {"format": FORMAT, "source": "bin", "dtype": dtype.name, "vocab_size": settings.vocab_size,
+            "files": [r["sha256"] for r in records]}
+    fp = hashlib.sha256(json.dumps(head, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+    entry = settings.cache_root(base_dir) / fp
+    model_file = MODEL_FILES["none"]
+    with fileio.locked(entry.with_name(entry.name + ".lock")):
+        manifest = fileio.read_json(entry / MANIFEST)
+        hit = bool(manifest and manifest.get("fingerprint") == fp and cache.matches(entry, manifest.get("files")))
+        train, val = (np.memmap(p, dtype=dtype, mode="r") for p in paths)
+        if not hit:
+            for path, tokens in zip(paths, (train, val)):
+                _check_ids(path, tokens, settings.vocab_size)
+            fileio.write_bytes(entry / model_file, ids_only(settings.vocab_size))
+            manifest = {"format": FORMAT, "fingerprint": fp, "source": "bin", "paths": [str(p) for p in paths],
+                        "files": {model_file: cache.file_record(entry / model_file)},
+                        "stats": {"train_tokens": int(len(train)), "val_tokens": int(len(val))},
+                        "unigram_val_loss": unigram_loss(train, val, settings.vocab_size)}
+            fileio.write_json(entry / MANIFEST, manifest)
+    if settings.bytes_per_token is None:
+        log.info("data %s: token ids given without data.bytes_per_token: bits per byte is not reported", fp)
+    return TokenData(train=train, val=val, tokenizer=Tokenizer(entry / model_file),
+                     val_bytes_per_token=settings.bytes_per_token, unigram_val_loss=manifest["unigram_val_loss"],
+                     fingerprint=fp, path=entry, stats=dict(manifest["stats"]), cache_hit=hit)
+
+
+def _ids_file(path: str, base_dir: Path, dtype: np.dtype) -> Path:
+    full = _resolve(path, base_dir)
+    if not full.is_file():
+        raise DataError("data.paths", f"{path!r} does not exist (looked for {full})")
+    size = full.stat().st_size
+    if size % dtype.itemsize or size < 2 * dtype.itemsize:
+        raise DataError("data.paths", f"{full}: {size} bytes is not a whole number (>= 2) of {dtype.name} token ids "
+                                      f"(see data.token_dtype)")
+    return full
+
+
+def _check_ids(path: Path, tokens: np.ndarray, vocab_size: int) -> None:
+    top = max(int(np.asarray(tokens[i:i + BLOCK_TOKENS]).max()) for i in range(0, len(tokens), BLOCK_TOKENS))
+    if top >= vocab_size:
+        raise DataError("data.vocab_size", f"{vocab_size} is too small for {path}: it holds token id {top} (set it to "
+                                           f"at least {top + 1}, or check data.token_dtype)")
+
+
+def _resolve(path: str, base_dir: Path) -> Path:
+    full = Path(path).expanduser()
+    return full if full.is_absolute() else base_dir / full
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _pair(train, val) -> str:
+    if train is None or val is None:
+        return "unknown"
+    return f"train {train:,}, val {val:,}"
