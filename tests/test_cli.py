@@ -118,9 +118,13 @@ def test_show_prints_every_variant_and_trains_nothing(exp, capsys, tmp_path, mon
 
 
 def test_show_takes_component_specs_from_the_command_line(exp, capsys):
-    assert main(["show", str(exp), "model.norm={name: rmsnorm, eps: 1e-5}", "variants.ln.model.ffn={name: moe, n_experts: 4}"]) == 0
+    overrides = ["model.norm={name: rmsnorm, eps: 1e-5}", "variants.ln.model.ffn={name: moe, n_experts: 4}"]
+    assert main(["show", str(exp), *overrides, "--full"]) == 0
     out = capsys.readouterr().out
     assert out.count("norm={name: rmsnorm, eps: 1e-05}") == 2 and "ffn={name: moe, n_experts: 4}" in out
+    assert main(["show", str(exp), *overrides]) == 0  # the default view: ln shows only what differs from rms
+    out = capsys.readouterr().out
+    assert out.count("norm={name: rmsnorm, eps: 1e-05}") == 1 and "model.ffn: {name: moe, n_experts: 4}   (rms: swiglu)" in out
 
 
 def test_spec_run_records_the_mapping_and_resumes_under_another_spelling(exp, tmp_path, capsys):

@@ -194,12 +194,13 @@ def test_tensorboard_holds_val_loss_and_hparams_for_every_run(tmp_path, cache):
         for seed in (0, 1):
             acc = EventAccumulator(str(out / variant / f"seed{seed}"), size_guidance={"scalars": 0})
             acc.Reload()
-            val = [e.step for e in acc.Scalars("val/loss")]
+            val = [e.step for e in acc.Scalars("loss/val")]
             assert val == [4, 6, 8, 9, 10, 12]
-            assert "train/loss" in acc.Tags()["scalars"] and any("lr" in t for t in acc.Tags()["scalars"])
+            assert "loss/train" in acc.Tags()["scalars"] and any("lr" in t for t in acc.Tags()["scalars"])
             plugins = acc.PluginTagToContent("hparams")
             start = plugin_data_pb2.HParamsPluginData.FromString(plugins["_hparams_/session_start_info"]).session_start_info
             verdict = results(out)["variants"]["ln"]["comparison"]["verdict"] if variant == "ln" else "baseline"
             assert start.hparams["variant"].string_value == variant and start.hparams["verdict"].string_value == verdict
-            final = [e.value for e in acc.Scalars("final/val_loss")]
-            assert final[-1] == pytest.approx(runs(out)[variant, seed]["final_val_loss"], rel=1e-6)
+            # final metrics live in HPARAMS, not as step-0 scalars
+            assert start.hparams["final_val_loss"].number_value == pytest.approx(runs(out)[variant, seed]["final_val_loss"], rel=1e-6)
+            assert not any(t.startswith("final") for t in acc.Tags()["scalars"])

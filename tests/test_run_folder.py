@@ -275,7 +275,7 @@ def test_two_processes_without_variant_split_the_runs_instead_of_doubling_them(t
 
     events = EventAccumulator(str(out / "rms" / "seed0"), size_guidance={"scalars": 0})
     events.Reload()
-    steps = [e.step for e in events.Scalars("train/loss")]
+    steps = [e.step for e in events.Scalars("loss/train")]
     assert len(steps) == len(set(steps)) == 40 // 2  # logged every 2 steps, once: trained by one process
 
 

@@ -34,3 +34,77 @@ def test_evaluation_calls_the_bare_model_off_fsdp():
     assert eval_forward(SimpleNamespace(model=module), module) is model
     x = torch.randint(0, 64, (2, 16))
     assert torch.equal(module(x, targets=x), model(x, targets=x))  # what an FSDP root's forward computes
+
+
+def test_run_callbacks_leave_out_lightnings_monitors():
+    # LearningRateMonitor names curves lr-AdamW/pg1, ThroughputMonitor waits 100 steps: the recorder logs both.
+    from pathlib import Path
+
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ThroughputMonitor
+
+    from workbench.training.trainer import run_callbacks
+
+    recorder = object()
+    callbacks = run_callbacks(recorder, Path("ckpt"), 5)
+    assert callbacks[0] is recorder and any(isinstance(c, ModelCheckpoint) for c in callbacks)
+    assert not any(isinstance(c, (LearningRateMonitor, ThroughputMonitor)) for c in callbacks)
+
+
+def test_learning_rate_tags_are_one_curve_or_named_by_weight_decay():
+    import torch
+
+    from workbench.training.optim import param_groups
+    from workbench.training.tensorboard import lr_scalars
+
+    model = TransformerLM(TransformerConfig(vocab_size=64, max_seq_len=16, dim=32, n_layers=1, n_heads=2))
+    optimizer = torch.optim.AdamW(param_groups(model, 0.1), lr=3e-3)
+    assert lr_scalars(optimizer) == {"lr": 3e-3}  # both groups follow the one schedule: one curve
+    optimizer.param_groups[1]["lr"] = 1e-3
+    assert lr_scalars(optimizer) == {"lr/decay": 3e-3, "lr/no_decay": 1e-3}
+
+
+def test_window_throughput_counts_the_steps_since_the_last_logging_step(tmp_path):
+    from types import SimpleNamespace
+
+    import torch
+
+    from workbench.training.callbacks import RunRecorder
+
+    class Logger:
+        def __init__(self):
+            self.logged = []
+
+        def log_metrics(self, metrics, step):
+            self.logged.append((step, metrics))
+
+    train = {"steps": 100, "eval_every": 50, "log_every": 4, "checkpoint_every": 50}
+    recorder = RunRecorder(tmp_path / "metrics.json", [], train, "test", tokens_per_step=1000)
+    model = TransformerLM(TransformerConfig(vocab_size=64, max_seq_len=16, dim=32, n_layers=1, n_heads=2))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    trainer = SimpleNamespace(global_step=0, world_size=2, optimizers=[optimizer], logger=Logger(), is_global_zero=True)
+    module = SimpleNamespace(grad_norm=torch.tensor(0.5))
+    import workbench.training.callbacks as callbacks
+
+    now = [0.0]
+    real = callbacks.time.perf_counter
+    callbacks.time.perf_counter = lambda: now[0]
+    try:
+        for step in range(1, 5):  # step k runs from second 2(k-1) to 2k-1, then one second of data loading
+            now[0] = 2.0 * (step - 1)
+            recorder.on_train_batch_start(trainer, module, None, step)
+            trainer.global_step, now[0] = step, 2.0 * step - 1
+            recorder.on_train_batch_end(trainer, module, {"loss": torch.tensor(2.0)}, None, step)
+    finally:
+        callbacks.time.perf_counter = real
+    (step, metrics), = trainer.logger.logged
+    assert step == 4 and metrics["loss/train"] == 2.0 and metrics["optim/grad_norm"] == 0.5
+    # first window: from the first step's start (tick 0) to the sync at step 4's end (tick 7), both processes
+    assert metrics["speed/tokens_per_sec"] == 4 * 1000 * 2 / 7
+
+
+def test_no_mfu_without_a_known_peak():
+    import torch
+
+    from workbench.training.tensorboard import peak_flops
+
+    assert peak_flops(torch.device("cpu"), "32-true") is None and peak_flops(torch.device("cpu"), "bf16-mixed") is None

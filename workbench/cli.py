@@ -1,4 +1,4 @@
-"""Command line: run, show, report, components, bench, sample, export. Heavy imports (Lightning) happen only in ``run``.
+"""Command line: run, show, data, report, components, init, bench, sample, export. Heavy imports (Lightning) happen only in ``run``.
 
 Exit codes: 0 success (diverged runs are results); 2 bad input or a refused run folder (one line
 naming the file, key, value and allowed values, no traceback); 3 the sweep ran but some run failed;
@@ -28,9 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--restart", action="append", metavar="NAME",
                      help="discard this variant's runs (finished or partial) and train it again (repeatable)")
 
-    show = sub.add_parser("show", help="resolved config, parameters and FLOPs/token of every variant; trains nothing")
+    show = sub.add_parser("show", help="the baseline's resolved config, what each variant changes, parameters and "
+                                       "FLOPs/token; trains nothing")
     show.add_argument("experiment", type=Path)
     show.add_argument("overrides", nargs="*", metavar="key=value")
+    show.add_argument("--full", action="store_true", help="every key of every variant, not only the differences")
 
     report = sub.add_parser("report", help="rebuild report.md and report.html from RUN_DIR/results.json")
     report.add_argument("run_dir", type=Path)
@@ -38,6 +40,14 @@ def _parser() -> argparse.ArgumentParser:
                         help="first write results.json anew from the run folders (each run's record.json)")
 
     sub.add_parser("components", help="every registered component, by kind, with its description")
+
+    init = sub.add_parser("init", help="write a starter experiment NAME.yaml in the current folder (never overwrites)")
+    init.add_argument("name", help="the experiment's name (and file name)")
+
+    data = sub.add_parser("data", help="prepare (or find in the cache) the data of an experiment and describe it: "
+                                       "documents, bytes, tokens, bytes per token, cache path; trains nothing")
+    data.add_argument("experiment", type=Path)
+    data.add_argument("overrides", nargs="*", metavar="key=value")
 
     sample = sub.add_parser("sample", help="continue a prompt with each variant's trained model, one after another")
     sample.add_argument("run_dir", type=Path)
@@ -82,20 +92,46 @@ def cmd_components(args) -> int:
     return 0
 
 
+def cmd_init(args) -> int:
+    from .init_template import InitError, write_starter
+
+    try:
+        path = write_starter(args.name, Path.cwd())
+    except InitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}: look at it with `python -m workbench show {path.name}`, "
+          f"train it with `python -m workbench run {path.name}`")
+    return 0
+
+
 def cmd_show(args) -> int:
     from .config import load_experiment
-    from .config.specs import format_spec
-    from .experiment import variant_summary
+    from .show import show_lines
 
     experiment = load_experiment(args.experiment, args.overrides)
-    print(f"experiment: {experiment.name}  ({experiment.description})")
-    print(f"seeds: {experiment.seeds}  baseline: {experiment.baseline}  budget: {experiment.budget or 'train.steps'}")
+    print("\n".join(show_lines(experiment, full=args.full)))
+    return 0
+
+
+def cmd_data(args) -> int:
+    from .config import ConfigError, load_experiment
+    from .data import DataError, DataSettings, prepare
+
+    experiment = load_experiment(args.experiment, args.overrides)
+    described: dict[str, str] = {}  # data config -> the first variant that uses it
     for name, variant in experiment.variants.items():
-        info = variant_summary(variant, variant.data["vocab_size"])
-        print(f"\n== {name} ==  params {info['params']:,} (non-embedding {info['non_embedding_params']:,})  "
-              f"FLOPs/token {info['flops_per_token']:,}")
-        for section, values in variant.to_dict().items():
-            print(f"  {section}: " + ", ".join(f"{k}={format_spec(v) if isinstance(v, dict) else v}" for k, v in values.items()))
+        key = repr(sorted(variant.data.items()))
+        if key in described:
+            print(f"== {name} ==  the same data as {described[key]}")
+            continue
+        described[key] = name
+        try:
+            data = prepare(DataSettings(**variant.data), base_dir=experiment.path.parent)
+        except DataError as exc:
+            source = variant.origins.get(exc.key, (experiment.origins.get(exc.key, (experiment.path,))[0],))[0]
+            raise ConfigError(source, exc.key, exc.message) from None
+        print(f"== {name} ==\n{data.describe()}")
     return 0
 
 
@@ -115,13 +151,40 @@ def cmd_run(args) -> int:
     from .reports import write_report
 
     path = write_report(out)
-    print(f"report: {path}\ntensorboard --logdir {out}")
+    _end_of_run(out, path)
     failed = failed_runs(store, experiment.select(args.variant), experiment.seeds)
     if failed:
         print(f"error: {len(failed)} run(s) failed ({', '.join(failed)}): see the report; re-run the same command to "
               f"retry them", file=sys.stderr)
         return 3
     return 0
+
+
+def _end_of_run(out: Path, report: Path) -> None:
+    """The results table and both report files on the log (stderr), so a batch job's log ends with the
+    answer; ``report: PATH`` on stdout too where stdout goes somewhere else (a pipe, a file of its own)."""
+    from .run_summary import end_of_run_lines
+
+    try:
+        lines = end_of_run_lines(out, report)
+    except Exception as exc:  # the report is written: a table problem must not turn success into an error
+        lines = [f"(no results table: {exc})", f"report: {report}", f"        {report.with_suffix('.html')}"]
+    log = logging.getLogger("workbench")
+    for line in lines:
+        log.info("%s", line)
+    if not _same_destination(sys.stdout, sys.stderr):
+        print(f"report: {report}")
+
+
+def _same_destination(a, b) -> bool:
+    """Whether two streams write to the same file or terminal (``> log 2>&1``, an interactive shell)."""
+    import os
+
+    try:
+        first, second = os.fstat(a.fileno()), os.fstat(b.fileno())
+    except (AttributeError, OSError, ValueError):  # a stream without a file descriptor (captured, in memory)
+        return False
+    return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
 
 
 def _check_writable(out: Path) -> None:
@@ -195,8 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-    command = {"run": cmd_run, "show": cmd_show, "report": cmd_report, "components": cmd_components,
-               "bench": cmd_bench, "sample": cmd_sample, "export": cmd_export}[args.command]
+    command = {"run": cmd_run, "show": cmd_show, "report": cmd_report, "components": cmd_components, "data": cmd_data,
+               "bench": cmd_bench, "init": cmd_init, "sample": cmd_sample, "export": cmd_export}[args.command]
     try:
         return command(args)
     except KeyboardInterrupt:

@@ -73,7 +73,10 @@ def export_run(run_dir: str | Path, variant: str, out: str | Path, seed: int | N
         raise ExportError(f"{out}: already exists and is not an empty folder; choose another --out or remove it")
     model, tokenizer = load_run(run_dir, variant, seed)
     seed = first_completed_seed(run_dir, variant) if seed is None else seed
-    hf_model, reason = _transformers_model(model, tokenizer)
+    if tokenizer.kind == "sentencepiece":
+        hf_model, reason = _transformers_model(model, tokenizer)
+    else:  # the transformers tokenizer is rebuilt from a sentencepiece model (hf_tokenizer)
+        hf_model, reason = None, f"the run's tokenizer is of kind '{tokenizer.kind}', not a sentencepiece model"
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -107,8 +110,11 @@ def _transformers_model(model: TransformerLM, tokenizer: Tokenizer):
     hf_model.generation_config.pad_token_id = tokenizer.eos_id  # batched generate pads finished rows with eos
     hf_model.generation_config.bos_token_id = None
     probe = torch.arange(min(model.config.max_seq_len, 64)).remainder(model.config.vocab_size)[None]
-    with torch.no_grad():
-        ours, theirs = model(probe), hf_model(probe).logits
+    try:
+        with torch.no_grad():
+            ours, theirs = model(probe), hf_model(probe).logits
+    except RuntimeError as exc:  # e.g. Mixtral's grouped_mm experts need widths that are multiples of 16 bytes
+        return None, f"transformers' {type(hf_model).__name__} cannot run this model: {str(exc).splitlines()[0]}"
     diff = (ours - theirs).abs().max().item()
     if not diff <= LOGIT_TOLERANCE:
         return None, (f"transformers' {type(hf_model).__name__} computes different logits for this architecture "

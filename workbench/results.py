@@ -56,6 +56,22 @@ def with_defaults(config: Any, defaults: Any) -> Any:
     return {**defaults, **{k: with_defaults(v, defaults.get(k)) for k, v in config.items()}}
 
 
+# Settings that change how fast data is prepared, never which tokens come out: a run folder's runs stay
+# valid when they change, so every config comparison (results.json, checkpoint identity) leaves them out.
+HOW_NOT_WHAT = (("data", "workers"), ("data", "memory_mb"))
+
+
+def comparable(config: Any) -> Any:
+    """``config`` without the HOW_NOT_WHAT settings (a copy; anything but a mapping unchanged)."""
+    if not isinstance(config, dict):
+        return config
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
+    for section, key in HOW_NOT_WHAT:
+        if isinstance(out.get(section), dict):
+            out[section].pop(key, None)
+    return out
+
+
 def describe_changes(old: Any, new: Any, limit: int = 4) -> str:
     changes = changed_keys(old, new)
     more = f", and {len(changes) - limit} more" if len(changes) > limit else ""
@@ -129,11 +145,11 @@ class ResultsStore:
             stored = data.setdefault("variants", {})
             for name, info in variants.items():
                 old = stored.get(name)
-                stored_config = with_defaults(old.get("config"), defaults) if old is not None else None
-                if old is not None and old.get("runs") and stored_config != _clean(info["config"]):
+                stored_config = comparable(with_defaults(old.get("config"), defaults)) if old is not None else None
+                if old is not None and old.get("runs") and stored_config != comparable(_clean(info["config"])):
                     raise RunFolderError(
                         f"{self.path}: variant '{name}' already has runs trained with a different config "
-                        f"({describe_changes(stored_config, _clean(info['config']))}); use --out for a new run "
+                        f"({describe_changes(stored_config, comparable(_clean(info['config'])))}); use --out for a new run "
                         f"folder, or --restart {name} to discard its runs")
                 runs = old.get("runs", []) if old else []
                 stored[name] = {**info, "runs": runs}

@@ -1,6 +1,7 @@
 """Reading experiment and preset YAML files, and expanding their ``defaults:`` lists.
 
-A file's ``defaults`` are paths relative to that file (absolute ones are kept); a preset may have
+A file's ``defaults`` are shipped presets by name (``model/llama``, ``workbench.presets``) or paths
+relative to that file (absolute ones are kept); a preset may have
 its own ``defaults``, expanded depth-first, so the merge order is: a preset's defaults, then the
 preset, in list order. A file that (indirectly) lists itself is an error.
 """
@@ -13,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from ..presets import is_name, preset_names, preset_path, presets_dir
+from .errors import ConfigError, did_you_mean
 from .schema import SECTIONS
 
 PRESET_KEYS = ("defaults",) + SECTIONS
@@ -68,13 +70,32 @@ def defaults_of(path: Path, data: dict[str, Any]) -> list[Path]:
     files = []
     for i, item in enumerate(listed):
         if not isinstance(item, str) or not item:
-            raise ConfigError(path, f"defaults[{i}]", f"expected a file path, got {item!r}")
-        file = Path(item).expanduser()
-        file = (file if file.is_absolute() else path.parent / file).resolve()
-        if not file.is_file():
-            raise ConfigError(path, f"defaults[{i}]", f"file not found: {file}")
-        files.append(file)
+            raise ConfigError(path, f"defaults[{i}]", f"expected a preset name or a file path, got {item!r}")
+        files.append(preset_file(path, f"defaults[{i}]", item) if is_name(item) else _listed_file(path, f"defaults[{i}]", item))
     return files
+
+
+def _listed_file(path: Path, key: str, item: str) -> Path:
+    """A preset given as a path, relative to the file ``path`` that lists it (absolute ones are kept)."""
+    file = Path(item).expanduser()
+    file = (file if file.is_absolute() else path.parent / file).resolve()
+    if not file.is_file():
+        names = preset_names()
+        hint = f" (or name a shipped preset without .yaml: {', '.join(names)})" if names else ""
+        raise ConfigError(path, key, f"file not found: {file}{hint}")
+    return file
+
+
+def preset_file(path: Path, key: str, name: str) -> Path:
+    """The shipped preset ``name`` (``model/llama``) that ``path`` lists under ``key``."""
+    file = preset_path(name)
+    if file is None:
+        names = preset_names()
+        where = presets_dir()
+        raise ConfigError(path, key, f"no preset named '{name}'{did_you_mean(name, names)}"
+                          + ("" if where else " (the workbench's configs/ presets are not installed)"),
+                          ", ".join(names) + "; or a path to a YAML file, e.g. ./my_model.yaml" if names else None)
+    return file.resolve()
 
 
 def expand_defaults(path: Path, data: dict[str, Any], _stack: tuple[Path, ...] = ()) -> list[tuple[Path, dict]]:

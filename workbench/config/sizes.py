@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import COMMAND_LINE, ConfigError, did_you_mean
-from .files import PRESET_KEYS, expand_defaults, read_yaml
+from ..presets import is_name
+from .files import PRESET_KEYS, expand_defaults, preset_file, read_yaml
 from .schema import VariantSchema, keys_at
 
 SEP = "@"  # <variant>@<size>: never in a variant or size name, so the split is unambiguous
@@ -73,10 +74,13 @@ def parse_sizes(spec: Any, source: str) -> list[Size]:
     for i, item in enumerate(spec):
         where = f"sizes[{i}]"
         if isinstance(item, str) and item:
-            file = Path(item).expanduser()
-            file = (file if file.is_absolute() else base / file).resolve()
-            if not file.is_file():
-                raise ConfigError(source, where, f"file not found: {file}")
+            if is_name(item):  # a shipped preset by name: size/small
+                file = preset_file(Path(source), where, item)
+            else:
+                file = Path(item).expanduser()
+                file = (file if file.is_absolute() else base / file).resolve()
+                if not file.is_file():
+                    raise ConfigError(source, where, f"file not found: {file}")
             preset = read_yaml(file)
             for key in preset:
                 if key not in PRESET_KEYS:

@@ -29,6 +29,7 @@ from components.contract import kind_contract
 from components.registry import InvalidOption
 from workbench.data.errors import DataError
 from workbench.data.settings import DataSettings
+from workbench.data.tokenizer import load_tokenizer
 
 from .errors import COMMAND_LINE, ConfigError, did_you_mean, display_path, from_omegaconf
 from .experiment import Experiment, Variant
@@ -114,6 +115,19 @@ def _check_reference(exp: Experiment, fail) -> None:
                 fail(f"reference.{key}.{name}", f"'{name}' is not a variant{did_you_mean(name, exp.archs)}", ", ".join(exp.archs))
             if key == "claims" and value not in CLAIMS:
                 fail(f"reference.claims.{name}", f"invalid claim {value!r}", ", ".join(CLAIMS))
+
+
+def plugins_loaded(imports: list[str]) -> str:
+    """Where components other than the built-in ones came from, for an unknown-name error: a plugin
+    module missing from ``imports:`` (or a package not installed) is the usual cause."""
+    from importlib import metadata
+
+    from components.registry import ENTRY_POINT_GROUP
+
+    points = [f"{ep.name} ({ep.value})" for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)]
+    return (f"plugin modules loaded: imports: [{', '.join(imports)}], entry points ({ENTRY_POINT_GROUP}): "
+            f"{', '.join(points) or 'none'}; a component from a plugin needs its module under imports: "
+            f"or its package installed")
 
 
 def _import_modules(exp: Experiment) -> None:
@@ -288,14 +302,21 @@ class _VariantCheck:
             DataSettings(**self.data).validate()
         except DataError as exc:
             self.fail(exc.key, exc.message)
-        self.integer("data.vocab_size", MIN_VOCAB_SIZE, allowed=f"an integer >= {MIN_VOCAB_SIZE} (256 byte pieces + specials)")
-        if self.data["source"] == "files":
+        if self.data["source"] != "bin" and self.data["tokenizer"] is None:  # a trained tokenizer's size
+            self.integer("data.vocab_size", MIN_VOCAB_SIZE, allowed=f"an integer >= {MIN_VOCAB_SIZE} (256 byte pieces + specials)")
+        if self.data["source"] in ("files", "bin"):
             self.data["paths"] = [self.resolve_path(p) for p in self.data["paths"]]
+        if self.data["tokenizer"] is not None:
+            self.data["tokenizer"] = self.resolve_path(self.data["tokenizer"], "data.tokenizer")
+            try:  # the model's vocabulary is the given tokenizer's: resolved here, so show, budgets and runs agree
+                self.data["vocab_size"] = load_tokenizer(Path(self.data["tokenizer"])).vocab_size
+            except DataError as exc:
+                self.fail(exc.key, exc.message)
 
-    def resolve_path(self, path: str) -> str:
+    def resolve_path(self, path: str, key: str = "data.paths") -> str:
         """An absolute path (or glob) that exists: relative ones are tried against the folder of the
-        file that set data.paths, the experiment's folder, then the working directory."""
-        source, _ = self.variant.origins.get("data.paths", (str(self.exp.path), "data.paths"))
+        file that set ``key``, the experiment's folder, then the working directory."""
+        source, _ = self.variant.origins.get(key, (str(self.exp.path), key))
         bases = [Path.cwd() if source == COMMAND_LINE else Path(source).parent, self.exp.path.parent, Path.cwd()]
         bases = list(dict.fromkeys(b.resolve() for b in bases))
         given = Path(path).expanduser()
@@ -304,11 +325,13 @@ class _VariantCheck:
                 if any(os.path.isfile(m) for m in glob.iglob(str(candidate), recursive=True)):
                     return os.path.normpath(candidate)
             elif candidate.is_dir():
-                self.fail("data.paths", f"'{path}' is a directory", f"text files, or a glob such as '{path.rstrip('/')}/**/*.txt'")
+                self.fail(key, f"'{path}' is a directory", f"text files, or a glob such as '{path.rstrip('/')}/**/*.txt'"
+                          if key == "data.paths" else "a sentencepiece .model file or a tokenizer.json")
             elif candidate.is_file():
                 return str(candidate.resolve())
         where = "" if given.is_absolute() else f" (looked in {', '.join(str(b) for b in bases)})"
-        self.fail("data.paths", f"'{path}' matches no file{where}", "existing text files or globs")
+        self.fail(key, f"'{path}' matches no file{where}", "existing text files or globs" if key == "data.paths" else
+                  "an existing sentencepiece .model file or tokenizer.json")
 
     def check_model(self, built: set[str]) -> None:
         for field, kind in COMPONENT_FIELDS.items():
@@ -347,7 +370,7 @@ class _VariantCheck:
         try:
             registry.validate(kind, name)
         except UnknownComponentError as exc:
-            self.fail(f"{key}.name" if isinstance(spec, dict) else key, str(exc))
+            self.fail(f"{key}.name" if isinstance(spec, dict) else key, f"{exc}; {plugins_loaded(self.exp.imports)}")
         sizes = kind_contract(kind).sizes
         for option, value in options.items():
             try:

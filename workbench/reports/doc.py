@@ -48,6 +48,9 @@ class Table:
     headers: list[str]
     rows: list[list[str]]
     right: set[int] = field(default_factory=set)  # numeric columns, right-aligned
+    # HTML only: too many columns for a 1280 px page side by side, so the page shows one table per group
+    # of column indices (each starting with column 0, the row's name), captioned; Markdown keeps one table.
+    html_groups: list[tuple[str, list[int]]] | None = None
 
 
 @dataclass
@@ -91,20 +94,35 @@ def to_markdown(blocks: list[Block]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+# Fits a 1280 px window with no horizontal scrolling and no column hidden behind a scroll bar: tables
+# take at most the page's width and their cells wrap (text anywhere, numbers only at their spaces, so
+# "5.39 ± 0.01" or "-0.003 [-0.01, +0.004]" break between parts, never inside a number).
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1200px;margin:2em auto;
-padding:0 1em;color:#1a1a1a;line-height:1.45}
+padding:0 1em;color:#1a1a1a;line-height:1.45;overflow-wrap:break-word}
 h1{border-bottom:2px solid #ddd;padding-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #eee}
-table{border-collapse:collapse;margin:.8em 0;font-size:.9em}
-th,td{border:1px solid #ccc;padding:.3em .6em;vertical-align:top}th{background:#f3f3f3;text-align:left}
-td.r{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}tr:nth-child(even) td{background:#fafafa}
-.scroll{overflow-x:auto}code{background:#f2f2f2;padding:.1em .3em;border-radius:3px}img{max-width:100%;height:auto;border:1px solid #eee}
+table{border-collapse:collapse;margin:.8em 0;font-size:.85em;max-width:100%}
+th,td{border:1px solid #ccc;padding:.25em .45em;vertical-align:top;overflow-wrap:anywhere}
+th{background:#f3f3f3;text-align:left;font-weight:600;hyphens:auto}
+td.r{text-align:right;font-variant-numeric:tabular-nums;white-space:normal;overflow-wrap:normal}
+tr:nth-child(even) td{background:#fafafa}
+code{background:#f2f2f2;padding:.1em .3em;border-radius:3px;overflow-wrap:anywhere}
+img{max-width:100%;height:auto;border:1px solid #eee}figure{margin:1em 0}
+caption{text-align:left;font-weight:600;padding:.2em 0;caption-side:top}
 """
 
 
 def _html_spans(spans: list[Span]) -> str:
     tags = {"bold": "strong", "code": "code"}
     return "".join(f"<{tags[k]}>{html.escape(s)}</{tags[k]}>" if k in tags else html.escape(s) for k, s in spans)
+
+
+def _html_table(b: Table, caption: str, columns: list[int]) -> str:
+    head = "".join(f"<th>{html.escape(b.headers[i])}</th>" for i in columns)
+    cls = {i: '<td class="r">' if i in b.right else "<td>" for i in columns}
+    rows = "".join("<tr>" + "".join(f"{cls[i]}{html.escape(r[i])}</td>" for i in columns) + "</tr>" for r in b.rows)
+    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
 def to_html(blocks: list[Block], title: str) -> str:
@@ -118,11 +136,8 @@ def to_html(blocks: list[Block], title: str) -> str:
         elif isinstance(b, Bullets):
             body.append("<ul>" + "".join(f"<li>{_html_spans(i)}</li>" for i in b.items) + "</ul>")
         elif isinstance(b, Table):
-            head = "".join(f"<th>{html.escape(h)}</th>" for h in b.headers)
-            cls = ['<td class="r">' if i in b.right else "<td>" for i in range(len(b.headers))]
-            rows = "".join("<tr>" + "".join(f"{cls[i]}{html.escape(c)}</td>" for i, c in enumerate(r)) + "</tr>"
-                           for r in b.rows)
-            body.append(f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>')
+            for caption, columns in b.html_groups or [("", list(range(len(b.headers))))]:
+                body.append(_html_table(b, caption, columns))
         elif isinstance(b, Image):
             data = base64.b64encode(b.png).decode("ascii")
             body.append(f'<figure><img alt="{html.escape(b.alt)}" src="data:image/png;base64,{data}"></figure>')

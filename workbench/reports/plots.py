@@ -101,10 +101,31 @@ def _focus_ylim(ax, main: list[Series], extra: list[Series]) -> bool:
     return True
 
 
+SHORT = 2  # a curve of at most this many points is drawn with large markers and a note
+
+
+def most_points(results: Results, curves: CurveMap, which: str) -> int:
+    """The most points any run has on its ``which`` ("train" / "val") curve; 0 when none has one."""
+    counts = [getattr(c, which).steps.size for v in results.variants for r in v.runs
+              if (c := curves.get((v.name, r.seed))) is not None and getattr(c, which) is not None]
+    return max(counts, default=0)
+
+
+def short_curve_note(n: int, which: str) -> str:
+    """What a reader needs to know about a curve of ``n`` <= SHORT points."""
+    what = "evaluation" if which == "val" else "logged training"
+    return (f"only {n} {what} point{'s' if n != 1 else ''} per run (a short run: train.steps is small next to "
+            f"train.{'eval_every' if which == 'val' else 'log_every'}), drawn as markers; there is no curve to read, "
+            f"compare the final losses instead")
+
+
 def curve_plot(results: Results, curves: CurveMap, which: str, xy: XY, *, title: str, xlabel: str,
                ylabel: str, logx: bool = False) -> bytes | None:
-    """Per variant: mean over completed seeds with a min-max band; other runs as thin dotted lines."""
+    """Per variant: mean over completed seeds with a min-max band; other runs as thin dotted lines.
+    Curves of at most SHORT points get large markers and a note on the figure."""
     fig, ax = _figure()
+    n = most_points(results, curves, which)
+    short = 0 < n <= SHORT
     main: list[Series] = []
     extra: list[Series] = []
     for v in results.variants:
@@ -120,24 +141,28 @@ def curve_plot(results: Results, curves: CurveMap, which: str, xy: XY, *, title:
             x, mean, lo, hi = agg
             seeds = f"mean of {len(done)} seeds" if len(done) > 1 else "1 seed"
             marker = "o" if x.size <= 30 else None  # sparse series (evals): show where the points are
-            ax.plot(x, mean, color=col, ls=ls, lw=2, marker=marker, ms=4, label=label(f"{v.name} ({seeds})"))
+            ax.plot(x, mean, color=col, ls=ls, lw=2, marker=marker, ms=9 if short else 4, label=label(f"{v.name} ({seeds})"))
             if len(done) > 1:
                 ax.fill_between(x, lo, hi, color=col, alpha=0.18, lw=0)
             main += [(x, hi), (x, lo)]
         elif done:  # seeds without a common x range: draw each
             other = done + other
         for run, (x, y) in other:
-            ax.plot(x, y, color=col, ls=":", lw=1.2, alpha=0.9, label=label(f"{v.name} seed {run.seed} ({run.status})"))
+            ax.plot(x, y, color=col, ls=":", lw=1.2, alpha=0.9, marker="x" if x.size <= 30 else None, ms=8 if short else 4,
+                    label=label(f"{v.name} seed {run.seed} ({run.status})"))
             extra.append((x, y))
     if not main and not extra:
         return None
     clipped = _focus_ylim(ax, main, extra)
     if logx:
         ax.set_xscale("log")
-    ax.set_title(title + ("  [y-axis clipped]" if clipped else ""))
+    ax.set_title(title + ("  [y-axis clipped]" if clipped else "")
+                 + (f"\n(only {n} point{'s' if n != 1 else ''} per run: a short run, no curve to read; markers)" if short else ""))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize="small", loc="upper right")
+    if short:
+        ax.margins(x=0.3, y=0.3)  # a lone point sits in the middle, not on the frame
     return _png(fig)
 
 
@@ -232,6 +257,7 @@ class Plot:
     title: str
     png: bytes | None
     skipped: str | None = None  # why there is no figure
+    note: str | None = None  # what to know when reading it (a curve of one or two points)
 
 
 def make_plots(results: Results, curves: CurveMap, summaries: list[VariantSummary]) -> list[Plot]:
@@ -255,6 +281,7 @@ def make_plots(results: Results, curves: CurveMap, summaries: list[VariantSummar
         ("throughput", "Wall-clock throughput per variant (per run, not paired)", lambda: throughput_plot(summaries),
          "no completed run reports tokens/s"),
     ]
+    curve_of = {"val_loss_vs_step": "val", "val_loss_vs_flops": "val", "train_loss_vs_step": "train"}
     out = []
     for name, title, draw, why in specs:
         try:
@@ -262,5 +289,7 @@ def make_plots(results: Results, curves: CurveMap, summaries: list[VariantSummar
         except Exception as e:  # noqa: BLE001 - one bad figure must not cost the researcher the tables
             logger.warning("could not draw %s: %s", name, e, exc_info=True)
             png, why = None, f"drawing failed ({type(e).__name__}: {e}); see the log"
-        out.append(Plot(name, title, png, None if png else why))
+        n = most_points(results, curves, curve_of[name]) if name in curve_of else 0
+        note = short_curve_note(n, curve_of[name]) if png and 0 < n <= SHORT else None
+        out.append(Plot(name, title, png, None if png else why, note))
     return out

@@ -56,6 +56,9 @@ def samples_section(results: Results, run_dir) -> list[Block]:
             rows.append([v.name, fmt.DASH, f"not loaded: {exc}"])
             continue
         loaded += 1
+        if tokenizer.kind == "none":  # token ids given without a tokenizer (a pre-tokenized .bin corpus)
+            rows.append([v.name, fmt.DASH, "not sampled: trained on token ids without a tokenizer to decode them"])
+            continue
         start = time.perf_counter()
         try:
             with torch.inference_mode():

@@ -119,7 +119,9 @@ def results_table(summaries: list[VariantSummary], against: str = "baseline") ->
             fmt.mean_std(s.val_loss), fmt.number(s.val_bpb.mean), *_comparison_cells(s),
             fmt.memory(s.peak_memory_mb.mean), fmt.duration(s.wall_time_s.mean),
         ])
-    return Table(result_headers(against), rows, right={2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13})
+    # On the HTML page: the comparison first, then what each variant costs (14 columns do not fit 1280 px).
+    groups = [("Loss and verdict", [0, 1, 5, 6, 7, 8, 9, 10, 11]), ("Size and cost", [0, 2, 3, 4, 12, 13])]
+    return Table(result_headers(against), rows, right={2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13}, html_groups=groups)
 
 
 def results_section(summaries: list[VariantSummary], has_speed: bool, against: str = "baseline") -> list[Block]:
@@ -228,6 +230,8 @@ def plots_section(plots: list[Plot]) -> list[Block]:
         blocks.append(Heading(3, p.title))
         if p.png:
             blocks.append(Image(p.title, str(Path("plots") / f"{p.name}.png"), p.png))
+            if p.note:
+                blocks.append(Para([bold("Note:"), text(f" {p.note}.")]))
         else:
             blocks.append(Para([text(f"Skipped: {p.skipped}.")]))
     return blocks

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 
 from ..fileio import read_json, write_json
+from . import tensorboard as tb
 from .module import Diverged, eval_forward, evaluate
 
 log = logging.getLogger("workbench")
@@ -26,16 +28,39 @@ def eval_schedule(steps: int, every: int) -> frozenset[int]:
     return frozenset(set(range(every, steps + 1, every)) | dense | {steps})
 
 
+@dataclass
+class StepStats:
+    """The latest logging step, as the progress bar and the log lines show it."""
+
+    step: int
+    loss: float
+    lr: float
+    tokens_per_sec: float | None  # over the logging window that ended at ``step``; None before one ends
+
+
+def format_rate(tokens_per_sec: float | None) -> str:
+    """20100.0 -> '20.1k tok/s'; None -> ''."""
+    if not tokens_per_sec:
+        return ""
+    return f"{tokens_per_sec / 1e6:.2f}M tok/s" if tokens_per_sec >= 1e6 else f"{tokens_per_sec / 1000:.1f}k tok/s"
+
+
 class RunRecorder(L.Callback):
     """Evaluates on the fixed val batches on ``eval_schedule`` (absolute steps, so a resumed run
     evaluates where an uninterrupted one would), records train/val curves into ``metrics.json``,
     and times training steps for tokens/s.
 
+    Every ``train.log_every`` steps it writes the TensorBoard scalars (``tensorboard.py``: train loss,
+    learning rate, gradient norm, tokens/s and MFU over the window since the last logging step) at
+    ``trainer.global_step``, the step axis of the validation loss too; with ``plain_lines`` (no
+    terminal for a progress bar) it also logs one line with loss, lr and tokens/s.
+
     Its state (curves, timing) travels in every checkpoint, so a resumed run continues from exactly
     the checkpoint's step: metrics.json is an output, rewritten from that state, never read back.
     """
 
-    def __init__(self, metrics_path: Path, val_batches, train: dict, label: str, tokens_per_step: int):
+    def __init__(self, metrics_path: Path, val_batches, train: dict, label: str, tokens_per_step: int,
+                 flops_per_token: int = 0, plain_lines: bool = False):
         self.path = Path(metrics_path)
         self.val_batches = val_batches
         self.eval_steps = eval_schedule(train["steps"], train["eval_every"])
@@ -44,6 +69,10 @@ class RunRecorder(L.Callback):
         self.total_steps = train["steps"]
         self.label = label
         self.tokens_per_step = tokens_per_step
+        self.flops_per_token = flops_per_token
+        self.plain_lines = plain_lines
+        self.last: StepStats | None = None
+        self.peak_flops: float | None = None  # per device, set at train start where known (MFU)
         self.curves = {"train": [], "val": []}
         self.train_time = 0.0
         self.timed_steps = 0
@@ -51,6 +80,8 @@ class RunRecorder(L.Callback):
         self._started = time.perf_counter()
         self._t0 = 0.0
         self._session_steps = 0
+        self._window_t0: float | None = None  # the logging window: from its first step's start
+        self._window_steps = 0
 
     # -- checkpointed state ----------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -68,6 +99,8 @@ class RunRecorder(L.Callback):
 
     # -- lifecycle -------------------------------------------------------------------------------
     def on_train_start(self, trainer, pl_module):
+        if self.flops_per_token:
+            self.peak_flops = tb.peak_flops(pl_module.device, str(trainer.precision))
         if trainer.is_global_zero and self.path.exists():
             if read_json(self.path) is None:
                 log.warning("[%s] %s was damaged: rewritten from the checkpoint of step %d", self.label, self.path,
@@ -76,9 +109,12 @@ class RunRecorder(L.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self._t0 = time.perf_counter()
+        if self._window_t0 is None:
+            self._window_t0 = self._t0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self._session_steps += 1
+        self._window_steps += 1
         if self._session_steps > 2:  # skip warm-up (allocator, compile) steps in throughput
             self.train_time += time.perf_counter() - self._t0
             self.timed_steps += 1
@@ -93,8 +129,34 @@ class RunRecorder(L.Callback):
                 raise Diverged(f"training loss became {loss} by step {step}")
             lr = trainer.optimizers[0].param_groups[0]["lr"]
             self.curves["train"].append({"step": step, "loss": loss, "lr": lr, "tokens": step * self.tokens_per_step})
+            if step % self.log_every == 0:
+                self._log_step(trainer, pl_module, step, loss, lr)
+        if evaluate_now or checkpoint_due:  # evaluation and checkpoint writes stay out of the next window
+            self._window_t0, self._window_steps = None, 0
         if evaluate_now:
             self.evaluate(trainer, pl_module)
+
+    def _log_step(self, trainer, pl_module, step: int, loss: float, lr: float) -> None:
+        """TensorBoard scalars at ``step`` and, without a progress bar, one plain line. Called right after
+        the loss's host sync, so the window's wall time covers its steps' device work."""
+        now = time.perf_counter()
+        rate = None
+        if self._window_t0 is not None and self._window_steps and now > self._window_t0:
+            rate = self._window_steps * self.tokens_per_step * trainer.world_size / (now - self._window_t0)
+        self._window_t0, self._window_steps = None, 0
+        self.last = StepStats(step, loss, lr, rate)
+        scalars = {tb.TRAIN_LOSS: loss, **tb.lr_scalars(trainer.optimizers[0])}
+        if pl_module.grad_norm is not None:
+            scalars[tb.GRAD_NORM] = float(pl_module.grad_norm)
+        if rate is not None:
+            scalars[tb.TOKENS_PER_SEC] = rate
+            if self.peak_flops:
+                scalars[tb.MFU] = rate * self.flops_per_token / (self.peak_flops * trainer.world_size)
+        if trainer.logger is not None:
+            trainer.logger.log_metrics(scalars, step=step)
+        if self.plain_lines and trainer.is_global_zero:
+            log.info("[%s] step %d/%d  loss %.4f  lr %.2e  %s", self.label, step, self.total_steps, loss, lr,
+                     format_rate(rate))
 
     def evaluate(self, trainer, pl_module) -> float:
         step = trainer.global_step
@@ -104,15 +166,14 @@ class RunRecorder(L.Callback):
         loss = evaluate(eval_forward(trainer, pl_module), self.val_batches, pl_module.device, context)
         self.curves["val"].append({"step": step, "loss": loss, "tokens": step * self.tokens_per_step})
         if trainer.logger is not None:
-            trainer.logger.log_metrics({"val/loss": loss}, step=step)
+            trainer.logger.log_metrics({tb.VAL_LOSS: loss}, step=step)
         if trainer.is_global_zero:
             write_json(self.path, self.curves)
             log.info("[%s] step %d/%d  val loss %.4f  %s", self.label, step, self.total_steps, loss, self._speed())
         return loss
 
     def _speed(self) -> str:
-        tps = self.tokens_per_sec
-        return f"{tps / 1000:.1f}k tok/s" if tps else ""
+        return format_rate(self.tokens_per_sec)
 
     @property
     def tokens_per_sec(self) -> float | None:

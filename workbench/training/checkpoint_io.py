@@ -22,7 +22,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from ..fileio import write_bytes, write_text
-from ..results import RunFolderError, changed_keys, describe_changes, with_defaults
+from ..results import RunFolderError, changed_keys, comparable, describe_changes, with_defaults
 
 log = logging.getLogger("workbench")
 
@@ -124,8 +124,8 @@ def resume_checkpoint(ckpt_dir: Path, identity: dict | None = None) -> tuple[Pat
             continue
         # A key the stored config lacks (added by a later version of the workbench) counts as its default.
         defaults = variant_defaults()
-        before = {"config": with_defaults(stored.get("config"), defaults), "corpus": stored.get("corpus")}
-        after = {"config": with_defaults(identity["config"], defaults), "corpus": identity["corpus"]}
+        before = {"config": comparable(with_defaults(stored.get("config"), defaults)), "corpus": stored.get("corpus")}
+        after = {"config": comparable(with_defaults(identity["config"], defaults)), "corpus": identity["corpus"]}
         if stored["fingerprint"] != identity["fingerprint"] and changed_keys(before, after):
             changes = describe_changes(before, after)
             variant = ckpt_dir.parent.parent.name

@@ -39,6 +39,9 @@ class LMModule(L.LightningModule):
         self.model = model
         self.train_cfg = train
         self.identity = identity
+        # The last step's gradient norm (before clipping), a device tensor: the RunRecorder reads it on
+        # logging steps only, so other steps never wait for the device.
+        self.grad_norm: torch.Tensor | None = None
         if train.get("compile"):
             self.model.compile()  # in place: state_dict keys unchanged, checkpoints stay portable
 
@@ -52,9 +55,9 @@ class LMModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        loss = self.model(x, targets=y)  # the LM head fused with the loss (components.loss)
-        self.log("train/loss", loss, on_step=True, on_epoch=False)
-        return loss
+        # The LM head fused with the loss (components.loss). Logged by the RunRecorder, not self.log:
+        # Lightning would log it one step early and add an `epoch` scalar.
+        return self.model(x, targets=y)
 
     def on_before_optimizer_step(self, optimizer):
         # Clipping here rather than through Trainer(gradient_clip_val): Lightning refuses that with a
@@ -65,7 +68,7 @@ class LMModule(L.LightningModule):
             norm = sharded.clip_grad_norm_(max_norm)
         else:  # one device, or DDP (gradients already all-reduced, the same on every rank)
             norm = torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm, foreach=True)
-        self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
+        self.grad_norm = norm.detach()
 
     def configure_optimizers(self):
         fused = self.device.type in ("cpu", "cuda") and self.trainer.precision != "16-mixed"

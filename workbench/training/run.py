@@ -33,6 +33,9 @@ from ..config.budget import world_size
 from ..config.specs import format_spec
 from ..data import TokenData, batch_fingerprint, val_batches
 from ..fileio import write_json, write_text
+from ..experiment import is_global_zero
+from ..results import ResultsStore, comparable
+from . import tensorboard
 from .allocator import keep_freed_memory
 from .batches import StepBatches
 from .callbacks import RunRecorder
@@ -87,7 +90,7 @@ def run_identity(variant, data: TokenData, model_config: TransformerConfig) -> d
     rebuilds the model from the checkpoint alone: the model's resolved config (vocab_size included) and
     the run folder's tokenizer file (not hashed: both follow from the config and the corpus)."""
     config, corpus = variant.to_dict(), data.fingerprint
-    text = json.dumps({"config": config, "corpus": corpus}, sort_keys=True, default=str)
+    text = json.dumps({"config": comparable(config), "corpus": corpus}, sort_keys=True, default=str)
     return {"fingerprint": hashlib.sha256(text.encode()).hexdigest(), "config": config, "corpus": corpus,
             "model": model_config.to_dict(), "tokenizer": tokenizer_file(data)}
 
@@ -142,17 +145,19 @@ def build_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) ->
     model = TransformerLM(config, init_seed=seed)
     module = LMModule(model, train, identity)
     tokens_per_step = train["batch_size"] * train["seq_len"]
-    module.flops_per_batch = model.flops_per_token(train["seq_len"]) * tokens_per_step  # read by ThroughputMonitor
+    if is_global_zero():  # the custom-scalars layout, once per run folder
+        tensorboard.write_layout(run_dir)
     logger = TensorBoardLogger(
         save_dir=str(run_dir), name=variant.name, version=f"seed{seed}", default_hp_metric=False,
         **({"purge_step": resumed_step} if resume else {}),
     )
+    interactive = sys.stderr.isatty()  # a terminal shows a progress bar; a log file gets plain lines
     recorder = RunRecorder(folder / "metrics.json", val_batches(data.val, train["batch_size"], train["seq_len"], train["eval_batches"]),
-                           train, label, tokens_per_step)
-    interactive = sys.stderr.isatty()
+                           train, label, tokens_per_step, flops_per_token=model.flops_per_token(train["seq_len"]),
+                           plain_lines=not interactive)
     callbacks = run_callbacks(recorder, folder / "checkpoints", train["checkpoint_every"])
     if interactive:
-        callbacks.append(RunProgressBar(label))
+        callbacks.append(RunProgressBar(label, recorder))
     trainer = build_trainer(train, train["steps"], logger, callbacks, progress_bar=interactive)
     return Run(variant, seed, data, folder, label, module, trainer, recorder, logger, resume, resumed_step)
 
@@ -215,7 +220,7 @@ def record_run(run: Run, status: str, error: str | None) -> dict:
         last_val_loss=final_val if completed else recorder.final_val_loss,  # a diverged run: its last finite one
         subset_val_loss=recorder.final_val_loss,  # the curve's eval_batches subset at the last evaluation
         final_train_loss=recorder.final_train_loss,
-        val_bpb=final_val / math.log(2) / run.data.val_bytes_per_token if final_val is not None else None,
+        val_bpb=run.data.bits_per_byte(final_val) if final_val is not None else None,
         tokens_per_sec=recorder.tokens_per_sec,
         steps=steps,
         train_tokens=steps * tokens_per_step * trainer.world_size,
@@ -233,15 +238,21 @@ def record_run(run: Run, status: str, error: str | None) -> dict:
 
 
 def log_hparams(run_dir: Path, variant, record: dict, verdict: str) -> None:
-    """The run's TensorBoard HPARAMS row: its config, seed, final metrics and its verdict against the
-    baseline (written after the sweep's comparisons, in an event file of its own in the run's folder)."""
-    logger = TensorBoardLogger(save_dir=str(run_dir), name=variant.name, version=f"seed{record['seed']}",
-                               default_hp_metric=False)
-    hparams = _flatten("", variant.to_dict(), {"variant": variant.name, "seed": record["seed"], "verdict": verdict})
-    final = record.get("final_val_loss")
-    logger.log_hyperparams(hparams, metrics={"final/val_loss": final if final is not None else float("nan"),
-                                             "final/tokens_per_sec": record.get("tokens_per_sec") or 0.0})
-    logger.finalize("success")
+    """The run's TensorBoard HPARAMS row (written after the sweep's comparisons, in an event file of its
+    own in the run's folder): variant, verdict, seed and final metrics first, then the config keys that
+    differ between the experiment's variants (marked so TensorBoard lists them first), then every other
+    key. No scalar is written: the final metrics are columns of the row, not points on a curve."""
+    configs = {name: _flatten("", entry["config"], {})
+               for name, entry in ResultsStore(run_dir).load().get("variants", {}).items() if "config" in entry}
+    own = _flatten("", variant.to_dict(), {})
+    differing = tensorboard.differing_keys(list(configs.values()) or [own])
+    head = {"variant": variant.name, "verdict": verdict, "seed": record["seed"],
+            "final_val_loss": record.get("final_val_loss"), "tokens_per_sec": record.get("tokens_per_sec")}
+    values = {**head, **{k: own[k] for k in sorted(own, key=lambda k: k not in differing)}}
+    many = len(configs) > 1
+    differing |= {"final_val_loss", "tokens_per_sec", "seed"} | ({"variant", "verdict"} if many else set())
+    tensorboard.write_hparams(run_dir / variant.name / f"seed{record['seed']}", values, differing,
+                              completed=record.get("status") == "completed")
 
 
 def _length_eval(run: Run) -> dict:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, ThroughputMonitor
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from .checkpoint_io import AtomicCheckpointIO
 from .precision import resolve_precision
@@ -26,13 +26,13 @@ def build_strategy(name: str):
 
 
 def run_callbacks(recorder: Callback, ckpt_dir: Path, checkpoint_every: int) -> list[Callback]:
-    """Every run's callbacks: its recorder, the newest checkpoint every ``checkpoint_every`` steps
-    (plus last.ckpt), learning rate and throughput (tokens/s, FLOP/s from ``flops_per_batch``)."""
+    """Every run's callbacks: its recorder (which also logs learning rate, gradient norm, tokens/s and
+    MFU to TensorBoard, at the validation loss's step axis) and the newest checkpoint every
+    ``checkpoint_every`` steps (plus last.ckpt). Lightning's LearningRateMonitor and ThroughputMonitor
+    are not used: they name the curves `lr-AdamW/pg1`, log one step early and wait for a 100-step window."""
     return [
         recorder,
         ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=checkpoint_every, save_top_k=1, save_last=True),
-        LearningRateMonitor(logging_interval="step"),
-        ThroughputMonitor(batch_size_fn=lambda b: b[0].shape[0], length_fn=lambda b: b[0].numel()),
     ]
 
 

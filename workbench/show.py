@@ -1,0 +1,124 @@
+"""``workbench show``: what an experiment will train, read as a comparison.
+
+The baseline in full, with the sizes the config leaves to a rule resolved (K/V heads, head size, FFN
+width); then each variant as only what differs from its baseline, with its parameters and FLOPs/token
+against the baseline's. ``--full`` lists every key of every variant instead.
+"""
+
+from __future__ import annotations
+
+from .config.specs import format_spec
+from .experiment import variant_summary
+
+WIDTH = 100
+
+
+def _value(value) -> str:
+    return format_spec(value) if isinstance(value, dict) else str(value)
+
+
+def resolved_model(variant) -> dict[str, str]:
+    """The model keys as shown: a component spec as one value, and the sizes a config may leave to a
+    rule (``n_kv_heads``, ``head_dim``, ``ffn_hidden_dim``: None) resolved as the model builds them."""
+    config = variant.transformer_config()
+    kv = config.kv_heads
+    layout = "MHA" if kv == config.n_heads else "MQA" if kv == 1 else f"GQA, {config.n_heads // kv} query heads per K/V head"
+    rule = "GLU rule: 2/3 x 4 x dim" if config.is_glu else "4 x dim"
+    derived = {"n_kv_heads": f"{kv} ({'= n_heads, ' if config.n_kv_heads is None else ''}{layout})",
+               "head_dim": f"{config.head_size}{' (dim / n_heads)' if config.head_dim is None else ''}",
+               "ffn_hidden_dim": f"{config.hidden_dim}{f' ({rule})' if config.ffn_hidden_dim is None else ''}"}
+    return {k: derived.get(k, _value(v)) for k, v in variant.model.items()}
+
+
+def sections(variant) -> dict[str, dict[str, str]]:
+    """``{"model": {...}, "data": {...}, "train": {...}}`` of display strings."""
+    own = variant.to_dict()
+    return {"model": resolved_model(variant), **{s: {k: _value(v) for k, v in own[s].items()} for s in ("data", "train")}}
+
+
+def flat_config(variant) -> dict[str, str]:
+    """``{"model.norm": "rmsnorm", "train.lr": "0.003", ...}`` as ``sections`` shows them."""
+    return {f"{section}.{key}": value for section, values in sections(variant).items() for key, value in values.items()}
+
+
+def _wrapped(prefix: str, items: list[str]) -> list[str]:
+    """``prefix`` + the comma-separated items in lines of at most WIDTH characters, never splitting an item."""
+    lines, line = [], prefix
+    for i, item in enumerate(items):
+        piece = item + ("," if i < len(items) - 1 else "")
+        if line != prefix and len(line) + 1 + len(piece) > WIDTH:
+            lines.append(line)
+            line = " " * len(prefix) + piece
+        else:
+            line += ("" if line == prefix else " ") + piece
+    return lines + [line]
+
+
+def _listing(variant) -> list[str]:
+    return [line for section, values in sections(variant).items()
+            for line in _wrapped(f"  {section}: ", [f"{k}={v}" for k, v in values.items()])]
+
+
+def _header(name: str, info: dict, note: str = "") -> str:
+    return (f"== {name} =={note}  params {info['params']:,} (non-embedding {info['non_embedding_params']:,})  "
+            f"FLOPs/token {info['flops_per_token']:,}")
+
+
+def _relative(value: int, base: int) -> str:
+    return f"{(value - base) / base:+.1%}" if base else "n/a"
+
+
+def _reference(experiment, variant):
+    """What ``variant`` is shown against: its baseline (of its size), the previous rung of a ladder, or,
+    for the baseline of a later size, the first variant shown in full; None: show it in full."""
+    ordered = list(experiment.variants.values())
+    same = [v for v in ordered if v.size == variant.size]
+    if experiment.ladder:
+        first = ordered[0]
+        base = same[same.index(variant) - 1] if same.index(variant) else first
+    else:
+        first = next((v for v in ordered if v.arch == experiment.baseline), ordered[0])
+        base = next((v for v in same if v.arch == experiment.baseline), first)
+    if base is variant:
+        base = first
+    return None if base is variant else base
+
+
+def full_lines(experiment) -> list[str]:
+    """Every key of every variant (``show --full``)."""
+    lines = []
+    for name, variant in experiment.variants.items():
+        info = variant_summary(variant, variant.data["vocab_size"])
+        lines += ["", _header(name, info)]
+        lines += _listing(variant)
+    return lines
+
+
+def diff_lines(experiment) -> list[str]:
+    """The baseline in full, then every other variant as what differs from its reference (``_reference``)."""
+    infos = {n: variant_summary(v, v.data["vocab_size"]) for n, v in experiment.variants.items()}
+    lines = []
+    for name, variant in experiment.variants.items():
+        base = _reference(experiment, variant)
+        info = infos[name]
+        if base is None:
+            lines += ["", _header(name, info, " (first rung)" if experiment.ladder else " (baseline)")]
+            lines += _listing(variant)
+            continue
+        b_info = infos[base.name]
+        note = " (baseline)" if variant.arch == experiment.baseline and not experiment.ladder else ""
+        lines += ["", _header(name, info, note) + f"  (vs {base.name}: params {_relative(info['params'], b_info['params'])}, "
+                  f"FLOPs/token {_relative(info['flops_per_token'], b_info['flops_per_token'])})"]
+        mine, theirs = flat_config(variant), flat_config(base)
+        changed = [k for k in mine if mine[k] != theirs.get(k)] + [k for k in theirs if k not in mine]
+        for key in changed:
+            lines.append(f"  {key}: {mine.get(key, '(unset)')}   ({base.name}: {theirs.get(key, '(unset)')})")
+        if not changed:
+            lines.append(f"  (the same config as {base.name})")
+    return lines
+
+
+def show_lines(experiment, full: bool = False) -> list[str]:
+    head = [f"experiment: {experiment.name}  ({experiment.description})",
+            f"seeds: {experiment.seeds}  baseline: {experiment.baseline}  budget: {experiment.budget or 'train.steps'}"]
+    return head + (full_lines(experiment) if full else diff_lines(experiment))
