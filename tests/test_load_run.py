@@ -23,7 +23,7 @@ from workbench.data import DataSettings, prepare
 from workbench.environment import current_environment, remember_environment
 from workbench.load import LoadError, load_run
 from workbench.results import RunFolderError
-from workbench.training.checkpoint_io import IDENTITY_KEY, load_verified
+from workbench.checkpoint_file import IDENTITY_KEY, load_verified
 
 TEXT = "def greet(name):\n    return f'héllo, {name}!'  # ünïcode ✓\n"
 

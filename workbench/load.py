@@ -12,22 +12,17 @@ not imported.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import pickle
 from pathlib import Path
 
-import torch
 import yaml
 
 from components import InvalidConfig, TransformerConfig, TransformerLM
 
+from .checkpoint_file import IDENTITY_KEY, DamagedCheckpoint, load_verified
 from .data.tokenizer import Tokenizer
 from .results import RunFolderError, read_results
 
-# training.checkpoint_io.IDENTITY_KEY, where run.run_identity stores the model config and tokenizer
-# file; not imported from there, since that module loads Lightning.
-IDENTITY_KEY = "workbench"
 STATE_PREFIX = "model."  # the Lightning module holds the TransformerLM as ``self.model``
 
 
@@ -95,18 +90,13 @@ def _completed_seed(run_dir: Path, variant: str, runs: list[dict], seed: int | N
 
 
 def _read_checkpoint(path: Path, where: str, completed: str) -> dict:
-    """The checkpoint as plain data, after checking its bytes against ``<name>.sha256`` (as
-    ``training.checkpoint_io.load_verified``): torch.load does not notice bytes damaged in the middle."""
-    digest = path.with_name(path.name + ".sha256")
+    """The checkpoint as plain data, checked against the sha256 written beside it (``load_verified``)."""
     try:
-        data, expected = path.read_bytes(), digest.read_text().strip()
+        return load_verified(path)
     except OSError as exc:
         raise LoadError(f"{where}: cannot read {exc.filename}: {exc.strerror} {completed}") from None
-    if hashlib.sha256(data).hexdigest() != expected:
-        raise LoadError(f"{where}: damaged checkpoint {path}: its bytes do not match the checksum written with it "
-                        f"{completed}")
-    try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except DamagedCheckpoint as exc:
+        raise LoadError(f"{where}: damaged checkpoint {path}: {exc} {completed}") from None
     except pickle.UnpicklingError:
         raise LoadError(f"{where}: {path} holds objects other than tensors and plain data: not loaded {completed}") from None
 

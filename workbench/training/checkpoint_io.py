@@ -1,11 +1,6 @@
-"""Checkpoints: written atomically with a checksum, read as plain data only, picked safely to resume from.
-
-Each ``X.ckpt`` has ``X.ckpt.sha256`` beside it, written after it: torch.load does not check its
-zip CRCs, so a file damaged in the middle would load garbage weights silently; the checksum catches
-it. A checkpoint is tensors and plain containers, so every load uses ``torch.load(weights_only=True)``:
-a crafted file in a shared run folder is refused, never unpickled. Each checkpoint carries the run's
-identity (resolved config + data fingerprint, under ``"workbench"``), so a run is never continued
-under a config other than the one it started with.
+"""Checkpoints through Lightning: written atomically with their checksum (``workbench.checkpoint_file``),
+loaded verified and as plain data, and picked safely to resume from: the newest intact one, refused when
+it was trained under another config than the run's identity (resolved config + data fingerprint).
 """
 
 from __future__ import annotations
@@ -21,13 +16,11 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from ..checkpoint_file import IDENTITY_KEY, digest_path, load_verified
 from ..fileio import write_bytes, write_text
 from ..results import RunFolderError, changed_keys, comparable, describe_changes, with_defaults
 
 log = logging.getLogger("workbench")
-
-IDENTITY_KEY = "workbench"  # checkpoint[IDENTITY_KEY] = {"fingerprint": str, "config": dict, "corpus": str}
-
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Serialise in memory, then temp-file + fsync + os.replace in the checkpoint's own folder (Lightning's
@@ -38,35 +31,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         torch.save(checkpoint, buffer)
         data = buffer.getbuffer()
         write_bytes(path, data)
-        write_text(_digest_path(Path(path)), hashlib.sha256(data).hexdigest() + "\n")
+        write_text(digest_path(Path(path)), hashlib.sha256(data).hexdigest() + "\n")
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
         return load_verified(Path(path), map_location or "cpu")
 
     def remove_checkpoint(self, path) -> None:
         super().remove_checkpoint(path)
-        _digest_path(Path(path)).unlink(missing_ok=True)
-
-
-class DamagedCheckpoint(Exception):
-    """A checkpoint whose bytes do not match the checksum written with it (or that has none)."""
-
-
-def _digest_path(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
-def load_verified(path: Path, map_location="cpu") -> dict[str, Any]:
-    """The whole checkpoint, checked against its checksum and loaded as plain data: objects that would
-    run code on unpickling raise pickle.UnpicklingError, damaged bytes DamagedCheckpoint."""
-    try:
-        expected = _digest_path(path).read_text().strip()
-    except OSError:
-        raise DamagedCheckpoint(f"no checksum file {_digest_path(path).name} beside it") from None
-    data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != expected:
-        raise DamagedCheckpoint("its bytes do not match the checksum written with it")
-    return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+        digest_path(Path(path)).unlink(missing_ok=True)
 
 
 def _first_line(exc: Exception) -> str:

@@ -7,7 +7,7 @@ import torch
 
 from components import TransformerLM
 
-from .checkpoint_io import IDENTITY_KEY
+from ..checkpoint_file import IDENTITY_KEY
 from .optim import build_optimizer
 
 
