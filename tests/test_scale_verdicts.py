@@ -239,3 +239,14 @@ def test_old_results_without_ladder_or_sizes_render_as_before(tmp_path):
     (run_dir / "results.json").write_text(json.dumps(data))
     assert write_report(run_dir).read_text() == md
     assert "<h2>Results</h2>" in (run_dir / "report.html").read_text()
+
+
+def test_an_arch_with_no_runs_at_any_size_is_left_out(tmp_path):
+    # `run --variant base --variant v` on an experiment that also lists w: w has no runs, so no Δ anywhere.
+    run_dir = sweep(tmp_path, [-0.10, -0.04, 0.02], [2.0, 1.5, 0.8])
+    data = json.loads((run_dir / "results.json").read_text())
+    for size in SIZES:
+        data["variants"][f"w@{size}"] = {"flops_per_token": FPT, "config": {}, "arch": "w", "size": size, "runs": []}
+    (run_dir / "results.json").write_text(json.dumps(data))
+    results = load_results(run_dir)
+    assert sorted(scale_summary(results, compare(results, run_dir))) == ["v"]

@@ -67,7 +67,7 @@ def crossing(rows: list[dict]) -> tuple[dict | None, str]:
 
 def scale_summary(results: Results, comparisons: Mapping[str, Comparison]) -> dict:
     """{arch: {"by_size": [{size, compute, verdict, mean, low, high, multiplier}], "crossing", "crossing_note"}}
-    for every arch compared at some size, sizes in sweep order; {} with fewer than two sizes.
+    for every arch with a paired Δ at some size, sizes in sweep order; {} with fewer than two sizes.
 
     compute: the mean training FLOPs of the run group compared with there (the baseline; in a ladder, the previous
     rung); multiplier: {mean, low, high, extrapolated} or None; crossing: {compute, extrapolated} or None, the
@@ -79,7 +79,7 @@ def scale_summary(results: Results, comparisons: Mapping[str, Comparison]) -> di
     for arch in results.archs:
         groups = [(size, results.group(arch, size)) for size in results.sizes]
         rows = [_row(results, size, comparisons[g.name]) for size, g in groups if g and g.name in comparisons]
-        if rows:
+        if any(r["mean"] is not None for r in rows):  # an arch never trained (e.g. left out by --variant) is not shown
             point, note = crossing(rows)
             out[arch] = {"by_size": rows, "crossing": point, "crossing_note": note}
     return out
