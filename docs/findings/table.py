@@ -1,0 +1,59 @@
+"""Print docs/findings.md's per-scale tables from the sweeps' results.json (run docs/findings/run_all.sh first).
+
+Usage: python docs/findings/table.py [runs/findings]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+SWEEPS = ("ladder", "ffn_horizon", "placement_depth", "norm_width", "positions_width")
+
+
+def _interval(row: dict) -> str:
+    if row["mean"] is None:
+        return "n/a"
+    if row["low"] is None:
+        return f"{row['mean']:+.3f}"
+    return f"{row['mean']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}]"
+
+
+def _multiplier(m: dict | None) -> str:
+    if not m:
+        return "n/a"
+    text = f"{m['mean']:.2f}x"
+    if m.get("low") is not None:
+        text += f" [{m['low']:.2f}, {m['high']:.2f}]"
+    return text + (" (extrapolated)" if m.get("extrapolated") else "")
+
+
+def table(results: dict) -> str:
+    """One markdown table: every compared arch at every scale, then each arch's crossing note."""
+    lines = ["| variant | scale | training FLOPs | Δ val loss [interval] | verdict | compute multiplier [interval] |",
+             "|---|---|---|---|---|---|"]
+    notes = []
+    for arch, summary in results.get("scale", {}).items():
+        if all(row["mean"] is None for row in summary["by_size"]):  # not trained (left out by --variant)
+            continue
+        for row in summary["by_size"]:
+            compute = f"{row['compute']:.2e}" if row["compute"] else "n/a"
+            lines.append(f"| {arch} | {row['size']} | {compute} | {_interval(row)} | {row['verdict']} | "
+                         f"{_multiplier(row['multiplier'])} |")
+        notes.append(f"- {arch}: {summary['crossing_note']}"
+                     + (f" (at {summary['crossing']['compute']:.2e} FLOPs)" if summary["crossing"] else ""))
+    return "\n".join(lines + [""] + notes)
+
+
+def main(root: str = "runs/findings") -> None:
+    for name in SWEEPS:
+        path = Path(root) / name / "results.json"
+        if path.exists():
+            print(f"### {name}\n\n{table(json.loads(path.read_text()))}\n")
+        else:
+            print(f"### {name}\n\n(not run: {path} is missing)\n")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
