@@ -422,7 +422,9 @@ def test_family_round_trip_is_exact(family, overrides, attn):
     _same_config(back.config, hf.config)
     ids = tokens(hf.config.vocab_size)
     with torch.no_grad():
-        torch.testing.assert_close(back(ids).logits, hf(ids).logits, atol=0, rtol=0)
+        # Identical weights and config (checked exactly above); the logits may differ in the last bits
+        # where transformers' expert kernels sum in a thread-dependent order (Mixtral with 2+ threads).
+        torch.testing.assert_close(back(ids).logits, hf(ids).logits, atol=1e-6, rtol=0)
 
 
 SMALL = dict(vocab_size=256, max_seq_len=64, dim=64, n_layers=2, n_heads=4)
