@@ -107,7 +107,8 @@ class SDPAttention(nn.Module):
 
     On a CPU without native bf16 arithmetic, bf16 inputs are attended in fp32 and the result cast
     back: there the bf16 kernel's backward is emulated and ~2.5x slower than fp32 (70 vs 28 ms at
-    16 x 4 heads x 256 x 64), and fp32 is also the more accurate of the two.
+    16 x 4 heads x 256 x 64), and fp32 is also the more accurate of the two. (Under torch.compile the
+    autocast-disabled region keeps AOTAutograd from caching the graph: a cost only such CPUs pay.)
     """
 
     def __init__(self):

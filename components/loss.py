@@ -49,47 +49,65 @@ def _chunk_nll(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tenso
     return lse.sum() - z.gather(1, targets[:, None]).sum(), lse, z
 
 
-class _LinearCrossEntropy(torch.autograd.Function):
-    """Loss forward; gradients for hidden and weight computed chunk by chunk in the same pass."""
+@torch.library.custom_op("components::linear_cross_entropy", mutates_args=())
+def _loss_and_grads(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, rows: int, dtype: torch.dtype,
+                    need_h: bool, need_w: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Summed loss, and the gradients of the summed loss for hidden and weight (empty where not
+    needed), computed chunk by chunk in one pass.
 
-    @staticmethod
-    def forward(ctx, hidden, weight, targets, rows, dtype):
-        n = hidden.shape[0]
-        w = weight.to(dtype)  # a copy only under autocast
-        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_h = torch.empty_like(hidden) if need_h else None
-        grad_w = torch.zeros_like(weight) if need_w else None
-        total = hidden.new_zeros((), dtype=_accumulate_dtype(dtype))
-        for start in range(0, n, rows):
-            h = hidden[start : start + rows].to(dtype)  # (rows, dim)
-            t = targets[start : start + rows]  # (rows,)
-            chunk_total, lse, z = _chunk_nll(h @ w.t(), t)
-            total += chunk_total
-            # d(summed loss)/d(logits) = softmax - onehot, built in place in the fp32 logits. The 1/n
-            # of the mean is applied in backward, in fp32: folded in here it would underflow fp16.
-            g = z.sub_(lse).exp_()
-            g[torch.arange(g.shape[0], device=g.device), t] -= 1.0
-            g = g.to(dtype)  # (rows, vocab)
-            if need_h:
-                grad_h[start : start + rows] = g @ w  # (rows, dim)
-            if need_w:
-                if grad_w.dtype == dtype:
-                    grad_w.addmm_(g.t(), h)  # (vocab, dim), accumulated without a temporary
-                else:  # autocast: the matmul in its dtype, the sum in the weight's (as autograd does)
-                    grad_w += g.t() @ h
-        ctx.save_for_backward(grad_h, grad_w)
-        ctx.n = n
-        return total / n
+    A ``torch.library`` custom op rather than an ``autograd.Function``: torch.compile sees one opaque
+    call with a registered shape function and backward, so the compiled model stays cacheable
+    (AOTAutograd's cache refuses graphs holding an autograd.Function) and nothing in it is retraced.
+    """
+    n = hidden.shape[0]
+    w = weight.to(dtype)  # a copy only under autocast
+    grad_h = torch.empty_like(hidden) if need_h else hidden.new_empty(0)
+    grad_w = torch.zeros_like(weight) if need_w else weight.new_empty(0)
+    total = hidden.new_zeros((), dtype=_accumulate_dtype(dtype))
+    for start in range(0, n, rows):
+        h = hidden[start : start + rows].to(dtype)  # (rows, dim)
+        t = targets[start : start + rows]  # (rows,)
+        chunk_total, lse, z = _chunk_nll(h @ w.t(), t)
+        total += chunk_total
+        if not (need_h or need_w):
+            continue
+        # d(summed loss)/d(logits) = softmax - onehot, built in place in the fp32 logits. The 1/n
+        # of the mean is applied in backward, in fp32: folded in here it would underflow fp16.
+        g = z.sub_(lse).exp_()
+        g[torch.arange(g.shape[0], device=g.device), t] -= 1.0
+        g = g.to(dtype)  # (rows, vocab)
+        if need_h:
+            grad_h[start : start + rows] = g @ w  # (rows, dim)
+        if need_w:
+            if grad_w.dtype == dtype:
+                grad_w.addmm_(g.t(), h)  # (vocab, dim), accumulated without a temporary
+            else:  # autocast: the matmul in its dtype, the sum in the weight's (as autograd does)
+                grad_w += g.t() @ h
+    return total, grad_h, grad_w
 
-    @staticmethod
-    def backward(ctx, grad_out):
-        grad_h, grad_w = ctx.saved_tensors
-        scale = grad_out / ctx.n  # a 0-d tensor: no host sync
-        return (
-            grad_h * scale if grad_h is not None else None,
-            grad_w * scale if grad_w is not None else None,
-            None, None, None,
-        )
+
+@_loss_and_grads.register_fake
+def _(hidden, weight, targets, rows, dtype, need_h, need_w):
+    return (hidden.new_empty((), dtype=_accumulate_dtype(dtype)),
+            torch.empty_like(hidden) if need_h else hidden.new_empty(0),
+            torch.empty_like(weight) if need_w else weight.new_empty(0))
+
+
+def _save_grads(ctx, inputs, output) -> None:
+    ctx.save_for_backward(output[1], output[2])
+    ctx.need = inputs[5:7]
+
+
+def _scale_grads(ctx, grad_total, _grad_h, _grad_w):
+    """Gradients of the summed loss times the incoming one (which carries the mean's 1/N, in fp32: a
+    0-d tensor, so no host sync, and fp16 never sees the tiny scaled values)."""
+    grad_h, grad_w = ctx.saved_tensors
+    need_h, need_w = ctx.need
+    return (grad_h * grad_total if need_h else None, grad_w * grad_total if need_w else None,
+            None, None, None, None, None)
+
+
+_loss_and_grads.register_autograd(_scale_grads, setup_context=_save_grads)
 
 
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
@@ -106,9 +124,7 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
         raise ValueError(f"{hidden.shape[0]} hidden rows but {targets.shape[0]} targets")
     dtype = _compute_dtype(hidden)
     rows = rows or chunk_rows(hidden.shape[0], weight.shape[0])
-    if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
-        return _LinearCrossEntropy.apply(hidden, weight, targets, rows, dtype)
-    w = weight.to(dtype)
-    total = sum(_chunk_nll(hidden[s : s + rows].to(dtype) @ w.t(), targets[s : s + rows])[0]
-                for s in range(0, hidden.shape[0], rows))
+    grad = torch.is_grad_enabled()
+    total = _loss_and_grads(hidden, weight, targets, rows, dtype, grad and hidden.requires_grad,
+                            grad and weight.requires_grad)[0]
     return total / hidden.shape[0]

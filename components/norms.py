@@ -63,6 +63,10 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == _compute_dtype(x) == self.weight.dtype:  # fp32/fp64 (also the residual stream under autocast)
+            if torch.compiler.is_compiling():
+                # The plain formula: inductor fuses it (and its derived backward) with its neighbours,
+                # and the compiled graph stays cacheable (an autograd.Function would make it not).
+                return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
             if torch.is_grad_enabled():
                 return _RMSNormFunction.apply(x, self.weight, self.eps)
             # Evaluation and decoding: the same formula without autograd.Function's per-call overhead.

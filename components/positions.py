@@ -142,6 +142,8 @@ class RotaryEmbedding(Positions):
     def cos_sin(self, length: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """cos, sin of shape (length, head_dim / 2): the angle of each rotated pair (i, i + head_dim/2)
         at positions 0..length-1."""
+        if torch.compiler.is_compiling():  # in the graph: inductor fuses the table into the rotation
+            return self._table(length, device, dtype)
         key = (device, dtype)
         cached = self._cache.get(key)
         if cached is None or cached[0].shape[0] < length:
@@ -149,18 +151,23 @@ class RotaryEmbedding(Positions):
             # A cache first filled under inference_mode (e.g. Lightning's sanity validation) would hold
             # inference tensors that autograd refuses later in training: always build ordinary ones.
             with torch.inference_mode(False), torch.no_grad():
-                exponents = torch.arange(0, self.head_dim, 2, device=device, dtype=torch.int64).to(dtype) / self.head_dim
-                inv_freq = 1.0 / (self.theta**exponents)  # (head_dim/2,)
-                freqs = torch.outer(torch.arange(n, device=device, dtype=dtype), inv_freq)  # (n, head_dim/2)
-                cached = self._cache[key] = (freqs.cos(), freqs.sin())
+                cached = self._cache[key] = self._table(n, device, dtype)
         return cached[0][:length], cached[1][:length]
+
+    def _table(self, n: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        exponents = torch.arange(0, self.head_dim, 2, device=device, dtype=torch.int64).to(dtype) / self.head_dim
+        inv_freq = 1.0 / (self.theta**exponents)  # (head_dim/2,)
+        freqs = torch.outer(torch.arange(n, device=device, dtype=dtype), inv_freq)  # (n, head_dim/2)
+        return freqs.cos(), freqs.sin()
 
     def rotate(self, q: torch.Tensor, k: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         T = q.shape[-2]
         dtype = torch.promote_types(q.dtype, torch.float32)
         cos, sin = self.cos_sin(offset + T, q.device, dtype)
         cos, sin = cos[offset:], sin[offset:]  # (T, head_dim/2), broadcast over (B, H)
-        if not torch.is_grad_enabled():  # evaluation and decoding: no autograd.Function overhead
+        if not torch.is_grad_enabled() or torch.compiler.is_compiling():
+            # Evaluation and decoding: no autograd.Function overhead. Compiled: autograd derives the
+            # backward of the plain formula, inductor fuses both, and the graph stays cacheable.
             return _rotate(q, cos, sin).to(q.dtype), _rotate(k, cos, sin).to(k.dtype)
         return _Rotary.apply(q, cos, sin).to(q.dtype), _Rotary.apply(k, cos, sin).to(k.dtype)
 

@@ -22,6 +22,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     compile_group.add_argument("--no-compile", dest="compile", action="store_false", help="skip torch.compile")
     bench.add_argument("--section", action="append", choices=("gemm", "step", "attention", "overhead"),
                        help="run only this section (repeatable; the strict MFU needs gemm)")
+    bench.add_argument("--precision", action="append", choices=("fp32", "bf16", "fp16"),
+                       help="time the training step in this precision only (repeatable; default fp32 and bf16 on CPU, "
+                            "bf16 on GPU; a reduced precision this CPU has no vector arithmetic for is skipped, with why)")
     bench.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     bench.add_argument("--out", metavar="FILE", help="also write the JSON results to FILE")
     return bench
@@ -35,6 +38,8 @@ def command_line(args) -> str:
         parts.append("--compile" if args.compile else "--no-compile")
     for section in args.section or []:
         parts += ["--section", section]
+    for precision in args.precision or []:
+        parts += ["--precision", precision]
     parts += [] if args.device == "auto" else ["--device", args.device]
     parts += ["--json"] if args.json else []
     return " ".join(shlex.quote(p) for p in parts)
@@ -46,7 +51,8 @@ def run(args) -> int:
     from .runner import Settings, run_bench
 
     try:
-        settings = Settings.make(quick=args.quick, compile=args.compile, sections=args.section, device=args.device)
+        settings = Settings.make(quick=args.quick, compile=args.compile, sections=args.section, device=args.device,
+                                 precisions=args.precision)
     except ValueError as exc:  # reported like any bad input
         print(f"error: {exc}", file=sys.stderr)
         return 2

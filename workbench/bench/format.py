@@ -50,7 +50,8 @@ def _step(results: dict) -> list[str]:
              + ", ".join(f"{k} {v:.5f}" for k, v in s["initial_loss"].items()), ""] + _table(header, rows)
     for row in s["rows"]:
         if row["mode"] == "compile":
-            lines.append(f"\ncompile time ({row['precision']}): " + ", ".join(f"{k} {v:.0f} s" for k, v in row["compile_s"].items()))
+            lines.append(f"\ncompile time ({row['precision']}), cold (empty caches) / warm (from inductor's caches): "
+                         + ", ".join(f"{k} {v['cold']:.0f} s / {v['warm']:.1f} s" for k, v in row["compile_s"].items()))
     lines.append("\nMFU: step FLOP/s over the fp32 square GEMM timed in the same rounds (median of the per-round "
                  "ratios); strict: over the best GEMM call of the whole run. The compiled rows time the workbench "
                  "compiled, transformers eager (the speedup target) and transformers compiled side by side.")
@@ -95,14 +96,17 @@ def _targets(results: dict) -> list[str]:
         value = _pct(t["value"]) if as_pct else f"{t['value']:.2f}"
         target = ("<= " if t.get("lower_is_better") else ">= " if "exponent" not in t["name"] else "~ ") + (
             _pct(t["target"]) if as_pct else f"{t['target']:.2f}")
-        rows.append([t["name"], value, target, "yes" if t["met"] else "**no**"])
-    return ["## Targets", ""] + _table(["target", "measured", "required", "met"], rows)
+        rows.append([t["name"], value, target, "yes" if t["met"] else "**no**", t.get("machine", "-")])
+    reasons = [f"- {t['name']}: {t['why']}" for t in results["targets"] if t.get("why")]
+    return (["## Targets", ""] + _table(["target", "measured", "required", "met", "on"], rows)
+            + (["", "Why the missed ones were missed (torch.profiler, self time per step):", ""] + reasons if reasons else []))
 
 
 def markdown(results: dict) -> str:
     """All measured sections, in order, as Markdown."""
     lines = [f"Machine: {one_line(results['machine'])}", f"Command: `{results['command']}`  ({results['date']}, "
              f"{results['wall_s']:.0f} s)"]
+    lines += [f"{precision}: not benchmarked: {why}" for precision, why in results.get("skipped_precisions", {}).items()]
     for key, section in (("gemm", _gemm), ("step", _step), ("attention", _attention), ("overhead", _overhead)):
         if key in results:
             lines += [""] + section(results)

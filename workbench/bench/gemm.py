@@ -73,3 +73,22 @@ def linear_gemm_seconds(shapes: list[tuple[int, int]], rows: int, device: torch.
         cases[(d_in, d_out)] = three
     times = interleaved(cases, reps=reps, warmup=1)
     return sum(counts[shape] * median(t) for shape, t in times.items())
+
+
+# A reduced precision whose matmuls run this many times slower than fp32 has no vector path on this
+# machine (bf16 on a CPU without AVX-512 is ~100x slower; AVX-512 emulation is ~5x, still measured).
+UNUSABLE_SLOWDOWN = 8.0
+
+
+def unusable_precisions(device: torch.device, precisions: list[str], n: int = 512, reps: int = 3) -> dict[str, str]:
+    """{precision: why it is not benchmarked here} for each reduced precision whose square GEMM is
+    more than ``UNUSABLE_SLOWDOWN`` times slower than fp32's on this device (measured, best of ``reps``)."""
+    reduced = [p for p in precisions if p != "fp32"]
+    if device.type != "cpu" or not reduced:
+        return {}
+    times = interleaved({p: square_gemm(device, p, n) for p in ["fp32", *reduced]}, reps=reps, warmup=1)
+    rate = {p: matmul_flops(n, n, n) / min(t) / 1e9 for p, t in times.items()}
+    return {p: (f"{p} matmuls run at {rate[p]:.1f} GFLOP/s on this CPU against {rate['fp32']:.0f} in fp32 "
+                f"({rate['fp32'] / rate[p]:.0f}x slower: no vector {p} arithmetic here), so a {p} step would take "
+                f"minutes and nobody trains in {p} on it (train.precision: auto picks fp32)")
+            for p in reduced if rate["fp32"] / rate[p] > UNUSABLE_SLOWDOWN}

@@ -60,6 +60,15 @@ def _memory_gib() -> float | None:
     return round(pages * page_size / 2**30, 1)
 
 
+def kind(info: dict) -> str:
+    """The kind of machine a target was met or missed on: 'AMD EPYC, AVX2, no native bf16', or the GPU."""
+    if info["gpu"]:
+        return info["gpu"]
+    isa = "AVX-512" if "avx512f" in info["cpu_flags"] else ("AVX2" if "avx2" in info["cpu_flags"] else "")
+    features = "native bf16" if info["cpu_fast_bf16"] else "no native bf16"
+    return ", ".join(x for x in (info["cpu"], isa, features) if x)
+
+
 def one_line(info: dict) -> str:
     """'Intel Xeon ..., 2 cores (2 torch threads), AVX-512 without native bf16, 24 GiB; torch 2.13.0'."""
     if info["gpu"]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import time
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -21,6 +20,8 @@ from torch import nn
 from components import TransformerConfig, TransformerLM
 
 from ..training.optim import param_groups
+from . import profile
+from .compile_cost import compile_costs
 from .flops import achieved_flops, matmul_flops, mfu, paired_mfu
 from .gemm import square_gemm, sync
 from .timing import interleaved, median, paired_ratio, spread
@@ -115,36 +116,42 @@ def add_gemm_cases(cases: dict, precision: str, device: torch.device, gemm_n: in
 
 
 def bench_eager(ours, hf, shape: StepShape, device: torch.device, precision: str, reps: int,
-                gemm_n: int) -> dict[str, list[float]]:
+                gemm_n: int) -> tuple[dict[str, list[float]], dict]:
     """Interleaved eager steps: {"workbench": [s...], "transformers_eager": [...], "transformers_sdpa": [...],
-    "gemm_fp32": [...], ...}."""
+    "gemm_fp32": [...], ...}, and where the workbench and the faster transformers step spend their
+    time (``profile.compare``)."""
     x, y = _batch(shape, device)
     ours_loss, hf_loss = _losses(x, y)
     cases = {"workbench": training_step(copy.deepcopy(ours), ours_loss, precision, device)}
     for impl, model in hf.items():
         cases[f"transformers_{impl}"] = training_step(copy.deepcopy(model), hf_loss, precision, device)
-    return interleaved(add_gemm_cases(cases, precision, device, gemm_n), reps=reps, warmup=1)
+    times = interleaved(add_gemm_cases(cases, precision, device, gemm_n), reps=reps, warmup=1)
+    fastest = min((n for n in times if n.startswith("transformers_")), key=lambda n: median(times[n]))
+    return times, profile.compare(cases["workbench"], cases[fastest])
 
 
 def bench_compiled(ours, hf_model, hf_name: str, shape: StepShape, device: torch.device, precision: str,
-                   reps: int, gemm_n: int) -> tuple[dict[str, list[float]], dict[str, float]]:
+                   reps: int, gemm_n: int) -> tuple[dict[str, list[float]], dict[str, dict[str, float]], dict]:
     """The workbench through ``nn.Module.compile()`` (as ``train.compile`` does) against transformers
     as its users run it (eager) and compiled the same way (``<hf_name>_compiled``), in the same
-    rounds: step times and the seconds each compiled model took to compile (its first step)."""
+    rounds: step times, each compiled model's cold and warm compile seconds
+    (``compile_cost.compile_costs``: {name: {"cold": s, "warm": s}}), and where the two compiled
+    steps spend their time (``profile.compare``)."""
     x, y = _batch(shape, device)
     ours_loss, hf_loss = _losses(x, y)
-    cases = {hf_name: training_step(copy.deepcopy(hf_model), hf_loss, precision, device)}
-    compile_s = {}
-    for name, (model, loss) in {"workbench": (copy.deepcopy(ours), ours_loss),
-                                f"{hf_name}_compiled": (copy.deepcopy(hf_model), hf_loss)}.items():
-        model.compile()
-        step = training_step(model, loss, precision, device)
-        start = time.perf_counter()
-        step()  # compiles forward and backward
-        compile_s[name] = time.perf_counter() - start
-        log.info("  compiled %s (%s) in %.0f s", name, precision, compile_s[name])
-        cases[name] = step
-    return interleaved(add_gemm_cases(cases, precision, device, gemm_n), reps=reps, warmup=1), compile_s
+
+    def compiled(model: nn.Module, loss: Callable) -> Callable[[], Callable[[], None]]:
+        def make() -> Callable[[], None]:
+            copy_ = copy.deepcopy(model)
+            copy_.compile()
+            return training_step(copy_, loss, precision, device)
+        return make
+
+    steps, compile_s = compile_costs({"workbench": compiled(ours, ours_loss),
+                                      f"{hf_name}_compiled": compiled(hf_model, hf_loss)}, device)
+    cases = {hf_name: training_step(copy.deepcopy(hf_model), hf_loss, precision, device), **steps}
+    times = interleaved(add_gemm_cases(cases, precision, device, gemm_n), reps=reps, warmup=1)
+    return times, compile_s, profile.compare(steps["workbench"], steps[f"{hf_name}_compiled"])
 
 
 def summarise(times: dict[str, list[float]], reference: str, flops_per_step: int, gemm_n: int) -> dict:
@@ -197,15 +204,16 @@ def run(shape: StepShape, device: torch.device, precisions: list[str], compile_t
     }
     for precision in precisions:
         log.info("step: eager %s", precision)
-        times = bench_eager(ours, hf, shape, device, precision, reps, gemm_n)
+        times, where = bench_eager(ours, hf, shape, device, precision, reps, gemm_n)
         fastest = min((n for n in times if n.startswith("transformers_")), key=lambda n: median(times[n]))
-        result["rows"].append({"precision": precision, "mode": "eager", **summarise(times, fastest, flops_per_step, gemm_n)})
+        result["rows"].append({"precision": precision, "mode": "eager", **summarise(times, fastest, flops_per_step, gemm_n),
+                               "profile": where})
         if compile_too:
             log.info("step: compiled %s (workbench vs %s, eager and compiled)", precision, fastest)
-            ctimes, compile_s = bench_compiled(ours, hf[fastest.removeprefix("transformers_")], fastest, shape, device,
+            ctimes, compile_s, where = bench_compiled(ours, hf[fastest.removeprefix("transformers_")], fastest, shape, device,
                                                precision, compile_reps, gemm_n)
             row = {"precision": precision, "mode": "compile", **summarise(ctimes, fastest, flops_per_step, gemm_n),
-                   "compile_s": compile_s,
+                   "compile_s": compile_s, "profile": where,
                    "speedup_vs_own_eager": {"workbench": median(times["workbench"]) / median(ctimes["workbench"]),
                                             f"{fastest}_compiled": median(times[fastest]) / median(ctimes[f"{fastest}_compiled"])}}
             result["rows"].append(row)
