@@ -2,8 +2,8 @@
 the workbench's LightningModule + Trainer and by a plain PyTorch loop, step by step alternately.
 
 The Trainer is configured as ``workbench.training.run`` configures it (precision, accelerator,
-TensorBoard logger, the per-step callbacks RunRecorder, LearningRateMonitor, ThroughputMonitor and
-ModelCheckpoint). Evaluation and checkpoint writes are not overhead but work a plain loop would do
+TensorBoard logger, the per-step callbacks of ``training.trainer.run_callbacks``: the run's recorder
+and ModelCheckpoint). Evaluation and checkpoint writes are not overhead but work a plain loop would do
 too, so their schedules are set past the measured steps. Inside the Trainer's loop a callback runs
 one plain step before each Lightning step, so the two are timed back to back on the same batch.
 """

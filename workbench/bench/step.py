@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -130,7 +131,19 @@ def bench_eager(ours, hf, shape: StepShape, device: torch.device, precision: str
     return times, profile.compare(cases["workbench"], cases[fastest])
 
 
-def bench_compiled(ours, hf_model, hf_name: str, shape: StepShape, device: torch.device, precision: str,
+def compiled_step(shape: StepShape, device: torch.device, precision: str, side: str) -> Callable[[], None]:
+    """A freshly built and compiled model's training step (``side``: "workbench" or
+    "transformers_<impl>"), built from the seed like ``build_pair``'s: a module-level function, so a
+    ``functools.partial`` of it can be sent to the fresh process that measures a cold compile."""
+    ours, hf = build_pair(shape, device)
+    x, y = _batch(shape, device)
+    ours_loss, hf_loss = _losses(x, y)
+    model, loss = (ours.to(device), ours_loss) if side == "workbench" else (hf[side.removeprefix("transformers_")], hf_loss)
+    model.compile()
+    return training_step(model, loss, precision, device)
+
+
+def bench_compiled(hf_model, hf_name: str, shape: StepShape, device: torch.device, precision: str,
                    reps: int, gemm_n: int) -> tuple[dict[str, list[float]], dict[str, dict[str, float]], dict]:
     """The workbench through ``nn.Module.compile()`` (as ``train.compile`` does) against transformers
     as its users run it (eager) and compiled the same way (``<hf_name>_compiled``), in the same
@@ -138,17 +151,10 @@ def bench_compiled(ours, hf_model, hf_name: str, shape: StepShape, device: torch
     (``compile_cost.compile_costs``: {name: {"cold": s, "warm": s}}), and where the two compiled
     steps spend their time (``profile.compare``)."""
     x, y = _batch(shape, device)
-    ours_loss, hf_loss = _losses(x, y)
-
-    def compiled(model: nn.Module, loss: Callable) -> Callable[[], Callable[[], None]]:
-        def make() -> Callable[[], None]:
-            copy_ = copy.deepcopy(model)
-            copy_.compile()
-            return training_step(copy_, loss, precision, device)
-        return make
-
-    steps, compile_s = compile_costs({"workbench": compiled(ours, ours_loss),
-                                      f"{hf_name}_compiled": compiled(hf_model, hf_loss)}, device)
+    _, hf_loss = _losses(x, y)
+    makers = {"workbench": functools.partial(compiled_step, shape, device, precision, "workbench"),
+              f"{hf_name}_compiled": functools.partial(compiled_step, shape, device, precision, hf_name)}
+    steps, compile_s = compile_costs(makers, device)
     cases = {hf_name: training_step(copy.deepcopy(hf_model), hf_loss, precision, device), **steps}
     times = interleaved(add_gemm_cases(cases, precision, device, gemm_n), reps=reps, warmup=1)
     return times, compile_s, profile.compare(steps["workbench"], steps[f"{hf_name}_compiled"])
@@ -210,7 +216,7 @@ def run(shape: StepShape, device: torch.device, precisions: list[str], compile_t
                                "profile": where})
         if compile_too:
             log.info("step: compiled %s (workbench vs %s, eager and compiled)", precision, fastest)
-            ctimes, compile_s, where = bench_compiled(ours, hf[fastest.removeprefix("transformers_")], fastest, shape, device,
+            ctimes, compile_s, where = bench_compiled(hf[fastest.removeprefix("transformers_")], fastest, shape, device,
                                                precision, compile_reps, gemm_n)
             row = {"precision": precision, "mode": "compile", **summarise(ctimes, fastest, flops_per_step, gemm_n),
                    "compile_s": compile_s, "profile": where,
