@@ -7,8 +7,9 @@ the loss with respect to its logits (softmax minus one-hot) while the chunk is s
 gradient immediately flows through the two backward matmuls of the head, so only (rows, vocab) logits
 ever exist at once. The FLOPs are the same as the unfused path (one forward, two backward matmuls):
 nothing is recomputed. The gradients of the summed loss are computed during the forward pass and scaled by
-the incoming gradient / N in ``backward`` (in fp32, so fp16 never sees the tiny 1/N-scaled values);
-where no gradient is needed (eval, ``no_grad``) only the loss is computed.
+the incoming gradient (which carries the mean's 1/N, in fp32, so fp16 never sees the tiny scaled
+values) in the backward; where no gradient is needed (eval, ``no_grad``) only the loss is computed.
+It is a ``torch.library`` custom op, so torch.compile keeps it as one call and can cache the graph.
 
 Numerics match the unfused path under autocast: matmuls in the autocast dtype, softmax and the loss
 in fp32 (float64 inputs stay float64), weight gradients accumulated in the weight's dtype.
@@ -72,7 +73,7 @@ def _loss_and_grads(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.T
         if not (need_h or need_w):
             continue
         # d(summed loss)/d(logits) = softmax - onehot, built in place in the fp32 logits. The 1/n
-        # of the mean is applied in backward, in fp32: folded in here it would underflow fp16.
+        # of the mean comes with the incoming gradient, in fp32: folded in here it would underflow fp16.
         g = z.sub_(lse).exp_()
         g[torch.arange(g.shape[0], device=g.device), t] -= 1.0
         g = g.to(dtype)  # (rows, vocab)
