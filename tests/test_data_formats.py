@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sentencepiece as spm
+import torch
 
 from workbench.cli import main
 from workbench.config import ConfigError, load_experiment
@@ -204,6 +205,29 @@ def test_a_tokenizer_json_trains_and_reports_bits_per_byte(trained, corpus):
     data, _ = prepared(trained, "hf_json")
     assert data.vocab_size == tok.get_vocab_size() and data.tokenizer.eos_id == tok.token_to_id("<|endoftext|>")
     assert data.tokenizer.kind == "huggingface"
+
+
+@pytest.mark.skipif(not HAVE_TOKENIZERS, reason=NO_TOKENIZERS)
+def test_a_tokenizer_json_run_exports_a_plain_folder_whose_lines_load_its_tokenizer(trained, corpus, tmp_path):
+    from workbench.export import PLAIN_LOAD, PLAIN_TOKENIZERS, export_run
+    from workbench.load import load_run
+
+    out = tmp_path / "exported"
+    exported = export_run(corpus / "out", "hf_json", out)
+    assert exported.form == "plain" and "huggingface" in exported.reason
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors", "tokenizer.json"]
+    lines = PLAIN_LOAD.format(dir=out) + "\n" + PLAIN_TOKENIZERS["huggingface"][1].format(dir=out)
+    assert lines in (out / "README.md").read_text().replace("DIR", str(out))
+    assert PLAIN_TOKENIZERS["huggingface"][1].format(dir="DIR") in (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    namespace = {}
+    exec(lines, namespace)  # what the folder's README tells a reader to run
+    model, tokenizer = load_run(corpus / "out", "hf_json")
+    text = "def main():\n    return 0\n"
+    ids = namespace["tokenizer"].encode(text, add_special_tokens=False).ids
+    assert ids == tokenizer.encode(text)
+    x = torch.tensor([ids])
+    with torch.no_grad():
+        torch.testing.assert_close(namespace["model"](x), model(x), rtol=0, atol=0)
 
 
 def test_the_tokenizer_file_is_part_of_the_fingerprint(corpus, tmp_path):

@@ -20,7 +20,7 @@ transformers = pytest.importorskip("transformers")
 from e2e import results, write_experiment  # noqa: E402
 from workbench import export as export_module  # noqa: E402
 from workbench.cli import main  # noqa: E402
-from workbench.export import PLAIN_LOAD, PLAIN_LOAD_TORCH, export_run, hf_tokenizer  # noqa: E402
+from workbench.export import PLAIN_LOAD, PLAIN_LOAD_TORCH, PLAIN_TOKENIZERS, export_run, hf_tokenizer  # noqa: E402
 from workbench.load import load_run  # noqa: E402
 from workbench.reports.fmt import md  # noqa: E402
 from workbench.reports.samples import PROMPT, SAMPLE_TOKENS, shown  # noqa: E402
@@ -152,9 +152,11 @@ def test_the_plain_export_loads_back_with_the_documented_lines(trained, tmp_path
     x = torch.tensor([tokenizer.encode(TEXT)])
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
-    import sentencepiece
-
-    assert sentencepiece.SentencePieceProcessor(model_file=str(out / "tokenizer.model")).encode(TEXT) == tokenizer.encode(TEXT)
+    tokenizer_line = PLAIN_TOKENIZERS["sentencepiece"][1]
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert tokenizer_line.format(dir="DIR") in (out / "README.md").read_text() and tokenizer_line.format(dir="DIR") in readme
+    exec(tokenizer_line.format(dir=out), namespace)
+    assert namespace["tokenizer"].encode(TEXT) == tokenizer.encode(TEXT)
 
 
 def test_without_safetensors_the_plain_export_is_a_torch_state_dict(trained, tmp_path, monkeypatch):

@@ -21,7 +21,8 @@ from omegaconf import OmegaConf
 
 from components import TransformerLM
 
-from .config import ConfigError, VariantSchema
+from .config import ConfigError
+from .config.schema import variant_defaults
 from .data import DataError, DataSettings, check_sizes, prepare
 from .environment import current_environment, remember_environment
 from .fileio import STORAGE_ERRORS, locked, remove_stale_temps, write_json, write_text
@@ -247,7 +248,7 @@ def register(experiment, data: dict, store: ResultsStore) -> None:
          "equivalence_margin": experiment.equivalence_margin or DEFAULT_MARGIN, "reference": experiment.reference,
          "ladder": experiment.ladder,
          "budget": experiment.budget, "eval": experiment.eval, "sizes": list(experiment.sizes)}, variants,
-        OmegaConf.to_container(OmegaConf.structured(VariantSchema)))
+        variant_defaults())
     environment = current_environment(experiment.imports)
     store.update(lambda results: remember_environment(results, environment))
     write_text(out_dir / "experiment.yaml", OmegaConf.to_yaml(experiment.to_dict()))

@@ -12,9 +12,10 @@ Two forms, chosen by what the architecture is:
   workbench model's: an architecture ``to_hf`` converts but transformers computes differently is
   exported in the plain form, not silently changed.
 - **plain** (every other architecture): ``model.safetensors`` (``model.pt`` where safetensors is not
-  installed), ``config.json`` (``TransformerConfig.to_dict()``)
-  and ``tokenizer.model``, loaded by ``components`` in three lines (PLAIN_LOAD, also in the folder's
-  README.md).
+  installed), ``config.json`` (``TransformerConfig.to_dict()``) and the run's tokenizer file
+  (``tokenizer.model`` for sentencepiece, ``tokenizer.json`` for a ``tokenizers`` one, none for a run
+  trained on token ids), loaded by ``components`` in three lines plus the tokenizer's (PLAIN_LOAD,
+  PLAIN_TOKENIZERS, also in the folder's README.md).
 """
 
 from __future__ import annotations
@@ -43,7 +44,13 @@ safetensors.torch.load_model(model, "{dir}/model.safetensors"); model.eval()"""
 PLAIN_LOAD_TORCH = PLAIN_LOAD.replace("safetensors.torch, ", "torch, ").replace(
     'safetensors.torch.load_model(model, "{dir}/model.safetensors")',
     'model.load_state_dict(torch.load("{dir}/model.pt", weights_only=True))')
-PLAIN_TOKENIZER = 'tokenizer = sentencepiece.SentencePieceProcessor(model_file="{dir}/tokenizer.model")'
+# The tokenizer of a plain folder, by the run's tokenizer kind: (file name, the line that loads it).
+PLAIN_TOKENIZERS = {
+    "sentencepiece": ("tokenizer.model",
+                      'import sentencepiece; tokenizer = sentencepiece.SentencePieceProcessor(model_file="{dir}/tokenizer.model")'),
+    "huggingface": ("tokenizer.json", 'import tokenizers; tokenizer = tokenizers.Tokenizer.from_file("{dir}/tokenizer.json")'),
+}
+NO_TOKENIZER = "# no tokenizer: the run was trained on token ids (data.source 'bin')"
 LOGIT_TOLERANCE = 1e-4  # fp32: the two implementations differ by rounding only
 
 
@@ -180,8 +187,12 @@ def _write_plain(folder: Path, model: TransformerLM, tokenizer: Tokenizer, reaso
         safetensors.torch.save_model(model, str(folder / "model.safetensors"))  # ties (embed / lm_head) kept once
         load = PLAIN_LOAD.format(dir="DIR")
     (folder / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n", encoding="utf-8")
-    tokenizer.save(folder / "tokenizer.model")
-    load += "\nimport sentencepiece; " + PLAIN_TOKENIZER.format(dir="DIR")
+    if tokenizer.kind in PLAIN_TOKENIZERS:
+        name, line = PLAIN_TOKENIZERS[tokenizer.kind]
+        tokenizer.save(folder / name)
+        load += "\n" + line.format(dir="DIR")
+    else:
+        load += "\n" + NO_TOKENIZER
     (folder / "README.md").write_text(
         "# A workbench model (components.TransformerLM)\n\n"
         f"transformers cannot express this architecture: {reason}\n\n"

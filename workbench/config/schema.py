@@ -162,3 +162,10 @@ def keys_at(schema: type, parent: str) -> list[str] | None:
             return None
         cls = hint
     return sorted(f.name for f in dataclasses.fields(cls))
+
+
+def variant_defaults() -> dict:
+    """Every variant config key with its schema default (what a key a stored config lacks counts as)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.structured(VariantSchema))

@@ -59,15 +59,6 @@ def _peek_step(path: Path) -> int:
         return _step_in_name(path)
 
 
-def variant_defaults() -> dict:
-    """Every variant config key with its schema default."""
-    from omegaconf import OmegaConf
-
-    from ..config.schema import VariantSchema
-
-    return OmegaConf.to_container(OmegaConf.structured(VariantSchema))
-
-
 def resume_checkpoint(ckpt_dir: Path, identity: dict | None = None) -> tuple[Path, int] | tuple[None, int]:
     """The newest checkpoint in ``ckpt_dir`` that fully loads as plain data, and its global step.
 
@@ -95,6 +86,8 @@ def resume_checkpoint(ckpt_dir: Path, identity: dict | None = None) -> tuple[Pat
             log.warning("skipping checkpoint %s: it does not record the config it was trained with", path)
             continue
         # A key the stored config lacks (added by a later version of the workbench) counts as its default.
+        from ..config.schema import variant_defaults
+
         defaults = variant_defaults()
         before = {"config": comparable(with_defaults(stored.get("config"), defaults)), "corpus": stored.get("corpus")}
         after = {"config": comparable(with_defaults(identity["config"], defaults)), "corpus": identity["corpus"]}
