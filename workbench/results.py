@@ -18,16 +18,12 @@ from typing import Any, Callable
 import yaml
 
 from .fileio import locked, read_json, write_json
+from .folder_safety import RunFolderError
 
 log = logging.getLogger("workbench")
 
 FINISHED = ("completed", "diverged")  # kept on re-run; "failed" runs are retried
 REBUILD_HINT = "rebuild it from the run folders with: python -m workbench report --rebuild {dir}"
-
-
-class RunFolderError(ValueError):
-    """A run folder the workbench refuses to add to: another experiment's, other configs, or an
-    unreadable results.json. The message is one line naming the file and the way out."""
 
 
 def _clean(value: Any) -> Any:
