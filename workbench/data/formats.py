@@ -230,24 +230,42 @@ def _open(path: Path, compression: str | None, count: Counter | None, files: con
     if compression == "gzip":
         return files.enter_context(gzip.GzipFile(fileobj=disk, mode="rb"))
     if compression == "zstd":
-        reader = files.enter_context(_optional("zstd", path).ZstdDecompressor().stream_reader(disk))
-        return files.enter_context(io.BufferedReader(_Raw(reader), 1 << 20))  # buffered: lines for JSON lines
+        frames = _ZstdFrames(_optional("zstd", path).ZstdDecompressor(), disk)
+        return files.enter_context(io.BufferedReader(frames, 1 << 20))  # buffered: lines for JSON lines
     return disk
 
 
-class _Raw(io.RawIOBase):
-    """A decompressing reader as a raw stream (so io.BufferedReader can buffer it)."""
+class _ZstdFrames(io.RawIOBase):
+    """A zstd file's frames, decompressed one after another, as a raw stream. Unlike zstandard's
+    stream_reader, which ends quietly where the input does, input that ends inside a frame raises
+    EOFError (a truncated file), so a cut file is never read as a shorter document."""
 
-    def __init__(self, reader):
-        self._reader = reader
+    CHUNK = 32 << 10  # compressed bytes decompressed at a time (bounds the memory of one step)
+
+    def __init__(self, decompressor, disk: IO[bytes]):
+        self._decompressor, self._disk = decompressor, disk
+        self._frame = None  # the decompressobj of the current frame; None between frames
+        self._input, self._output = b"", memoryview(b"")
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
-        data = self._reader.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
+        while not self._output:
+            data = self._input or self._disk.read(self.CHUNK)
+            if not data:
+                if self._frame is not None:
+                    raise EOFError("the file ends inside a zstd frame")
+                return 0
+            self._frame = self._frame or self._decompressor.decompressobj()
+            self._output = memoryview(self._frame.decompress(data))
+            self._input = b""
+            if self._frame.eof:  # the frame is complete; what follows it is the next frame
+                self._input, self._frame = self._frame.unused_data, None
+        n = min(len(buffer), len(self._output))
+        buffer[:n] = self._output[:n]
+        self._output = self._output[n:]
+        return n
 
 
 @contextlib.contextmanager
