@@ -154,14 +154,16 @@ def test_resuming_under_a_changed_config_is_refused_and_restart_retrains(tmp_pat
     assert main(["run", str(exp), "--out", str(out)]) == 0
     forget_record(out, "rms", 0)  # rms was interrupted at its last checkpoint (step 8), ln finished
     ln = runs(out)["ln", 0]
+    registered = {p: p.read_bytes() for p in [out / "experiment.yaml", *out.glob("*/variant.json")]}
     capsys.readouterr()
     assert main(["run", str(exp), "--out", str(out), "--variant", "rms", "train.lr=0.001"]) == 2
-    err = one_line_error(capsys)  # the finished ln refuses first: its recorded result would mix configs
-    assert "variant 'ln'" in err and "train.lr: 0.003 -> 0.001" in err and "--restart ln" in err
+    err = one_line_error(capsys)  # both hold runs: a recorded result or a checkpoint would mix configs
+    assert "holds runs" in err and "train.lr: 0.003 -> 0.001" in err and "--restart" in err and "--out" in err
     forget_record(out, "ln", 0)
     assert main(["run", str(exp), "--out", str(out), "--variant", "rms", "train.steps=12"]) == 2
-    err = one_line_error(capsys)  # the partial rms run: its checkpoint records the config it started with
-    assert "checkpoints" in err and "train.steps: 8 -> 12" in err and "--restart rms" in err and "--out" in err
+    err = one_line_error(capsys)  # the partial rms run: its checkpoint was trained under the config it started with
+    assert "variant 'rms'" in err and "train.steps: 8 -> 12" in err and "--restart rms" in err and "--out" in err
+    assert {p: p.read_bytes() for p in registered} == registered  # a refused process registers nothing
     assert not (out / "rms" / "seed0" / "record.json").exists()
 
     assert main(["run", str(exp), "--out", str(out), "train.steps=12", "--restart", "rms", "--restart", "ln"]) == 0
@@ -246,7 +248,7 @@ def test_unwritable_out_and_full_disk_give_one_line_and_leave_no_temp_file(tmp_p
 
     monkeypatch.setattr("workbench.fileio.os.fsync", disk_full)
     capsys.readouterr()
-    assert main(["run", str(exp), "--out", str(out), "seeds=[0,1]"]) == 1
+    assert main(["run", str(exp), "--out", str(out)]) == 1  # registration rewrites experiment.yaml
     err = one_line_error(capsys)
     assert "No space left on device" in err and "re-run" in err and str(out) in err  # names the file
     monkeypatch.undo()

@@ -207,7 +207,7 @@ def cmd_report(args) -> int:
     from .reports import write_report
 
     if args.rebuild:
-        from .results import rebuild_results
+        from .run_folder import rebuild_results
 
         data = rebuild_results(args.run_dir)
         runs = sum(len(v["runs"]) for v in data["variants"].values())

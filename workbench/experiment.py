@@ -8,25 +8,23 @@ can share one run folder; results.json updates are locked, so concurrent jobs lo
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
 import traceback
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-import yaml
-from omegaconf import OmegaConf
 
 from components import TransformerLM
 
 from .config import ConfigError
 from .config.schema import variant_defaults
 from .data import DataError, DataSettings, check_sizes, prepare
+from .distributed import is_global_zero
 from .environment import current_environment, remember_environment
-from .fileio import STORAGE_ERRORS, locked, remove_stale_temps, write_json, write_text
-from .results import FINISHED, ResultsStore, RunFolderError
+from .fileio import STORAGE_ERRORS
+from .results import FINISHED, ResultsStore
+from .run_folder import RunFolder, RunFolderError, identity
 
 log = logging.getLogger("workbench")
 
@@ -71,35 +69,31 @@ def prepare_data(experiment) -> dict[str, object]:
     return per_variant
 
 
-def is_global_zero() -> bool:
-    """True in the one process that writes results.json and the report: a single process, or rank
-    0 of a multi-process run (Lightning's own launcher sets LOCAL_RANK/NODE_RANK, not RANK)."""
-    return all(int(os.environ.get(k, "0")) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK"))
-
-
 def run_experiment(experiment, out_dir: Path, only: list[str] | None = None, restart: list[str] | None = None) -> ResultsStore:
     """Train what is not finished yet; write each run's record and results.json after every run, and the
     report after each. With ``seeds: {min, max}``, first ``min`` seeds, then one more seed per round for the
     comparisons still undecided (and their baselines), until decided or ``max``."""
     names = experiment.select(only)
     data = prepare_data(experiment)
-    store = ResultsStore(out_dir)
+    folder = RunFolder(out_dir, variant_defaults())
+    idents = {n: identity(v.to_dict(), data[n].fingerprint, data[n].tokenizer.sha256, folder.defaults)
+              for n, v in experiment.variants.items()}
     lead = is_global_zero()  # the other ranks of a multi-process run follow rank 0's runs: no claims, no writes
     if lead:
-        claim_folder(experiment, store)
-        for name in experiment.select(restart) if restart else []:
-            discard_runs(store, name)
-        register(experiment, data, store)
+        folder.claim(experiment.name)
+        register(experiment, data, folder, idents, experiment.select(restart) if restart else [])
     if experiment.sequential:  # rounds are decided against the baselines: a --variant job trains them too
         names = [n for n in experiment.variants if n in names or n in {_baseline_of(experiment, m) for m in names}]
+    sweep = _Sweep(experiment, data, folder, idents, lead)
     first = experiment.seeds[:experiment.seed_policy["min"]]
-    _train_round(experiment, [(n, s) for n in names for s in first], data, store, lead)
+    sweep.train_round([(n, s) for n in names for s in first])
     for seed in experiment.seeds[len(first):]:
-        groups = _undecided(experiment, store, names)
+        groups = _undecided(experiment, folder.store, names)
         if not groups:
             break
         log.info("seed %d for the comparisons still undecided: %s", seed, ", ".join(groups))
-        _train_round(experiment, [(n, seed) for n in groups], data, store, lead)
+        sweep.train_round([(n, seed) for n in groups])
+    store = folder.store
     if lead:
         comparisons = record_comparisons(experiment, store)
         _log_verdicts(experiment, store, names, comparisons)
@@ -147,26 +141,93 @@ def _log_verdicts(experiment, store: ResultsStore, names: list[str], comparisons
                 log_hparams(store.run_dir, experiment.variants[name], record, verdict)
 
 
-def _train_round(experiment, plan: list[tuple[str, int]], data: dict, store: ResultsStore, lead: bool) -> None:
-    """Train ``plan``'s runs. A run another process holds (its lock) is skipped, then waited for at the end
-    and trained here if that process did not finish it."""
-    from .training.run import train_run  # Lightning is imported only when training
+def register(experiment, data: dict, folder: RunFolder, idents: dict, restart: list[str]) -> None:
+    """Check the folder against this experiment (every variant's identity, the seed policy), then write
+    experiment.yaml, every variant.json and the results.json header, and this invocation's environment.
+    ``restart`` variants have their runs discarded first. A refused process writes nothing."""
+    from .reports.verdicts import DEFAULT_MARGIN, SeedPolicy
 
-    held: list[tuple[str, int]] = []
-    for i, (name, seed) in enumerate(plan, 1):
-        label = f"run {i}/{len(plan)} {name} seed{seed}"
-        with _claim(store.run_dir, name, seed, lead, wait=False) as mine:
-            if not mine:
-                log.info("[%s] another process is training it: skipped for now", label)
-                held.append((name, seed))
-                continue
-            _train_and_record(experiment, name, seed, data[name], store, label, train_run)
-    for name, seed in held:
-        with _claim(store.run_dir, name, seed, lead, wait=True):
-            _train_and_record(experiment, name, seed, data[name], store, f"{name} seed{seed}", train_run)
-    if not lead and experiment.sequential:  # the next round is decided from rank 0's records: wait for them
-        while any(not _recorded(store, n, s) for n, s in plan):
-            time.sleep(0.5)
+    variants = {n: {**variant_summary(experiment.variants[n], data[n].tokenizer.vocab_size), "data": data[n].summary(),
+                    "identity": idents[n]} for n in experiment.variants}
+    header = {"experiment": experiment.name, "description": experiment.description, "baseline": experiment.baseline,
+              # the seeds every run group trains; a sequential policy adds more where a comparison is undecided
+              "seeds": experiment.seeds[:experiment.seed_policy["min"]],
+              "seed_policy": {**experiment.seed_policy, "alpha": SeedPolicy.alpha},
+              "equivalence_margin": experiment.equivalence_margin or DEFAULT_MARGIN, "reference": experiment.reference,
+              "ladder": experiment.ladder, "budget": experiment.budget, "eval": experiment.eval,
+              "sizes": list(experiment.sizes)}
+    folder.register(header, experiment.to_dict(), variants, restart)
+    environment = current_environment(experiment.imports)
+    folder.store.update(lambda results: remember_environment(results, environment))
+
+
+class _Sweep:
+    """The runs of one invocation: what it trains them on, the run folder, each variant's identity."""
+
+    def __init__(self, experiment, data: dict, folder: RunFolder, idents: dict, lead: bool):
+        self.experiment, self.data, self.folder, self.idents, self.lead = experiment, data, folder, idents, lead
+
+    def claim(self, name: str, seed: int, wait: bool):
+        """The run's lock, checked against the variant's registration (rank 0 only: the others follow it)."""
+        return self.folder.claim_run(name, seed, self.idents[name], wait) if self.lead else nullcontext(True)
+
+    def train_round(self, plan: list[tuple[str, int]]) -> None:
+        """Train ``plan``'s runs. A run another process holds (its lock) is skipped, then waited for at the
+        end and trained here if that process did not finish it."""
+        held: list[tuple[str, int]] = []
+        for i, (name, seed) in enumerate(plan, 1):
+            label = f"run {i}/{len(plan)} {name} seed{seed}"
+            with self.claim(name, seed, wait=False) as mine:
+                if not mine:
+                    log.info("[%s] another process is training it: skipped for now", label)
+                    held.append((name, seed))
+                    continue
+                self.train_and_record(name, seed, label)
+        for name, seed in held:
+            with self.claim(name, seed, wait=True):
+                self.train_and_record(name, seed, f"{name} seed{seed}")
+        if not self.lead and self.experiment.sequential:  # the next round is decided from rank 0's records
+            wait_for_records(self.folder.store, plan)
+
+    def train_and_record(self, name: str, seed: int, label: str) -> None:
+        from .training.run import train_run  # Lightning is imported only when training
+
+        if self.folder.kept(name, seed, self.idents[name]) if self.lead else self.folder.store.finished(name, seed):
+            log.info("[%s] already finished, kept", label)
+            return
+        log.info("[%s] training", label)
+        try:
+            record = train_run(self.experiment.variants[name], seed, self.data[name], self.folder.root, label)
+        except (KeyboardInterrupt, RunFolderError):
+            raise
+        except OSError as exc:
+            if exc.errno in STORAGE_ERRORS:  # no space, read-only, no permission: every other run would fail too
+                raise
+            record = _failed(label, seed, exc)
+        except Exception as exc:  # one broken run must not end the sweep
+            record = _failed(label, seed, exc)
+        if self.lead:
+            from .reports import write_report
+
+            self.folder.record(name, {**record, "identity": self.idents[name]["fingerprint"]}, self.idents[name])
+            try:
+                write_report(self.folder.root)
+            except Exception as exc:  # a report problem must never cost a finished run
+                log.warning("report not written: %s", exc)
+        log.info("[%s] %s%s", label, record["status"],
+                 f", final val loss {record['final_val_loss']:.4f}" if record.get("final_val_loss") is not None else "")
+
+
+def wait_for_records(store: ResultsStore, plan: list[tuple[str, int]], timeout_s: float = 24 * 3600,
+                     clock=time.monotonic, sleep=time.sleep) -> None:
+    """Until rank 0 has recorded every run of ``plan``; RunFolderError after ``timeout_s`` (rank 0 died)."""
+    deadline = clock() + timeout_s
+    while any(not _recorded(store, n, s) for n, s in plan):
+        if clock() > deadline:
+            missing = ", ".join(f"{n} seed{s}" for n, s in plan if not _recorded(store, n, s))
+            raise RunFolderError(f"{store.path}: rank 0 recorded no result for {missing} within {timeout_s:.0f} s "
+                                 f"(did it stop?); re-run the command to resume")
+        sleep(0.5)
 
 
 def _undecided(experiment, store: ResultsStore, names: list[str]) -> list[str]:
@@ -214,88 +275,6 @@ def _recorded(store: ResultsStore, name: str, seed: int) -> bool:
     return any(r.get("seed") == seed for r in store.load().get("variants", {}).get(name, {}).get("runs", []))
 
 
-def _claim(out_dir: Path, name: str, seed: int, lead: bool, wait: bool):
-    """The run's lock (``RUN_DIR/<variant>/seed<k>/.lock``): one process trains a run at a time."""
-    return locked(out_dir / name / f"seed{seed}" / ".lock", wait=wait) if lead else nullcontext(True)
-
-
-def claim_folder(experiment, store: ResultsStore) -> None:
-    """Refuse a run folder that holds another experiment; delete temp files a killed process left."""
-    out_dir = store.run_dir
-    for path, found in ((out_dir / "experiment.yaml", (_read_yaml(out_dir / "experiment.yaml") or {}).get("name")),
-                        (store.path, store.load().get("experiment"))):
-        if found not in (None, experiment.name):
-            raise RunFolderError(f"{path}: this folder holds experiment '{found}', not '{experiment.name}'; "
-                                 f"use --out for a new run folder")
-    removed = remove_stale_temps(out_dir) if out_dir.is_dir() else []
-    if removed:
-        log.info("removed %d temp file(s) left by a killed process, e.g. %s", len(removed), removed[0])
-
-
-def register(experiment, data: dict, store: ResultsStore) -> None:
-    """Write experiment.yaml and every variant's variant.json (what ``report --rebuild`` reads), register
-    the variants in results.json (refused if one has runs of another config) and this invocation's environment."""
-    out_dir = store.run_dir
-    variants = {n: {**variant_summary(experiment.variants[n], data[n].tokenizer.vocab_size), "data": data[n].summary()}
-                for n in experiment.variants}
-    from .reports.verdicts import DEFAULT_MARGIN, SeedPolicy
-
-    store.register_experiment(
-        {"experiment": experiment.name, "description": experiment.description, "baseline": experiment.baseline,
-         # the seeds every run group trains; a sequential policy adds more where a comparison is undecided
-         "seeds": experiment.seeds[:experiment.seed_policy["min"]],
-         "seed_policy": {**experiment.seed_policy, "alpha": SeedPolicy.alpha},
-         "equivalence_margin": experiment.equivalence_margin or DEFAULT_MARGIN, "reference": experiment.reference,
-         "ladder": experiment.ladder,
-         "budget": experiment.budget, "eval": experiment.eval, "sizes": list(experiment.sizes)}, variants,
-        variant_defaults())
-    environment = current_environment(experiment.imports)
-    store.update(lambda results: remember_environment(results, environment))
-    write_text(out_dir / "experiment.yaml", OmegaConf.to_yaml(experiment.to_dict()))
-    for name, info in variants.items():
-        write_json(out_dir / name / "variant.json", info)
-
-
-def discard_runs(store: ResultsStore, name: str) -> None:
-    """``--restart NAME``: delete the variant's run folders and records, so it trains from scratch."""
-    for folder in sorted((store.run_dir / name).glob("seed*")):
-        with locked(folder / ".lock", wait=False) as mine:
-            if not mine:
-                raise RunFolderError(f"{folder}: another process is training this run; stop it before --restart {name}")
-            for child in folder.iterdir():
-                if child.name != ".lock":
-                    shutil.rmtree(child) if child.is_dir() else child.unlink()
-    store.forget(name)
-    log.info("--restart %s: its runs were discarded", name)
-
-
-def _train_and_record(experiment, name: str, seed: int, data, store: ResultsStore, label: str, train_run) -> None:
-    if store.finished(name, seed):
-        log.info("[%s] already finished, kept", label)
-        return
-    log.info("[%s] training", label)
-    try:
-        record = train_run(experiment.variants[name], seed, data, store.run_dir, label)
-    except (KeyboardInterrupt, RunFolderError):
-        raise
-    except OSError as exc:
-        if exc.errno in STORAGE_ERRORS:  # no space, read-only, no permission: every other run would fail too
-            raise
-        record = _failed(label, seed, exc)
-    except Exception as exc:  # one broken run must not end the sweep
-        record = _failed(label, seed, exc)
-    if is_global_zero():
-        from .reports import write_report
-
-        store.record_run(name, record)
-        try:
-            write_report(store.run_dir)
-        except Exception as exc:  # a report problem must never cost a finished run
-            log.warning("report not written: %s", exc)
-    log.info("[%s] %s%s", label, record["status"],
-             f", final val loss {record['final_val_loss']:.4f}" if record.get("final_val_loss") is not None else "")
-
-
 def _failed(label: str, seed: int, exc: Exception) -> dict:
     log.error("[%s] failed: %s", label, exc)
     log.debug("%s", traceback.format_exc())
@@ -307,11 +286,3 @@ def failed_runs(store: ResultsStore, names: list[str], seeds: list[int]) -> list
     variants = store.load().get("variants", {})
     return [f"{n} seed{r['seed']}" for n in names for r in variants.get(n, {}).get("runs", [])
             if r.get("seed") in seeds and r.get("status") == "failed"]
-
-
-def _read_yaml(path: Path) -> dict | None:
-    try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return None
-    return spec if isinstance(spec, dict) else None

@@ -15,10 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
-from .fileio import locked, read_json, write_json
-from .folder_safety import RunFolderError
+from .fileio import locked, write_json
+from .folder_safety import LIMITS, RunFolderError, check_variant_name, read_regular
 
 log = logging.getLogger("workbench")
 
@@ -81,9 +79,11 @@ def read_results(path: Path) -> dict:
     """
     hint = REBUILD_HINT.format(dir=path.parent)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_regular(path, LIMITS["json"]).decode("utf-8"))
     except FileNotFoundError:
         return {}
+    except RunFolderError as e:
+        raise RunFolderError(f"{e}; {hint}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise RunFolderError(f"{path}: cannot read: {e}; {hint}") from None
     except json.JSONDecodeError as e:
@@ -97,17 +97,25 @@ def read_results(path: Path) -> dict:
 def _shape_problem(data: Any) -> str | None:
     if not isinstance(data, dict) or not isinstance(data.get("variants", {}), dict):
         return "expected an object with a 'variants' mapping"
-    if not isinstance(data.get("seeds", []), list):
-        return "'seeds' must be a list of integers"
+    if not isinstance(data.get("seeds", []), list) or not all(map(_is_seed, data.get("seeds", []))):
+        return "'seeds' must be a list of non-negative integers"
     for name, entry in data.get("variants", {}).items():
+        try:
+            check_variant_name(name, "results.json")
+        except RunFolderError as exc:
+            return str(exc).split(": ", 1)[1]
         if not isinstance(entry, dict):
             return f"variants.{name} must be an object"
         if not isinstance(entry.get("runs", []), list):
             return f"variants.{name}.runs must be a list"
         for run in entry.get("runs", []):
-            if not isinstance(run, dict) or "seed" not in run:
-                return f"variants.{name}.runs has an entry without a seed: {str(run)[:60]}"
+            if not isinstance(run, dict) or not _is_seed(run.get("seed")):
+                return f"variants.{name}.runs has an entry without a seed (a non-negative integer): {str(run)[:60]}"
     return None
+
+
+def _is_seed(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 class ResultsStore:
@@ -180,45 +188,3 @@ class ResultsStore:
             if run.get("seed") == seed and run.get("status") in FINISHED:
                 return run
         return None
-
-
-def rebuild_results(run_dir: str | Path) -> dict:
-    """Write results.json anew from the run folder: experiment.yaml, each ``variant.json`` and each
-    run's ``record.json``. Runs without a readable record (interrupted, or damaged) are left out,
-    with a warning: re-running the experiment finishes them."""
-    run_dir = Path(run_dir)
-    spec_path = run_dir / "experiment.yaml"
-    try:
-        spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise RunFolderError(f"{spec_path}: cannot read the experiment of this run folder ({e}); "
-                             f"re-run the experiment with --out {run_dir} instead") from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("variants"), dict):
-        raise RunFolderError(f"{spec_path}: malformed: expected an experiment with a 'variants' mapping")
-    variants, sizes = {}, []
-    for name in spec["variants"]:
-        info = read_json(run_dir / name / "variant.json")
-        if info is None:
-            log.warning("%s: missing or unreadable, variant '%s' left out", run_dir / name / "variant.json", name)
-            continue
-        runs = []
-        for seed_dir in sorted((run_dir / name).glob("seed*")):
-            record = read_json(seed_dir / "record.json")
-            if record is None or not isinstance(record.get("seed"), int):
-                log.warning("%s: no readable run record, left out (re-run the experiment to finish it)", seed_dir)
-                continue
-            runs.append(record)
-        variants[name] = {**info, "runs": sorted(runs, key=lambda r: r["seed"])}
-        if info.get("size") is not None and info["size"] not in sizes:
-            sizes.append(info["size"])
-    seeds = spec.get("seeds", [])
-    policy = {"min": len(seeds), "max": len(seeds)} if isinstance(seeds, list) else dict(seeds)
-    data = {"experiment": spec.get("name"), "description": spec.get("description", ""), "baseline": spec.get("baseline"),
-            "seeds": seeds if isinstance(seeds, list) else list(range(policy.get("min", 2))),
-            "seed_policy": {"alpha": 0.05, **policy}, "equivalence_margin": spec.get("equivalence_margin"),
-            "reference": spec.get("reference"), "ladder": bool(spec.get("ladder")), "budget": spec.get("budget"), "eval": spec.get("eval", {}),
-            "sizes": sizes, "variants": variants}
-    data["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    with locked(run_dir / ".results.lock"):  # the old file is not read: it may be what is broken
-        write_json(run_dir / "results.json", _clean(data))
-    return data

@@ -9,8 +9,6 @@ interrupted folder resumes from the newest checkpoint that loads and was trained
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import resource
@@ -33,8 +31,10 @@ from ..config.budget import world_size
 from ..config.specs import format_spec
 from ..data import TokenData, batch_fingerprint, val_batches
 from ..fileio import write_json, write_text
-from ..experiment import is_global_zero
-from ..results import ResultsStore, comparable
+from ..config.schema import variant_defaults
+from ..distributed import is_global_zero
+from ..results import ResultsStore
+from ..run_folder import RunFolder, identity
 from . import tensorboard
 from .allocator import keep_freed_memory
 from .batches import StepBatches
@@ -85,14 +85,14 @@ def tokenizer_file(data: TokenData) -> str:
 
 
 def run_identity(variant, data: TokenData, model_config: TransformerConfig) -> dict:
-    """What a run is trained under: the variant's resolved config and the corpus fingerprint, hashed.
-    Stored in every checkpoint; resuming under a different identity is refused. It also carries what
-    rebuilds the model from the checkpoint alone: the model's resolved config (vocab_size included) and
-    the run folder's tokenizer file (not hashed: both follow from the config and the corpus)."""
-    config, corpus = variant.to_dict(), data.fingerprint
-    text = json.dumps({"config": comparable(config), "corpus": corpus}, sort_keys=True, default=str)
-    return {"fingerprint": hashlib.sha256(text.encode()).hexdigest(), "config": config, "corpus": corpus,
-            "model": model_config.to_dict(), "tokenizer": tokenizer_file(data)}
+    """What a run is trained under (``run_folder.identity``: the variant's resolved config, the corpus
+    fingerprint and the tokenizer's sha256, hashed). Stored in every checkpoint; resuming under a different
+    identity is refused. It also carries what rebuilds the model from the checkpoint alone: the model's
+    resolved config (vocab_size included) and the run folder's tokenizer file (both follow from the rest)."""
+    config = variant.to_dict()
+    ident = identity(config, data.fingerprint, data.tokenizer.sha256, variant_defaults())
+    return {"fingerprint": ident["fingerprint"], "config": config, "corpus": data.fingerprint,
+            "tokenizer_sha256": data.tokenizer.sha256, "model": model_config.to_dict(), "tokenizer": tokenizer_file(data)}
 
 
 def keep_run_files(run_dir: Path, variant, seed: int, data: TokenData, identity: dict) -> None:
@@ -101,7 +101,7 @@ def keep_run_files(run_dir: Path, variant, seed: int, data: TokenData, identity:
     data.tokenizer.save(run_dir / identity["tokenizer"])
     hparams = {"variant": variant.name, "seed": seed, "model": identity["model"], "data": variant.data,
                "train": variant.train, "corpus": identity["corpus"], "tokenizer": identity["tokenizer"]}
-    write_text(run_dir / variant.name / f"seed{seed}" / "hparams.yaml", yaml.safe_dump(hparams, sort_keys=False))
+    write_text(RunFolder(run_dir).hparams_file(variant.name, seed), yaml.safe_dump(hparams, sort_keys=False))
 
 
 @dataclass
@@ -133,7 +133,7 @@ def build_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) ->
     """Model, Lightning module, trainer and callbacks of one run, and the checkpoint it resumes from
     (refused with RunFolderError when that checkpoint was trained under another config)."""
     train = variant.train
-    folder = run_dir / variant.name / f"seed{seed}"
+    folder = RunFolder(run_dir).seed_dir(variant.name, seed)
     config = variant.transformer_config(data.tokenizer.vocab_size)
     identity = run_identity(variant, data, config)
     resume, resumed_step = resume_checkpoint(folder / "checkpoints", identity)
@@ -148,7 +148,7 @@ def build_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) ->
     if is_global_zero():  # the custom-scalars layout, once per run folder
         tensorboard.write_layout(run_dir)
     logger = TensorBoardLogger(
-        save_dir=str(run_dir), name=variant.name, version=f"seed{seed}", default_hp_metric=False,
+        save_dir=str(run_dir), name=variant.name, version=folder.name, default_hp_metric=False,
         **({"purge_step": resumed_step} if resume else {}),
     )
     interactive = sys.stderr.isatty()  # a terminal shows a progress bar; a log file gets plain lines
@@ -211,6 +211,7 @@ def record_run(run: Run, status: str, error: str | None) -> dict:
         log.warning("[%s] %d processes trained, train.devices x num_nodes gave %d: a budget resolved into train.steps "
                     "is off by that factor (train_flops records what was trained)", run.label, trainer.world_size, world_size(train))
     record = {"seed": run.seed, "status": status, "error": error, "resumed_from_step": run.resumed_step or None,
+              "identity": run.module.identity["fingerprint"],
               "tokenizer": tokenizer_file(run.data)}
     if run.variant.eval_lengths:
         record.update(_length_eval(run) if completed else {"length_eval": {}, "length_eval_notes": {}})
@@ -228,7 +229,7 @@ def record_run(run: Run, status: str, error: str | None) -> dict:
         wall_time_s=recorder.wall_time_s,
         peak_memory_mb=peak_memory_mb(module.device),
         precision=trainer.precision,
-        metrics=f"{run.variant.name}/seed{run.seed}/metrics.json",
+        metrics=(run.folder / "metrics.json").relative_to(run.folder.parent.parent).as_posix(),
         batch_fingerprint=batch_fingerprint(run.data.train, run.seed, train["steps"], train["batch_size"], train["seq_len"]),
     )
     if trainer.is_global_zero:
@@ -251,7 +252,7 @@ def log_hparams(run_dir: Path, variant, record: dict, verdict: str) -> None:
     values = {**head, **{k: own[k] for k in sorted(own, key=lambda k: k not in differing)}}
     many = len(configs) > 1
     differing |= {"final_val_loss", "tokens_per_sec", "seed"} | ({"variant", "verdict"} if many else set())
-    tensorboard.write_hparams(run_dir / variant.name / f"seed{record['seed']}", values, differing,
+    tensorboard.write_hparams(RunFolder(run_dir).seed_dir(variant.name, record["seed"]), values, differing,
                               completed=record.get("status") == "completed")
 
 
