@@ -9,6 +9,7 @@ component's signature (``registry.validate``) and kept canonical: a mapping with
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, Union
 
@@ -95,8 +96,9 @@ class TransformerConfig:
                 self._positive(name)
         for name in ("norm_eps", "ffn_dim_multiplier", "rope_theta", "init_std"):
             value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and value > 0):
-                raise InvalidConfig(name, value, "must be a positive number")
+            if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                          and math.isfinite(value) and value > 0):
+                raise InvalidConfig(name, value, "must be a finite positive number")
         if self.qk_norm not in QK_NORMS:
             close = difflib.get_close_matches(str(self.qk_norm), QK_NORMS, n=1, cutoff=0.5)
             hint = f"did you mean '{close[0]}'? " if close else ""

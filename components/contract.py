@@ -7,6 +7,9 @@ docs/components.md is the full contract. Here, in code:
   ``registry.register(kind, name, **traits)``, with their defaults.
 - ``AuxLossSource`` and ``SparseCompute``: the two base classes a component subclasses when it
   changes what the model does around it (an extra training loss, FLOPs that are not its weights).
+- ``Bound`` (and the aliases ``Positive``, ``NonNegative``, ``Finite``, ``Count``): the range of a
+  numeric option, declared on the factory's parameter, ``eps: Positive = 1e-6``, and checked by
+  ``registry.validate`` with the option's type, so a plugin declares its own ranges the same way.
 
 A trait an entry leaves out gets its documented default; where that default changes what an
 ablation compares (an FFN's width rule or its depth-scaled init, whether a placement gets a final
@@ -15,8 +18,9 @@ norm), registration warns with ``ContractWarning``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
 import torch
 from torch import nn
@@ -41,6 +45,50 @@ class Trait:
         if not self.accepts(value):
             raise TypeError(f"{kind} '{entry}': trait {self.name}={value!r} must be {self.expects}")
         return value
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The range of a numeric option, declared on the factory's parameter as ``Annotated[float,
+    Bound(gt=0)]``: ``registry.validate`` refuses a value outside it, and any NaN or infinity, before
+    anything is built. No limits: any finite number."""
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+
+    def __post_init__(self) -> None:
+        for limit in (self.gt, self.ge, self.lt, self.le):
+            if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or not math.isfinite(limit)):
+                raise TypeError(f"Bound limits must be finite numbers, got {limit!r}")
+
+    def accepts(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        return ((self.gt is None or value > self.gt) and (self.ge is None or value >= self.ge)
+                and (self.lt is None or value < self.lt) and (self.le is None or value <= self.le))
+
+    def __str__(self) -> str:
+        if self.ge is not None and self.le is not None and self.gt is None and self.lt is None:
+            return f"in [{self.ge:g}, {self.le:g}]"
+        parts = [f"{op} {limit:g}" for op, limit in ((">", self.gt), (">=", self.ge), ("<", self.lt), ("<=", self.le))
+                 if limit is not None]
+        return " and ".join(parts)
+
+
+# The ranges the built-in components declare; a plugin may use these or write its own Bound.
+Positive = Annotated[float, Bound(gt=0)]  # a finite number > 0: an eps, a RoPE theta, a base
+NonNegative = Annotated[float, Bound(ge=0)]  # a finite number >= 0: a loss coefficient
+Finite = Annotated[float, Bound()]  # any finite number
+Count = Annotated[int, Bound(ge=1)]  # an integer >= 1
+
+
+def bounds_of(hint: Any) -> tuple[Bound, ...]:
+    """The Bounds an annotation declares (``Annotated[float, Bound(gt=0)]``), none for a plain type."""
+    return tuple(m for m in getattr(hint, "__metadata__", ()) if isinstance(m, Bound))
 
 
 def _str_tuple(value: Any) -> bool:

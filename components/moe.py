@@ -7,10 +7,12 @@ outputs with them. Training adds the Switch Transformer load-balancing loss (Fed
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch import nn
 
-from .contract import AuxLossSource, SparseCompute
+from .contract import AuxLossSource, Bound, Count, NonNegative, SparseCompute
 from .ffn import SwiGLU
 from .registry import registry
 
@@ -39,6 +41,11 @@ def moe_reference(module: MoE, x: torch.Tensor) -> torch.Tensor:
     return out.reshape(x.shape)
 
 
+# One module per expert: beyond this many, building the model alone takes minutes (DeepSeek-V3 routes 256).
+MAX_EXPERTS = 1024
+Experts = Annotated[int, Bound(ge=1, le=MAX_EXPERTS)]
+
+
 @registry.register("ffn", "moe", width="glu", residual=("experts.*.down",), reference=moe_reference)
 class MoE(AuxLossSource, SparseCompute):
     """Mixtral-style mixture of SwiGLU experts, top-k routing, Switch load-balancing loss (Jiang et al., 2024).
@@ -56,8 +63,8 @@ class MoE(AuxLossSource, SparseCompute):
             top_k times this one: Mixtral's ``router_aux_loss_coef`` c corresponds to c * top_k here.
     """
 
-    def __init__(self, dim: int, hidden_dim: int, bias: bool = False, n_experts: int = 8, top_k: int = 2,
-                 aux_loss_coef: float = 0.01):
+    def __init__(self, dim: int, hidden_dim: int, bias: bool = False, n_experts: Experts = 8, top_k: Count = 2,
+                 aux_loss_coef: NonNegative = 0.01):
         super().__init__()
         if not 1 <= top_k <= n_experts:
             raise ValueError(f"moe top_k must be in 1..n_experts={n_experts}, got {top_k}")

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .contract import Positive
 from .registry import registry
 
 
@@ -51,7 +52,7 @@ def rmsnorm_reference(module: RMSNorm, x: torch.Tensor) -> torch.Tensor:
 class RMSNorm(nn.Module):
     """RMSNorm: x / sqrt(mean(x^2) + eps) * weight, no centring, no bias (Zhang & Sennrich, 2019)."""
 
-    def __init__(self, dim: int, eps: float = 1e-6):
+    def __init__(self, dim: int, eps: Positive = 1e-6):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
@@ -92,7 +93,7 @@ def layernorm_reference(module: LayerNorm, x: torch.Tensor) -> torch.Tensor:
 class LayerNorm(nn.Module):
     """LayerNorm: centre, scale to unit variance, then affine weight (and optional bias) (Ba et al., 2016)."""
 
-    def __init__(self, dim: int, eps: float = 1e-5, bias: bool = True):
+    def __init__(self, dim: int, eps: Positive = 1e-5, bias: bool = True):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
@@ -131,7 +132,7 @@ class DyT(nn.Module):
     alpha at 0.5 for most models and tunes it for large LLMs (``alpha_init``).
     """
 
-    def __init__(self, dim: int, alpha_init: float = 0.5, bias: bool = True):
+    def __init__(self, dim: int, alpha_init: Positive = 0.5, bias: bool = True):
         super().__init__()
         self.alpha_init = alpha_init
         self.alpha = nn.Parameter(torch.empty(1))

@@ -15,6 +15,7 @@ import math
 import torch
 from torch import nn
 
+from .contract import Positive
 from .registry import registry
 
 
@@ -71,7 +72,7 @@ class SinusoidalPositions(Positions):
     ~35:1, and measured 1.7 nats behind RoPE. None keeps the unit amplitude.
     """
 
-    def __init__(self, dim: int, base: float = 10000.0, init_std: float | None = None):
+    def __init__(self, dim: int, base: Positive = 10000.0, init_std: Positive | None = None):
         super().__init__()
         self.dim, self.base = dim, base
         self.scale = 1.0 if init_std is None else init_std * math.sqrt(2.0)  # sin/cos have RMS 1/sqrt(2)
@@ -132,7 +133,7 @@ class RotaryEmbedding(Positions):
     applied in fp32 whatever the input dtype; the result is cast back to it.
     """
 
-    def __init__(self, head_dim: int, theta: float = 10000.0):
+    def __init__(self, head_dim: int, theta: Positive = 10000.0):
         super().__init__()
         if head_dim % 2:
             raise ValueError(f"rope needs an even head_dim, got {head_dim}")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Callable, Mapping
 
-from .contract import ContractWarning, kind_contract
+from .contract import ContractWarning, bounds_of, kind_contract
 
 log = logging.getLogger(__name__)
 
@@ -88,17 +88,22 @@ def _parameters(factory: Callable[..., Any]) -> tuple[list[str], bool]:
 def _hints(factory: Callable[..., Any]) -> dict[str, Any]:
     target = factory.__init__ if isinstance(factory, type) else factory
     try:
-        return typing.get_type_hints(target)
+        return typing.get_type_hints(target, include_extras=True)  # keeps Annotated[..., Bound(...)]
     except Exception:  # an annotation that does not resolve: its values go unchecked
         return {}
 
 
-def _accepts(hint: Any, value: Any) -> bool | None:
-    """Whether ``value`` fits the annotation ``hint`` (int/float/bool/str/None, unions, Literal);
-    None where the annotation says nothing this can check."""
+def _accepts(hint: Any, value: Any, bounded: bool = True) -> bool | None:
+    """Whether ``value`` fits the annotation ``hint`` (int/float/bool/str/None, unions, Literal, and
+    with ``bounded`` the ``Bound`` an ``Annotated`` declares); None where it says nothing checkable."""
     origin = typing.get_origin(hint)
+    if origin is typing.Annotated:
+        verdict = _accepts(hint.__origin__, value, bounded)
+        if bounded and verdict is not False and not all(b.accepts(value) for b in bounds_of(hint)):
+            return False
+        return verdict
     if origin in (typing.Union, types.UnionType):
-        verdicts = [_accepts(a, value) for a in typing.get_args(hint)]
+        verdicts = [_accepts(a, value, bounded) for a in typing.get_args(hint)]
         return True if True in verdicts else (None if None in verdicts else False)
     if origin is typing.Literal:
         return value in typing.get_args(hint)
@@ -115,10 +120,17 @@ def _accepts(hint: Any, value: Any) -> bool | None:
     return None
 
 
-def _type_name(hint: Any) -> str:
+def _type_name(hint: Any, bounded: bool = False) -> str:
+    """The annotation in words (``float | None``); with ``bounded``, its declared range too (``float > 0``)."""
     origin = typing.get_origin(hint)
+    if origin is typing.Annotated:
+        base = _type_name(hint.__origin__)
+        if not bounded or not bounds_of(hint):
+            return base
+        ranges = " and ".join(filter(None, (str(b) for b in bounds_of(hint))))
+        return " ".join(filter(None, ("finite" if base == "float" else "", base, ranges)))
     if origin in (typing.Union, types.UnionType):
-        return " | ".join(_type_name(a) for a in typing.get_args(hint))
+        return " | ".join(_type_name(a, bounded) for a in typing.get_args(hint))
     if origin is typing.Literal:
         return " | ".join(repr(a) for a in typing.get_args(hint))
     if hint is type(None):
@@ -223,7 +235,8 @@ class Registry:
         Raises UnknownComponentError for an unknown name (with a did-you-mean) and InvalidOption for an
         option the factory's signature does not take, one of ``context_names`` (sizes the caller
         passes, which an option must not override), or a value whose type does not match the
-        parameter's annotation (int, float, bool, str, None, Literal; an int is accepted for a float).
+        parameter's annotation (int, float, bool, str, None, Literal; an int is accepted for a float)
+        or lies outside the range it declares (``Annotated[float, Bound(gt=0)]``, components.contract).
         """
         try:
             name, options = split_spec(kind, spec)
@@ -239,11 +252,13 @@ class Registry:
                 raise InvalidOption(f"{kind} '{name}': '{key}' is set by the model, not an option ({listed})")
             if key not in named and not takes_any:
                 raise InvalidOption(f"{kind} '{name}' has no option {key!r} ({listed})")
-            if key in hints and _accepts(hints[key], value) is False:
+            if key in hints and _accepts(hints[key], value, bounded=False) is False:
                 raise InvalidOption(
                     f"{kind} '{name}' option {key}={value!r} must be {_type_name(hints[key])}, "
                     f"not {type(value).__name__} ({listed})"
                 )
+            if key in hints and _accepts(hints[key], value) is False:  # the right type, outside its declared range
+                raise InvalidOption(f"{kind} '{name}' option {key}={value!r} must be {_type_name(hints[key], True)} ({listed})")
         return {"name": name, **options} if options else name
 
     def build(self, kind: str, spec: str | Mapping[str, Any], **context: Any) -> Any:

@@ -65,3 +65,122 @@ def test_a_truncated_gzip_file_is_refused_at_any_cut(tmp_path):
         with pytest.raises(DataError) as err:
             prepare(DataSettings(source="files", paths=[path.name], cache_dir=str(tmp_path / f"c{cut}")), tmp_path)
         assert path.name in str(err.value) and "truncated" in str(err.value) and "\n" not in str(err.value)
+
+
+# --- D7: a component option is checked like its model key, by the range its factory declares -----------
+
+import inspect  # noqa: E402
+import math  # noqa: E402
+import typing  # noqa: E402
+
+from torch import nn  # noqa: E402
+
+from components import registry  # noqa: E402
+from components.contract import KINDS, Bound, bounds_of  # noqa: E402
+from components.registry import InvalidOption, Registry, _hints  # noqa: E402
+from workbench.cli import main  # noqa: E402
+
+BAD_NUMBERS = [-1, 0, -1e-9, math.nan, math.inf, -math.inf]
+
+
+def _numeric_options():
+    """(kind, name, option, annotation) of every int or float option of every built-in component."""
+    found = []
+    for kind in registry.kinds():
+        for entry in registry.entries(kind):
+            if not entry.factory.__module__.startswith("components."):
+                continue
+            hints = _hints(entry.factory)
+            for option in registry.options(kind, entry.name, KINDS[kind].sizes if kind in KINDS else ()):
+                hint = hints.get(option)
+                bare = {typing.get_args(a)[0] if bounds_of(a) else a for a in (typing.get_args(hint) or (hint,))
+                        if typing.get_origin(a) is not typing.Union} - {type(None)}
+                if bare & {int, float} or bounds_of(hint) or any(bounds_of(a) for a in typing.get_args(hint)):
+                    found.append((kind, entry.name, option, hint))
+    return found
+
+
+def test_every_numeric_option_of_a_builtin_declares_its_range_and_its_default_is_in_it():
+    options = _numeric_options()
+    assert {(k, n, o) for k, n, o, _ in options} >= {
+        ("norm", "rmsnorm", "eps"), ("norm", "layernorm", "eps"), ("norm", "dyt", "alpha_init"),
+        ("positions", "rope", "theta"), ("positions", "sinusoidal", "base"), ("positions", "sinusoidal", "init_std"),
+        ("ffn", "moe", "n_experts"), ("ffn", "moe", "top_k"), ("ffn", "moe", "aux_loss_coef")}
+    for kind, name, option, hint in options:
+        bounds = bounds_of(hint) or [b for a in typing.get_args(hint) for b in bounds_of(a)]
+        assert bounds, f"{kind} '{name}' option {option} declares no range (Annotated[..., Bound(...)])"
+        default = inspect.signature(registry.get(kind, name).factory).parameters[option].default
+        assert default is None or all(b.accepts(default) for b in bounds), (kind, name, option, default)
+
+
+@pytest.mark.parametrize("kind,name,option", [("norm", "rmsnorm", "eps"), ("norm", "layernorm", "eps"),
+                                               ("norm", "dyt", "alpha_init"), ("positions", "rope", "theta"),
+                                               ("positions", "sinusoidal", "base"), ("positions", "sinusoidal", "init_std"),
+                                               ("ffn", "moe", "n_experts"), ("ffn", "moe", "top_k")])
+def test_an_option_outside_its_range_is_refused_in_one_line(kind, name, option):
+    for value in BAD_NUMBERS:
+        if option in ("n_experts", "top_k") and isinstance(value, float):
+            value = -3  # an int option: floats are refused by type already
+        with pytest.raises(InvalidOption) as err:
+            registry.validate(kind, {"name": name, option: value}, KINDS[kind].sizes)
+        assert f"option {option}={value!r} must be" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_moe_expert_count_has_an_upper_bound_and_negative_loss_weights_are_refused():
+    with pytest.raises(InvalidOption, match=r"n_experts=100000000 must be int in \[1, 1024\]"):
+        registry.validate("ffn", {"name": "moe", "n_experts": 100_000_000})
+    with pytest.raises(InvalidOption, match="aux_loss_coef=-0.1 must be finite float >= 0"):
+        registry.validate("ffn", {"name": "moe", "aux_loss_coef": -0.1})
+    assert registry.validate("ffn", {"name": "moe", "n_experts": 1024, "top_k": 1, "aux_loss_coef": 0})
+
+
+Unit = typing.Annotated[float, Bound(ge=0, le=1)]  # module level: the factory's annotations resolve here
+
+
+def test_a_plugin_declares_its_own_ranges_the_same_way():
+    def factory(dim: int, mix: Unit = 0.5, gain: typing.Annotated[float, Bound(gt=0)] | None = None):
+        return nn.Identity()
+
+    reg = Registry()
+    reg._plugins_loaded = True
+    reg.register("norm", "wbtest_ranged")(factory)
+    assert reg.validate("norm", {"name": "wbtest_ranged", "mix": 1, "gain": None}, ("dim",))
+    with pytest.raises(InvalidOption, match=r"option mix=1.5 must be finite float in \[0, 1\]"):
+        reg.validate("norm", {"name": "wbtest_ranged", "mix": 1.5})
+    with pytest.raises(InvalidOption, match=r"option gain=0 must be finite float > 0 \| None"):
+        reg.validate("norm", {"name": "wbtest_ranged", "gain": 0})
+    with pytest.raises(InvalidOption, match="must be float, not str"):  # the type is still checked first
+        reg.validate("norm", {"name": "wbtest_ranged", "mix": "half"})
+    with pytest.raises(TypeError, match="finite numbers"):
+        Bound(gt=math.nan)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from e2e import write_experiment
+
+    folder = tmp_path_factory.mktemp("tiny")
+    return write_experiment(folder, folder / "cache", seeds=[0], steps=2, every=1)
+
+
+@pytest.mark.parametrize("override,key", [
+    ("model.norm={name: rmsnorm, eps: -1}", "model.norm.eps"),
+    ("model.norm={name: rmsnorm, eps: 0}", "model.norm.eps"),
+    ("model.norm.eps=.nan", "model.norm.eps"),
+    ("model.norm={name: layernorm, eps: .inf}", "model.norm.eps"),
+    ("model.norm={name: dyt, alpha_init: -0.5}", "model.norm.alpha_init"),
+    ("model.positions={name: rope, theta: -5}", "model.positions.theta"),
+    ("model.positions={name: sinusoidal, base: 0}", "model.positions.base"),
+    ("model.ffn={name: moe, n_experts: 100000000}", "model.ffn.n_experts"),
+    ("model.ffn={name: moe, top_k: 0}", "model.ffn.top_k"),
+    ("model.rope_theta=.inf", "model.rope_theta"),
+    ("model.norm_eps=.inf", "model.norm_eps"),
+    ("model.init_std=.nan", "model.init_std"),
+])
+def test_show_and_run_refuse_an_out_of_range_option_naming_its_key(tiny, tmp_path, capsys, override, key):
+    for command in (["show", str(tiny), override], ["run", str(tiny), override, "--out", str(tmp_path / "out")]):
+        extra = ["model.norm_eps=null"] if "name: dyt" in override else []
+        assert main(command + extra) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: command line: {key}: ") and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
