@@ -151,7 +151,7 @@ def test_a_record_is_refused_when_another_process_registered_another_identity(tm
     with pytest.raises(RunFolderError, match="not recorded"):
         folder.record("a", {"seed": 0, "status": "completed", "identity": sixty["fingerprint"]}, sixty)
     assert folder.store.load()["variants"]["a"]["runs"] == []
-    with pytest.raises(RunFolderError, match="registered by another process"):
+    with pytest.raises(RunFolderError, match="stops without training"):
         with folder.claim_run("a", 0, sixty, wait=False):
             pass
     folder.record("a", {"seed": 0, "status": "completed", "identity": eighty["fingerprint"]}, eighty)

@@ -216,16 +216,18 @@ class RunFolder:
                 self.check_registered(variant, ident)
             yield mine
 
-    def check_registered(self, variant: str, ident: dict) -> None:
+    def _require_registered(self, variant: str, ident: dict, consequence: str) -> None:
         """RunFolderError when the folder now registers ``variant`` under another identity than ``ident``
-        (another process registered a changed config since this one did)."""
-        with locked(self.folder_lock):
-            stored = (self.registered(variant) or {}).get("identity")
+        (another process registered a changed config since this one did). Call under the folder lock."""
+        stored = (self.registered(variant) or {}).get("identity")
         if not isinstance(stored, dict) or stored.get("fingerprint") != ident["fingerprint"]:
-            raise RunFolderError(
-                f"{self.variant_file(variant)}: variant '{variant}' was registered by another process under another "
-                f"config or corpus while this one ran; this process stops without training or recording under it "
-                f"(run one config per run folder, or use --out)")
+            raise RunFolderError(f"{self.variant_file(variant)}: variant '{variant}' was registered by another process "
+                                 f"under another config or corpus while this one ran: {consequence}; run one config "
+                                 f"per run folder (--out)")
+
+    def check_registered(self, variant: str, ident: dict) -> None:
+        with locked(self.folder_lock):
+            self._require_registered(variant, ident, "this process stops without training under it")
 
     def kept(self, variant: str, seed: int, ident: dict) -> dict | None:
         """The finished record of (variant, seed) if there is one, checked to be of ``ident``."""
@@ -239,12 +241,8 @@ class RunFolder:
         """Add ``record`` to results.json, after checking under the folder lock that the variant is still
         registered under the identity the run was trained under."""
         with locked(self.folder_lock):
-            stored = (self.registered(variant) or {}).get("identity")
-            if not isinstance(stored, dict) or stored.get("fingerprint") != ident["fingerprint"]:
-                raise RunFolderError(
-                    f"{self.variant_file(variant)}: variant '{variant}' is now registered under another config or "
-                    f"corpus than seed {record['seed']} was trained under: the run is not recorded (its folder "
-                    f"{self.seed_dir(variant, record['seed'])} stays); use --out for a run folder per config")
+            folder = self.seed_dir(variant, record["seed"])
+            self._require_registered(variant, ident, f"seed {record['seed']} is not recorded (its folder {folder} stays)")
             self.store.record_run(variant, record)
 
     def discard(self, variant: str) -> None:
