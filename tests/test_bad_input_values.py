@@ -184,3 +184,50 @@ def test_show_and_run_refuse_an_out_of_range_option_naming_its_key(tiny, tmp_pat
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"error: command line: {key}: ") and len(err.splitlines()) == 1, err
     assert not (tmp_path / "out").exists()
+
+
+# --- D7: sizes are bounded, and an oversized model is refused at once -------------------------------
+
+import time  # noqa: E402
+
+import torch  # noqa: E402
+
+from components import TransformerConfig, TransformerLM  # noqa: E402
+from workbench.config.model_size import MAX_LAYERS, MAX_PARAMS, parameter_count  # noqa: E402
+
+
+@pytest.mark.parametrize("config", [
+    TransformerConfig(vocab_size=300, dim=32, n_layers=3, n_heads=2),
+    TransformerConfig(vocab_size=300, dim=32, n_layers=2, n_heads=2, tie_embeddings=True, positions="learned", max_seq_len=64),
+    TransformerConfig(vocab_size=300, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn={"name": "moe", "n_experts": 4},
+                      norm_placement="sandwich", bias=True, norm="layernorm"),
+], ids=["llama", "tied-learned", "moe-sandwich"])
+def test_the_parameter_count_is_exact(config):
+    with torch.device("meta"):
+        expected = TransformerLM(config).num_params()
+    assert parameter_count(config)[0] == expected
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (["model.n_layers=100000"], "model.n_layers"),
+    ([f"model.n_layers={MAX_LAYERS + 1}"], "model.n_layers"),
+    (["model.dim=1000000", "model.n_heads=4"], "model.dim"),
+    (["data.vocab_size=400000000"], "data.vocab_size"),
+    (["model.ffn_hidden_dim=100000000000"], "model.ffn_hidden_dim"),
+    (["model.n_layers=1024", "model.dim=8192", "model.n_heads=64"], "model"),  # 1024 x 805M: over the bound
+])
+def test_an_oversized_model_is_refused_in_show_and_run_in_seconds(tiny, tmp_path, capsys, overrides, key):
+    for command in (["show", str(tiny)], ["run", str(tiny), "--out", str(tmp_path / "out")]):
+        start = time.monotonic()
+        assert main(command + overrides) == 2
+        assert time.monotonic() - start < 5
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: command line: {key}") and len(err.splitlines()) == 1, err
+        assert "layers" in err and "docs/reliability.md" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_at_the_bounds_is_still_accepted(tiny, capsys):
+    assert main(["show", str(tiny), "model.ffn={name: moe, n_experts: 64, top_k: 2}"]) == 0
+    assert MAX_PARAMS >= 20_000_000_000 and MAX_LAYERS >= 1000
+    capsys.readouterr()

@@ -35,6 +35,7 @@ from .errors import COMMAND_LINE, ConfigError, did_you_mean, display_path, from_
 from .experiment import Experiment, Variant
 from .budget import apply_budget, check_budget
 from .lengths import resolve_lengths
+from .model_size import size_problem
 from .schema import ACCELERATORS, MODEL_FROM_ELSEWHERE, PRECISIONS, SECTIONS, STRATEGIES, VariantSchema, keys_at
 from .sizes import SAFE_NAME, SAFE_NAME_RULE, SEP
 from .specs import SPEC_FORM, canonical, spec_name
@@ -349,6 +350,9 @@ class _VariantCheck:
         fingerprint = repr(sorted(config.to_dict().items()))
         if fingerprint in built:
             return
+        too_big = size_problem(config)  # before the full build, which a huge model would take minutes for
+        if too_big:
+            self.fail(*too_big)
         problem = _build_problem(config)
         if problem:
             self.fail(_culprit_option(config) or "model", f"cannot build the model: {problem}")

@@ -1,0 +1,71 @@
+"""The size bound: a model deeper than MAX_LAYERS or over MAX_PARAMS parameters is refused before
+anything is allocated (docs/reliability.md), so a typo such as ``model.n_layers=100000`` is one line,
+not minutes of building and gigabytes of memory.
+
+The count is exact and cheap whatever the size: the blocks are identical, so it is a one-layer model
+built on the meta device (shapes only, no memory) plus ``n_layers - 1`` times its block.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import torch
+
+from components import TransformerConfig, TransformerLM, registry
+from components.config import COMPONENT_FIELDS
+
+from .schema import MODEL_FROM_ELSEWHERE
+
+MAX_LAYERS = 1024  # the deepest transformers trained (DeepNet) have about 1000 layers
+MAX_PARAMS = 20_000_000_000  # 20 billion: far beyond what the workbench trains, far below what stalls a check
+BOUND_DOC = "docs/reliability.md"
+
+
+def parameter_count(config: TransformerConfig) -> tuple[int, int]:
+    """(parameters of the model, parameters of one layer), tied weights once."""
+    with torch.device("meta"):
+        one = TransformerLM(dataclasses.replace(config, n_layers=1))
+    per_layer = sum(p.numel() for p in one.blocks[0].parameters())
+    return one.num_params() + (config.n_layers - 1) * per_layer, per_layer
+
+
+def size_problem(config: TransformerConfig) -> tuple[str, str, str] | None:
+    """(key, problem, allowed) where the model is over a bound; None where it is within them (or
+    cannot be built at all, which the full build then reports)."""
+    if config.n_layers > MAX_LAYERS:
+        return ("model.n_layers", f"invalid value {config.n_layers}: deeper than the workbench's bound of {MAX_LAYERS} "
+                f"layers ({BOUND_DOC})", f"an integer in [1, {MAX_LAYERS}]")
+    try:
+        total, per_layer = parameter_count(config)
+    except Exception:  # a model that cannot be built: reported by the full build, with its cause
+        return None
+    if total <= MAX_PARAMS:
+        return None
+    rest = total - config.n_layers * per_layer
+    return (_largest_setting(config), f"the model would hold {total:,} parameters ({config.n_layers} layers of "
+            f"{per_layer:,}, plus {rest:,} in embeddings, positions and head), over the workbench's bound of "
+            f"{MAX_PARAMS:,} ({BOUND_DOC})", f"a model of at most {MAX_PARAMS:,} parameters")
+
+
+def _largest_setting(config: TransformerConfig) -> str:
+    """The key most likely to blame: the size setting furthest above its default (``model.dim`` at
+    100000 against 256), component options with an integer default included (``model.ffn.n_experts``)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TransformerConfig)}
+    ratios = {name: getattr(config, name) / defaults[name] for name in ("n_layers", "dim", "vocab_size")}
+    if config.ffn_hidden_dim is not None:
+        ratios["ffn_hidden_dim"] = config.ffn_hidden_dim / (4 * config.dim)
+    if config.head_dim is not None:
+        ratios["head_dim"] = config.head_dim * config.n_heads / config.dim
+    if config.component("positions")[0] == "learned":
+        ratios["max_seq_len"] = config.max_seq_len / defaults["max_seq_len"]
+    for field, kind in COMPONENT_FIELDS.items():
+        name, options = config.component(field)
+        signature = inspect.signature(registry.get(kind, name).factory).parameters
+        for option, value in options.items():
+            default = signature[option].default if option in signature else None
+            if type(value) is int and type(default) is int and default > 0:
+                ratios[f"{field}.{option}"] = value / default
+    culprit = max(ratios, key=ratios.get)
+    return MODEL_FROM_ELSEWHERE.get(culprit, f"model.{culprit}")
