@@ -23,8 +23,9 @@ from .data import DataError, DataSettings, check_sizes, prepare
 from .distributed import is_global_zero
 from .environment import current_environment, remember_environment
 from .fileio import STORAGE_ERRORS
-from .results import FINISHED, ResultsStore
-from .run_folder import RunFolder, RunFolderError, identity
+from .post_sweep import baseline_of, log_verdicts, record_comparisons, record_speed, undecided
+from .results import ResultsStore
+from .run_folder import RunFolder, RunFolderError, identity, run_label
 
 log = logging.getLogger("workbench")
 
@@ -83,12 +84,12 @@ def run_experiment(experiment, out_dir: Path, only: list[str] | None = None, res
         folder.claim(experiment.name)
         register(experiment, data, folder, idents, experiment.select(restart) if restart else [])
     if experiment.sequential:  # rounds are decided against the baselines: a --variant job trains them too
-        names = [n for n in experiment.variants if n in names or n in {_baseline_of(experiment, m) for m in names}]
+        names = [n for n in experiment.variants if n in names or n in {baseline_of(experiment, m) for m in names}]
     sweep = _Sweep(experiment, data, folder, idents, lead)
     first = experiment.seeds[:experiment.seed_policy["min"]]
     sweep.train_round([(n, s) for n in names for s in first])
     for seed in experiment.seeds[len(first):]:
-        groups = _undecided(experiment, folder.store, names)
+        groups = undecided(experiment, folder.store, names)
         if not groups:
             break
         log.info("seed %d for the comparisons still undecided: %s", seed, ", ".join(groups))
@@ -96,49 +97,9 @@ def run_experiment(experiment, out_dir: Path, only: list[str] | None = None, res
     store = folder.store
     if lead:
         comparisons = record_comparisons(experiment, store)
-        _log_verdicts(experiment, store, names, comparisons)
+        log_verdicts(experiment, store, names, comparisons)
         record_speed(experiment, data, store)
     return store
-
-
-def record_speed(experiment, data: dict, store: ResultsStore) -> None:
-    """Time the training step of every variant with a completed run in this one process, interleaved and
-    paired with its baseline (``bench.variant_speed``), into results.json ``speed``: the report's speed
-    figures, free of the machine noise that per-run wall-clock throughput carries. Kept while that set of
-    variants is unchanged; a timing that fails is logged and left out, never costing the sweep."""
-    from .bench.variant_speed import speed_lines, time_variants
-
-    recorded = store.load()
-    names = [n for n in experiment.variants
-             if any(r.get("status") == "completed" for r in recorded.get("variants", {}).get(n, {}).get("runs", []))]
-    if len(names) < 2 or sorted((recorded.get("speed") or {}).get("variants", {})) == sorted(names):
-        return
-    variants = experiment.variants
-    try:
-        result = time_variants({n: variants[n].transformer_config(data[n].tokenizer.vocab_size) for n in names},
-                               {n: variants[n].train for n in names},
-                               {n: None if variants[n].arch == experiment.baseline else _baseline_of(experiment, n)
-                                for n in names})
-    except Exception as exc:  # a plugin that fails outside training, memory, ...: the results stand without it
-        log.warning("speed not measured: %s: %s", type(exc).__name__, exc)
-        return
-    store.update(lambda results: results.update(speed=result))
-    for line in speed_lines(result):
-        log.info("speed: %s", line)
-
-
-def _log_verdicts(experiment, store: ResultsStore, names: list[str], comparisons: dict) -> None:
-    """Each finished run's TensorBoard HPARAMS row: config, seed, final metrics and its comparison's verdict
-    ('baseline' for a baseline), written once the sweep's comparisons are known."""
-    from .training.run import log_hparams
-
-    recorded = store.load().get("variants", {})
-    for name in names:
-        baseline = experiment.variants[name].arch == experiment.baseline
-        verdict = comparisons[name].verdict if name in comparisons else ("baseline" if baseline else "n/a")
-        for record in recorded.get(name, {}).get("runs", []):
-            if record.get("status") in FINISHED:
-                log_hparams(store.run_dir, experiment.variants[name], record, verdict)
 
 
 def register(experiment, data: dict, folder: RunFolder, idents: dict, restart: list[str]) -> None:
@@ -176,7 +137,7 @@ class _Sweep:
         end and trained here if that process did not finish it."""
         held: list[tuple[str, int]] = []
         for i, (name, seed) in enumerate(plan, 1):
-            label = f"run {i}/{len(plan)} {name} seed{seed}"
+            label = f"run {i}/{len(plan)} {run_label(name, seed)}"
             with self.claim(name, seed, wait=False) as mine:
                 if not mine:
                     log.info("[%s] another process is training it: skipped for now", label)
@@ -185,7 +146,7 @@ class _Sweep:
                 self.train_and_record(name, seed, label)
         for name, seed in held:
             with self.claim(name, seed, wait=True):
-                self.train_and_record(name, seed, f"{name} seed{seed}")
+                self.train_and_record(name, seed, run_label(name, seed))
         if not self.lead and self.experiment.sequential:  # the next round is decided from rank 0's records
             wait_for_records(self.folder.store, plan)
 
@@ -224,51 +185,10 @@ def wait_for_records(store: ResultsStore, plan: list[tuple[str, int]], timeout_s
     deadline = clock() + timeout_s
     while any(not _recorded(store, n, s) for n, s in plan):
         if clock() > deadline:
-            missing = ", ".join(f"{n} seed{s}" for n, s in plan if not _recorded(store, n, s))
+            missing = ", ".join(run_label(n, s) for n, s in plan if not _recorded(store, n, s))
             raise RunFolderError(f"{store.path}: rank 0 recorded no result for {missing} within {timeout_s:.0f} s "
                                  f"(did it stop?); re-run the command to resume")
         sleep(0.5)
-
-
-def _undecided(experiment, store: ResultsStore, names: list[str]) -> list[str]:
-    """Run groups to give one more seed: the selected ones whose comparison is undecided, and their baselines."""
-    from .reports.verdicts import UNDECIDED
-
-    comparisons = record_comparisons(experiment, store) if is_global_zero() else _comparisons(store)
-    wanted = [n for n in names if n in comparisons and comparisons[n].verdict == UNDECIDED]
-    baselines = [comparisons[n].baseline for n in wanted]
-    return [n for n in experiment.variants if n in wanted or n in baselines]
-
-
-def _baseline_of(experiment, name: str) -> str | None:
-    variant = experiment.variants[name]
-    return next((n for n, v in experiment.variants.items() if v.arch == experiment.baseline and v.size == variant.size), None)
-
-
-def _comparisons(store: ResultsStore) -> dict:
-    from .reports import compare, load_results
-
-    return compare(load_results(store.run_dir), store.run_dir)
-
-
-def record_comparisons(experiment, store: ResultsStore) -> dict:
-    """Compute every comparison from the runs so far; store each under its variant in results.json, and
-    with several sizes the verdicts across scale (``scale``: per size, and where the effect changes sign)."""
-    from .reports import compare, load_results, scale_summary
-
-    results = load_results(store.run_dir)
-    comparisons = compare(results, store.run_dir)
-    scale = scale_summary(results, comparisons)
-
-    def change(data: dict) -> None:
-        for name, entry in data.get("variants", {}).items():
-            entry.pop("comparison", None)
-            if name in comparisons:
-                entry["comparison"] = comparisons[name].as_json()
-        data["scale"] = scale or None
-
-    store.update(change)
-    return comparisons
 
 
 def _recorded(store: ResultsStore, name: str, seed: int) -> bool:
@@ -284,5 +204,5 @@ def _failed(label: str, seed: int, exc: Exception) -> dict:
 def failed_runs(store: ResultsStore, names: list[str], seeds: list[int]) -> list[str]:
     """'variant seedK' of every run among ``names`` x ``seeds`` whose last attempt failed."""
     variants = store.load().get("variants", {})
-    return [f"{n} seed{r['seed']}" for n in names for r in variants.get(n, {}).get("runs", [])
+    return [run_label(n, r["seed"]) for n in names for r in variants.get(n, {}).get("runs", [])
             if r.get("seed") in seeds and r.get("status") == "failed"]

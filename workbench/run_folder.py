@@ -259,6 +259,11 @@ class RunFolder:
         log.info("--restart %s: its runs were discarded", variant)
 
 
+def run_label(variant: str, seed: int) -> str:
+    """How logs and messages name a run: ``<variant> seed<k>``, as its folder reads."""
+    return f"{variant} {seed_folder(seed)}"
+
+
 def seed_folder(seed: int) -> str:
     """The name of a seed's folder: ``seed<k>``."""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:

@@ -246,28 +246,21 @@ def time_variants(configs: dict[str, TransformerConfig], train: dict[str, dict],
     with torch.random.fork_rng(devices=cuda_devices):
         times, resident, stopped, skipped = _measure(plans, rounds, warmup, steps_per_round, seed, budget_s,
                                                      max_params, clock, started)
-    n = len(next(iter(times.values()))) if times else 0
     variants = {name: _summary(v, times, skipped.get(name), baseline_of.get(name), confidence)
                 for name, v in plans.items()}
-    return {
-        "method": (f"paired, interleaved timing of one training step per variant in one process ({n} rounds, each "
-                   f"the median of {steps_per_round} steps per variant taken alternately in shuffled order, after "
-                   f"{warmup} warm-up steps; identical random batches); ratio = geometric mean of the per-round "
-                   f"variant/baseline step-time ratios with a {100 * confidence:g}% t-interval on their logs"),
-        "ratio_means": RATIO_MEANS,
-        "confidence": confidence,
-        "device": devices[0] if len(devices) == 1 else devices,
-        "rounds": n,
-        "rounds_requested": rounds,
-        "steps_per_round": steps_per_round,
-        "warmup_steps": warmup,
-        "stopped_by_budget": stopped,
-        "budget_s": budget_s,
-        "wall_s": clock() - started,
-        "models_resident": resident,
-        "torch_threads": torch.get_num_threads(),
-        "variants": variants,
-    }
+    n = len(next(iter(times.values()))) if times else 0
+    return {"method": _method(n, steps_per_round, warmup, confidence), "ratio_means": RATIO_MEANS,
+            "confidence": confidence, "device": devices[0] if len(devices) == 1 else devices, "rounds": n,
+            "rounds_requested": rounds, "steps_per_round": steps_per_round, "warmup_steps": warmup,
+            "stopped_by_budget": stopped, "budget_s": budget_s, "wall_s": clock() - started,
+            "models_resident": resident, "torch_threads": torch.get_num_threads(), "variants": variants}
+
+
+def _method(rounds: int, steps_per_round: int, warmup: int, confidence: float) -> str:
+    return (f"paired, interleaved timing of one training step per variant in one process ({rounds} rounds, each "
+            f"the median of {steps_per_round} steps per variant taken alternately in shuffled order, after "
+            f"{warmup} warm-up steps; identical random batches); ratio = geometric mean of the per-round "
+            f"variant/baseline step-time ratios with a {100 * confidence:g}% t-interval on their logs")
 
 
 def _measure(plans: dict[str, _Variant], rounds: int, warmup: int, steps_per_round: int, seed: int,
@@ -282,18 +275,10 @@ def _measure(plans: dict[str, _Variant], rounds: int, warmup: int, steps_per_rou
     neighbour varies and identical models time alike, with intervals of +-2-5% on a busy 2-core
     machine against +-10-25% for each variant's steps in one block. With one model at a time, each
     is built in turn (``round_robin_order``), and its steps run in one block."""
-    skipped: dict[str, str] = {}
-    for v in plans.values():
-        cap = _default_max_params(v.device) if max_params is None else max_params
-        if v.params > cap:
-            skipped[v.name] = f"{v.params / 1e6:.1f}M parameters > max_params {cap / 1e6:.1f}M on {v.device.type}"
+    skipped, resident = _fit_in_memory(plans, max_params)
     names = [name for name in plans if name not in skipped]
     if not names:
         return {}, True, False, skipped
-    caps = {v.device.type: (_default_max_params(v.device) if max_params is None else max_params)
-            for v in plans.values()}
-    resident = all(sum(plans[n].params for n in names if plans[n].device.type == kind) <= cap
-                   for kind, cap in caps.items())
 
     def fresh(name: str) -> Callable[[], None]:
         step = _training_step(plans[name], seed)
@@ -319,22 +304,37 @@ def _measure(plans: dict[str, _Variant], rounds: int, warmup: int, steps_per_rou
             break
         round_start = clock()
         order = round_robin_order(names, r)
-        samples: dict[str, list[float]] = {name: [] for name in order}
         with _gc_paused():
             if resident:  # one step at a time, alternating in a fresh random order each pass (see _measure)
+                samples: dict[str, list[float]] = {name: [] for name in order}
                 for _ in range(steps_per_round):
                     for name in shuffled(order):
                         samples[name].append(_step_seconds(steps[name], plans[name].device, clock))
             else:  # one model built at a time: its steps in a block
-                for name in order:
-                    step = fresh(name)
-                    samples[name] = [_step_seconds(step, plans[name].device, clock) for _ in range(steps_per_round)]
-                    del step
+                samples = {name: _block(fresh(name), plans[name].device, clock, steps_per_round) for name in order}
         for name in order:
             times[name].append(median(samples[name]))
         last_round = clock() - round_start
         log.debug("variant speed: round %d: %s", r, {n: f"{1000 * t[-1]:.1f} ms" for n, t in times.items()})
     return times, resident, stopped, skipped
+
+
+def _fit_in_memory(plans: dict[str, _Variant], max_params: int | None) -> tuple[dict[str, str], bool]:
+    """{name: why it is not timed} for a model above ``max_params`` (default per device), and whether all
+    the others fit in memory at once (their parameters sum to at most the cap of their device)."""
+    caps = {v.device.type: (_default_max_params(v.device) if max_params is None else max_params)
+            for v in plans.values()}
+    skipped = {v.name: f"{v.params / 1e6:.1f}M parameters > max_params {caps[v.device.type] / 1e6:.1f}M on {v.device.type}"
+               for v in plans.values() if v.params > caps[v.device.type]}
+    names = [name for name in plans if name not in skipped]
+    resident = all(sum(plans[n].params for n in names if plans[n].device.type == kind) <= cap
+                   for kind, cap in caps.items())
+    return skipped, resident
+
+
+def _block(step: Callable[[], None], device, clock, steps: int) -> list[float]:
+    """``steps`` timed steps of one model in a row (the model is freed with ``step`` afterwards)."""
+    return [_step_seconds(step, device, clock) for _ in range(steps)]
 
 
 def _summary(v: _Variant, times: dict[str, list[float]], skipped: str | None, baseline: str | None,

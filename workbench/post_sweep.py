@@ -1,0 +1,95 @@
+"""What a sweep leaves once its runs are trained: comparisons and verdicts, paired speed, HPARAMS rows.
+
+The runner calls these after each round (comparisons decide which groups get another seed) and at the
+end; each reads results.json and writes its part back under the store's lock.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .distributed import is_global_zero
+from .results import FINISHED, ResultsStore
+
+log = logging.getLogger("workbench")
+
+
+def record_comparisons(experiment, store: ResultsStore) -> dict:
+    """Compute every comparison from the runs so far; store each under its variant in results.json, and
+    with several sizes the verdicts across scale (``scale``: per size, and where the effect changes sign)."""
+    from .reports import compare, load_results, scale_summary
+
+    results = load_results(store.run_dir)
+    comparisons = compare(results, store.run_dir)
+    scale = scale_summary(results, comparisons)
+
+    def change(data: dict) -> None:
+        for name, entry in data.get("variants", {}).items():
+            entry.pop("comparison", None)
+            if name in comparisons:
+                entry["comparison"] = comparisons[name].as_json()
+        data["scale"] = scale or None
+
+    store.update(change)
+    return comparisons
+
+
+def _comparisons(store: ResultsStore) -> dict:
+    from .reports import compare, load_results
+
+    return compare(load_results(store.run_dir), store.run_dir)
+
+
+def undecided(experiment, store: ResultsStore, names: list[str]) -> list[str]:
+    """Run groups to give one more seed: the selected ones whose comparison is undecided, and their baselines."""
+    from .reports.verdicts import UNDECIDED
+
+    comparisons = record_comparisons(experiment, store) if is_global_zero() else _comparisons(store)
+    wanted = [n for n in names if n in comparisons and comparisons[n].verdict == UNDECIDED]
+    baselines = [comparisons[n].baseline for n in wanted]
+    return [n for n in experiment.variants if n in wanted or n in baselines]
+
+
+def baseline_of(experiment, name: str) -> str | None:
+    variant = experiment.variants[name]
+    return next((n for n, v in experiment.variants.items() if v.arch == experiment.baseline and v.size == variant.size), None)
+
+
+def record_speed(experiment, data: dict, store: ResultsStore) -> None:
+    """Time the training step of every variant with a completed run in this one process, interleaved and
+    paired with its baseline (``bench.variant_speed``), into results.json ``speed``: the report's speed
+    figures, free of the machine noise that per-run wall-clock throughput carries. Kept while that set of
+    variants is unchanged; a timing that fails is logged and left out, never costing the sweep."""
+    from .bench.variant_speed import speed_lines, time_variants
+
+    recorded = store.load()
+    names = [n for n in experiment.variants
+             if any(r.get("status") == "completed" for r in recorded.get("variants", {}).get(n, {}).get("runs", []))]
+    if len(names) < 2 or sorted((recorded.get("speed") or {}).get("variants", {})) == sorted(names):
+        return
+    variants = experiment.variants
+    try:
+        result = time_variants({n: variants[n].transformer_config(data[n].tokenizer.vocab_size) for n in names},
+                               {n: variants[n].train for n in names},
+                               {n: None if variants[n].arch == experiment.baseline else baseline_of(experiment, n)
+                                for n in names})
+    except Exception as exc:  # a plugin that fails outside training, memory, ...: the results stand without it
+        log.warning("speed not measured: %s: %s", type(exc).__name__, exc)
+        return
+    store.update(lambda results: results.update(speed=result))
+    for line in speed_lines(result):
+        log.info("speed: %s", line)
+
+
+def log_verdicts(experiment, store: ResultsStore, names: list[str], comparisons: dict) -> None:
+    """Each finished run's TensorBoard HPARAMS row: config, seed, final metrics and its comparison's verdict
+    ('baseline' for a baseline), written once the sweep's comparisons are known."""
+    from .training.run import log_hparams
+
+    recorded = store.load().get("variants", {})
+    for name in names:
+        baseline = experiment.variants[name].arch == experiment.baseline
+        verdict = comparisons[name].verdict if name in comparisons else ("baseline" if baseline else "n/a")
+        for record in recorded.get(name, {}).get("runs", []):
+            if record.get("status") in FINISHED:
+                log_hparams(store.run_dir, experiment.variants[name], record, verdict)
