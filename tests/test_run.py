@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -83,11 +82,10 @@ def test_kill_then_rerun_resumes_to_the_same_final_loss(tmp_path, cache):
 def test_sigterm_saves_the_finished_steps_exits_143_and_the_rerun_resumes(tmp_path, cache):
     from workbench.training.checkpoint_io import resume_checkpoint
 
-    exp = write_experiment(tmp_path, cache, steps=600, every=500, seeds=[0], variants="  rms: {}")
+    exp = write_experiment(tmp_path, cache, steps=600, every=25, seeds=[0], variants="  rms: {}")
     out = tmp_path / "out"
     proc = cli("run", str(exp), "--out", str(out))
-    wait_for(proc, out, "rms/seed0/events.out.tfevents.*")
-    time.sleep(1.5)  # training has started: some steps in
+    wait_for(proc, out, "rms/seed0/checkpoints/*.ckpt.sha256")  # the proof that steps are in: step 25's checkpoint
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err[-2000:]

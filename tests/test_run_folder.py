@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -282,11 +281,10 @@ def test_two_processes_without_variant_split_the_runs_instead_of_doubling_them(t
 
 
 def test_ctrl_c_finishes_the_step_saves_and_exits_130_then_resumes(tmp_path, cache):
-    exp = write_experiment(tmp_path, cache, steps=600, every=500, seeds=[0], variants="  rms: {}")
+    exp = write_experiment(tmp_path, cache, steps=600, every=25, seeds=[0], variants="  rms: {}")
     out = tmp_path / "out"
     proc = cli("run", str(exp), "--out", str(out))
-    wait_for(proc, out, "rms/seed0/events.out.tfevents.*")
-    time.sleep(1.5)
+    wait_for(proc, out, "rms/seed0/checkpoints/*.ckpt.sha256")  # the proof that steps are in: step 25's checkpoint
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]

@@ -78,24 +78,17 @@ def test_window_throughput_counts_the_steps_since_the_last_logging_step(tmp_path
             self.logged.append((step, metrics))
 
     train = {"steps": 100, "eval_every": 50, "log_every": 4, "checkpoint_every": 50}
-    recorder = RunRecorder(tmp_path / "metrics.json", [], train, "test", tokens_per_step=1000)
+    now = [0.0]
+    recorder = RunRecorder(tmp_path / "metrics.json", [], train, "test", tokens_per_step=1000, clock=lambda: now[0])
     model = TransformerLM(TransformerConfig(vocab_size=64, max_seq_len=16, dim=32, n_layers=1, n_heads=2))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     trainer = SimpleNamespace(global_step=0, world_size=2, optimizers=[optimizer], logger=Logger(), is_global_zero=True)
     module = SimpleNamespace(grad_norm=torch.tensor(0.5))
-    import workbench.training.callbacks as callbacks
-
-    now = [0.0]
-    real = callbacks.time.perf_counter
-    callbacks.time.perf_counter = lambda: now[0]
-    try:
-        for step in range(1, 5):  # step k runs from second 2(k-1) to 2k-1, then one second of data loading
-            now[0] = 2.0 * (step - 1)
-            recorder.on_train_batch_start(trainer, module, None, step)
-            trainer.global_step, now[0] = step, 2.0 * step - 1
-            recorder.on_train_batch_end(trainer, module, {"loss": torch.tensor(2.0)}, None, step)
-    finally:
-        callbacks.time.perf_counter = real
+    for step in range(1, 5):  # step k runs from second 2(k-1) to 2k-1, then one second of data loading
+        now[0] = 2.0 * (step - 1)
+        recorder.on_train_batch_start(trainer, module, None, step)
+        trainer.global_step, now[0] = step, 2.0 * step - 1
+        recorder.on_train_batch_end(trainer, module, {"loss": torch.tensor(2.0)}, None, step)
     (step, metrics), = trainer.logger.logged
     assert step == 4 and metrics["loss/train"] == 2.0 and metrics["optim/grad_norm"] == 0.5
     # first window: from the first step's start (tick 0) to the sync at step 4's end (tick 7), both processes

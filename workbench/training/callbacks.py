@@ -60,7 +60,8 @@ class RunRecorder(L.Callback):
     """
 
     def __init__(self, metrics_path: Path, val_batches, train: dict, label: str, tokens_per_step: int,
-                 flops_per_token: int = 0, plain_lines: bool = False):
+                 flops_per_token: int = 0, plain_lines: bool = False, clock=time.perf_counter):
+        self.clock = clock  # seconds, monotonic: injected by tests
         self.path = Path(metrics_path)
         self.val_batches = val_batches
         self.eval_steps = eval_schedule(train["steps"], train["eval_every"])
@@ -77,7 +78,7 @@ class RunRecorder(L.Callback):
         self.train_time = 0.0
         self.timed_steps = 0
         self.earlier_wall_s = 0.0  # wall time of the sessions before this one (from the checkpoint)
-        self._started = time.perf_counter()
+        self._started = self.clock()
         self._t0 = 0.0
         self._session_steps = 0
         self._window_t0: float | None = None  # the logging window: from its first step's start
@@ -95,7 +96,7 @@ class RunRecorder(L.Callback):
 
     @property
     def wall_time_s(self) -> float:
-        return self.earlier_wall_s + time.perf_counter() - self._started
+        return self.earlier_wall_s + self.clock() - self._started
 
     # -- lifecycle -------------------------------------------------------------------------------
     def on_train_start(self, trainer, pl_module):
@@ -108,7 +109,7 @@ class RunRecorder(L.Callback):
             write_json(self.path, self.curves)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self._t0 = time.perf_counter()
+        self._t0 = self.clock()
         if self._window_t0 is None:
             self._window_t0 = self._t0
 
@@ -116,7 +117,7 @@ class RunRecorder(L.Callback):
         self._session_steps += 1
         self._window_steps += 1
         if self._session_steps > 2:  # skip warm-up (allocator, compile) steps in throughput
-            self.train_time += time.perf_counter() - self._t0
+            self.train_time += self.clock() - self._t0
             self.timed_steps += 1
         step = trainer.global_step
         checkpoint_due = step % self.checkpoint_every == 0
@@ -139,7 +140,7 @@ class RunRecorder(L.Callback):
     def _log_step(self, trainer, pl_module, step: int, loss: float, lr: float) -> None:
         """TensorBoard scalars at ``step`` and, without a progress bar, one plain line. Called right after
         the loss's host sync, so the window's wall time covers its steps' device work."""
-        now = time.perf_counter()
+        now = self.clock()
         rate = None
         if self._window_t0 is not None and self._window_steps and now > self._window_t0:
             rate = self._window_steps * self.tokens_per_step * trainer.world_size / (now - self._window_t0)
