@@ -10,7 +10,6 @@ interrupted folder resumes from the newest checkpoint that loads and was trained
 from __future__ import annotations
 
 import logging
-import math
 import resource
 import sys
 import warnings
