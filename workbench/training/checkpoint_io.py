@@ -1,6 +1,8 @@
 """Checkpoints through Lightning: written atomically with their checksum (``workbench.checkpoint_file``),
 loaded verified and as plain data, and picked safely to resume from: the newest intact one, refused when
-it was trained under another config than the run's identity (resolved config + data fingerprint).
+it was trained under another config than the run's identity (resolved config + data fingerprint), or when
+a candidate is not a regular file inside the checkpoint folder (a FIFO would hang the run, /dev/zero
+fill its memory).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import io
 import logging
 import pickle
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from ..checkpoint_file import IDENTITY_KEY, digest_path, load_verified
 from ..fileio import write_bytes, write_text
+from ..folder_safety import inside
 from ..results import RunFolderError, changed_keys, comparable, describe_changes, with_defaults
 
 log = logging.getLogger("workbench")
@@ -51,8 +55,24 @@ def _step_in_name(path: Path) -> int:
     return int(match.group(1)) if match else -1
 
 
+def _check_candidate(path: Path, ckpt_dir: Path) -> Path:
+    """``path`` if it (and its checksum file, when there is one) is a regular file inside ``ckpt_dir``;
+    else RunFolderError naming it. Checked before anything opens it."""
+    for file in (path, digest_path(path)):
+        inside(ckpt_dir, file.name, file, "checkpoint file")
+        try:
+            mode = file.stat().st_mode
+        except FileNotFoundError:
+            continue  # a missing checksum: the checkpoint is skipped as unverified
+        if not stat.S_ISREG(mode):
+            raise RunFolderError(f"{file}: not a regular file (a device, FIFO, socket or folder): refused; "
+                                 f"remove it and run the command again")
+    return path
+
+
 def _peek_step(path: Path) -> int:
-    """The global step a checkpoint claims, read lazily (mmap) to order candidates; -1 if unreadable."""
+    """The global step a checkpoint claims, read lazily (mmap) to order candidates; -1 if unreadable.
+    Call on a checked candidate only (mmap of a FIFO or device would block or fail)."""
     try:
         return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
     except Exception:
@@ -64,15 +84,19 @@ def resume_checkpoint(ckpt_dir: Path, identity: dict | None = None) -> tuple[Pat
 
     Damaged, non-plain (pickled code) and identity-less checkpoints are skipped with a warning, falling
     back to the next newest. One that loads but was trained under another ``identity`` raises
-    RunFolderError naming the changed keys. (None, 0) when nothing can be resumed.
+    RunFolderError naming the changed keys, and so does a candidate (or its checksum) that is not a
+    regular file inside ``ckpt_dir``. (None, 0) when nothing can be resumed.
     """
     if not ckpt_dir.is_dir():
         return None, 0
-    candidates = sorted(((_peek_step(p), p.name == "last.ckpt", p) for p in ckpt_dir.glob("*.ckpt")), reverse=True)
+    paths = [_check_candidate(p, ckpt_dir) for p in sorted(ckpt_dir.glob("*.ckpt"))]
+    candidates = sorted(((_peek_step(p), p.name == "last.ckpt", p) for p in paths), reverse=True)
     for _, _, path in candidates:
         try:
-            checkpoint = load_verified(path)
+            checkpoint = load_verified(path, root=ckpt_dir)
             step = int(checkpoint["global_step"])
+        except RunFolderError:  # swapped for a FIFO or device since it was checked
+            raise
         except pickle.UnpicklingError as exc:
             log.warning("refusing checkpoint %s: it holds objects other than plain data, not loaded (%s)", path, _first_line(exc))
             continue
