@@ -23,6 +23,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from ..fileio import write_bytes
+from ..folder_safety import LIMITS, read_regular
 from .errors import DataError
 
 log = logging.getLogger(__name__)
@@ -55,17 +56,26 @@ KINDS = ("sentencepiece", "huggingface", "none")
 _OTHER_LINE_ENDS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
+class TokenizerFileError(RuntimeError):
+    """A tokenizer file that holds no usable tokenizer; one line naming the file."""
+
+
+def _first_line(err: BaseException) -> str:
+    return " ".join(str(err).split())[:200] or type(err).__name__
+
+
 class Tokenizer:
     """A tokenizer file: a sentencepiece model, a `tokenizers` tokenizer.json, or the ids-only record of a
     pre-tokenized corpus (kind 'none': it knows its vocabulary size, and cannot encode or decode).
 
-    `Tokenizer(path)` reads any of them (told apart by content, whatever the file's name). Picklable:
-    it carries the file's bytes.
+    `Tokenizer(path)` reads any of them (told apart by content, whatever the file's name): a regular file
+    of at most LIMITS["tokenizer"] bytes (else RunFolderError); a file that is none of them raises
+    TokenizerFileError (one line). Picklable: it carries the file's bytes.
     """
 
     def __init__(self, model_path: str | Path):
         self.model_path = Path(model_path)
-        self._load(self.model_path.read_bytes())
+        self._load(read_regular(self.model_path, LIMITS["tokenizer"]))
 
     @classmethod
     def from_bytes(cls, blob: bytes, model_path: str | Path = "<memory>") -> Tokenizer:
@@ -79,19 +89,37 @@ class Tokenizer:
         self._sp = self._hf = None
         self._ids_only: dict | None = None
         if blob.lstrip()[:1] == b"{":
-            try:
-                spec = json.loads(blob)
-            except ValueError as err:
-                raise RuntimeError(f"{self.model_path}: not a tokenizer (invalid JSON: {err})") from None
-            if isinstance(spec, dict) and IDS_ONLY in spec:
-                self.kind, self._ids_only = "none", spec[IDS_ONLY]
-                return
-            from tokenizers import Tokenizer as HFTokenizer  # optional: installed with transformers
-
-            self.kind, self._hf = "huggingface", HFTokenizer.from_str(blob.decode("utf-8"))
+            self._load_json(blob)
             return
-        self.kind, self._sp = "sentencepiece", spm.SentencePieceProcessor(model_proto=blob)
-        self._blob = self._sp.serialized_model_proto()
+        try:
+            self._sp = spm.SentencePieceProcessor(model_proto=blob)
+        except Exception as err:  # sentencepiece raises RuntimeError (or a protobuf error) on a bad file
+            raise TokenizerFileError(f"{self.model_path}: not a tokenizer (not a sentencepiece model: "
+                                     f"{_first_line(err)})") from None
+        self.kind, self._blob = "sentencepiece", self._sp.serialized_model_proto()
+
+    def _load_json(self, blob: bytes) -> None:
+        """A tokenizers tokenizer.json, or the ids-only record of a pre-tokenized corpus."""
+        try:
+            spec = json.loads(blob)
+        except ValueError as err:
+            raise TokenizerFileError(f"{self.model_path}: not a tokenizer (invalid JSON: {err})") from None
+        if isinstance(spec, dict) and IDS_ONLY in spec:
+            record = spec[IDS_ONLY]
+            size = record.get("vocab_size") if isinstance(record, dict) else None
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise TokenizerFileError(f"{self.model_path}: malformed token-id record: {IDS_ONLY}.vocab_size must "
+                                         f"be a positive integer, got {str(size)[:40]}")
+            self.kind, self._ids_only = "none", record
+            return
+        from tokenizers import Tokenizer as HFTokenizer  # optional: installed with transformers
+
+        try:
+            self._hf = HFTokenizer.from_str(blob.decode("utf-8"))
+        except Exception as err:  # tokenizers raises a bare Exception for JSON that is not a tokenizer
+            raise TokenizerFileError(f"{self.model_path}: not a tokenizer (a JSON file, but not a tokenizers "
+                                     f"tokenizer.json: {_first_line(err)})") from None
+        self.kind = "huggingface"
 
     @property
     def vocab_size(self) -> int:
@@ -148,10 +176,10 @@ class Tokenizer:
         """Write the tokenizer's file to ``path`` atomically (a run folder keeps its own copy); an identical
         file already there is left as is."""
         path = Path(path)
-        try:
-            if path.read_bytes() == self._blob:
+        try:  # bounded and regular only: a FIFO or /dev/zero in its place is replaced, never read
+            if read_regular(path, len(self._blob)) == self._blob:
                 return
-        except OSError:
+        except (OSError, ValueError):
             pass
         write_bytes(path, self._blob)
 
