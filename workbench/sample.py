@@ -14,8 +14,9 @@ import torch
 
 from components.generation import check_sampling
 
+from .folder_safety import check_variant_name
 from .load import LoadError, load_run
-from .results import read_results
+from .results import RunFolderError, read_results
 
 
 class SampleError(ValueError):
@@ -35,14 +36,33 @@ class Sample:
 
 
 def completed_variants(run_dir: str | Path) -> list[str]:
-    """The variants of ``run_dir``'s results.json with at least one completed run, in its order."""
+    """The variants of ``run_dir``'s results.json with at least one completed run, in its order; a name
+    that is not a plain variant name (``../other/a``: it would load another folder's model) is LoadError."""
     if not Path(run_dir).is_dir():
         raise LoadError(f"{run_dir}: no such folder")
-    results = read_results(Path(run_dir) / "results.json")
+    path = Path(run_dir) / "results.json"
+    try:
+        results = read_results(path)
+        names = [check_variant_name(name, path) for name, entry in results.get("variants", {}).items()
+                 if any(r.get("status") == "completed" for r in entry.get("runs", []))]
+    except RunFolderError as exc:
+        raise LoadError(str(exc)) from None
     if not results:
         raise LoadError(f"{run_dir}: no results.json: not a run folder, or no run has been recorded yet")
-    return [name for name, entry in results["variants"].items()
-            if any(r.get("status") == "completed" for r in entry.get("runs", []))]
+    return names
+
+
+def check_prompt(prompt: str) -> str:
+    """``prompt`` if it is text that can be encoded (UTF-8); else SampleError. Bytes that are not UTF-8 in a
+    command line reach Python as lone surrogates (surrogateescape), which no tokenizer can encode."""
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = prompt[exc.start]
+        shown = f"byte 0x{ord(bad) - 0xDC00:02x}" if 0xDC80 <= ord(bad) <= 0xDCFF else f"character U+{ord(bad):04X}"
+        raise SampleError(f"--prompt is not valid UTF-8 text ({shown} at character {exc.start}); give the prompt "
+                          f"as UTF-8 (check the terminal's or the script's encoding)") from None
+    return prompt
 
 
 def first_completed_seed(run_dir: str | Path, variant: str) -> int:
@@ -55,7 +75,7 @@ def continue_text(model, tokenizer, prompt: str, max_new_tokens: int, temperatur
                   top_k: int | None = None, top_p: float | None = None, seed: int = 0) -> tuple[str, int, str | None]:
     """(continuation text, tokens generated, note) of ``prompt``; stops at the tokenizer's eos, and at the
     length learned positions cover (the note says so)."""
-    ids = tokenizer.encode(prompt)
+    ids = tokenizer.encode(check_prompt(prompt))
     if not ids:
         raise SampleError("the prompt is empty: give at least one character with --prompt")
     note = None
@@ -87,6 +107,7 @@ def sample_run(run_dir: str | Path, prompt: str, variants: list[str] | None = No
         check_sampling(temperature, top_k, top_p)
     except ValueError as exc:
         raise SampleError(str(exc)) from None
+    check_prompt(prompt)
     if max_new_tokens < 1:
         raise SampleError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
     names = variants or completed_variants(run_dir)
