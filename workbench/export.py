@@ -20,10 +20,9 @@ Two forms, chosen by what the architecture is:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import torch
 from components import TransformerLM
 
 from .data.tokenizer import Tokenizer
+from .fileio import STORAGE_ERRORS, normal_permissions, remove_stale_temps, staging_folder
 from .load import load_run
 from .results import RunFolderError
 from .sample import first_completed_seed
@@ -55,7 +55,8 @@ LOGIT_TOLERANCE = 1e-4  # fp32: the two implementations differ by rounding only
 
 
 class ExportError(RunFolderError):
-    """The export cannot be written (the --out folder exists and is not empty); one line."""
+    """The export cannot be written (the --out folder exists and is not empty, or a file stands where a
+    folder of its path must be); one line."""
 
 
 @dataclass(frozen=True)
@@ -73,33 +74,55 @@ def export_run(run_dir: str | Path, variant: str, out: str | Path, seed: int | N
     """Export ``variant``'s trained model (``seed`` None: its first completed seed) to the new folder ``out``.
 
     Raises LoadError (as ``load_run``) for a run that cannot be loaded and ExportError for an ``out``
-    that exists and is not empty. The folder appears whole or not at all (written beside it, then renamed).
+    that exists and is not empty or cannot be created. The folder appears whole or not at all (written in
+    a staging folder beside it, then renamed; the staging folder is removed on any error, Ctrl-C or
+    SIGTERM, and one a killed export left is removed by the next), with the umask's permissions.
     """
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ExportError(f"{out}: already exists and is not an empty folder; choose another --out or remove it")
+    _check_out(out)
     model, tokenizer = load_run(run_dir, variant, seed)
     seed = first_completed_seed(run_dir, variant) if seed is None else seed
     if tokenizer.kind == "sentencepiece":
         hf_model, reason = _transformers_model(model, tokenizer)
     else:  # the transformers tokenizer is rebuilt from a sentencepiece model (hf_tokenizer)
         hf_model, reason = None, f"the run's tokenizer is of kind '{tokenizer.kind}', not a sentencepiece model"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    _make_parent(out)
+    remove_stale_temps(out.parent, recursive=False)  # staging folders of killed exports
+    with staging_folder(out.parent, out.name) as staging:
         if hf_model is not None:
             hf_model.save_pretrained(staging)
             hf_tokenizer(tokenizer).save_pretrained(staging)
             _portable_tokenizer_class(staging / "tokenizer_config.json")
         else:
             _write_plain(staging, model, tokenizer, reason)
+        normal_permissions(staging)
         if out.exists():
             out.rmdir()  # empty, checked above
         os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return Exported(out, "transformers" if hf_model is not None else "plain", variant, seed, reason)
+
+
+def _check_out(out: Path) -> None:
+    """ExportError unless ``out`` is missing or an empty folder, and the nearest existing folder on its
+    path is a folder (``--out FILE/sub`` cannot be created)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ExportError(f"{out}: already exists and is not an empty folder; choose another --out or remove it")
+    existing = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists() or p.is_symlink())
+    if not existing.is_dir():
+        raise ExportError(f"{out}: cannot create the export folder there ({existing} is a file, not a folder); "
+                          f"choose another --out")
+
+
+def _make_parent(out: Path) -> None:
+    """Create ``out``'s parent folders; ExportError (one line) where that fails for a reason other than
+    the disk (STORAGE_ERRORS, which the command line reports as such)."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if exc.errno in STORAGE_ERRORS:
+            raise
+        problem = "a file stands on its path" if exc.errno in (errno.EEXIST, errno.ENOTDIR) else exc.strerror
+        raise ExportError(f"{out}: cannot create the export folder there ({problem}); choose another --out") from None
 
 
 def _transformers_model(model: TransformerLM, tokenizer: Tokenizer):
@@ -156,7 +179,7 @@ def hf_tokenizer(tokenizer: Tokenizer):
     from tokenizers import decoders, models, normalizers
     from transformers import PreTrainedTokenizerFast
 
-    sp = spm.SentencePieceProcessor(model_file=str(tokenizer.model_path))
+    sp = spm.SentencePieceProcessor(model_proto=tokenizer.serialized())  # the bytes loaded, not the file again
     vocab = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
     special = {sp.id_to_piece(i) for i in range(sp.get_piece_size()) if sp.is_control(i) or sp.is_unknown(i) or sp.is_byte(i)}
     unk = sp.id_to_piece(sp.unk_id())
