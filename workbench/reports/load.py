@@ -1,8 +1,10 @@
 """Read a run folder (results.json + per-run metrics.json) into plain records for the report.
 
-results.json is the only required input: it must exist and have the documented shape, else
-ReportError. Everything inside a run (numbers, metrics files) is optional: a missing value is None,
-a missing or unreadable metrics file is no curve (logged), never a crash.
+results.json is the only required input: it must exist and have the documented shape, and every
+variant name in it must be a plain name (used as a folder and file name), else ReportError. Everything
+inside a run (numbers, metrics files) is optional: a missing value is None, a missing or unreadable
+metrics file is no curve (logged), never a crash; so is a metrics path leading outside the run folder,
+or to anything but a regular file of bounded size (a FIFO, /dev/zero), which is never opened.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from ..folder_safety import LIMITS, check_variant_name, inside, read_regular
 from ..results import RunFolderError, read_results
+from ..run_folder import RunFolder
 from .verdicts import DEFAULT_MARGIN, SeedPolicy
 
 logger = logging.getLogger(__name__)
@@ -220,6 +224,10 @@ def load_results(run_dir: str | Path) -> Results:
     seeds = list(dict.fromkeys(_seed(s, path) for s in seeds_raw))
     variants = []
     for index, (name, entry) in enumerate(data["variants"].items()):
+        try:
+            check_variant_name(name, path)
+        except RunFolderError as e:
+            raise ReportError(str(e)) from None
         if not isinstance(entry, dict):
             raise ReportError(f"{path}: malformed: variants.{name} must be an object")
         runs_raw = entry.get("runs") or []
@@ -299,12 +307,18 @@ def load_curves(run_dir: str | Path, variant: Variant, run: Run) -> RunCurves | 
     """The run's metrics.json as curves, or None (logged) when the file is absent or unreadable."""
     if run.status == MISSING:
         return None
-    rel = run.metrics or f"{variant.name}/seed{run.seed}/metrics.json"
-    path = Path(run_dir) / rel
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+    run_dir = Path(run_dir)
+    path = run_dir / (run.metrics or "metrics.json")  # named in messages until resolved
+    try:  # a recorded path must lead inside the folder, to a regular file; the default is the run's own
+        what = f"metrics path of {variant.name} seed {run.seed}"
+        path = (inside(run_dir, run.metrics, run_dir / "results.json", what) if run.metrics
+                else RunFolder(run_dir).seed_dir(variant.name, run.seed) / "metrics.json")
+        data = json.loads(read_regular(path, LIMITS["json"], run_dir).decode("utf-8"))
     except FileNotFoundError:
         logger.info("no metrics file for %s seed %s at %s", variant.name, run.seed, path)
+        return None
+    except RunFolderError as e:  # leads outside the folder, or not a regular file: never opened
+        logger.warning("skipping metrics file: %s", e)
         return None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         logger.warning("skipping unreadable metrics file %s: %s", path, e)
