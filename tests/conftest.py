@@ -35,3 +35,23 @@ def sandbox_registry():
     for name in set(sys.modules) - saved_modules:
         if name.startswith("wbtest_"):
             del sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory):
+    """One data cache for the whole session: the tiny experiments' corpus is prepared once."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def _sweeps_are_marked(request, monkeypatch):
+    """A test that trains a sweep in this process must say so (``@pytest.mark.e2e``): then ``-m 'not e2e'``
+    is the fast suite, and the marker list tells what a test costs."""
+    if request.node.get_closest_marker("e2e") is not None:
+        return
+    from workbench import experiment
+
+    def refuse(*args, **kwargs):
+        pytest.fail(f"{request.node.nodeid} trains a sweep: mark it @pytest.mark.e2e")
+
+    monkeypatch.setattr(experiment._Sweep, "train_round", refuse)

@@ -88,11 +88,9 @@ def test_world_size_of_a_step(train, expected):
 
 # ------------------------------------------------------------------ end to end
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
 
 
+@pytest.mark.e2e
 def test_flops_budget_end_to_end_recorded_and_reported(tmp_path, cache):
     budget = 1.0e9
     exp = write_experiment(tmp_path, cache, steps=None, seeds=[0], extra=f"budget: {{flops: {budget}}}",
@@ -123,6 +121,7 @@ def test_flops_budget_end_to_end_recorded_and_reported(tmp_path, cache):
     ("budget.tokens=-1", "budget.tokens: invalid value -1"),
     ("budget.flop=1e9", "did you mean 'flops'"),
 ])
+@pytest.mark.e2e
 def test_bad_budget_exits_2_with_one_line(tmp_path, cache, capsys, override, needle):
     exp = write_experiment(tmp_path, cache, steps=None, seeds=[0], extra="budget: {tokens: 10000}")
     assert main(["run", str(exp), override, "--out", str(tmp_path / "out")]) == 2

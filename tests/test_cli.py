@@ -127,6 +127,7 @@ def test_show_takes_component_specs_from_the_command_line(exp, capsys):
     assert out.count("norm={name: rmsnorm, eps: 1e-05}") == 1 and "model.ffn: {name: moe, n_experts: 4}   (rms: swiglu)" in out
 
 
+@pytest.mark.e2e
 def test_spec_run_records_the_mapping_and_resumes_under_another_spelling(exp, tmp_path, capsys):
     out = tmp_path / "out"
     spec = "variants.rms.model.norm={name: rmsnorm, eps: 1e-5}"

@@ -148,6 +148,7 @@ def prepared(trained: dict, variant: str):
     pytest.param("parquet", marks=pytest.mark.skipif(not HAVE_PYARROW, reason=NO_PYARROW)),
     pytest.param("text_zst", marks=pytest.mark.skipif(not HAVE_ZSTD, reason=NO_ZSTD)),
 ])
+@pytest.mark.e2e
 def test_formats_train_end_to_end_on_the_same_documents(trained, variant):
     """Each format trains; its documents are the plain files' (same count, same bytes), and the token
     files decode back to the val documents' text."""
@@ -189,6 +190,7 @@ def check_bits_per_byte(trained: dict, variant: str, encode) -> None:
     assert trained["results"]["variants"][variant]["config"]["data"]["vocab_size"] == data.vocab_size
 
 
+@pytest.mark.e2e
 def test_an_existing_sentencepiece_model_trains_and_reports_bits_per_byte(trained, corpus):
     sp = spm.SentencePieceProcessor(model_file=str(corpus / "own.model"))
     check_bits_per_byte(trained, "spm_model", sp.encode)
@@ -196,6 +198,7 @@ def test_an_existing_sentencepiece_model_trains_and_reports_bits_per_byte(traine
     assert data.vocab_size == sp.get_piece_size() == 300 and data.tokenizer.eos_id == sp.eos_id() == 2
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not HAVE_TOKENIZERS, reason=NO_TOKENIZERS)
 def test_a_tokenizer_json_trains_and_reports_bits_per_byte(trained, corpus):
     from tokenizers import Tokenizer
@@ -207,6 +210,7 @@ def test_a_tokenizer_json_trains_and_reports_bits_per_byte(trained, corpus):
     assert data.tokenizer.kind == "huggingface"
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not HAVE_TOKENIZERS, reason=NO_TOKENIZERS)
 def test_a_tokenizer_json_run_exports_a_plain_folder_whose_lines_load_its_tokenizer(trained, corpus, tmp_path):
     from workbench.export import PLAIN_LOAD, PLAIN_TOKENIZERS, export_run
@@ -253,6 +257,7 @@ def write_bins(folder: Path, vocab: int = 300, dtype=np.uint16) -> tuple[Path, P
     return pair
 
 
+@pytest.mark.e2e
 def test_a_bin_pair_trains(tmp_path):
     """nanoGPT's train.bin/val.bin: trained as they are; bits per byte from data.bytes_per_token."""
     from workbench.experiment import run_experiment

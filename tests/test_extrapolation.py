@@ -84,11 +84,9 @@ def test_lengths_are_multiples_up_to_16_and_token_counts_above(tmp_path):
     assert exp.variants["short"].eval_lengths == [32, 64, 128, 256, 512]
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
 
 
+@pytest.mark.e2e
 def test_extrapolation_end_to_end(tmp_path, cache):
     variants = "  rope: {}\n  sinusoidal: {model: {positions: sinusoidal}}\n  none: {model: {positions: none}}\n  learned: {model: {positions: learned}}"
     exp = write_experiment(tmp_path, cache, steps=8, seeds=[0], variants=variants, baseline="rope",
@@ -112,6 +110,7 @@ def test_extrapolation_end_to_end(tmp_path, cache):
     assert (out / "plots" / "val_loss_vs_length.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.e2e
 def test_a_length_longer_than_the_val_split_exits_2(tmp_path, cache, capsys):
     exp = write_experiment(tmp_path, cache, steps=2, seeds=[0], variants="  rms: {}", extra="eval: {lengths: [1, 100000]}")
     assert main(["run", str(exp), "--out", str(tmp_path / "out")]) == 2

@@ -21,9 +21,6 @@ pytestmark = pytest.mark.gpu
 requires_two_gpus = pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
 
 
 def _train(tmp_path, cache, *overrides: str) -> dict:

@@ -22,9 +22,6 @@ from workbench.run_folder import RunFolder, identity, rebuild_results
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
 
 
 def one_line_error(capsys) -> str:

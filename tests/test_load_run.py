@@ -25,6 +25,8 @@ from workbench.load import LoadError, load_run
 from workbench.results import RunFolderError
 from workbench.checkpoint_file import IDENTITY_KEY, load_verified
 
+pytestmark = pytest.mark.e2e  # trains sweeps (directly or in a module fixture)
+
 TEXT = "def greet(name):\n    return f'héllo, {name}!'  # ünïcode ✓\n"
 
 

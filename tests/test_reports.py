@@ -20,7 +20,7 @@ from workbench.reports.verdicts import DEFAULT_MARGIN, SeedPolicy, method_text, 
 
 STEPS, BATCH, SEQ = 200, 4, 32
 FLOPS_PER_TOKEN = 1_000_000
-XSS = "<script>alert(1)</script>"
+XSS = "<script>alert(1)<script>"  # hostile, and still a plain name (variant names hold no "/")
 
 
 # ---------------------------------------------------------------- synthetic run folders

@@ -14,11 +14,7 @@ import torch
 from e2e import cli, results, runs, wait_for, write_experiment
 from workbench.cli import main
 
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
-
+pytestmark = pytest.mark.e2e  # trains sweeps (directly or in a module fixture)
 
 
 
@@ -140,6 +136,7 @@ def test_two_process_ddp_on_cpu_trains_every_rank_and_rank_zero_alone_writes(tmp
 PLUGIN = '''
 from torch import nn
 from components import registry
+
 
 class Breaks(nn.Module):
     """A linear FFN that misbehaves after a few training calls."""

@@ -20,10 +20,9 @@ from workbench.results import RunFolderError
 from workbench.training.callbacks import eval_schedule
 from workbench.training.checkpoint_io import AtomicCheckpointIO, resume_checkpoint
 
+pytestmark = pytest.mark.e2e  # trains sweeps (directly or in a module fixture)
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+
 
 
 

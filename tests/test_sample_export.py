@@ -25,6 +25,8 @@ from workbench.load import load_run  # noqa: E402
 from workbench.reports.fmt import md  # noqa: E402
 from workbench.reports.samples import PROMPT, SAMPLE_TOKENS, shown  # noqa: E402
 
+pytestmark = pytest.mark.e2e  # trains sweeps (directly or in a module fixture)
+
 TEXT = "def greet(name):\n    return f'héllo, {name}!'  # ünïcode ✓ 日本\n\tx  =  1\r\n"
 
 

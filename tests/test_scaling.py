@@ -160,11 +160,9 @@ def test_report_labels_a_crossing_beyond_the_data_as_extrapolation(tmp_path):
 
 # ------------------------------------------------------------------ end to end
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
 
 
+@pytest.mark.e2e
 def test_sizes_run_end_to_end(tmp_path, cache):
     sizes = "sizes:\n  - {name: s16, dim: 16}\n  - {name: s32, dim: 32}\n  - {name: s48, dim: 48}\nbudget: {tokens_per_param: 0.05}"
     exp = write_experiment(tmp_path, cache, steps=None, seeds=[0], extra=sizes, baseline="rms")

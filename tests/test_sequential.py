@@ -11,10 +11,9 @@ import pytest
 from e2e import results, write_experiment
 from workbench.cli import main
 
+pytestmark = pytest.mark.e2e  # trains sweeps (directly or in a module fixture)
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+
 
 
 

@@ -18,6 +18,8 @@ import pytest
 from e2e import REPO, results, write_experiment
 from workbench.cli import main
 
+pytestmark = pytest.mark.e2e  # trains sweeps (directly or in a module fixture)
+
 LOG_EVERY = 2  # e2e.TINY's train.log_every
 STEPS = 8
 
