@@ -24,7 +24,7 @@ from .errors import COMMAND_LINE, ConfigError, did_you_mean, from_omegaconf
 from .experiment import Experiment, Origins, Variant
 from .files import expand_defaults, read_yaml
 from .overrides import dotlist, parse_overrides, split_variant_key
-from .schema import SECTIONS, TOP_LEVEL, ExperimentSchema, VariantSchema, keys_at
+from .schema import SECTIONS, TOP_LEVEL, ExperimentSchema, VariantSchema, keys_at, shape_problem
 from .specs import canonical_model, prepare_merge, replaced_keys
 from .sizes import check_overlap, group_name, parse_sizes, parse_sweep, split_group_name
 from .validate import validate_experiment
@@ -62,6 +62,11 @@ def _merge(base, update: Mapping, source, schema: type, prefix: str = ""):
     if update.get("budget") is not None and not isinstance(update["budget"], Mapping):
         raise ConfigError(source, prefix + "budget", f"expected a mapping with one key, got {update['budget']!r}",
                           "{steps: N}, {tokens: N}, {flops: X}, {tokens_per_param: R}")
+    wrong = shape_problem(schema, update)
+    if wrong:
+        key, shape, value = wrong
+        keys = keys_at(schema, key)
+        raise ConfigError(source, prefix + key, f"expected {shape}, got {value!r}", f"{{{', '.join(keys)}}}" if keys else None)
     base = prepare_merge(base, update)
     try:
         return OmegaConf.merge(base, update)

@@ -12,7 +12,9 @@ component keys (``model.norm``, ...) are typed ``Any``, since each takes a name 
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Union
 
@@ -162,6 +164,33 @@ def keys_at(schema: type, parent: str) -> list[str] | None:
             return None
         cls = hint
     return sorted(f.name for f in dataclasses.fields(cls))
+
+
+def shape_problem(schema: type, update: Any, prefix: str = "") -> tuple[str, str, Any] | None:
+    """(dotted key, the shape it needs, the value) of the first value of ``update`` that is not the
+    mapping or list ``schema`` declares there; OmegaConf's own errors for these name no key (or are a
+    TypeError). Keys the schema does not know are left to the merge."""
+    if not dataclasses.is_dataclass(schema) or not isinstance(update, Mapping):
+        return None
+    hints = typing.get_type_hints(schema)
+    for key, value in update.items():
+        hint = hints.get(key)
+        hint = next((a for a in typing.get_args(hint) if a is not type(None)), hint) if _optional(hint) else hint
+        if value is None or hint is None or hint is Any:
+            continue
+        origin = typing.get_origin(hint)
+        if (dataclasses.is_dataclass(hint) or origin is dict) and not isinstance(value, Mapping):
+            return f"{prefix}{key}", "a mapping", value
+        if origin is list and not isinstance(value, (list, tuple)):
+            return f"{prefix}{key}", "a list", value
+        found = shape_problem(hint, value, f"{prefix}{key}.")
+        if found:
+            return found
+    return None
+
+
+def _optional(hint: Any) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
 
 
 def variant_defaults() -> dict:

@@ -30,6 +30,7 @@ from components.registry import InvalidOption
 from workbench.data.errors import DataError
 from workbench.data.settings import DataSettings
 from workbench.data.tokenizer import load_tokenizer
+from workbench.folder_safety import RunFolderError, check_variant_name
 
 from .errors import COMMAND_LINE, ConfigError, did_you_mean, display_path, from_omegaconf
 from .experiment import Experiment, Variant
@@ -80,6 +81,10 @@ def _check_top_level(exp: Experiment) -> None:
         if not isinstance(arch, str) or not SAFE_NAME.match(arch) or arch in RESERVED_NAMES:
             why = f"'{arch}' is reserved for the run folder's own files" if arch in RESERVED_NAMES else f"invalid variant name {arch!r}: it names a run folder"
             raise ConfigError(str(exp.path), f"variants.{arch}", why, SAFE_NAME_RULE + f"; not {', '.join(RESERVED_NAMES)}")
+        try:  # nor a file of the run folder's own (results.json, report.md, ...)
+            check_variant_name(arch, "variants")
+        except RunFolderError as exc:
+            raise ConfigError(str(exp.path), f"variants.{arch}", str(exc).removeprefix("variants: "), SAFE_NAME_RULE) from None
         if variant.size is not None and (not SAFE_NAME.match(variant.size) or name != f"{arch}{SEP}{variant.size}"):
             raise ConfigError(str(exp.path), f"variants.{name}", f"invalid run group name {name!r}", f"<variant>{SEP}<size>, each {SAFE_NAME_RULE}")
     if len({v.size is None for v in exp.variants.values()}) > 1:
@@ -116,6 +121,8 @@ def _check_reference(exp: Experiment, fail) -> None:
                 fail(f"reference.{key}.{name}", f"'{name}' is not a variant{did_you_mean(name, exp.archs)}", ", ".join(exp.archs))
             if key == "claims" and value not in CLAIMS:
                 fail(f"reference.claims.{name}", f"invalid claim {value!r}", ", ".join(CLAIMS))
+            if key == "values" and not math.isfinite(value):
+                fail(f"reference.values.{name}", f"invalid value {value!r}", "a finite number, the published result")
 
 
 def plugins_loaded(imports: list[str]) -> str:
@@ -300,7 +307,9 @@ class _VariantCheck:
 
     def check_data(self) -> None:
         try:
-            DataSettings(**self.data).validate()
+            settings = DataSettings(**self.data)
+            settings.validate()
+            settings.check_cache_root(self.exp.path.parent)  # where `prepare` puts it
         except DataError as exc:
             self.fail(exc.key, exc.message)
         if self.data["source"] != "bin" and self.data["tokenizer"] is None:  # a trained tokenizer's size

@@ -100,6 +100,17 @@ class DataSettings:
         root = Path(root).expanduser()
         return root if root.is_absolute() else Path(base_dir) / root
 
+    def check_cache_root(self, base_dir: Path) -> None:
+        """Raise `DataError` where the cache folder cannot be a folder: it, or a folder above it, is a file."""
+        root = self.cache_root(base_dir)
+        existing = next((p for p in (root, *root.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            given = "data.cache_dir" if self.cache_dir else ("$WORKBENCH_CACHE" if os.environ.get("WORKBENCH_CACHE")
+                                                             else "the default cache folder")
+            where = "" if existing == root else f" (a folder above it, {existing}, is a file)"
+            raise DataError("data.cache_dir", f"{os.fspath(root)!r} ({given}) is not a folder{where}; "
+                                              f"name a folder (created if missing)")
+
 
 def _require_int(key: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
