@@ -118,7 +118,16 @@ def diff_lines(experiment) -> list[str]:
     return lines
 
 
+def seeds_text(experiment) -> str:
+    """The seeds as the config means them: a list, or a sequential policy (``{min: 2, max: 4}``: two
+    seeds, then up to four while the verdict is undecided), not the most it may train."""
+    low, high = experiment.seed_policy["min"], experiment.seed_policy["max"]
+    if low == high:
+        return str(experiment.seeds)
+    return f"sequential, min {low}, max {high} (trains {low} seeds, up to {high} while the verdict is undecided)"
+
+
 def show_lines(experiment, full: bool = False) -> list[str]:
     head = [f"experiment: {experiment.name}  ({experiment.description})",
-            f"seeds: {experiment.seeds}  baseline: {experiment.baseline}  budget: {experiment.budget or 'train.steps'}"]
+            f"seeds: {seeds_text(experiment)}  baseline: {experiment.baseline}  budget: {experiment.budget or 'train.steps'}"]
     return head + (full_lines(experiment) if full else diff_lines(experiment))

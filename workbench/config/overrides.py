@@ -3,7 +3,8 @@
 Three kinds, applied at different points of the merge:
   ``train.steps=10``, ``model.norm=layernorm``  every variant, after the variants' own overrides
   ``seeds=[0,1]``, ``name=x``, ``baseline=x``   the experiment's top-level keys, also ``seeds.max=8``,
-  ``budget.flops=1e13``, ``eval.lengths=[1,2]``  ``sizes=[...]``; a budget.KIND replaces the file's budget
+  ``budget.flops=1e13``, ``eval.lengths=[1,2]``  ``sizes=[...]``, ``eval={lengths: [2]}``; a budget.KIND
+                                               replaces the file's budget
   ``variants.NAME.model.norm=x``               one variant, last of all
 Values are parsed as YAML by OmegaConf (``null``, ``[0,1]``, ``3e-4`` work).
 """
@@ -55,7 +56,7 @@ def parse_overrides(items: Sequence[str]) -> Overrides:
         head, _, rest = key.partition(".")
         if head in SECTIONS:
             out.sections.append(f"{key}={value}")
-        elif (head in TOP_LEVEL_OVERRIDES and not rest) or (head in TOP_LEVEL_MAPPINGS and rest):
+        elif (head in TOP_LEVEL_OVERRIDES and not rest) or head in TOP_LEVEL_MAPPINGS:  # eval={lengths: [2]} too
             out.top.append(f"{key}={value}")
         elif head == "variants" and rest:
             out.variants.append((rest, value, text))
@@ -64,7 +65,7 @@ def parse_overrides(items: Sequence[str]) -> Overrides:
         elif head == "defaults":
             raise ConfigError(COMMAND_LINE, key, "defaults cannot be changed on the command line; override the keys themselves (e.g. model.norm=layernorm)")
         else:
-            known = list(TOP_LEVEL_OVERRIDES) + [f"{m}.KEY" for m in TOP_LEVEL_MAPPINGS]
+            known = list(dict.fromkeys(TOP_LEVEL_OVERRIDES + TOP_LEVEL_MAPPINGS)) + [f"{m}.KEY" for m in TOP_LEVEL_MAPPINGS]
             options = known + [f"{s}.KEY" for s in SECTIONS] + ["variants.NAME.SECTION.KEY"]
             names = list(TOP_LEVEL_OVERRIDES) + list(TOP_LEVEL_MAPPINGS) + list(SECTIONS)
             raise ConfigError(COMMAND_LINE, key, f"unknown key{did_you_mean(head, names)}", ", ".join(options))
