@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -23,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train every variant and seed of an experiment, then write the report")
     run.add_argument("experiment", type=Path, help="experiment YAML, e.g. experiments/ablate_norm.yaml")
     run.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.steps=50")
-    run.add_argument("--out", type=Path, help="run folder (default: runs/<experiment name>)")
+    run.add_argument("--out", help="run folder (default: runs/<experiment name>)")
     run.add_argument("--variant", action="append", metavar="NAME", help="run only this variant (repeatable)")
     run.add_argument("--restart", action="append", metavar="NAME",
                      help="discard this variant's runs (finished or partial) and train it again (repeatable)")
@@ -66,20 +67,33 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", type=Path)
     export.add_argument("--variant", required=True, metavar="NAME")
     export.add_argument("--seed", type=int, help="the trained seed (default: the first completed one)")
-    export.add_argument("--out", type=Path, required=True, help="a new (or empty) folder")
+    export.add_argument("--out", required=True, help="a new (or empty) folder")
     from .bench.cli import add_parser as add_bench_parser  # argparse only; the bench's imports stay lazy
 
     add_bench_parser(sub)
     return parser
 
 
+MAX_SAMPLING_SEED = 2**64 - 1  # what torch.Generator.manual_seed takes
+
+
 def _bad_input_types() -> tuple[type[BaseException], ...]:
     from .config import ConfigError
     from .data import DataError
-    from .reports import ReportError
-    from .results import RunFolderError
+    from .folder_safety import RunFolderError
 
-    return ConfigError, DataError, ReportError, RunFolderError
+    reports = sys.modules.get("workbench.reports.load")  # not imported: none of its errors was raised (saves ~1 s)
+    return (ConfigError, DataError, RunFolderError) + ((reports.ReportError,) if reports else ())
+
+
+def _out_folder(text: str) -> Path:
+    """``--out`` as a Path; an empty one would silently mean the current folder, so it is refused."""
+    from .folder_safety import RunFolderError
+
+    if not text.strip():
+        raise RunFolderError(f"--out {text!r}: an empty path would write into the current folder; name a folder "
+                             f"(--out . for the current one)")
+    return Path(text)
 
 
 def cmd_components(args) -> int:
@@ -141,7 +155,7 @@ def cmd_run(args) -> int:
     experiment = load_experiment(args.experiment, args.overrides)
     experiment.select(args.variant)  # unknown --variant names: ConfigError (a variant, or a variant@size)
     experiment.select(args.restart)
-    out = args.out or Path("runs") / experiment.name
+    out = _out_folder(args.out) if args.out is not None else Path("runs") / experiment.name
     _check_writable(out)
     from .experiment import failed_runs, is_global_zero, run_experiment  # imports torch/lightning only after the config is known good
 
@@ -178,8 +192,6 @@ def _end_of_run(out: Path, report: Path) -> None:
 
 def _same_destination(a, b) -> bool:
     """Whether two streams write to the same file or terminal (``> log 2>&1``, an interactive shell)."""
-    import os
-
     try:
         first, second = os.fstat(a.fileno()), os.fstat(b.fileno())
     except (AttributeError, OSError, ValueError):  # a stream without a file descriptor (captured, in memory)
@@ -189,12 +201,13 @@ def _same_destination(a, b) -> bool:
 
 def _check_writable(out: Path) -> None:
     """Refuse an --out folder that cannot be written, before anything is trained (and creating nothing)."""
-    import os
+    from .folder_safety import RunFolderError
 
-    from .results import RunFolderError
-
+    dangling = next((p for p in (out.absolute(), *out.absolute().parents) if p.is_symlink() and not p.exists()), None)
     existing = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
-    if not existing.is_dir():
+    if dangling is not None:
+        problem = f"{dangling} is a symbolic link to {os.readlink(dangling)}, which leads nowhere (a missing target or a loop)"
+    elif not existing.is_dir():
         problem = f"{existing} is a file, not a folder"
     elif not os.access(existing, os.W_OK | os.X_OK):
         problem = f"{existing} is not writable"
@@ -219,6 +232,11 @@ def cmd_report(args) -> int:
 def cmd_sample(args) -> int:
     from .sample import SampleError, describe_settings, format_samples, sample_run
 
+    if not 0 <= args.sampling_seed <= MAX_SAMPLING_SEED:
+        print(f"error: --sampling-seed {args.sampling_seed}: out of range (allowed: an integer in [0, "
+              f"{MAX_SAMPLING_SEED}])", file=sys.stderr)
+        return 2
+
     try:
         samples = sample_run(args.run_dir, args.prompt, args.variant, args.seed, args.max_new_tokens, args.temperature,
                              args.top_k, args.top_p, args.sampling_seed)
@@ -232,7 +250,7 @@ def cmd_sample(args) -> int:
 def cmd_export(args) -> int:
     from .export import export_run
 
-    done = export_run(args.run_dir, args.variant, args.out, args.seed)
+    done = export_run(args.run_dir, args.variant, _out_folder(args.out), args.seed)
     if done.form == "transformers":
         print(f"exported {done.variant} (seed {done.seed}) to {done.out}: load it with "
               f"transformers.AutoModelForCausalLM.from_pretrained and AutoTokenizer.from_pretrained")
@@ -249,6 +267,17 @@ def cmd_bench(args) -> int:
     return run(args)
 
 
+def _stdout_closed() -> int:
+    """Where stdout's reader has gone (``show EXP | head -1``): end quietly, as Unix tools do, with
+    128 + SIGPIPE; stdout goes to /dev/null so the interpreter's final flush raises nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # a stdout without a file descriptor (captured in a test)
+        pass
+    return 141
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
@@ -261,7 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     command = {"run": cmd_run, "show": cmd_show, "report": cmd_report, "components": cmd_components, "data": cmd_data,
                "bench": cmd_bench, "init": cmd_init, "sample": cmd_sample, "export": cmd_export}[args.command]
     try:
-        return command(args)
+        code = command(args)
+        sys.stdout.flush()  # a reader that went away (| head) shows here rather than at exit
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except KeyboardInterrupt:
         print("interrupted: re-run the same command to resume", file=sys.stderr)
         return 130

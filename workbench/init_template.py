@@ -30,7 +30,7 @@ variants:
 # imports: [my_components]
 """
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # the run folder's rule (workbench.config.sizes.SAFE_NAME)
 
 
 class InitError(ValueError):
@@ -41,8 +41,9 @@ def write_starter(name: str, folder: Path) -> Path:
     """Write ``folder/NAME.yaml`` (NAME may be given with .yaml); refuse an existing file or an odd name."""
     stem = name[: -len(".yaml")] if name.endswith(".yaml") else name
     if not _NAME.match(stem):
-        raise InitError(f"'{name}' is not a usable experiment name: letters, digits, '_', '-' and '.' only "
-                        f"(it names the file and the run folder runs/<name>/)")
+        raise InitError(f"'{name[:120]}{'...' if len(name) > 120 else ''}' is not a usable experiment name: letters, "
+                        f"digits, '_', '-' and '.' only, at most 100 characters (it names the file and the run "
+                        f"folder runs/<name>/)")
     path = folder / f"{stem}.yaml"
     presets = ", ".join(preset_names()) or "model/llama, size/tiny, data/stdlib, train/cpu"
     try:
@@ -50,4 +51,6 @@ def write_starter(name: str, folder: Path) -> Path:
             f.write(TEMPLATE.format(name=stem, file=path.name, presets=presets))
     except FileExistsError:
         raise InitError(f"{path} already exists: not overwritten (choose another name or delete it)") from None
+    except OSError as exc:  # a read-only folder, a name the file system refuses
+        raise InitError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
