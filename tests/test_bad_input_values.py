@@ -231,3 +231,134 @@ def test_a_model_at_the_bounds_is_still_accepted(tiny, capsys):
     assert main(["show", str(tiny), "model.ffn={name: moe, n_experts: 64, top_k: 2}"]) == 0
     assert MAX_PARAMS >= 20_000_000_000 and MAX_LAYERS >= 1000
     capsys.readouterr()
+
+
+# --- D8: odd paths and names are refused in one line, before anything is written ------------------------
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from e2e import REPO, cli  # noqa: E402
+from workbench.config import ConfigError, load_experiment  # noqa: E402
+
+
+def _one_line_error(capsys, *needles: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and "Traceback" not in err, err
+    assert all(n in err for n in needles), err
+    return err
+
+
+@pytest.mark.parametrize("cache", ["afile", "afile/below"])
+def test_a_cache_dir_that_is_a_file_is_refused(tiny, tmp_path, capsys, cache):
+    (tmp_path / "afile").write_text("not a folder")
+    for command in (["show", str(tiny)], ["data", str(tiny)], ["run", str(tiny), "--out", str(tmp_path / "out")]):
+        assert main(command + [f"data.cache_dir={tmp_path / cache}"]) == 2
+        _one_line_error(capsys, "command line: data.cache_dir", "is not a folder")
+    assert not (tmp_path / "out").exists() and (tmp_path / "afile").read_text() == "not a folder"
+
+
+def _experiment(folder: Path, body: str, name: str = "x") -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(f"name: {name}\ndefaults: [model/llama, size/tiny, data/stdlib, train/cpu]\n"
+                    f"baseline: a\nvariants:\n  a: {{}}\n  b: {{model: {{norm: layernorm}}}}\n{body}")
+    return path
+
+
+@pytest.mark.parametrize("reference,key", [
+    ("{source: s, values: [1]}", "reference.values"),
+    ("{source: s, claims: [better]}", "reference.claims"),
+    ("[1]", "reference"),
+    ("5", "reference"),
+    ("{source: s, values: {a: .nan}}", "reference.values.a"),
+])
+def test_a_reference_of_the_wrong_shape_is_refused_naming_its_key(tmp_path, reference, key):
+    path = _experiment(tmp_path, f"reference: {reference}\n")
+    with pytest.raises(ConfigError) as err:
+        load_experiment(path)
+    assert err.value.key == key and err.value.file.endswith("x.yaml")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("section,value,key", [("eval", "[2]", "eval"), ("sweep", "[1]", "sweep"), ("imports", "json", "imports"),
+                                               ("sizes", "5", "sizes")])
+def test_a_section_of_the_wrong_shape_is_refused_naming_it(tmp_path, section, value, key):
+    with pytest.raises(ConfigError) as err:
+        load_experiment(_experiment(tmp_path, f"{section}: {value}\n"))
+    assert err.value.key == key and "expected" in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["results.json", "experiment.yaml", "report.md", "report.html", "samples.json",
+                                  ".hidden", "..", "a/b", "plots"])
+def test_a_variant_named_like_a_run_folder_file_is_refused_at_validation(tmp_path, capsys, name):
+    path = tmp_path / "x.yaml"
+    path.write_text(f"name: x\ndefaults: [model/llama, size/tiny, data/stdlib, train/cpu]\nvariants:\n  '{name}': {{}}\n")
+    assert main(["show", str(path)]) == 2
+    _one_line_error(capsys, "x.yaml", f"variants.{name}")
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    _one_line_error(capsys, f"variants.{name}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_init_refuses_a_name_too_long_for_a_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("a" * 300, "b" * 101):
+        assert main(["init", name]) == 2
+        _one_line_error(capsys, "at most 100 characters")
+    assert main(["init", "c" * 100]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["c" * 100 + ".yaml"]
+
+
+def test_show_into_a_closed_pipe_ends_quietly(tiny):
+    proc = cli("show", str(tiny))
+    proc.stdout.close()  # the reader is gone before anything is written, as with `| head -1` on a long listing
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141 and err == "", err
+
+
+def test_show_piped_into_head_prints_its_first_line_only(tiny):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(f"{sys.executable} -m workbench show {tiny} --full | head -1", shell=True, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.startswith("experiment: ") and len(done.stdout.splitlines()) == 1 and done.stderr == ""
+
+
+@pytest.mark.parametrize("out", ["", " ", "dangling", "dangling/below", "loop"])
+def test_an_empty_or_dangling_out_is_refused_and_nothing_is_written(tiny, tmp_path, capsys, monkeypatch, out):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dangling").symlink_to(tmp_path / "missing")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["run", str(tiny), "--out", out]) == 2
+    _one_line_error(capsys, "--out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and not (tmp_path / "missing").exists()
+
+
+def test_export_refuses_an_empty_out(tmp_path, capsys):
+    assert main(["export", str(tmp_path), "--variant", "a", "--out", ""]) == 2
+    _one_line_error(capsys, "--out ''")
+
+
+# --- D11: what the command line says and takes ---------------------------------------------------------
+
+def test_a_whole_eval_mapping_can_be_given_on_the_command_line(tiny):
+    assert load_experiment(tiny, ["eval={lengths: [2]}"]).eval["lengths"] == load_experiment(tiny, ["eval.lengths=[2]"]).eval["lengths"]
+    assert load_experiment(tiny, ["eval={lengths: [2]}"]).eval["lengths"] == [2]
+    with pytest.raises(ConfigError, match="evl: unknown key, did you mean 'eval'"):
+        load_experiment(tiny, ["evl={lengths: [2]}"])
+
+
+def test_show_states_a_sequential_seed_policy_as_written(tiny, capsys):
+    assert main(["show", str(tiny), "seeds={min: 2, max: 4}"]) == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    assert "min 2, max 4" in line and "sequential" in line and "[0, 1, 2, 3]" not in line
+    assert main(["show", str(tiny), "seeds=[3, 5]"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("seeds: [3, 5]")
+
+
+@pytest.mark.parametrize("seed", [str(10**23), str(2**64), "-1"])
+def test_a_sampling_seed_out_of_range_is_refused_naming_the_option(tmp_path, capsys, seed):
+    assert main(["sample", str(tmp_path), "--prompt", "hi", "--sampling-seed", seed]) == 2
+    _one_line_error(capsys, "--sampling-seed", "[0, 18446744073709551615]")
