@@ -66,7 +66,8 @@ def _merge(base, update: Mapping, source, schema: type, prefix: str = ""):
     if wrong:
         key, shape, value = wrong
         keys = keys_at(schema, key)
-        raise ConfigError(source, prefix + key, f"expected {shape}, got {value!r}", f"{{{', '.join(keys)}}}" if keys else None)
+        example = f"{{{', '.join(keys)}}}" if keys else "a YAML list such as [a, b]" if shape == "a list" else "{KEY: VALUE, ...}"
+        raise ConfigError(source, prefix + key, f"expected {shape}, got {value!r}", example)
     base = prepare_merge(base, update)
     try:
         return OmegaConf.merge(base, update)
