@@ -2,8 +2,9 @@
 
 Types and key names were checked by the schema merge; here come ranges, choices, cross-field
 rules, component specs (after importing ``imports``: each name, then each option against the
-component's signature, so a bad one is named as ``model.norm.eps``), data files, the hardware the
-config asks for, and finally each model built on the meta device, so nothing fails an hour into a run.
+component's signature and declared range, so a bad one is named as ``model.norm.eps``), data files,
+the hardware the config asks for, the size bound (``model_size``), and finally each model built on the
+meta device, so nothing fails an hour into a run.
 """
 
 from __future__ import annotations
