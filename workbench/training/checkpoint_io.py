@@ -115,6 +115,8 @@ def resume_checkpoint(ckpt_dir: Path, identity: dict | None = None) -> tuple[Pat
         defaults = variant_defaults()
         before = {"config": comparable(with_defaults(stored.get("config"), defaults)), "corpus": stored.get("corpus")}
         after = {"config": comparable(with_defaults(identity["config"], defaults)), "corpus": identity["corpus"]}
+        if stored.get("tokenizer_sha256"):  # recorded since the tokenizer became part of a run's identity
+            before["tokenizer"], after["tokenizer"] = stored["tokenizer_sha256"], identity.get("tokenizer_sha256")
         if stored["fingerprint"] != identity["fingerprint"] and changed_keys(before, after):
             changes = describe_changes(before, after)
             variant = ckpt_dir.parent.parent.name
