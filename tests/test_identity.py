@@ -194,3 +194,27 @@ def test_rebuild_refuses_malformed_seeds_in_one_line(tmp_path, seeds):
     (tmp_path / "experiment.yaml").write_text(f"name: x\nseeds: {seeds}\nvariants: {{a: {{}}}}\n")
     with pytest.raises(RunFolderError, match="seeds"):
         rebuild_results(tmp_path)
+
+
+def test_an_ill_shaped_index_points_to_rebuild_not_to_restart(tmp_path):
+    folder, ident = _registered(tmp_path, 60)
+    folder.record("a", {"seed": 0, "status": "completed", "identity": ident["fingerprint"]}, ident)
+    data = json.loads(folder.results_file.read_text())
+    del data["variants"]["a"]["config"]  # an index damaged by hand
+    folder.results_file.write_text(json.dumps(data))
+    info = {"config": {"model": {"dim": 8}, "data": {}, "train": {"steps": 60}}, "identity": ident}
+    with pytest.raises(RunFolderError) as refused:
+        folder.register({"experiment": "x", "seeds": [0], "seed_policy": {"min": 1, "max": 1}}, {"name": "x"}, {"a": info})
+    message = str(refused.value)
+    assert "report --rebuild" in message and "--restart" not in message and "None ->" not in message
+
+
+def test_an_index_that_disagrees_with_variant_json_is_refused(tmp_path):
+    folder, ident = _registered(tmp_path, 60)
+    folder.record("a", {"seed": 0, "status": "completed", "identity": ident["fingerprint"]}, ident)
+    data = json.loads(folder.results_file.read_text())
+    data["variants"]["a"]["config"]["train"]["steps"] = 20  # what an older version's refused run left behind
+    folder.results_file.write_text(json.dumps(data))
+    info = {"config": {"model": {"dim": 8}, "data": {}, "train": {"steps": 60}}, "identity": ident}
+    with pytest.raises(RunFolderError, match="train.steps: 20 -> 60"):
+        folder.register({"experiment": "x", "seeds": [0], "seed_policy": {"min": 1, "max": 1}}, {"name": "x"}, {"a": info})

@@ -137,26 +137,15 @@ class ResultsStore:
             write_json(self.path, _clean(data))
             return data
 
-    def register_experiment(self, header: dict, variants: dict[str, dict], defaults: dict | None = None) -> None:
-        """Record the experiment and each variant's config/params; refuse to mix configurations.
-
-        ``variants`` maps name -> {"config": ..., "params": ..., ...} (no runs). A variant already in
-        the file with runs of a different config raises RunFolderError naming what differs. A key the
-        stored config lacks (added by a later version) counts as its value in ``defaults``.
-        """
+    def register_experiment(self, header: dict, variants: dict[str, dict]) -> None:
+        """Record the experiment and each variant's config/params, keeping the runs already recorded.
+        ``variants`` maps name -> {"config": ..., "params": ..., ...} (no runs). Whether they may be
+        registered is the run folder's check (``run_folder.RunFolder.register``), made before this."""
 
         def change(data: dict) -> None:
             stored = data.setdefault("variants", {})
             for name, info in variants.items():
-                old = stored.get(name)
-                stored_config = comparable(with_defaults(old.get("config"), defaults)) if old is not None else None
-                if old is not None and old.get("runs") and stored_config != comparable(_clean(info["config"])):
-                    raise RunFolderError(
-                        f"{self.path}: variant '{name}' already has runs trained with a different config "
-                        f"({describe_changes(stored_config, comparable(_clean(info['config'])))}); use --out for a new run "
-                        f"folder, or --restart {name} to discard its runs")
-                runs = old.get("runs", []) if old else []
-                stored[name] = {**info, "runs": runs}
+                stored[name] = {**info, "runs": (stored.get(name) or {}).get("runs", [])}
             data.update(header)
             # Keep the experiment's variant order first, then any others already recorded.
             data["variants"] = {**{n: stored[n] for n in variants}, **{n: v for n, v in stored.items() if n not in variants}}

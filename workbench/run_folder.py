@@ -156,27 +156,29 @@ class RunFolder:
             write_text(self.experiment_file, _yaml(spec))
             for name, info in variants.items():
                 write_json(self.variant_file(name), info)
-            self.store.register_experiment(header, variants, self.defaults)
+            self.store.register_experiment(header, variants)
 
     def _check_variant(self, name: str, info: dict, recorded: dict) -> None:
         """RunFolderError if ``name`` holds runs under another identity than ``info`` states."""
         started = self.started(name, recorded)
         if not started:
             return
-        stored = self.registered(name) or recorded.get("variants", {}).get(name)
-        if not isinstance(stored, dict) or not isinstance(stored.get("config"), dict):
-            raise RunFolderError(f"{self.variant_file(name)}: variant '{name}' holds runs ({started[0]}) but its "
-                                 f"registration is missing or malformed; rebuild the index with: python -m workbench "
-                                 f"report --rebuild {self.root}, or use --out for a new run folder")
-        before = self._view(stored)
-        after = self._view(info)
-        if before["tokenizer"] is None:  # registered before tokenizers were part of the identity
-            after = {**after, "tokenizer": None}
-        if changed_keys(before, after):
-            raise RunFolderError(
-                f"{self.variant_file(name)}: variant '{name}' holds runs ({', '.join(started[:2])}) trained under "
-                f"another identity ({describe_changes(before, after)}); use --out for a new run folder, or "
-                f"--restart {name} to discard its runs")
+        index = recorded.get("variants", {}).get(name)
+        for source, stored in ((self.variant_file(name), self.registered(name)), (self.results_file, index)):
+            if stored is None and source == self.results_file:
+                continue
+            if not isinstance(stored, dict) or not isinstance(stored.get("config"), dict):
+                raise RunFolderError(f"{source}: variant '{name}' holds runs ({started[0]}) but its registration here "
+                                     f"is missing or malformed; rebuild the index with: python -m workbench report "
+                                     f"--rebuild {self.root}, or use --out for a new run folder")
+            before, after = self._view(stored), self._view(info)
+            if before["tokenizer"] is None:  # registered before tokenizers were part of the identity
+                after = {**after, "tokenizer": None}
+            if changed_keys(before, after):
+                raise RunFolderError(
+                    f"{source}: variant '{name}' holds runs ({', '.join(started[:2])}) trained under another identity "
+                    f"({describe_changes(before, after)}); use --out for a new run folder, or --restart {name} to "
+                    f"discard its runs")
 
     def _view(self, info: dict) -> dict:
         """What two registrations of a variant are compared on (config with later keys at their defaults)."""
