@@ -1,4 +1,4 @@
-"""workbench.reports.comparisons: each run group against its baseline, on synthetic run folders.
+"""workbench.reports.analysis.comparisons: each run group against its baseline, on synthetic run folders.
 
 The verdict numbers are checked against decide() on hand-paired differences (the statistics themselves are
 tested in test_verdicts.py); the compute multiplier against curves whose answer is known exactly.
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from workbench.reports import Comparison, compare, load_results
-from workbench.reports.verdicts import DEFAULT_MARGIN, SeedPolicy, decide
+from workbench.reports.analysis.verdicts import DEFAULT_MARGIN, SeedPolicy, decide
 
 FPT = 1_000_000  # FLOPs per token of the baseline
 

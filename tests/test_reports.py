@@ -16,7 +16,7 @@ import pytest
 from scipy import stats as sps
 
 from workbench.reports import ReportError, summarize, write_report
-from workbench.reports.verdicts import DEFAULT_MARGIN, SeedPolicy, method_text, seeds_needed
+from workbench.reports.analysis.verdicts import DEFAULT_MARGIN, SeedPolicy, method_text, seeds_needed
 
 STEPS, BATCH, SEQ = 200, 4, 32
 FLOPS_PER_TOKEN = 1_000_000

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from workbench.reports import compare, cumulative, load_results, scale_summary, write_report
-from workbench.reports.scale_verdicts import crossing
+from workbench.reports.analysis.scale_verdicts import crossing
 
 FPT = 1_000_000  # FLOPs per token of every run group
 TOKENS = [1e3, 2e3, 4e3, 8e3, 16e3]  # the baseline's val evals

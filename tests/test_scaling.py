@@ -16,7 +16,7 @@ from e2e import write_experiment
 from workbench.cli import main
 from workbench.config import load_experiment
 from workbench.reports import write_report
-from workbench.reports.scaling import crossings, fit_power_law
+from workbench.reports.analysis.scaling import crossings, fit_power_law
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = [str(ROOT / f"configs/{p}.yaml") for p in ("model/llama", "size/tiny", "data/stdlib", "train/cpu")]

@@ -1,4 +1,4 @@
-"""Verdicts (workbench/reports/verdicts.py) against scipy references, hand-computed Holm, and Monte-Carlo runs of
+"""Verdicts (workbench/reports/analysis/verdicts.py) against scipy references, hand-computed Holm, and Monte-Carlo runs of
 the sequential runner loop (vectorised with decide_batch, fixed RNG seeds)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from workbench.reports.verdicts import (BETTER, DEFAULT_MARGIN, EQUIVALENT, UNDECIDED, WORSE, SeedPolicy,
+from workbench.reports.analysis.verdicts import (BETTER, DEFAULT_MARGIN, EQUIVALENT, UNDECIDED, WORSE, SeedPolicy,
                                         combine_multipliers, compute_multiplier, decide, decide_batch,
                                         method_text, seeds_needed)
 

@@ -106,7 +106,7 @@ def register(experiment, data: dict, folder: RunFolder, idents: dict, restart: l
     """Check the folder against this experiment (every variant's identity, the seed policy), then write
     experiment.yaml, every variant.json and the results.json header, and this invocation's environment.
     ``restart`` variants have their runs discarded first. A refused process writes nothing."""
-    from .reports.verdicts import DEFAULT_MARGIN, SeedPolicy
+    from .reports.analysis.verdicts import DEFAULT_MARGIN, SeedPolicy
 
     variants = {n: {**variant_summary(experiment.variants[n], data[n].tokenizer.vocab_size), "data": data[n].summary(),
                     "identity": idents[n]} for n in experiment.variants}

@@ -17,7 +17,9 @@ log = logging.getLogger("workbench")
 def record_comparisons(experiment, store: ResultsStore) -> dict:
     """Compute every comparison from the runs so far; store each under its variant in results.json, and
     with several sizes the verdicts across scale (``scale``: per size, and where the effect changes sign)."""
-    from .reports import compare, load_results, scale_summary
+    from .reports.analysis.comparisons import compare
+    from .reports.analysis.scale_verdicts import scale_summary
+    from .reports.load import load_results
 
     results = load_results(store.run_dir)
     comparisons = compare(results, store.run_dir)
@@ -35,14 +37,15 @@ def record_comparisons(experiment, store: ResultsStore) -> dict:
 
 
 def _comparisons(store: ResultsStore) -> dict:
-    from .reports import compare, load_results
+    from .reports.analysis.comparisons import compare
+    from .reports.load import load_results
 
     return compare(load_results(store.run_dir), store.run_dir)
 
 
 def undecided(experiment, store: ResultsStore, names: list[str]) -> list[str]:
     """Run groups to give one more seed: the selected ones whose comparison is undecided, and their baselines."""
-    from .reports.verdicts import UNDECIDED
+    from .reports.analysis.verdicts import UNDECIDED
 
     comparisons = record_comparisons(experiment, store) if is_global_zero() else _comparisons(store)
     wanted = [n for n in names if n in comparisons and comparisons[n].verdict == UNDECIDED]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .reports import Comparison, compare, fmt, load_results
 from .reports.load import COMPLETED
-from .reports.stats import summarize
+from .reports.analysis.stats import summarize
 from .reports.summary import table_order
 
 

@@ -7,7 +7,7 @@ from . import fmt
 from .attention import BF16_BYTES, attention_memory
 from .doc import Block, Heading, Para, Table, text
 from .load import COMPLETED, Results, Variant
-from .stats import summarize
+from .analysis.stats import summarize
 
 BUDGET_KINDS = {
     "steps": "optimizer steps",

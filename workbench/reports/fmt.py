@@ -6,8 +6,8 @@ import re
 
 import numpy as np
 
-from .stats import Summary
-from .verdicts import Multiplier
+from .analysis.stats import Summary
+from .analysis.verdicts import Multiplier
 
 DASH = "—"
 LOSS_DIGITS = 4

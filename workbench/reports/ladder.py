@@ -4,7 +4,7 @@ comparison with that rung (compare()) and with the first rung (cumulative())."""
 from __future__ import annotations
 
 from . import fmt
-from .comparisons import Comparison
+from .analysis.comparisons import Comparison
 from .doc import Block, Heading, Para, Table, text
 from .load import Results, Variant
 from .sections import config_diff, verdict_text

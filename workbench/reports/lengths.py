@@ -14,7 +14,7 @@ from . import fmt
 from .doc import Block, Heading, Image, Para, Table, text
 from .load import COMPLETED, Variant
 from .plots import DPI, Plot, _png, colour, label, linestyle
-from .stats import summarize
+from .analysis.stats import summarize
 
 NAME = "val_loss_vs_length"
 TITLE = "Validation loss vs evaluation length"

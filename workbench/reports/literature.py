@@ -9,10 +9,10 @@ of a scaling sweep is checked.
 from __future__ import annotations
 
 from . import fmt
-from .comparisons import Comparison
+from .analysis.comparisons import Comparison
 from .doc import Block, Heading, Para, Table, text
 from .load import Results, as_number
-from .verdicts import BETTER, EQUIVALENT, UNDECIDED, WORSE
+from .analysis.verdicts import BETTER, EQUIVALENT, UNDECIDED, WORSE
 
 AGREES, DISAGREES = "agrees", "disagrees"
 DIRECTIONS = (BETTER, WORSE, EQUIVALENT)

@@ -21,7 +21,7 @@ import numpy as np
 from ..folder_safety import LIMITS, check_variant_name, inside, read_regular
 from ..results import RunFolderError, read_results
 from ..run_folder import RunFolder
-from .verdicts import DEFAULT_MARGIN, SeedPolicy
+from .analysis.verdicts import DEFAULT_MARGIN, SeedPolicy
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from ..fileio import write_bytes, write_text
 from . import lengths as length_report
 from . import scaling_section as scaling_report
 from . import sections
-from .comparisons import compare, cumulative
+from .analysis.comparisons import compare, cumulative
 from .compute import attention_section, compute_section
 from .doc import to_html, to_markdown
 from .ladder import ladder_section
@@ -17,7 +17,7 @@ from .literature import literature_section
 from .load import COMPLETED, DIVERGED, load_curves, load_results
 from .plots import Plot, make_plots
 from .samples import samples_section
-from .scale_verdicts import scale_summary
+from .analysis.scale_verdicts import scale_summary
 from .scale_verdicts_section import scale_verdicts_section
 from .speed import speed_section
 from .summary import summarize_all, table_order

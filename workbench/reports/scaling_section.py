@@ -14,7 +14,7 @@ from . import fmt
 from .doc import Block, Bullets, Heading, Image, Para, Span, Table, bold, text
 from .load import COMPLETED, Results
 from .plots import Plot, _figure, _png, colour, label
-from .scaling import PowerLaw, crossings, fit_power_law, reference_compute
+from .analysis.scaling import PowerLaw, crossings, fit_power_law, reference_compute
 
 NAME = "scaling_loss_vs_flops"
 TITLE = "Final validation loss vs training compute (scaling)"

@@ -7,13 +7,13 @@ from collections import Counter
 from pathlib import Path
 
 from . import fmt
-from .comparisons import Comparison
+from .analysis.comparisons import Comparison
 from .compute import budget_text
 from .doc import Block, Bullets, Heading, Image, Para, Span, Table, bold, code, text
 from .load import COMPLETED, DIVERGED, FAILED, MISSING, Results, Run, Variant
 from .plots import Plot
 from .summary import VariantSummary, problem_runs, status_text
-from .verdicts import UNDECIDED, method_text
+from .analysis.verdicts import UNDECIDED, method_text
 
 _STATUS_LABEL = {
     MISSING: "MISSING (not run yet, or interrupted)",

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from .comparisons import Comparison
+from .analysis.comparisons import Comparison
 from .load import COMPLETED, DIVERGED, FAILED, MISSING, Results, Run, Variant
-from .stats import Summary, summarize
+from .analysis.stats import Summary, summarize
 
 
 @dataclass

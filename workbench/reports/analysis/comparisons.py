@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
-from .load import COMPLETED, MISSING, Curve, Results, RunCurves, Variant, load_curves
+from ..load import COMPLETED, MISSING, Curve, Results, RunCurves, Variant, load_curves
 from .verdicts import Multiplier, Verdict, combine_multipliers, compute_multiplier, decide
 
 logger = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from typing import Mapping
 import numpy as np
 
 from .comparisons import Comparison
-from .load import COMPLETED, Results, Variant
+from ..load import COMPLETED, Results, Variant
 
 EXTRAPOLATE = 1000.0  # an extrapolated crossing is given up to this factor beyond the largest compute, as in scaling
 
