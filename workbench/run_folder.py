@@ -339,9 +339,29 @@ def rebuild_results(run_dir: str | Path, defaults: dict | None = None) -> dict:
             "equivalence_margin": spec.get("equivalence_margin"), "reference": spec.get("reference"),
             "ladder": bool(spec.get("ladder")), "budget": spec.get("budget"), "eval": spec.get("eval", {}),
             "sizes": sizes, "variants": variants, "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    with locked(folder.root / ".results.lock"):  # the old file is not read: it may be what is broken
+    with locked(folder.root / ".results.lock"):  # the old file is read for its samples only: it may be what is broken
+        data["samples"] = _kept_samples(folder, variants)
         write_json(folder.results_file, data)
     return data
+
+
+def _kept_samples(folder: RunFolder, variants: dict) -> dict | None:
+    """The old results.json's report samples (``report_samples``: made by the runner, not kept in the run folders),
+    each kept while the seed it was sampled from is a completed run of its variant; None when the old file is
+    unreadable or keeps none (the next ``run`` of the experiment samples them again)."""
+    try:
+        old = json.loads(read_regular(folder.results_file, LIMITS["json"], folder.root).decode("utf-8"))
+        samples = old.get("samples") if isinstance(old, dict) else None
+        json.dumps(samples, allow_nan=False)  # NaN would not be written back
+    except (OSError, ValueError):  # missing, not a regular file, too large, outside the folder, not JSON
+        return None
+    if not isinstance(samples, dict) or not isinstance(samples.get("variants"), dict):
+        return None
+    completed = {name: {r.get("seed") for r in entry["runs"] if r.get("status") == "completed"}
+                 for name, entry in variants.items()}
+    kept = {name: entry for name, entry in samples["variants"].items() if isinstance(entry, dict)
+            and isinstance(entry.get("seed"), int) and entry["seed"] in completed.get(name, ())}
+    return {**samples, "variants": kept} if kept or isinstance(samples.get("skipped"), dict) else None
 
 
 def _rebuild_spec(folder: RunFolder) -> dict:
