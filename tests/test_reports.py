@@ -326,6 +326,55 @@ def test_import_pulls_in_neither_lightning_nor_torch():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
 
 
+def test_the_analysis_loads_no_matplotlib_and_the_rendering_no_model():
+    """reports.analysis is what the runner needs: no plotting; write_report renders results.json: no torch."""
+    analysis = ("import sys, workbench.reports, workbench.reports.analysis.comparisons, "
+                "workbench.reports.analysis.scale_verdicts, workbench.reports.analysis.scaling; "
+                "print(sorted({'matplotlib', 'torch', 'lightning'} & set(sys.modules)))")
+    rendering = ("import sys; from workbench.reports import write_report; "
+                 "print(sorted({'torch', 'lightning', 'components', 'workbench.load', 'workbench.sample'} & set(sys.modules)))")
+    for code in (analysis, rendering):
+        assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+SAMPLES = {"prompt": "def f():\n", "max_new_tokens": 40, "variants": {
+    "rmsnorm": {"seed": 0, "text": "    return 1\n", "note": None, "runs": "a"},
+    "layernorm": {"seed": 1, "text": "pass|", "note": "ended with the end-of-document token", "runs": "b"},
+    "post_norm": {"seed": None, "text": None, "why": "not loaded: no checkpoint", "runs": "c"}}}
+
+
+def samples_md(tmp_path, samples) -> str:
+    md = write_report(make_run_dir(tmp_path, MAIN, baseline="rmsnorm", metrics=False, samples=samples)).read_text()
+    return md[md.index("## Samples"):].split("\n## ")[0] if "## Samples" in md else ""
+
+
+def test_the_samples_section_renders_what_results_json_stores(tmp_path):
+    section = samples_md(tmp_path, SAMPLES)
+    rows = table_rows(section)
+    assert rows["rmsnorm"][1:] == ["0", "····return 1\\\\n"]
+    assert rows["layernorm"][1:] == ["1", "pass\\| (ended with the end-of-document token)"]
+    assert rows["post_norm"][1:] == ["—", "not loaded: no checkpoint"]
+    assert "Greedy continuation (40 new tokens) of the prompt `def f():\\n`" in section
+    assert f"python -m workbench sample {tmp_path} --prompt TEXT --temperature 0" in section
+    # a sample of a seed that is no longer a completed run (trained again, or discarded) is not shown
+    stale = {**SAMPLES, "variants": {**SAMPLES["variants"], "layernorm": {**SAMPLES["variants"]["layernorm"], "seed": 0}}}
+    assert "layernorm" not in table_rows(samples_md(tmp_path / "stale", stale))
+
+
+def test_the_samples_section_is_left_out_without_a_loaded_model_and_notes_a_skipped_sweep(tmp_path):
+    assert samples_md(tmp_path / "none", None) == ""
+    not_loaded = {**SAMPLES, "variants": {"post_norm": SAMPLES["variants"]["post_norm"]}}
+    assert samples_md(tmp_path / "not_loaded", not_loaded) == ""
+    skipped = samples_md(tmp_path / "skipped", {**SAMPLES, "variants": {},
+                                                 "skipped": {"largest_params": 30_000_000, "max_params": 25_000_000}})
+    assert "Not sampled after the sweep: the largest variant has 30M parameters" in skipped and "(the limit is 25M)" in skipped
+    for malformed in ({"variants": []}, {"prompt": 5, "max_new_tokens": "x", "variants": {"rmsnorm": "x"}},
+                      {"variants": {"rmsnorm": {"seed": "0", "text": 7}, "layernorm": {"seed": True, "text": "t"}}}):
+        assert samples_md(tmp_path / f"bad{len(str(malformed))}", malformed) == ""
+    shown = samples_md(tmp_path / "odd", {"prompt": 5, "variants": {"rmsnorm": {"seed": 0, "text": 7, "why": 8}}})
+    assert table_rows(shown)["rmsnorm"][1:] == ["—", "not sampled"]
+
+
 def test_a_component_spec_is_one_config_difference_with_its_options():
     from workbench.reports.sections import config_diff
 

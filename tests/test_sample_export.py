@@ -1,4 +1,5 @@
-"""``python -m workbench sample`` and ``export`` on a trained micro run, and the report's Samples section.
+"""``python -m workbench sample`` and ``export`` on a trained micro run, and the report's Samples section (made by
+the runner at the end of the sweep, stored in results.json, rendered by the report).
 
 One finished micro experiment (two variants, 6 steps): ``rms`` is LLaMA (transformers expresses it),
 ``ln`` is LayerNorm with RoPE (it does not: the plain export).
@@ -22,8 +23,10 @@ from workbench import export as export_module  # noqa: E402
 from workbench.cli import main  # noqa: E402
 from workbench.export import PLAIN_LOAD, PLAIN_LOAD_TORCH, PLAIN_TOKENIZERS, export_run, hf_tokenizer  # noqa: E402
 from workbench.load import load_run  # noqa: E402
+from workbench.report_samples import MAX_PARAMS, PROMPT, SAMPLE_TOKENS, new_samples, record_samples  # noqa: E402
 from workbench.reports.fmt import md  # noqa: E402
-from workbench.reports.samples import PROMPT, SAMPLE_TOKENS, shown  # noqa: E402
+from workbench.reports.samples import shown  # noqa: E402
+from workbench.results import ResultsStore  # noqa: E402
 
 pytestmark = pytest.mark.e2e  # trains sweeps (directly or in a module fixture)
 
@@ -213,15 +216,50 @@ def test_hf_tokenizer_decodes_byte_fallback_and_control_pieces_like_sentencepiec
     assert export_module.LOGIT_TOLERANCE == 1e-4
 
 
-def test_the_report_shows_each_variants_greedy_sample(trained):
-    report = (trained / "report.md").read_text()
-    section = report[report.index("## Samples"):].split("\n## ")[0]
+def section(report: str) -> str:
+    return report[report.index("## Samples"):].split("\n## ")[0] if "## Samples" in report else ""
+
+
+def test_the_sweep_stores_each_variants_greedy_sample_and_the_report_shows_it(trained):
+    stored = json.loads((trained / "results.json").read_text())["samples"]
+    assert stored["prompt"] == PROMPT and stored["max_new_tokens"] == SAMPLE_TOKENS == 40
+    samples = section((trained / "report.md").read_text())
     for name in ("rms", "ln"):
         model, tokenizer = load_run(trained, name)
         prompt = torch.tensor([tokenizer.encode(PROMPT)])
         new = model.generate(prompt, SAMPLE_TOKENS, temperature=0, eos_id=tokenizer.eos_id)[0, prompt.shape[1]:].tolist()
         new = new[:-1] if new and new[-1] == tokenizer.eos_id else new
-        assert f"| {name} | 0 | {md(shown(tokenizer.decode(new)))} |" in section
+        assert stored["variants"][name]["seed"] == 0 and stored["variants"][name]["text"] == tokenizer.decode(new)
+        assert f"| {name} | 0 | {md(shown(tokenizer.decode(new)))} |" in samples
+
+
+def test_a_report_on_a_folder_whose_models_are_gone_still_shows_the_stored_samples(trained, copy):
+    from workbench.reports import write_report
+
+    shutil.rmtree(copy / "rms")
+    shutil.rmtree(copy / "ln")
+    expected = section((trained / "report.md").read_text()).replace(str(trained), str(copy))
+    assert expected and section(write_report(copy).read_text()) == expected
+
+
+def _retrained(run_dir: Path, name: str) -> None:
+    """As if ``name`` was trained again: its completed record changes (results.json only)."""
+    def change(data):
+        data["variants"][name]["runs"][0]["wall_time_s"] += 1.0
+    ResultsStore(run_dir).update(change)
+
+
+def test_samples_are_made_again_only_for_a_variant_whose_completed_runs_changed(copy):
+    before = (copy / "results.json").read_bytes()
+    record_samples(ResultsStore(copy))
+    assert (copy / "results.json").read_bytes() == before  # nothing changed: not even rewritten
+    stored = json.loads(before)["samples"]["variants"]
+    shutil.rmtree(copy / "ln")  # ln is not sampled again: its entry stays, from the model now gone
+    _retrained(copy, "rms")
+    record_samples(ResultsStore(copy))
+    after = json.loads((copy / "results.json").read_text())["samples"]["variants"]
+    assert after["ln"] == stored["ln"]
+    assert after["rms"]["text"] == stored["rms"]["text"] and after["rms"]["runs"] != stored["rms"]["runs"]
 
 
 def test_the_samples_section_is_left_out_when_no_model_can_be_loaded(copy):
@@ -229,7 +267,30 @@ def test_the_samples_section_is_left_out_when_no_model_can_be_loaded(copy):
 
     shutil.rmtree(copy / "rms")
     shutil.rmtree(copy / "ln")
+    _retrained(copy, "rms")
+    _retrained(copy, "ln")
+    record_samples(ResultsStore(copy))
+    stored = json.loads((copy / "results.json").read_text())["samples"]["variants"]
+    assert stored["rms"]["seed"] is None and stored["rms"]["why"].startswith("not loaded: ")
     assert "## Samples" not in write_report(copy).read_text()
+
+
+def test_report_rebuild_keeps_the_stored_samples(trained, copy, capsys):
+    stored = json.loads((copy / "results.json").read_text())["samples"]
+    assert main(["report", "--rebuild", str(copy)]) == 0
+    assert json.loads((copy / "results.json").read_text())["samples"] == stored
+    expected = section((trained / "report.md").read_text()).replace(str(trained), str(copy))
+    assert section((copy / "report.md").read_text()) == expected
+
+
+def test_a_sweep_too_large_to_sample_stores_why_and_a_failure_is_only_a_warning(tmp_path, caplog):
+    data = {"variants": {"big": {"params": MAX_PARAMS + 1, "runs": [{"seed": 0, "status": "completed"}]},
+                         "none": {"params": 10**9, "runs": [{"seed": 0, "status": "failed"}]}}}
+    assert new_samples(tmp_path, data)["skipped"] == {"largest_params": MAX_PARAMS + 1, "max_params": MAX_PARAMS}
+    assert new_samples(tmp_path, {"variants": {"none": data["variants"]["none"]}}) is None
+    (tmp_path / "results.json").write_text("{not json")
+    record_samples(ResultsStore(tmp_path))  # never raises: the sweep's results stand without samples
+    assert "report samples not stored: RunFolderError" in caplog.text
 
 
 def test_shown_keeps_newlines_and_indentation_visible():

@@ -23,7 +23,7 @@ from .data import DataError, DataSettings, check_sizes, prepare
 from .distributed import is_global_zero
 from .environment import current_environment, remember_environment
 from .fileio import STORAGE_ERRORS
-from .post_sweep import baseline_of, log_verdicts, record_comparisons, record_speed, undecided
+from .post_sweep import baseline_of, log_verdicts, record_comparisons, record_samples, record_speed, undecided
 from .results import ResultsStore
 from .run_folder import RunFolder, RunFolderError, identity, run_label
 
@@ -99,6 +99,7 @@ def run_experiment(experiment, out_dir: Path, only: list[str] | None = None, res
         comparisons = record_comparisons(experiment, store)
         log_verdicts(experiment, store, names, comparisons)
         record_speed(experiment, data, store)
+        record_samples(store)
     return store
 
 

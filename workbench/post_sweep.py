@@ -1,4 +1,5 @@
-"""What a sweep leaves once its runs are trained: comparisons and verdicts, paired speed, HPARAMS rows.
+"""What a sweep leaves once its runs are trained: comparisons and verdicts, paired speed, HPARAMS rows, and the
+report's samples (each variant's greedy continuation of one prompt: the report renders them, loading no model).
 
 The runner calls these after each round (comparisons decide which groups get another seed) and at the
 end; each reads results.json and writes its part back under the store's lock.
@@ -82,6 +83,14 @@ def record_speed(experiment, data: dict, store: ResultsStore) -> None:
     store.update(lambda results: results.update(speed=result))
     for line in speed_lines(result):
         log.info("speed: %s", line)
+
+
+def record_samples(store: ResultsStore) -> None:
+    """results.json ``samples`` (``report_samples``): each variant's first completed seed continues one fixed prompt
+    greedily; a variant is sampled again only when its completed runs changed; a failure is logged, never raised."""
+    from . import report_samples
+
+    report_samples.record_samples(store)
 
 
 def log_verdicts(experiment, store: ResultsStore, names: list[str], comparisons: dict) -> None:

@@ -109,6 +109,7 @@ class Results:
     reference: dict | None = None  # published numbers to check the verdicts against (literature.py)
     speed: dict | None = None  # the paired timing of every variant's training step (speed.py)
     ladder: bool = False  # the archs, in order, form a ladder: each adds one change to the one before
+    samples: dict | None = None  # each variant's greedy continuation of one prompt, made by the runner (samples.py)
 
     def variant(self, name: str | None) -> Variant | None:
         return next((v for v in self.variants if v.name == name), None)
@@ -175,7 +176,7 @@ def _margin(raw: Any, path: Path) -> float:
 
 
 def _optional_object(data: dict, key: str, path: Path) -> dict | None:
-    """An optional section (reference, speed): an object, else None (a malformed one logged, not fatal)."""
+    """An optional section (reference, speed, samples): an object, else None (a malformed one logged, not fatal)."""
     raw = data.get(key)
     if raw is not None and not isinstance(raw, dict):
         logger.warning("%s: ignoring malformed %s (expected an object)", path, key)
@@ -260,7 +261,7 @@ def load_results(run_dir: str | Path) -> Results:
                    _seed_policy(data.get("seed_policy"), all_seeds, path),
                    _margin(data.get("equivalence_margin"), path),
                    _optional_object(data, "reference", path), _optional_object(data, "speed", path),
-                   data.get("ladder") is True)
+                   data.get("ladder") is True, _optional_object(data, "samples", path))
 
 
 @dataclass
