@@ -82,7 +82,7 @@ def _bad_input_types() -> tuple[type[BaseException], ...]:
     from .data import DataError
     from .folder_safety import RunFolderError
 
-    reports = sys.modules.get("workbench.reports.load")  # not imported: none of its errors was raised (saves ~1 s)
+    reports = sys.modules.get("workbench.reports")  # not imported: none of its errors was raised (saves ~1 s)
     return (ConfigError, DataError, RunFolderError) + ((reports.ReportError,) if reports else ())
 
 
