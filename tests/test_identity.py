@@ -218,3 +218,15 @@ def test_an_index_that_disagrees_with_variant_json_is_refused(tmp_path):
     info = {"config": {"model": {"dim": 8}, "data": {}, "train": {"steps": 60}}, "identity": ident}
     with pytest.raises(RunFolderError, match="train.steps: 20 -> 60"):
         folder.register({"experiment": "x", "seeds": [0], "seed_policy": {"min": 1, "max": 1}}, {"name": "x"}, {"a": info})
+
+
+@pytest.mark.parametrize("content", ['{"bad": 1}', '{"variants": {"a": {"runs": [{"seed": null}]}}}',
+                                     '{"variants": {"../p7/a": {"runs": []}}}', '{"variants": {}, "seeds": ["abc"]}'])
+def test_an_ill_shaped_results_json_is_one_line_for_run_report_and_load(tmp_path, capsys, content):
+    (tmp_path / "results.json").write_text(content)
+    capsys.readouterr()
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "results.json" in err and "Traceback" not in err
+    with pytest.raises(RunFolderError, match="results.json"):
+        RunFolder(tmp_path).store.load()

@@ -95,7 +95,7 @@ def read_results(path: Path) -> dict:
 
 
 def _shape_problem(data: Any) -> str | None:
-    if not isinstance(data, dict) or not isinstance(data.get("variants", {}), dict):
+    if not isinstance(data, dict) or not isinstance(data.get("variants"), dict):
         return "expected an object with a 'variants' mapping"
     if not isinstance(data.get("seeds", []), list) or not all(map(_is_seed, data.get("seeds", []))):
         return "'seeds' must be a list of non-negative integers"
@@ -132,6 +132,7 @@ class ResultsStore:
         """Apply ``change`` to the current contents under the lock and write the result atomically."""
         with locked(self.run_dir / ".results.lock"):
             data = self.load()
+            data.setdefault("variants", {})
             change(data)
             data["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             write_json(self.path, _clean(data))
