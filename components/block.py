@@ -45,7 +45,7 @@ class Block(nn.Module):
         for norm_name in self.norm_names:
             setattr(self, norm_name, build_norm(cfg))
         self.attn = CausalSelfAttention(cfg)
-        self.ffn = registry.build("ffn", cfg.ffn, dim=cfg.dim, hidden_dim=cfg.hidden_dim, bias=cfg.bias)
+        self.ffn = registry.build("ffn", cfg.ffn, dim=cfg.dim, hidden_dim=cfg.ffn_hidden_dim, bias=cfg.bias)
         # What the placement sees as `norms`: the norms it declared, by name (the modules themselves).
         self.norms = SimpleNamespace(**{n: getattr(self, n) for n in self.norm_names})
 

@@ -1,7 +1,9 @@
 """TransformerConfig: one plain, serialisable dataclass; one component spec per ablation axis.
 
 Validated on construction, so a bad combination fails before any weight is allocated, with a
-message that names the field. A component spec is a registered name (``"rmsnorm"``) or a mapping of
+message that names the field. The sizes a config may leave to a rule (``n_kv_heads``, ``head_dim``,
+``ffn_hidden_dim``: None) are resolved once, in ``__post_init__``, into the same fields; ``derived``
+names those resolved by rule, and ``to_dict`` stores them as None again, as the user wrote them. A component spec is a registered name (``"rmsnorm"``) or a mapping of
 the name and the component's options (``{"name": "rmsnorm", "eps": 1e-5}``), checked against the
 component's signature (``registry.validate``) and kept canonical: a mapping without options is its name.
 """
@@ -48,22 +50,27 @@ class InvalidConfig(ValueError):
 
 @dataclass
 class TransformerConfig:
-    """Architecture of a decoder-only transformer LM. Defaults are the LLaMA recipe at a small size."""
+    """Architecture of a decoder-only transformer LM. Defaults are the LLaMA recipe at a small size.
+
+    ``dataclasses.replace`` carries resolved sizes over as if set: to change ``dim``, ``n_heads`` or
+    ``ffn``, build a new config from ``to_dict()`` instead.
+    """
 
     vocab_size: int = 2048
     max_seq_len: int = 256  # longest sequence trained on; bounds learned positions only
     dim: int = 256
     n_layers: int = 4
     n_heads: int = 4
-    n_kv_heads: int | None = None  # None: = n_heads (MHA); fewer: GQA; 1: MQA
-    head_dim: int | None = None  # None: dim // n_heads
+    n_kv_heads: int | None = None  # None: = n_heads (MHA); fewer: GQA; 1: MQA. Resolved on construction.
+    head_dim: int | None = None  # None: dim // n_heads. Resolved on construction.
     norm: ComponentSpec = "rmsnorm"  # layernorm | rmsnorm | dyt, or {name: ..., option: value}
     # None: the norm's own default (RMSNorm 1e-6, LayerNorm 1e-5); set, it is the norm's `eps` option
     # (an error for a norm without one, e.g. dyt).
     norm_eps: float | None = None
     norm_placement: ComponentSpec = "pre"  # pre | post | parallel | reordered | sandwich
     ffn: ComponentSpec = "swiglu"  # relu | gelu | gelu_tanh | relu2 | swiglu | geglu | reglu | moe
-    ffn_hidden_dim: int | None = None  # None: 4*dim for MLPs, LLaMA's 2/3 rule for GLUs (parameter-matched)
+    # None: 4*dim for MLPs, LLaMA's 2/3 rule for GLUs (parameter-matched). Resolved on construction.
+    ffn_hidden_dim: int | None = None
     # GLU width is rounded up to this (LLaMA uses 256 at dim 4096). 1 keeps GLUs within 1% of the
     # MLP's parameters at any small dim; raise it for hardware-friendly widths at scale.
     multiple_of: int = 1
@@ -115,12 +122,21 @@ class TransformerConfig:
                 raise InvalidConfig(name, value, str(exc)) from None
         if self.norm_eps is not None:
             self._check_norm_eps()
+        self._resolve_sizes()
+
+    def _resolve_sizes(self) -> None:
+        """Each size left to its rule (None), resolved into its own field; ``derived`` names them."""
         if self.head_dim is None and self.dim % self.n_heads:
             raise InvalidConfig("dim", self.dim, f"must be divisible by n_heads={self.n_heads}")
-        if self.n_heads % self.kv_heads:
+        if self.n_kv_heads is not None and self.n_heads % self.n_kv_heads:
             raise InvalidConfig("n_kv_heads", self.n_kv_heads, f"must divide n_heads={self.n_heads}")
-        if self.component("positions")[0] == "rope" and self.head_size % 2:
-            raise InvalidConfig("head_dim", self.head_size, "rope needs an even head_dim")
+        rules = {"n_kv_heads": lambda: self.n_heads, "head_dim": lambda: self.dim // self.n_heads,
+                 "ffn_hidden_dim": self._ffn_width}
+        self.derived = frozenset(name for name in rules if getattr(self, name) is None)
+        for name in self.derived:
+            setattr(self, name, rules[name]())
+        if self.component("positions")[0] == "rope" and self.head_dim % 2:
+            raise InvalidConfig("head_dim", self.head_dim, "rope needs an even head_dim")
 
     def _check_norm_eps(self) -> None:
         """norm_eps is the norm's ``eps`` option: an error, not a silent drop, where the norm has none."""
@@ -142,29 +158,20 @@ class TransformerConfig:
             raise InvalidConfig(name, value, "must be a positive integer")
 
     @property
-    def kv_heads(self) -> int:
-        return self.n_kv_heads or self.n_heads
-
-    @property
-    def head_size(self) -> int:
-        return self.head_dim or self.dim // self.n_heads
-
-    @property
     def is_glu(self) -> bool:
         """Whether the FFN declares the GLU width rule (its ``width`` trait, components.contract)."""
         return registry.get("ffn", self.component("ffn")[0]).traits["width"] == "glu"
 
-    @property
-    def hidden_dim(self) -> int:
-        """FFN width: explicit, else by the FFN's declared width rule, parameter-matched to the 4*dim MLP."""
-        if self.ffn_hidden_dim is not None:
-            return self.ffn_hidden_dim
+    def _ffn_width(self) -> int:
+        """The FFN width by the FFN's declared width rule, parameter-matched to the 4*dim MLP."""
         if self.is_glu:
             return glu_hidden_dim(self.dim, 4, self.multiple_of, self.ffn_dim_multiplier)
         return mlp_hidden_dim(self.dim)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as the user gave them: a size resolved by its rule is None, so a stored config
+        re-derives it (and old stored configs, which hold None there, read the same)."""
+        return {k: None if k in self.derived else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict) -> "TransformerConfig":

@@ -26,7 +26,7 @@ class TransformerLM(nn.Module):
         self.config = cfg = config
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.positions = registry.build(
-            "positions", cfg.positions, dim=cfg.dim, head_dim=cfg.head_size, max_seq_len=cfg.max_seq_len, theta=cfg.rope_theta,
+            "positions", cfg.positions, dim=cfg.dim, head_dim=cfg.head_dim, max_seq_len=cfg.max_seq_len, theta=cfg.rope_theta,
             init_std=cfg.init_std, n_heads=cfg.n_heads,
         )
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
@@ -102,7 +102,7 @@ class TransformerLM(nn.Module):
         if max_new_tokens == 0:
             return tokens
         cfg, weight = self.config, self.embed.weight
-        cache = KVCache(cfg.n_layers, B, cfg.kv_heads, cfg.head_size, total - 1, weight.dtype, weight.device)
+        cache = KVCache(cfg.n_layers, B, cfg.n_kv_heads, cfg.head_dim, total - 1, weight.dtype, weight.device)
         generator = None
         if seed is not None and temperature != 0:
             generator = torch.Generator(device=tokens.device).manual_seed(seed)
@@ -240,7 +240,7 @@ class TransformerLM(nn.Module):
         cfg = self.config
         seq_len = seq_len or cfg.max_seq_len
         keys = seq_len if cfg.window is None else min(seq_len, cfg.window)
-        attention = 2 * 2 * cfg.n_layers * keys * cfg.n_heads * cfg.head_size
+        attention = 2 * 2 * cfg.n_layers * keys * cfg.n_heads * cfg.head_dim
         return 3 * (2 * self.matmul_params() + attention)
 
     def matmul_params(self) -> int:

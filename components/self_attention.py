@@ -29,7 +29,7 @@ class CausalSelfAttention(nn.Module):
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
-        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.kv_heads, cfg.head_size
+        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         self.window, self.qk_norm = cfg.window, cfg.qk_norm
         # One fused projection for q, k and v: one GEMM instead of three.
         self.qkv = nn.Linear(cfg.dim, (self.n_heads + 2 * self.n_kv_heads) * self.head_dim, bias=cfg.bias)

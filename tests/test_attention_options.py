@@ -50,7 +50,7 @@ def sublayer_reference(attn, x, cfg):
     projection, QK-norm (over each head's D, or over the whole projection), RoPE, causal softmax with
     window and ALiBi bias over grouped heads, output projection."""
     B, T, _ = x.shape
-    H, Hkv, D = cfg.n_heads, cfg.kv_heads, cfg.head_size
+    H, Hkv, D = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
     W, b = attn.qkv.weight.double(), attn.qkv.bias
     proj = x @ W.T + (b.double() if b is not None else 0.0)
     q, k, v = proj[..., : H * D], proj[..., H * D : (H + Hkv) * D], proj[..., (H + Hkv) * D :]

@@ -272,7 +272,7 @@ def test_the_example_plugin_meets_the_contract(example_plugin, kind, name):
 def test_the_example_glu_gets_the_parameter_matched_width(example_plugin):
     for dim in (64, 96, 256):
         cfg = TransformerConfig(dim=dim, n_heads=4, ffn="example_bilinear")
-        assert cfg.is_glu and cfg.hidden_dim == glu_hidden_dim(dim, multiple_of=1)
+        assert cfg.is_glu and cfg.ffn_hidden_dim == glu_hidden_dim(dim, multiple_of=1)
         model, mlp = TransformerLM(cfg), TransformerLM(TransformerConfig(dim=dim, n_heads=4, ffn="gelu", bias=False))
         ffn_params = [sum(p.numel() for p in m.blocks[0].ffn.parameters()) for m in (model, mlp)]
         assert abs(ffn_params[0] / ffn_params[1] - 1) < 0.01

@@ -64,7 +64,7 @@ def test_unknown_activation_is_a_clear_error():
 
 
 def ffn_params(cfg: TransformerConfig) -> int:
-    ffn = registry.build("ffn", cfg.ffn, dim=cfg.dim, hidden_dim=cfg.hidden_dim, bias=False)
+    ffn = registry.build("ffn", cfg.ffn, dim=cfg.dim, hidden_dim=cfg.ffn_hidden_dim, bias=False)
     return sum(p.numel() for p in ffn.parameters())
 
 
@@ -72,7 +72,7 @@ def ffn_params(cfg: TransformerConfig) -> int:
 @pytest.mark.parametrize("glu", sorted(GLUS))
 def test_glu_default_width_is_parameter_matched_to_4x_mlp(dim, glu):
     mlp = TransformerConfig(dim=dim, n_heads=4, ffn="gelu")
-    assert mlp.hidden_dim == 4 * dim
+    assert mlp.ffn_hidden_dim == 4 * dim
     ratio = ffn_params(TransformerConfig(dim=dim, n_heads=4, ffn=glu)) / ffn_params(mlp)
     assert abs(ratio - 1) < 0.01, ratio
 
@@ -89,12 +89,12 @@ def test_glu_default_width_is_parameter_matched_to_4x_mlp(dim, glu):
 def test_glu_hidden_dim_follows_llama(dim, multiple_of, multiplier, expected):
     assert glu_hidden_dim(dim, multiple_of=multiple_of, ffn_dim_multiplier=multiplier) == expected
     cfg = TransformerConfig(dim=dim, n_heads=32, multiple_of=multiple_of, ffn_dim_multiplier=multiplier)
-    assert cfg.hidden_dim == expected
+    assert cfg.ffn_hidden_dim == expected
 
 
 def test_explicit_hidden_dim_wins():
-    assert TransformerConfig(ffn="swiglu", ffn_hidden_dim=100).hidden_dim == 100
-    assert TransformerConfig(ffn="relu", ffn_hidden_dim=100).hidden_dim == 100
+    assert TransformerConfig(ffn="swiglu", ffn_hidden_dim=100).ffn_hidden_dim == 100
+    assert TransformerConfig(ffn="relu", ffn_hidden_dim=100).ffn_hidden_dim == 100
 
 
 def test_a_glu_plugin_that_declares_its_width_is_parameter_matched(sandbox_registry):
@@ -114,7 +114,7 @@ def test_a_glu_plugin_that_declares_its_width_is_parameter_matched(sandbox_regis
     for dim in (64, 256):
         mlp = TransformerConfig(dim=dim, n_heads=4, ffn="gelu")
         cfg = TransformerConfig(dim=dim, n_heads=4, ffn="wbtest_bilinear")
-        assert cfg.is_glu and cfg.hidden_dim == glu_hidden_dim(dim, multiple_of=1)
+        assert cfg.is_glu and cfg.ffn_hidden_dim == glu_hidden_dim(dim, multiple_of=1)
         assert abs(ffn_params(cfg) / ffn_params(mlp) - 1) < 0.01
 
 
@@ -124,4 +124,4 @@ def test_a_plugin_without_a_width_gets_the_mlp_width_and_a_warning(sandbox_regis
     with pytest.warns(ContractWarning, match="ffn 'wbtest_undeclared' declares no width and gets the MLP width 4\\*dim"):
         registry.register("ffn", "wbtest_undeclared", residual=())(MLP)
     cfg = TransformerConfig(dim=64, n_heads=4, ffn="wbtest_undeclared")
-    assert not cfg.is_glu and cfg.hidden_dim == 4 * 64
+    assert not cfg.is_glu and cfg.ffn_hidden_dim == 4 * 64

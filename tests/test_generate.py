@@ -34,7 +34,7 @@ def incremental_logits(model: TransformerLM, tokens: torch.Tensor, chunks: list[
     """Logits of ``tokens`` fed through one KV cache in pieces of the given lengths."""
     cfg = model.config
     weight = model.embed.weight
-    cache = KVCache(cfg.n_layers, tokens.shape[0], cfg.kv_heads, cfg.head_size, tokens.shape[1], weight.dtype,
+    cache = KVCache(cfg.n_layers, tokens.shape[0], cfg.n_kv_heads, cfg.head_dim, tokens.shape[1], weight.dtype,
                     weight.device)
     out, start = [], 0
     for n in chunks:

@@ -290,7 +290,7 @@ def report() -> None:  # pragma: no cover - prints the tables of docs/init.md
         rows = {f: measure(preset(init=init, ffn=f)) for f in ffns}
         for f in ffns:
             r, base = rows[f], rows["relu"]
-            print(f"| {f} | {preset(ffn=f).hidden_dim} | {r['hidden']:.4f} | {r['hidden'] / base['hidden']:.2f} | {r['ffn']:.4f} "
+            print(f"| {f} | {preset(ffn=f).ffn_hidden_dim} | {r['hidden']:.4f} | {r['hidden'] / base['hidden']:.2f} | {r['ffn']:.4f} "
                   f"| {r['ffn'] / base['ffn']:.2f} | {r['attn']:.4f} | {r['stream.3']:.4f} | {r['loss']:.3f} |")
         print(f"\n## init={init}: residual stream after each block, pre vs post norm (norm gains 1)")
         print("| placement | ffn | embed | block 1 | block 2 | block 3 | block 4 | sublayer out / stream in, block 1 attn | block 4 ffn |")

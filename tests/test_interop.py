@@ -84,8 +84,8 @@ def test_llama_from_hf_logits_match(case, attn):
     ours = from_hf(hf)
     assert_same_logits(ours, hf)
     c = hf.config
-    assert ours.config.norm_eps == c.rms_norm_eps and ours.config.kv_heads == c.num_key_value_heads
-    assert ours.config.head_size == c.head_dim and ours.config.tie_embeddings == c.tie_word_embeddings
+    assert ours.config.norm_eps == c.rms_norm_eps and ours.config.n_kv_heads == c.num_key_value_heads
+    assert ours.config.head_dim == c.head_dim and ours.config.tie_embeddings == c.tie_word_embeddings
     assert (ours.lm_head.weight is ours.embed.weight) == c.tie_word_embeddings
 
 
@@ -154,7 +154,7 @@ def test_ours_to_hf_and_back(case):
     assert_same_logits(ours, hf)
     back = from_hf(hf)
     _same_state(back.state_dict(), ours.state_dict())
-    assert back.config.hidden_dim == cfg.hidden_dim and back.config.head_size == cfg.head_size
+    assert back.config.ffn_hidden_dim == cfg.ffn_hidden_dim and back.config.head_dim == cfg.head_dim
 
 
 @pytest.mark.parametrize(
@@ -320,8 +320,8 @@ CASE_IDS = [(family, case) for family, cases in FAMILY_CASES.items() for case in
 def _check_family_config(ours: TransformerLM, hf) -> None:
     """The settings each family adds, read back from the converted config."""
     c, cfg = hf.config, ours.config
-    assert cfg.kv_heads == c.num_key_value_heads and cfg.norm_eps == c.rms_norm_eps
-    assert cfg.head_size == (getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads)
+    assert cfg.n_kv_heads == c.num_key_value_heads and cfg.norm_eps == c.rms_norm_eps
+    assert cfg.head_dim == (getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads)
     assert (ours.lm_head.weight is ours.embed.weight) == c.tie_word_embeddings
     family = c.model_type
     assert cfg.qk_norm == {"qwen3": "head", "olmo2": "proj"}.get(family, "none")
@@ -333,7 +333,7 @@ def _check_family_config(ours: TransformerLM, hf) -> None:
     if family == "mixtral":
         k = c.num_experts_per_tok
         assert cfg.component("ffn") == ("moe", dict(n_experts=c.num_local_experts, top_k=k, aux_loss_coef=c.router_aux_loss_coef * k))
-        assert cfg.hidden_dim == c.intermediate_size * k
+        assert cfg.ffn_hidden_dim == c.intermediate_size * k
         assert ours.blocks[0].ffn.experts[0].up.out_features == c.intermediate_size
 
 
@@ -469,7 +469,7 @@ def test_ours_to_family_and_back(case, attn):
     back = from_hf(hf)
     _same_state(back.state_dict(), ours.state_dict())
     assert back.config.window == cfg.window and back.config.qk_norm == cfg.qk_norm
-    assert back.config.hidden_dim == cfg.hidden_dim and back.config.head_size == cfg.head_size
+    assert back.config.ffn_hidden_dim == cfg.ffn_hidden_dim and back.config.head_dim == cfg.head_dim
 
 
 def test_ours_to_mixtral_grouped_mm():

@@ -58,7 +58,7 @@ def test_invalid_config_names_the_field(overrides, field, says):
 
 
 def test_odd_head_dim_is_fine_without_rope():
-    assert tiny(dim=36, n_heads=4, positions="learned").head_size == 9
+    assert tiny(dim=36, n_heads=4, positions="learned").head_dim == 9
 
 
 def test_config_round_trips_and_rejects_unknown_fields():
@@ -66,6 +66,29 @@ def test_config_round_trips_and_rejects_unknown_fields():
     assert TransformerConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(InvalidConfig, match="n_head=4: unknown field"):
         TransformerConfig.from_dict({"n_head": 4})
+
+
+def test_derived_sizes_are_resolved_once_into_their_own_fields():
+    # One name per size: the field holds the resolved value; `derived` says which the rule chose.
+    cfg = tiny(ffn="swiglu", multiple_of=8)
+    assert (cfg.n_kv_heads, cfg.head_dim, cfg.ffn_hidden_dim) == (4, 8, 88)
+    assert cfg.derived == {"n_kv_heads", "head_dim", "ffn_hidden_dim"}
+    set_by_user = tiny(n_kv_heads=2, head_dim=16, ffn_hidden_dim=40)
+    assert (set_by_user.n_kv_heads, set_by_user.head_dim, set_by_user.ffn_hidden_dim) == (2, 16, 40)
+    assert set_by_user.derived == frozenset()
+    for attr in ("kv_heads", "head_size", "hidden_dim"):  # the old second names are gone
+        assert not hasattr(cfg, attr)
+
+
+def test_to_dict_stores_derived_sizes_as_the_user_wrote_them():
+    # A stored config (checkpoints of old run folders hold None there) re-derives its sizes on load.
+    cfg = tiny(n_kv_heads=2)
+    stored = cfg.to_dict()
+    assert (stored["n_kv_heads"], stored["head_dim"], stored["ffn_hidden_dim"]) == (2, None, None)
+    again = TransformerConfig.from_dict(stored)
+    assert again == cfg and again.derived == cfg.derived
+    old = {k: v for k, v in stored.items()}  # as an older workbench wrote it: the same keys, None sizes
+    assert TransformerConfig.from_dict(old).head_dim == 8
 
 
 # --- component specs: a name or {name: ..., option: value} ---------------------------------------
@@ -148,7 +171,7 @@ COUNT_CONFIGS = {
 
 def manual_count(cfg: TransformerConfig) -> tuple[int, int]:
     """(total, non-embedding) parameters, from the architecture on paper."""
-    d, V, H, Hkv, Dh, h, b = cfg.dim, cfg.vocab_size, cfg.n_heads, cfg.kv_heads, cfg.head_size, cfg.hidden_dim, cfg.bias
+    d, V, H, Hkv, Dh, h, b = cfg.dim, cfg.vocab_size, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn_hidden_dim, cfg.bias
     attn = d * (H + 2 * Hkv) * Dh + H * Dh * d + b * ((H + 2 * Hkv) * Dh + d)
     ffn = 3 * d * h + b * (2 * h + d) if cfg.ffn in GLUS else 2 * d * h + b * (h + d)
     norm = d + d * (b and cfg.norm == "layernorm")
@@ -192,14 +215,14 @@ def test_flops_per_token_matches_a_flop_counter(name):
 def test_flops_grow_with_sequence_length():
     model = TransformerLM(tiny())
     cfg = model.config
-    assert model.flops_per_token(64) - model.flops_per_token(32) == 12 * cfg.n_layers * 32 * cfg.n_heads * cfg.head_size
+    assert model.flops_per_token(64) - model.flops_per_token(32) == 12 * cfg.n_layers * 32 * cfg.n_heads * cfg.head_dim
 
 
 def test_sliding_window_flops_count_at_most_window_keys_per_query():
     full, windowed = TransformerLM(tiny()), TransformerLM(tiny(window=8))
     cfg = full.config
     assert windowed.flops_per_token(6) == full.flops_per_token(6)  # shorter than the window
-    per_key = 12 * cfg.n_layers * cfg.n_heads * cfg.head_size
+    per_key = 12 * cfg.n_layers * cfg.n_heads * cfg.head_dim
     assert full.flops_per_token(64) - windowed.flops_per_token(64) == per_key * (64 - 8)
     assert windowed.flops_per_token(64) == windowed.flops_per_token(8)
 

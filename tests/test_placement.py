@@ -94,7 +94,7 @@ def test_block_wires_its_sublayers_by_placement(placement):
         for n in names:
             getattr(block, n).weight.normal_(1.0, 0.5)
             getattr(block, n).bias.normal_(0.0, 0.5)
-    positions = registry.build("positions", "rope", head_dim=cfg.head_size)
+    positions = registry.build("positions", "rope", head_dim=cfg.head_dim)
     x = torch.randn(2, 7, 16, dtype=torch.float64)
 
     def attn(h):

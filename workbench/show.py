@@ -21,12 +21,12 @@ def resolved_model(variant) -> dict[str, str]:
     """The model keys as shown: a component spec as one value, and the sizes a config may leave to a
     rule (``n_kv_heads``, ``head_dim``, ``ffn_hidden_dim``: None) resolved as the model builds them."""
     config = variant.transformer_config()
-    kv = config.kv_heads
+    kv = config.n_kv_heads
     layout = "MHA" if kv == config.n_heads else "MQA" if kv == 1 else f"GQA, {config.n_heads // kv} query heads per K/V head"
     rule = "GLU rule: 2/3 x 4 x dim" if config.is_glu else "4 x dim"
-    derived = {"n_kv_heads": f"{kv} ({'= n_heads, ' if config.n_kv_heads is None else ''}{layout})",
-               "head_dim": f"{config.head_size}{' (dim / n_heads)' if config.head_dim is None else ''}",
-               "ffn_hidden_dim": f"{config.hidden_dim}{f' ({rule})' if config.ffn_hidden_dim is None else ''}"}
+    derived = {"n_kv_heads": f"{kv} ({'= n_heads, ' if 'n_kv_heads' in config.derived else ''}{layout})",
+               "head_dim": f"{config.head_dim}{' (dim / n_heads)' if 'head_dim' in config.derived else ''}",
+               "ffn_hidden_dim": f"{config.ffn_hidden_dim}{f' ({rule})' if 'ffn_hidden_dim' in config.derived else ''}"}
     return {k: derived.get(k, _value(v)) for k, v in variant.model.items()}
 
 

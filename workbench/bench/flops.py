@@ -20,16 +20,16 @@ def matmul_weights(cfg) -> int:
 
     ``cfg`` is a ``components.TransformerConfig``.
     """
-    q_and_out = 2 * cfg.dim * cfg.n_heads * cfg.head_size
-    kv = 2 * cfg.dim * cfg.kv_heads * cfg.head_size
-    ffn = (3 if cfg.is_glu else 2) * cfg.dim * cfg.hidden_dim
+    q_and_out = 2 * cfg.dim * cfg.n_heads * cfg.head_dim
+    kv = 2 * cfg.dim * cfg.n_kv_heads * cfg.head_dim
+    ffn = (3 if cfg.is_glu else 2) * cfg.dim * cfg.ffn_hidden_dim
     return cfg.n_layers * (q_and_out + kv + ffn) + cfg.dim * cfg.vocab_size
 
 
 def train_flops_per_token(cfg, seq_len: int) -> int:
     """Training FLOPs per token: 6 per matmul weight, plus 12 * layers * T * heads * head_dim for
     the attention scores and their weighted sum (PaLM appendix B convention)."""
-    attention = 2 * 2 * cfg.n_layers * seq_len * cfg.n_heads * cfg.head_size
+    attention = 2 * 2 * cfg.n_layers * seq_len * cfg.n_heads * cfg.head_dim
     return 3 * (2 * matmul_weights(cfg) + attention)
 
 

@@ -54,9 +54,9 @@ def _largest_setting(config: TransformerConfig) -> str:
     100000 against 256), component options with an integer default included (``model.ffn.n_experts``)."""
     defaults = {f.name: f.default for f in dataclasses.fields(TransformerConfig)}
     ratios = {name: getattr(config, name) / defaults[name] for name in ("n_layers", "dim", "vocab_size")}
-    if config.ffn_hidden_dim is not None:
+    if "ffn_hidden_dim" not in config.derived:
         ratios["ffn_hidden_dim"] = config.ffn_hidden_dim / (4 * config.dim)
-    if config.head_dim is not None:
+    if "head_dim" not in config.derived:
         ratios["head_dim"] = config.head_dim * config.n_heads / config.dim
     if config.component("positions")[0] == "learned":
         ratios["max_seq_len"] = config.max_seq_len / defaults["max_seq_len"]

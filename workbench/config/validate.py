@@ -356,7 +356,7 @@ class _VariantCheck:
         except TypeError as exc:
             self.fail("model", str(exc))
         if spec_name(config.attention) == "flash":
-            self.check_flash(config.head_size)
+            self.check_flash(config.head_dim)
         fingerprint = repr(sorted(config.to_dict().items()))
         if fingerprint in built:
             return

@@ -67,8 +67,8 @@ def features(cfg: TransformerConfig) -> dict[str, Hashable]:
         "qk_norm": cfg.qk_norm,
         "window": "full" if cfg.window is None else "sliding",
         "bias": cfg.bias,
-        "n_kv_heads": "grouped" if cfg.kv_heads != cfg.n_heads else "per head",
-        "head_dim": "dim // n_heads" if cfg.head_size * cfg.n_heads == cfg.dim else "other",
+        "n_kv_heads": "grouped" if cfg.n_kv_heads != cfg.n_heads else "per head",
+        "head_dim": "dim // n_heads" if cfg.head_dim * cfg.n_heads == cfg.dim else "other",
     }
 
 
@@ -77,7 +77,7 @@ def describe(cfg: TransformerConfig, axis: str) -> str:
     if axis in CONVERTIBLE_OPTIONS:
         return f"{axis}={cfg.component(axis)[0]!r}"
     if axis == "head_dim":
-        return f"head_dim={cfg.head_size}"
+        return f"head_dim={cfg.head_dim}"
     return f"{axis}={getattr(cfg, axis)!r}"
 
 

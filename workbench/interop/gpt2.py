@@ -56,7 +56,7 @@ def _hf_kwargs(model: TransformerLM) -> dict:
         n_layer=cfg.n_layers,
         n_head=cfg.n_heads,
         n_positions=cfg.max_seq_len,
-        n_inner=None if cfg.hidden_dim == 4 * cfg.dim else cfg.hidden_dim,
+        n_inner=None if cfg.ffn_hidden_dim == 4 * cfg.dim else cfg.ffn_hidden_dim,
         activation_function=ACT_OF_MLP[cfg.component("ffn")[0]],
         layer_norm_epsilon=model.norm.eps,  # the module's, so a config that left norm_eps at None converts too
     )

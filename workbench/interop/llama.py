@@ -87,8 +87,8 @@ def decoder_hf_kwargs(model: TransformerLM) -> dict:
         hidden_size=cfg.dim,
         num_hidden_layers=cfg.n_layers,
         num_attention_heads=cfg.n_heads,
-        num_key_value_heads=cfg.kv_heads,
-        head_dim=cfg.head_size,
+        num_key_value_heads=cfg.n_kv_heads,
+        head_dim=cfg.head_dim,
         max_position_embeddings=cfg.max_seq_len,
         rms_norm_eps=model.norm.eps,
         rope_theta=float(model.positions.theta),  # transformers 5.x moves it into rope_parameters
@@ -98,7 +98,7 @@ def decoder_hf_kwargs(model: TransformerLM) -> dict:
 def default_head_dim(kwargs: dict, cfg: TransformerConfig) -> dict:
     """``kwargs`` without head_dim when it is dim // n_heads: OLMo 2's config has no head_dim field (its
     attention reads one if set) and Mixtral's leaves it None, so a round trip keeps their configs as they were."""
-    if cfg.head_size * cfg.n_heads == cfg.dim:
+    if cfg.head_dim * cfg.n_heads == cfg.dim:
         kwargs = {k: v for k, v in kwargs.items() if k != "head_dim"}
     return kwargs
 
@@ -143,7 +143,7 @@ def dense_layout(norms: dict[str, str]) -> Callable[[TransformerLM], list[Map]]:
 
 def glu_hf_kwargs(model: TransformerLM) -> dict:
     cfg = model.config
-    return dict(decoder_hf_kwargs(model), intermediate_size=cfg.hidden_dim, hidden_act=ACT_OF_GLU[cfg.component("ffn")[0]])
+    return dict(decoder_hf_kwargs(model), intermediate_size=cfg.ffn_hidden_dim, hidden_act=ACT_OF_GLU[cfg.component("ffn")[0]])
 
 
 # --------------------------------------------------------------------------- the four families
