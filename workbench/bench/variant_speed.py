@@ -187,21 +187,14 @@ def _default_max_params(device: torch.device) -> int:
 
 def log_ratio_ci(ratios: list[float], confidence: float = CONFIDENCE) -> tuple[float, float | None, float | None]:
     """Geometric mean of positive ``ratios`` and its t-interval on the logs (None, None with one ratio):
-    exp(mean log +- t_{(1+confidence)/2, n-1} * s_log / sqrt(n)), the arithmetic of
-    ``reports.verdicts.combine_multipliers`` (not imported: the reports package pulls in matplotlib,
-    and the bench should not depend on it)."""
-    if not ratios or not 0 < confidence < 1:
-        raise ValueError("log_ratio_ci needs at least one ratio and 0 < confidence < 1")
-    logs = [math.log(r) for r in ratios]
-    n = len(logs)
-    mean = sum(logs) / n
-    if n == 1:
-        return math.exp(mean), None, None
-    from scipy.stats import t as student_t  # lazy: importing the bench stays cheap
+    the arithmetic of the verdicts' compute multipliers (``reports.analysis.verdicts.combine_multipliers``,
+    imported on use: it loads scipy, and importing the bench stays cheap)."""
+    if not ratios or not 0 < confidence < 1 or min(ratios) <= 0:
+        raise ValueError("log_ratio_ci needs at least one positive ratio and 0 < confidence < 1")
+    from ..reports.analysis.verdicts import combine_multipliers
 
-    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (n - 1))
-    half = float(student_t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
-    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
+    combined = combine_multipliers(ratios, [False] * len(ratios), confidence)
+    return combined.mean, combined.low, combined.high
 
 
 def time_variants(configs: dict[str, TransformerConfig], train: dict[str, dict], baseline_of: dict[str, str | None],
