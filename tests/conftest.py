@@ -55,3 +55,17 @@ def _sweeps_are_marked(request, monkeypatch):
         pytest.fail(f"{request.node.nodeid} trains a sweep: mark it @pytest.mark.e2e")
 
     monkeypatch.setattr(experiment._Sweep, "train_round", refuse)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, cache) -> dict:
+    """A finished micro experiment, shared by the tests that read a run folder without changing it (copy it
+    to change it): ``rms`` (exports to transformers) and ``ln`` (plain), seed 0, 6 steps."""
+    from e2e import write_experiment
+    from workbench.cli import main
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    exp = write_experiment(root, cache, steps=6, every=3, seeds=(0,), variants="  rms: {}\n  ln: {model: {norm: layernorm}}")
+    out = root / "out"
+    assert main(["run", str(exp), "--out", str(out)]) == 0
+    return {"out": out, "exp": exp}

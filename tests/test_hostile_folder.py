@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from e2e import REPO, results, write_experiment
+from e2e import REPO, results
 from workbench.checkpoint_file import digest_path, load_verified
 from workbench.cli import main
 from workbench.data.tokenizer import Tokenizer, TokenizerFileError
@@ -266,15 +266,9 @@ def test_normal_permissions_follow_the_umask(tmp_path, umask):
 
 # -- end to end, on a trained run folder ----------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> dict:
-    """A finished micro experiment: ``rms`` (exports as transformers) and ``ln`` (plain), seed 0."""
-    root = tmp_path_factory.mktemp("hostile")
-    exp = write_experiment(root, root / "cache", steps=6, every=3, seeds=(0,),
-                           variants="  rms: {}\n  ln: {model: {norm: layernorm}}")
-    out = root / "out"
-    assert main(["run", str(exp), "--out", str(out)]) == 0
-    return {"out": out, "exp": exp}
+@pytest.fixture
+def trained(tiny_run) -> dict:
+    return tiny_run
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from e2e import results, write_experiment  # noqa: E402
+from e2e import results  # noqa: E402
 from workbench import export as export_module  # noqa: E402
 from workbench.cli import main  # noqa: E402
 from workbench.export import PLAIN_LOAD, PLAIN_LOAD_TORCH, PLAIN_TOKENIZERS, export_run, hf_tokenizer  # noqa: E402
@@ -33,14 +33,9 @@ pytestmark = pytest.mark.e2e  # trains sweeps (directly or in a module fixture)
 TEXT = "def greet(name):\n    return f'héllo, {name}!'  # ünïcode ✓ 日本\n\tx  =  1\r\n"
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("sample_export")
-    exp = write_experiment(root, root / "cache", steps=6, every=3, seeds=(0,),
-                           variants="  rms: {}\n  ln: {model: {norm: layernorm}}")
-    out = root / "out"
-    assert main(["run", str(exp), "--out", str(out)]) == 0
-    return out
+@pytest.fixture
+def trained(tiny_run) -> Path:
+    return tiny_run["out"]
 
 
 @pytest.fixture
