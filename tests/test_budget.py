@@ -32,8 +32,8 @@ def cost(variant) -> tuple[int, int, int]:
     """(tokens per step, FLOPs per token, total params) straight from the model."""
     with torch.device("meta"):
         model = TransformerLM(variant.transformer_config())
-    tokens = variant.train["batch_size"] * variant.train["seq_len"]
-    return tokens, model.flops_per_token(variant.train["seq_len"]), model.num_params()
+    tokens = variant.train.batch_size * variant.train.seq_len
+    return tokens, model.flops_per_token(variant.train.seq_len), model.num_params()
 
 
 def test_flops_budget_gives_each_variant_its_steps_within_half_a_step(tmp_path):
@@ -43,28 +43,28 @@ def test_flops_budget_gives_each_variant_its_steps_within_half_a_step(tmp_path):
     for name, v in exp.variants.items():
         tokens, fpt, _ = cost(v)
         step_flops = tokens * fpt
-        steps[name] = v.train["steps"]
-        assert abs(v.train["steps"] * step_flops - budget) <= step_flops / 2, name
+        steps[name] = v.train.steps
+        assert abs(v.train.steps * step_flops - budget) <= step_flops / 2, name
     assert len(set(steps.values())) == 3 and steps["deep"] < steps["a"] < steps["narrow"]
 
 
 def test_tokens_and_tokens_per_param_budgets(tmp_path):
     exp = load_experiment(experiment(tmp_path, {"tokens": 1_000_000}))
     for v in exp.variants.values():
-        assert v.train["steps"] == round(1_000_000 / (32 * 128)) == 244
+        assert v.train.steps == round(1_000_000 / (32 * 128)) == 244
     exp = load_experiment(experiment(tmp_path, {"tokens_per_param": 20}))
     for v in exp.variants.values():
         tokens, _, params = cost(v)  # total parameters, tied weights once: Chinchilla's count
-        assert v.train["steps"] == round(20 * params / tokens)
-    assert exp.variants["deep"].train["steps"] > exp.variants["a"].train["steps"]
+        assert v.train.steps == round(20 * params / tokens)
+    assert exp.variants["deep"].train.steps > exp.variants["a"].train.steps
 
 
 def test_steps_budget_and_a_command_line_budget_replaces_the_files(tmp_path):
     path = experiment(tmp_path, {"flops": 3.0e13})
     exp = load_experiment(path, ["budget.steps=7"])
-    assert exp.budget == {"steps": 7} and {v.train["steps"] for v in exp.variants.values()} == {7}
+    assert exp.budget == {"steps": 7} and {v.train.steps for v in exp.variants.values()} == {7}
     exp = load_experiment(path, ["budget=null", "train.steps=9"])  # no budget: train.steps as written
-    assert exp.budget is None and {v.train["steps"] for v in exp.variants.values()} == {9}
+    assert exp.budget is None and {v.train.steps for v in exp.variants.values()} == {9}
 
 
 def test_resolved_experiment_yaml_reloads_to_the_same_steps(tmp_path):

@@ -50,12 +50,12 @@ def test_merge_order_schema_defaults_experiment_variant_cli(tmp_path):
         """)
     exp = load_experiment(path, ["train.log_every=7", "variants.b.train.log_every=9"])
     a, b = exp.variants["a"].train, exp.variants["b"].train
-    assert a["eval_batches"] == 8  # schema default
-    assert a["steps"] == 100 and a["eval_every"] == 12  # defaults files, in order
-    assert a["lr"] == 2e-3  # the experiment over its defaults
-    assert a["batch_size"] == 2 and b["batch_size"] == 4  # the variant over the experiment
-    assert a["log_every"] == 7  # key=value over the variant
-    assert b["log_every"] == 9  # variants.NAME.key=value over key=value
+    assert a.eval_batches == 8  # schema default
+    assert a.steps == 100 and a.eval_every == 12  # defaults files, in order
+    assert a.lr == 2e-3  # the experiment over its defaults
+    assert a.batch_size == 2 and b.batch_size == 4  # the variant over the experiment
+    assert a.log_every == 7  # key=value over the variant
+    assert b.log_every == 9  # variants.NAME.key=value over key=value
 
 
 def test_variants_keep_file_order_and_baseline_defaults_to_first(tmp_path):
@@ -91,7 +91,7 @@ def test_cli_overrides_top_level_and_every_variant(tmp_path):
                                                       "model.ffn=gelu", "train.lr=3e-4", "model.n_kv_heads=null"])
     assert (exp.seeds, exp.name, exp.baseline) == ([0, 1], "renamed", "b")
     for variant in exp.variants.values():
-        assert variant.model["ffn"] == "gelu" and variant.train["lr"] == 3e-4 and variant.model["n_kv_heads"] is None
+        assert variant.model["ffn"] == "gelu" and variant.train.lr == 3e-4 and variant.model["n_kv_heads"] is None
     assert exp.variants["b"].model["norm"] == "layernorm"  # the variant's own change survives
 
 
@@ -104,10 +104,10 @@ def test_real_presets_resolve_to_the_tiny_llama_on_cpu(tmp_path):
     exp = load_experiment(experiment_file(tmp_path))
     v = exp.variants["a"]
     assert v.model["norm"] == "rmsnorm" and v.model["ffn"] == "swiglu" and v.model["dim"] == 128
-    assert v.data["source"] == "stdlib" and v.train["precision"] == "32" and v.train["accelerator"] == "cpu"
+    assert v.data["source"] == "stdlib" and v.train.precision == "32" and v.train.accelerator == "cpu"
     cfg = v.transformer_config()
     assert isinstance(cfg, TransformerConfig)
-    assert (cfg.vocab_size, cfg.max_seq_len) == (v.data["vocab_size"], v.train["seq_len"])
+    assert (cfg.vocab_size, cfg.max_seq_len) == (v.data["vocab_size"], v.train.seq_len)
     assert v.transformer_config(vocab_size=300).vocab_size == 300  # the tokenizer's actual size
 
 
@@ -115,13 +115,13 @@ def test_real_presets_resolve_to_the_tiny_llama_on_cpu(tmp_path):
 def test_every_shipped_experiment_loads(path):
     exp = load_experiment(path, ["budget.steps=20", "train.warmup_steps=2"])  # a budget override replaces any budget
     assert exp.variants and exp.baseline in exp.archs
-    assert all(v.train["steps"] == 20 for v in exp.variants.values())
+    assert all(v.train.steps == 20 for v in exp.variants.values())
 
 
 def test_warmup_may_exceed_steps(tmp_path):
     """A short budget must not fail on the preset's warmup: the LR then never reaches its peak."""
     exp = load_experiment(experiment_file(tmp_path), ["train.steps=5"])
-    assert exp.variants["a"].train["steps"] == 5 and exp.variants["a"].train["warmup_steps"] == 20
+    assert exp.variants["a"].train.steps == 5 and exp.variants["a"].train.warmup_steps == 20
 
 
 def test_to_dict_round_trips_through_a_file(tmp_path):
@@ -340,17 +340,17 @@ def test_gpu_accelerator_without_a_gpu(tmp_path):
         load_experiment(experiment_file(tmp_path), ["train.accelerator=gpu"])
 
 
-def test_validation_catches_hand_edited_variants(tmp_path):
-    from workbench.config import validate_experiment
+def test_checks_catch_hand_edited_variants(tmp_path):
+    from workbench.config import check_experiment
 
     exp = load_experiment(experiment_file(tmp_path))
-    exp.variants["a"].train["steps"] = "many"
+    exp.variants["a"].train.steps = "many"
     with pytest.raises(ConfigError, match="train.steps"):
-        validate_experiment(exp)
-    exp.variants["a"].train["steps"] = 100
+        check_experiment(exp)
+    exp.variants["a"].train.steps = 100
     del exp.variants["b"].model["norm"]
     with pytest.raises(ConfigError, match="model.norm: missing"):
-        validate_experiment(exp)
+        check_experiment(exp)
 
 
 def test_loading_does_not_import_lightning():
@@ -378,7 +378,7 @@ def test_seed_policy_sweep_ladder_and_reference_load_and_round_trip(tmp_path):
     assert (back.seeds, back.seed_policy, back.ladder, back.reference) == (exp.seeds, exp.seed_policy, exp.ladder, exp.reference)
     # A horizon axis is one key too; an override replaces the file's axis and its seed policy.
     horizon = load_experiment(path, ["sweep={train.steps: [50, 100]}", "seeds=[0, 1, 2]"])
-    assert [v.train["steps"] for v in horizon.variants.values()] == [50, 100, 50, 100] and not horizon.sequential
+    assert [v.train.steps for v in horizon.variants.values()] == [50, 100, 50, 100] and not horizon.sequential
     assert load_experiment(path, ["seeds.max=3"]).seed_policy == {"min": 2, "max": 3}
 
 
@@ -459,14 +459,22 @@ def test_spec_errors_name_the_file_that_wrote_the_option(tmp_path):
     assert err.value.file == "command line" and err.value.key == "model.ffn.n_expert" and "n_experts: int" in str(err.value)
 
 
-def test_norm_eps_for_a_norm_without_eps_is_an_error(tmp_path):
-    # llama.yaml sets norm_eps; DyT divides by nothing and takes no eps: an error, not a silent drop
-    with pytest.raises(ConfigError) as err:
-        load_experiment(experiment_file(tmp_path), ["model.norm=dyt"])
+def test_norm_eps_is_the_norm_specs_eps(tmp_path):
+    # norm_eps is model.norm.eps written another way: replacing the norm drops it with the other options
+    # (llama.yaml's 1e-6 was RMSNorm's), so DyT, which divides by nothing, builds without one
+    exp = load_experiment(experiment_file(tmp_path), ["model.norm=dyt"])
+    assert exp.variants["a"].model["norm"] == "dyt" and exp.variants["a"].model["norm_eps"] is None
+    with pytest.raises(ConfigError) as err:  # an eps for a norm without one: an error, not a silent drop
+        load_experiment(experiment_file(tmp_path), ["model.norm=dyt", "model.norm_eps=1e-5"])
     message = str(err.value)
-    assert err.value.key == "model.norm_eps" and err.value.file.endswith("llama.yaml") and "dyt" in message, message
-    exp = load_experiment(experiment_file(tmp_path), ["model.norm=dyt", "model.norm_eps=null"])
-    assert exp.variants["a"].model["norm"] == "dyt"
+    assert err.value.key == "model.norm_eps" and err.value.file == "command line" and "dyt" in message, message
+    # written as norm_eps, stored as norm_eps (the run folder identity of configs written before); as norm.eps, in the spec
+    a = load_experiment(experiment_file(tmp_path), ["model.norm_eps=1e-4"]).variants["a"]
+    assert (a.model["norm"], a.model["norm_eps"], built_norm_eps(a)) == ("rmsnorm", 1e-4, 1e-4)
+    a = load_experiment(experiment_file(tmp_path), ["model.norm.eps=1e-4"]).variants["a"]
+    assert (a.model["norm"], a.model["norm_eps"], built_norm_eps(a)) == ({"name": "rmsnorm", "eps": 1e-4}, None, 1e-4)
+    a = load_experiment(experiment_file(tmp_path), ["model.norm_eps=null"]).variants["a"]  # null: the norm's default
+    assert (a.model["norm"], a.model["norm_eps"], built_norm_eps(a)) == ("rmsnorm", None, 1e-6)
 
 
 def test_specs_round_trip_through_experiment_yaml(tmp_path):

@@ -123,7 +123,7 @@ def cmd_show(args) -> int:
     from .config import load_experiment
     from .show import show_lines
 
-    experiment = load_experiment(args.experiment, args.overrides)
+    experiment = load_experiment(args.experiment, args.overrides, machine=False)  # describes: any machine will do
     print("\n".join(show_lines(experiment, full=args.full)))
     return 0
 
@@ -132,7 +132,7 @@ def cmd_data(args) -> int:
     from .config import ConfigError, load_experiment
     from .data import DataError, DataSettings, prepare
 
-    experiment = load_experiment(args.experiment, args.overrides)
+    experiment = load_experiment(args.experiment, args.overrides, machine=False)  # prepares data: trains nothing
     described: dict[str, str] = {}  # data config -> the first variant that uses it
     for name, variant in experiment.variants.items():
         key = repr(sorted(variant.data.items()))

@@ -13,10 +13,6 @@ import traceback
 from contextlib import nullcontext
 from pathlib import Path
 
-import torch
-
-from components import TransformerLM
-
 from .config import ConfigError
 from .config.schema import variant_defaults
 from .data import DataError, DataSettings, check_sizes, prepare
@@ -34,13 +30,12 @@ def variant_summary(variant, vocab_size: int) -> dict:
     """Config, parameter counts, FLOPs/token and K/V memory of a variant, from a model on the meta device."""
     from .reports.attention import attention_memory
 
-    with torch.device("meta"):
-        model = TransformerLM(variant.transformer_config(vocab_size))
+    model = variant.meta_model(vocab_size)
     info = {
         "config": variant.to_dict(),
         "params": model.num_params(),
         "non_embedding_params": model.num_params(non_embedding=True),
-        "flops_per_token": model.flops_per_token(variant.train["seq_len"]),
+        "flops_per_token": model.flops_per_token(variant.train.seq_len),
         "attention": attention_memory(variant.model),
     }
     if variant.size is not None:
@@ -59,7 +54,7 @@ def prepare_data(experiment) -> dict[str, object]:
             if key not in by_key:
                 by_key[key] = prepare(DataSettings(**variant.data), base_dir=experiment.path.parent)
             per_variant[name] = by_key[key]
-            check_sizes(per_variant[name], variant.train["batch_size"], variant.train["seq_len"])
+            check_sizes(per_variant[name], variant.train.batch_size, variant.train.seq_len)
             longest = max(variant.eval_lengths, default=0)
             if longest >= len(per_variant[name].val):
                 raise DataError("eval.lengths", f"{longest} tokens needs {longest + 1} validation tokens, the val split "

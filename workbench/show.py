@@ -2,19 +2,22 @@
 
 The baseline in full, with the sizes the config leaves to a rule resolved (K/V heads, head size, FFN
 width); then each variant as only what differs from its baseline, with its parameters and FLOPs/token
-against the baseline's. ``--full`` lists every key of every variant instead.
+against the baseline's. ``--full`` lists every key of every variant instead. ``show`` skips the machine
+checks (``workbench.config.machine``): what training needs beyond a CPU is one line, and whether this
+machine has it.
 """
 
 from __future__ import annotations
 
-from .config.specs import format_spec
+from .config.machine import machine_needs, machine_problems
+from .config.specs import format_value
 from .experiment import variant_summary
 
 WIDTH = 100
 
 
 def _value(value) -> str:
-    return format_spec(value) if isinstance(value, dict) else str(value)
+    return format_value(value) if isinstance(value, dict) else str(value)
 
 
 def resolved_model(variant) -> dict[str, str]:
@@ -127,7 +130,24 @@ def seeds_text(experiment) -> str:
     return f"sequential, min {low}, max {high} (trains {low} seeds, up to {high} while the verdict is undecided)"
 
 
+def machine_line(experiment) -> str | None:
+    """What training needs beyond a CPU and whether this machine has it (None: a CPU will do), e.g.
+    ``needs: a CUDA GPU (train.accelerator: cuda), flash-attn (model.attention: flash); not on this
+    machine: a CUDA GPU, flash-attn (`run` refuses it here)``."""
+    needs = machine_needs(experiment)
+    problems = machine_problems(experiment)
+    if not needs and not problems:
+        return None
+    line = "needs: " + (", ".join(f"{n.what} ({n.why})" for n in needs) or "nothing beyond a CPU")
+    missing = [n.what for n in needs if not n.present]
+    if missing or problems:
+        what = ", ".join(missing) if missing else problems[0].problem
+        return line + f"; not on this machine: {what} (`run` refuses it here)"
+    return line + "; this machine has them"
+
+
 def show_lines(experiment, full: bool = False) -> list[str]:
     head = [f"experiment: {experiment.name}  ({experiment.description})",
             f"seeds: {seeds_text(experiment)}  baseline: {experiment.baseline}  budget: {experiment.budget or 'train.steps'}"]
-    return head + (full_lines(experiment) if full else diff_lines(experiment))
+    machine = machine_line(experiment)
+    return head + ([machine] if machine else []) + (full_lines(experiment) if full else diff_lines(experiment))

@@ -10,16 +10,19 @@ one plain step before each Lightning step, so the two are timed back to back on 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 from components import TransformerLM
 
+from ..config.schema import TrainSettings
 from .timing import median, spread
 
 log = logging.getLogger(__name__)
@@ -30,10 +33,10 @@ NEVER = 10**9  # a step schedule that never fires within a benchmark
 class _PlainLoop:
     """The loop one would write by hand, one step at a time: what LMModule + Trainer do, nothing else."""
 
-    def __init__(self, model, train: dict):
+    def __init__(self, model, train: TrainSettings):
         from ..training.optim import build_optimizer
 
-        self.model, self.clip = model, train["grad_clip"]
+        self.model, self.clip = model, train.grad_clip
         self.optimizer, self.schedule = build_optimizer(model, train, fused=True)
 
     def step(self, x, y) -> None:
@@ -45,7 +48,7 @@ class _PlainLoop:
         self.optimizer.zero_grad(set_to_none=True)
 
 
-def _paired_steps(module, plain: _PlainLoop, train: dict, batches, folder: Path) -> tuple[list[float], list[float]]:
+def _paired_steps(module, plain: _PlainLoop, train: TrainSettings, batches, folder: Path) -> tuple[list[float], list[float]]:
     """Train ``module`` with Lightning on ``batches``; at the start of each of its steps, a callback
     first runs the plain loop's step on the same batch. Returns (plain seconds, Lightning seconds)
     per step: a Lightning step is the time from the end of one plain step to the start of the next,
@@ -73,11 +76,10 @@ def _paired_steps(module, plain: _PlainLoop, train: dict, batches, folder: Path)
         def on_train_end(self, trainer, pl_module):
             marks.append(time.perf_counter())
 
-    recorder_cfg = {**train, "eval_every": NEVER, "checkpoint_every": NEVER, "steps": NEVER}
-    tokens = train["batch_size"] * train["seq_len"]
-    recorder = RunRecorder(folder / "metrics.json", [], recorder_cfg, "bench", tokens)
+    recorder_cfg = dataclasses.replace(train, eval_every=NEVER, checkpoint_every=NEVER, steps=NEVER)
+    recorder = RunRecorder(folder / "metrics.json", [], recorder_cfg, "bench", train.tokens_per_step)
     callbacks = [Interleave(), *run_callbacks(recorder, folder / "checkpoints", NEVER)]
-    one_process = {**train, "devices": 1, "strategy": "auto", "num_nodes": 1}
+    one_process = dataclasses.replace(train, devices=1, strategy="auto", num_nodes=1)
     logger = TensorBoardLogger(save_dir=str(folder), name="bench", version="lightning", default_hp_metric=False)
     trainer = build_trainer(one_process, len(batches), logger, callbacks)
     trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
@@ -100,18 +102,19 @@ def overhead_estimate(plain_s: list[float], lightning_s: list[float], logging_st
             "overhead": (per_step + per_log / window) / median(plain_s)}
 
 
-def run(train: dict, model_config, windows: int, warm: int = 2) -> dict:
+def run(train: TrainSettings | Mapping, model_config, windows: int, warm: int = 2) -> dict:
     """Lightning vs plain, step by step on the same batches, over ``windows`` windows of
     ``train.log_every`` steps after ``warm`` steps (see ``overhead_estimate``)."""
     from ..training.module import LMModule
 
-    if train["precision"] not in ("32", "auto") or train["accelerator"] not in ("cpu", "auto"):
+    train = TrainSettings.of(train)
+    if train.precision not in ("32", "auto") or train.accelerator not in ("cpu", "auto"):
         log.info("overhead: measured on CPU in fp32 whatever the experiment says")
-    train = {**train, "precision": "32", "accelerator": "cpu", "compile": False}
-    every = train["log_every"]
+    train = dataclasses.replace(train, precision="32", accelerator="cpu", compile=False)
+    every = train.log_every
     steps = warm + windows * every
     g = torch.Generator().manual_seed(0)
-    shape = (train["batch_size"], train["seq_len"])
+    shape = (train.batch_size, train.seq_len)
     batches = [(torch.randint(0, model_config.vocab_size, shape, generator=g),
                 torch.randint(0, model_config.vocab_size, shape, generator=g)) for _ in range(steps)]
     plain = _PlainLoop(TransformerLM(model_config, init_seed=0), train)
@@ -128,7 +131,7 @@ def run(train: dict, model_config, windows: int, warm: int = 2) -> dict:
     log.info("overhead: plain %.1f ms, lightning %.1f ms per step", 1000 * median(plain_s), 1000 * median(lightning_s))
     return {
         "model": {k: getattr(model_config, k) for k in ("dim", "n_layers", "n_heads", "vocab_size")},
-        "batch": {"batch_size": train["batch_size"], "seq_len": train["seq_len"]},
+        "batch": {"batch_size": train.batch_size, "seq_len": train.seq_len},
         "steps": len(plain_s), "warm_steps": warm, "log_every": every,
         "plain_ms": 1000 * median(plain_s), "lightning_ms": 1000 * median(lightning_s),
         "spread": {"plain": spread(plain_s), "lightning": spread(lightning_s)},

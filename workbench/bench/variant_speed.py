@@ -26,6 +26,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -33,6 +34,7 @@ import torch
 
 from components import TransformerConfig, TransformerLM
 
+from ..config.schema import TrainSettings
 from ..training.optim import build_optimizer
 from ..training.precision import resolve_precision
 from .gemm import sync
@@ -55,7 +57,7 @@ class _Variant:
 
     name: str
     config: TransformerConfig
-    train: dict
+    train: TrainSettings
     device: torch.device
     precision: str  # Lightning's string, resolved ('32', 'bf16-mixed', ...)
     params: int
@@ -63,12 +65,12 @@ class _Variant:
 
     @property
     def tokens_per_step(self) -> int:
-        return self.train["batch_size"] * self.train["seq_len"]
+        return self.train.tokens_per_step
 
 
-def run_device(train: dict) -> torch.device:
+def run_device(train: TrainSettings) -> torch.device:
     """The device ``train.accelerator`` trains on here (Lightning's 'auto': CUDA, else MPS, else CPU)."""
-    accelerator = train.get("accelerator", "auto")
+    accelerator = train.accelerator
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())
     if accelerator in ("auto", "mps") and torch.backends.mps.is_available():
@@ -113,8 +115,8 @@ def _training_step(variant: _Variant, seed: int) -> Callable[[], None]:
     fused = device.type in ("cpu", "cuda") and precision != "16-mixed"
     optimizer, schedule = build_optimizer(model, train, fused)
     scaler = torch.amp.GradScaler(device.type) if precision == "16-mixed" and device.type == "cuda" else None
-    max_norm = train["grad_clip"] or float("inf")
-    x, y = _batch(variant.config.vocab_size, train["batch_size"], train["seq_len"], seed, device)
+    max_norm = train.grad_clip or float("inf")
+    x, y = _batch(variant.config.vocab_size, train.batch_size, train.seq_len, seed, device)
     parameters = list(model.parameters())
 
     def step() -> None:
@@ -157,23 +159,21 @@ def _gc_paused():
             gc.enable()
 
 
-def _plan(configs: dict[str, TransformerConfig], train: dict[str, dict]) -> dict[str, _Variant]:
+def _plan(configs: dict[str, TransformerConfig], train: dict[str, TrainSettings | Mapping]) -> dict[str, _Variant]:
     missing = [name for name in configs if name not in train]
     if missing:
         raise ValueError(f"time_variants: no train section for {', '.join(missing)}")
     plans = {}
     for name, config in configs.items():
-        t = train[name]
+        t = TrainSettings.of(train[name])
         device = run_device(t)
-        if config.max_seq_len < t["seq_len"]:
-            raise ValueError(f"time_variants: {name}: seq_len {t['seq_len']} > model max_seq_len {config.max_seq_len}")
-        v = _Variant(name, config, t, device, resolve_precision(t["precision"], t.get("accelerator", "auto")),
-                     _count_params(config))
-        if t.get("compile"):
+        if config.max_seq_len < t.seq_len:
+            raise ValueError(f"time_variants: {name}: seq_len {t.seq_len} > model max_seq_len {config.max_seq_len}")
+        v = _Variant(name, config, t, device, resolve_precision(t.precision, t.accelerator), _count_params(config))
+        if t.compile:
             v.notes.append("train.compile is true: timed eager (compiling every variant would cost 16-34 s each)")
-        if t.get("devices", "auto") not in ("auto", 1, "1") or t.get("num_nodes", 1) != 1:
-            v.notes.append(f"trains on devices={t.get('devices')!r}, num_nodes={t.get('num_nodes', 1)}: "
-                           "timed on one device")
+        if t.devices not in ("auto", 1, "1") or t.num_nodes != 1:
+            v.notes.append(f"trains on devices={t.devices!r}, num_nodes={t.num_nodes}: timed on one device")
         plans[name] = v
     return plans
 
@@ -197,14 +197,14 @@ def log_ratio_ci(ratios: list[float], confidence: float = CONFIDENCE) -> tuple[f
     return combined.mean, combined.low, combined.high
 
 
-def time_variants(configs: dict[str, TransformerConfig], train: dict[str, dict], baseline_of: dict[str, str | None],
+def time_variants(configs: dict[str, TransformerConfig], train: dict[str, TrainSettings | Mapping], baseline_of: dict[str, str | None],
                   rounds: int = 7, warmup: int = 2, steps_per_round: int = 3, seed: int = 0,
                   budget_s: float | None = 60.0, max_params: int | None = None, confidence: float = CONFIDENCE,
                   clock: Callable[[], float] = time.perf_counter) -> dict:
     """Paired, interleaved timing of one training step of every variant, in this process.
 
-    ``configs``: run group -> model config (vocab_size set); ``train``: run group -> resolved train
-    section; ``baseline_of``: run group -> the run group it is compared with (None, or absent, for a
+    ``configs``: run group -> model config (vocab_size set); ``train``: run group -> its train settings
+    (or a mapping of train keys, the others at their defaults); ``baseline_of``: run group -> the run group it is compared with (None, or absent, for a
     baseline). Each variant takes ``warmup`` untimed steps, then each of up to ``rounds`` rounds
     times ``steps_per_round`` steps of every variant, one step at a time alternating between the
     variants in a shuffled order; a variant's round time is its median step there. ``budget_s``

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 
-from components import TransformerLM
-
 from .errors import COMMAND_LINE, ConfigError
 from .experiment import Experiment, Variant
+from .schema import TrainSettings
 
 KINDS = ("steps", "tokens", "flops", "tokens_per_param")
 KINDS_RULE = "exactly one of {steps: N}, {tokens: N}, {flops: X}, {tokens_per_param: R}"
@@ -40,10 +40,11 @@ class StepCost:
     params: int  # total parameters (the tokens_per_param budget)
 
 
-def world_size(train: dict) -> int:
-    """Devices x nodes one global step spans, as Lightning will resolve ``train.devices``."""
-    devices, nodes = train["devices"], train["num_nodes"]
-    accelerator = train["accelerator"]
+def world_size(train: TrainSettings | Mapping) -> int:
+    """Devices x nodes one global step spans, as Lightning will resolve ``train.devices`` (on this
+    machine: ``auto`` on a GPU counts its GPUs)."""
+    train = TrainSettings.of(train)
+    devices, nodes, accelerator = train.devices, train.num_nodes, train.accelerator
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
     if isinstance(devices, int) and devices >= 1:
         count = devices
@@ -56,10 +57,9 @@ def world_size(train: dict) -> int:
 
 def step_cost(variant: Variant) -> StepCost:
     """Tokens, FLOPs and parameters of ``variant``, from its model built on the meta device."""
-    with torch.device("meta"):
-        model = TransformerLM(variant.transformer_config())
-    tokens = variant.train["batch_size"] * variant.train["seq_len"] * world_size(variant.train)
-    return StepCost(tokens, tokens * model.flops_per_token(variant.train["seq_len"]), model.num_params())
+    model = variant.meta_model()
+    tokens = variant.train.tokens_per_step * world_size(variant.train)
+    return StepCost(tokens, tokens * model.flops_per_token(variant.train.seq_len), model.num_params())
 
 
 def budget_kind(spec: dict | None) -> tuple[str, float] | None:
@@ -108,25 +108,27 @@ def check_budget(exp: Experiment) -> None:
         raise ConfigError(source, written, f"invalid value {value!r}", "a number > 0")
 
 
-def apply_budget(exp: Experiment) -> None:
-    """Set every variant's train.steps from the budget; ConfigError if one gets less than a step, or
-    if train.steps is set by hand (in the experiment or on the command line) to something else."""
+def budget_steps(exp: Experiment) -> dict[str, int]:
+    """Every variant's train.steps under the budget (``{}`` without one); ConfigError if one gets less
+    than a step, or if train.steps is set by hand (in the experiment or on the command line) to
+    something else."""
     check_budget(exp)
     spec = budget_kind(exp.budget)
     if spec is None:
-        return
+        return {}
     kind, value = spec
     source, written = exp.origins.get(f"budget.{kind}", (str(exp.path), f"budget.{kind}"))
+    steps = {}
     for variant in exp.variants.values():
         cost = step_cost(variant)
         exact = exact_steps(kind, value, cost)
         if exact < 1:
             raise ConfigError(source, written, f"{value:g} is less than one training step of variant '{variant.name}' "
                               f"(one step = {_one_step(kind, cost)})", f"at least {_one_step(kind, cost)}")
-        steps = int(round(exact))
+        steps[variant.name] = int(round(exact))
         by_hand = variant.origins.get("train.steps")
-        if by_hand and (by_hand[0] == COMMAND_LINE or by_hand[0] == str(exp.path)) and variant.train["steps"] != steps:
-            raise ConfigError(by_hand[0], by_hand[1], f"train.steps={variant.train['steps']} conflicts with "
-                              f"budget.{kind}={value:g}, which gives variant '{variant.name}' {steps} steps",
+        if by_hand and (by_hand[0] == COMMAND_LINE or by_hand[0] == str(exp.path)) and variant.train.steps != steps[variant.name]:
+            raise ConfigError(by_hand[0], by_hand[1], f"train.steps={variant.train.steps} conflicts with "
+                              f"budget.{kind}={value:g}, which gives variant '{variant.name}' {steps[variant.name]} steps",
                               f"no train.steps with a budget; for a quick run set budget.steps=N instead")
-        variant.train["steps"] = steps
+    return steps

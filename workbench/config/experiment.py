@@ -1,4 +1,5 @@
-"""Experiment and Variant: a loaded experiment, every variant fully resolved to plain dicts.
+"""Experiment and Variant: a loaded experiment, every variant fully resolved (``model``/``data`` plain
+dicts, ``train`` typed ``TrainSettings``).
 
 With ``sizes:``, every (variant, size) pair is one Variant named ``<variant>@<size>`` (its ``arch``
 and ``size`` say which); without, ``arch`` is the variant's own name and ``size`` None.
@@ -7,12 +8,17 @@ and ``size`` say which); without, ``arch`` is the variant's own name and ``size`
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from components import TransformerConfig
+import torch
+
+from components import TransformerConfig, TransformerLM
 
 from .errors import ConfigError
+from .model_size import counting_config
+from .schema import TrainSettings
 
 # Dotted key -> (source, key as written there): the file (absolute path) or "command line" that
 # set the value last, so errors point at the line to edit.
@@ -21,29 +27,37 @@ Origins = dict[str, tuple[str, str]]
 
 @dataclass
 class Variant:
-    """One architecture of an experiment: resolved ``model``/``data``/``train`` mappings."""
+    """One architecture of an experiment: resolved ``model``/``data`` mappings and ``train`` settings."""
 
     name: str
     model: dict
     data: dict
-    train: dict
+    train: TrainSettings
     origins: Origins = field(default_factory=dict, repr=False, compare=False)
     arch: str | None = None  # the variant of the experiment file; None: = name
     size: str | None = None  # the size of a scaling sweep, or None
-    eval_lengths: list[int] = field(default_factory=list)  # eval.lengths in tokens, set by validation
+    eval_lengths: list[int] = field(default_factory=list)  # eval.lengths in tokens, set by resolution
 
     def __post_init__(self):
         if self.arch is None:
             self.arch = self.name
+        if isinstance(self.train, Mapping):  # a stored config's train section
+            self.train = TrainSettings.of(self.train)
 
     def transformer_config(self, vocab_size: int | None = None) -> TransformerConfig:
         """The model's config; ``vocab_size`` defaults to data.vocab_size (pass the tokenizer's actual size)."""
         vocab = self.data["vocab_size"] if vocab_size is None else vocab_size
-        return TransformerConfig(vocab_size=vocab, max_seq_len=self.train["seq_len"], **self.model)
+        return TransformerConfig(vocab_size=vocab, max_seq_len=self.train.seq_len, **self.model)
+
+    def meta_model(self, vocab_size: int | None = None) -> TransformerLM:
+        """The model on the meta device (shapes only: no memory, no time), for counting parameters and
+        FLOPs on any machine: a kernel this one cannot run is counted as one that it can (``counting_config``)."""
+        with torch.device("meta"):
+            return TransformerLM(counting_config(self.transformer_config(vocab_size)))
 
     def to_dict(self) -> dict:
-        """``{"model": ..., "data": ..., "train": ...}``, a deep copy."""
-        return copy.deepcopy({"model": self.model, "data": self.data, "train": self.train})
+        """``{"model": ..., "data": ..., "train": ...}``, plain and a deep copy: the stored form."""
+        return copy.deepcopy({"model": self.model, "data": self.data, "train": self.train.as_dict()})
 
 
 @dataclass

@@ -21,8 +21,8 @@ def length_tokens(value: float, seq_len: int) -> float:
     return value * seq_len if value <= MAX_MULTIPLE else value
 
 
-def resolve_lengths(exp: Experiment) -> None:
-    """Set every variant's ``eval_lengths`` (sorted, distinct token counts); ConfigError on a bad value."""
+def eval_lengths(exp: Experiment) -> dict[str, list[int]]:
+    """Every variant's eval lengths in tokens (sorted, distinct); ConfigError on a bad value."""
     lengths = exp.eval.get("lengths") or []
     source, written = exp.origins.get("eval.lengths", (str(exp.path), "eval.lengths"))
     for value in lengths:
@@ -30,8 +30,9 @@ def resolve_lengths(exp: Experiment) -> None:
             raise ConfigError(source, written, f"invalid length {value!r}", RULE)
         if value > MAX_MULTIPLE and value != int(value):
             raise ConfigError(source, written, f"invalid length {value!r}: above {MAX_MULTIPLE} a length is a token count", RULE)
+    out = {}
     for variant in exp.variants.values():
-        seq_len = variant.train["seq_len"]
+        seq_len = variant.train.seq_len
         tokens = []
         for value in lengths:
             exact = length_tokens(value, seq_len)
@@ -39,4 +40,5 @@ def resolve_lengths(exp: Experiment) -> None:
                 raise ConfigError(source, written, f"length {value:g} x train.seq_len={seq_len} is {exact:g} tokens, "
                                   f"not a whole number >= 2 [variant '{variant.name}']", RULE)
             tokens.append(int(exact))
-        variant.eval_lengths = sorted(set(tokens))
+        out[variant.name] = sorted(set(tokens))
+    return out

@@ -1,14 +1,16 @@
-"""load_experiment: compose an experiment file with its presets, variants and CLI overrides.
+"""load_experiment: compose an experiment file with its presets, variants and CLI overrides, then check,
+resolve and (for ``run``) check it against this machine.
 
 Merge order, lowest priority first, for every variant:
   schema defaults < defaults files (in order) < the experiment's model/data/train
   < the variant's overrides < key=value overrides < variants.NAME.key=value overrides [< the size]
-Every step is a typed OmegaConf merge, so a wrong type or unknown key fails at the step that
-introduced it, naming that file. A component key (``model.norm``, ...) written as a name or as
-``{name: ...}`` replaces the spec below it; ``{option: value}`` without a name adds options to it
-(``specs.py``). With ``sizes:`` each variant is merged once per size (a size may
-not set a key the variant or an override sets). ``validate_experiment`` then checks values, builds
-each model, and resolves ``budget:`` into every variant's train.steps.
+Every step is one ``Composition.apply``: a typed OmegaConf merge, so a wrong type or unknown key fails
+at the step that introduced it, naming that file. A component key (``model.norm``, ...) written as a
+name or as ``{name: ...}`` replaces the spec below it; ``{option: value}`` without a name adds options
+to it (``specs.py``). With ``sizes:`` each variant is merged once per size (a size may not set a key
+the variant or an override sets). Then three steps: ``check_experiment`` (pure: values, names, specs),
+``resolve_experiment`` (data files, tokenizer vocabulary, model build, ``budget:`` into train.steps,
+eval lengths) and ``check_machine`` (CUDA, flash-attn, precision support: ``run`` only).
 """
 
 from __future__ import annotations
@@ -18,71 +20,32 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
-from .errors import COMMAND_LINE, ConfigError, did_you_mean, from_omegaconf
+from .checks import check_experiment
+from .compose import Composition
+from .errors import COMMAND_LINE, ConfigError, did_you_mean
 from .experiment import Experiment, Origins, Variant
 from .files import expand_defaults, read_yaml
-from .overrides import dotlist, parse_overrides, split_variant_key
-from .schema import SECTIONS, TOP_LEVEL, ExperimentSchema, VariantSchema, keys_at, shape_problem
-from .specs import canonical_model, prepare_merge, replaced_keys
-from .sizes import check_overlap, group_name, parse_sizes, parse_sweep, split_group_name
-from .validate import validate_experiment
+from .machine import check_machine
+from .overrides import Overrides, dotlist, parse_overrides, split_variant_key
+from .resolve import resolve_experiment
+from .schema import SECTIONS, TOP_LEVEL, ExperimentSchema
+from .sizes import Size, check_overlap, group_name, parse_sizes, parse_sweep, split_group_name
+from .specs import flatten
 
 DEFAULT_VARIANT = "base"  # the one variant of an experiment without variants
 
 
-def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
-    """Load, compose and validate an experiment; any problem is a one-line ConfigError."""
+def load_experiment(path: str | Path, overrides: Sequence[str] = (), machine: bool = True) -> Experiment:
+    """Load, compose, check and resolve an experiment; with ``machine``, also refuse what this machine
+    cannot train (``show`` and ``data`` pass False: they describe, they train nothing). Any problem is
+    a one-line ConfigError."""
     experiment = compose_experiment(path, overrides)
-    validate_experiment(experiment)
+    check_experiment(experiment)
+    experiment = resolve_experiment(experiment)
+    if machine:
+        check_machine(experiment)
     return experiment
-
-
-def _flatten(data: Any, prefix: str = "") -> list[str]:
-    """Dotted keys of the leaves of nested mappings (lists are leaves)."""
-    if not isinstance(data, Mapping) or (prefix and not data):
-        return [prefix] if prefix else []
-    return [k for key, value in data.items() for k in _flatten(value, f"{prefix}.{key}" if prefix else str(key))]
-
-
-def _record(origins: Origins, data: Mapping, source: str, written_prefix: str = "") -> None:
-    for spec in replaced_keys(data):  # a replaced component spec takes its options' origins with it
-        for key in [k for k in origins if k == spec or k.startswith(spec + ".")]:
-            del origins[key]
-    for key in _flatten(data):
-        origins[key] = (source, written_prefix + key)
-
-
-def _merge(base, update: Mapping, source, schema: type, prefix: str = ""):
-    """OmegaConf.merge(base, update), errors naming ``source`` and ``prefix + full_key``."""
-    for section in SECTIONS + ("eval",):  # OmegaConf's message for `model: 3` has no key
-        if section in update and not isinstance(update[section], Mapping):
-            raise ConfigError(source, prefix + section, f"expected a mapping of {section} keys, got {update[section]!r}")
-    if update.get("budget") is not None and not isinstance(update["budget"], Mapping):
-        raise ConfigError(source, prefix + "budget", f"expected a mapping with one key, got {update['budget']!r}",
-                          "{steps: N}, {tokens: N}, {flops: X}, {tokens_per_param: R}")
-    wrong = shape_problem(schema, update)
-    if wrong:
-        key, shape, value = wrong
-        keys = keys_at(schema, key)
-        example = f"{{{', '.join(keys)}}}" if keys else "a YAML list such as [a, b]" if shape == "a list" else "{KEY: VALUE, ...}"
-        raise ConfigError(source, prefix + key, f"expected {shape}, got {value!r}", example)
-    base = prepare_merge(base, update)
-    try:
-        return OmegaConf.merge(base, update)
-    except OmegaConfBaseException as exc:
-        raise from_omegaconf(exc, source, prefix, lambda parent: keys_at(schema, parent)) from None
-
-
-def _resolve(conf, source, prefix: str = "") -> dict:
-    try:
-        plain = OmegaConf.to_container(conf, resolve=True, throw_on_missing=True)
-    except OmegaConfBaseException as exc:
-        raise from_omegaconf(exc, source, prefix) from None
-    if isinstance(plain.get("model"), dict):
-        plain["model"] = canonical_model(plain["model"])
-    return plain  # type: ignore[return-value]
 
 
 def compose_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
@@ -91,78 +54,92 @@ def compose_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Exper
     cli = parse_overrides(overrides)
     raw = read_yaml(path)
     path = path.resolve()
-    source = str(path)
-    origins: Origins = {}
+    root = _compose_root(path, raw, cli)
+    resolved = root.resolve(str(path))
+    sizes = _axis(resolved, root.origins, str(path))
+    variants = _compose_variants(raw, cli, root, sizes, str(path))
+    return _experiment(path, resolved, root.origins, variants, sizes)
 
-    root = OmegaConf.structured(ExperimentSchema)
+
+def _compose_root(path: Path, raw: dict, cli: Overrides) -> Composition:
+    """The experiment's own keys: its presets, the file, then the top-level key=value overrides."""
+    root = Composition(ExperimentSchema)
     for file, preset in expand_defaults(path, raw):
-        _replace_seeds(root, preset)
-        root = _merge(root, preset, str(file), ExperimentSchema)
-        _record(origins, preset, str(file))
+        _replace_seeds(root.conf, preset)
+        root.apply(preset, str(file))
     own = {k: v for k, v in raw.items() if k not in ("defaults", "variants")}
-    _replace_seeds(root, own)
-    root = _merge(root, own, source, ExperimentSchema)
-    _record(origins, own, source)
+    _replace_seeds(root.conf, own)
+    root.apply(own, str(path))
     top = dotlist(cli.top)
     for key in ("budget", "sweep"):  # one budget kind, one sweep axis at a time: an override replaces the file's
         if key in top:
-            setattr(root, key, None if key == "budget" else {})
-            origins = {k: o for k, o in origins.items() if k.partition(".")[0] != key}
-    _replace_seeds(root, top)
-    root = _merge(root, top, COMMAND_LINE, ExperimentSchema)
-    _record(origins, top, COMMAND_LINE)
-    if OmegaConf.is_missing(root, "name"):
-        raise ConfigError(source, "name", "missing: every experiment needs a name (it names the run folder runs/<name>/)")
-    resolved = _resolve(root, source)
-    sizes = parse_sizes(resolved["sizes"], origins.get("sizes", (source, "sizes"))[0])
-    sweep_from = [o[0] for k, o in origins.items() if k.startswith("sweep.")]
-    if resolved["sweep"]:
-        sweep_source = sweep_from[-1] if sweep_from else source
-        if sizes:
-            raise ConfigError(sweep_source, "sweep", "sizes: and sweep: both given: an experiment sweeps one axis",
-                              "sizes: [...] or sweep: {SECTION.KEY: [...]}")
-        sizes = parse_sweep(resolved["sweep"], sweep_source)
-        if "train.steps" in resolved["sweep"] and resolved["budget"] is not None:
-            raise ConfigError(sweep_source, "sweep.train.steps", "a budget: sets train.steps too: drop one of them")
+            setattr(root.conf, key, None if key == "budget" else {})
+            root.origins = {k: o for k, o in root.origins.items() if k.partition(".")[0] != key}
+    _replace_seeds(root.conf, top)
+    root.apply(top, COMMAND_LINE)
+    if OmegaConf.is_missing(root.conf, "name"):
+        raise ConfigError(path, "name", "missing: every experiment needs a name (it names the run folder runs/<name>/)")
+    return root
 
+
+def _axis(resolved: dict, origins: Origins, source: str) -> list[Size]:
+    """The sizes a variant is trained at: ``sizes:``, or the values of ``sweep:``'s one key."""
+    sizes = parse_sizes(resolved["sizes"], origins.get("sizes", (source, "sizes"))[0])
+    if not resolved["sweep"]:
+        return sizes
+    sweep_from = [o[0] for k, o in origins.items() if k.startswith("sweep.")]
+    sweep_source = sweep_from[-1] if sweep_from else source
+    if sizes:
+        raise ConfigError(sweep_source, "sweep", "sizes: and sweep: both given: an experiment sweeps one axis",
+                          "sizes: [...] or sweep: {SECTION.KEY: [...]}")
+    sizes = parse_sweep(resolved["sweep"], sweep_source)
+    if "train.steps" in resolved["sweep"] and resolved["budget"] is not None:
+        raise ConfigError(sweep_source, "sweep.train.steps", "a budget: sets train.steps too: drop one of them")
+    return sizes
+
+
+def _compose_variants(raw: dict, cli: Overrides, root: Composition, sizes: list[Size], source: str) -> dict[str, Variant]:
+    """Every variant (every variant@size with sizes), in file order."""
     variant_specs = _variant_specs(raw.get("variants"), source)
     per_variant = _variant_overrides(cli.variants, list(variant_specs))
     shared = dotlist(cli.sections)
-    base = {s: OmegaConf.to_container(root[s], resolve=False) for s in SECTIONS}
+    base = root.variant_base()
     variants = {}
     for name, spec in variant_specs.items():
         prefix = f"variants.{name}."
-        conf = _merge(OmegaConf.structured(VariantSchema), base, source, VariantSchema)
-        conf = _merge(conf, spec, source, VariantSchema, prefix)
-        conf = _merge(conf, shared, COMMAND_LINE, VariantSchema)
-        conf = _merge(conf, per_variant[name], COMMAND_LINE, VariantSchema, prefix)
-        plain = _resolve(conf, source, prefix)
-        v_origins = {k: o for k, o in origins.items() if k.partition(".")[0] in SECTIONS}
-        _record(v_origins, spec, source, prefix)
-        _record(v_origins, shared, COMMAND_LINE)
-        _record(v_origins, per_variant[name], COMMAND_LINE, prefix)
+        comp = base.copy()
+        comp.apply(spec, source, prefix)
+        comp.apply(shared, COMMAND_LINE)
+        comp.apply(per_variant[name], COMMAND_LINE, prefix)
+        plain = comp.resolve(source, prefix)
         if not sizes:
             arch, size = split_group_name(name) or (name, None)  # a resolved experiment.yaml lists a@s
-            variants[name] = Variant(name, plain["model"], plain["data"], plain["train"], v_origins, arch=arch, size=size)
+            variants[name] = Variant(name, plain["model"], plain["data"], plain["train"], comp.origins, arch=arch, size=size)
             continue
-        set_by = {**{k: f"variants.{name}" for k in _flatten(spec)},
-                  **{k: f"the override {k}=..." for k in _flatten(shared)},
-                  **{k: f"the override variants.{name}.{k}=..." for k in _flatten(per_variant[name])}}
+        set_by = {**{k: f"variants.{name}" for k in flatten(spec)},
+                  **{k: f"the override {k}=..." for k in flatten(shared)},
+                  **{k: f"the override variants.{name}.{k}=..." for k in flatten(per_variant[name])}}
         for size in sizes:
             check_overlap(size, name, set_by)
-            sized, s_origins = conf, dict(v_origins)
-            for file, layer in size.layers:
-                sized = _merge(sized, layer, file, VariantSchema, f"{size.where}." if size.inline else "")
-                if size.inline:
-                    s_origins.update({k: (file, f"{size.where}.{k.partition('.')[2]}") for k in _flatten(layer)})
-                else:
-                    _record(s_origins, layer, file)
-            plain = _resolve(sized, size.source, f"{size.where}.")
             full = group_name(name, size.name)
-            variants[full] = Variant(full, plain["model"], plain["data"], plain["train"], s_origins, arch=name, size=size.name)
+            plain, origins = _sized(comp.copy(), size)
+            variants[full] = Variant(full, plain["model"], plain["data"], plain["train"], origins, arch=name, size=size.name)
+    return variants
 
+
+def _sized(comp: Composition, size: Size) -> tuple[dict, Origins]:
+    """A variant's composition with ``size``'s layers on top: (the resolved config, its origins)."""
+    for file, layer in size.layers:
+        if size.inline:  # written as sizes[i].KEY: model keys without the section
+            comp.apply(layer, file, f"{size.where}.", written=lambda key: f"{size.where}.{key.partition('.')[2]}")
+        else:
+            comp.apply(layer, file)
+    return comp.resolve(size.source, f"{size.where}."), comp.origins
+
+
+def _experiment(path: Path, resolved: dict, origins: Origins, variants: dict[str, Variant], sizes: list[Size]) -> Experiment:
     seeds_from = [o[0] for k, o in origins.items() if k == "seeds" or k.startswith("seeds.")]
-    seeds, policy = parse_seeds(resolved["seeds"], seeds_from[-1] if seeds_from else source)
+    seeds, policy = parse_seeds(resolved["seeds"], seeds_from[-1] if seeds_from else str(path))
     return Experiment(
         name=resolved["name"],
         description=resolved["description"],

@@ -23,10 +23,24 @@ MAX_PARAMS = 20_000_000_000  # 20 billion: far beyond what the workbench trains,
 BOUND_DOC = "docs/reliability.md"
 
 
+# Kernels that only some machines can build (flash-attn refuses to construct without CUDA), and the one
+# that stands in for them when a model is built to count it: a kernel holds no parameters and the
+# FLOPs count does not depend on it, so the numbers are the same on any machine.
+MACHINE_KERNELS = {"attention": ("flash",)}
+STAND_IN = {"attention": "sdpa"}
+
+
+def counting_config(config: TransformerConfig) -> TransformerConfig:
+    """``config`` to build on the meta device for counting and shape checks: a kernel this machine may
+    lack replaced by its stand-in (whether it can run here is the machine check's question)."""
+    swaps = {kind: STAND_IN[kind] for kind, names in MACHINE_KERNELS.items() if config.component(kind)[0] in names}
+    return TransformerConfig.from_dict({**config.to_dict(), **swaps}) if swaps else config
+
+
 def parameter_count(config: TransformerConfig) -> tuple[int, int]:
     """(parameters of the model, parameters of one layer), tied weights once."""
     with torch.device("meta"):
-        one = TransformerLM(dataclasses.replace(config, n_layers=1))
+        one = TransformerLM(dataclasses.replace(counting_config(config), n_layers=1))
     per_layer = sum(p.numel() for p in one.blocks[0].parameters())
     return one.num_params() + (config.n_layers - 1) * per_layer, per_layer
 

@@ -65,18 +65,22 @@ DataSchema = DataSettings
 
 
 @dataclass
-class TrainSchema:
-    """The train: section: optimisation, precision, hardware, checkpoint and eval cadence."""
+class TrainSettings:
+    """The train: section, typed: optimisation, precision, hardware, checkpoint and eval cadence.
+
+    The class is its own OmegaConf schema (``TrainSchema``): a resolved Variant holds one, and
+    ``as_dict()`` is what experiment.yaml, results.json and the run identity store.
+    """
 
     steps: int = 200  # optimizer steps; the budget every variant shares
     batch_size: int = 32  # sequences per step (per device)
     seq_len: int = 128  # tokens per sequence; also the model's max_seq_len
     lr: float = 3e-3  # peak learning rate (AdamW)
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
-    warmup_steps: int = 20  # linear warmup; <= steps
-    weight_decay: float = 0.1  # on matrices only, not norms/biases
-    beta1: float = 0.9
-    beta2: float = 0.95
+    warmup_steps: int = 20  # linear warmup; may exceed steps (the LR then never reaches its peak)
+    weight_decay: float = 0.1  # on matrices only, not norms/biases/embeddings
+    beta1: float = 0.9  # AdamW's first-moment decay
+    beta2: float = 0.95  # AdamW's second-moment decay
     grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
     precision: str = "auto"  # auto | 32 | bf16-mixed | 16-mixed | bf16-true
     compile: bool = False  # torch.compile; costs 16-34 s per model on CPU
@@ -87,7 +91,25 @@ class TrainSchema:
     accelerator: str = "auto"  # auto | cpu | gpu | cuda | mps
     devices: Union[int, str] = "auto"  # auto, a count, -1 for all, or "0,1" indices
     strategy: str = "auto"  # auto | ddp | fsdp
-    num_nodes: int = 1
+    num_nodes: int = 1  # machines; one global step spans devices x num_nodes processes
+
+    @classmethod
+    def of(cls, train: TrainSettings | Mapping) -> TrainSettings:
+        """``train`` as settings: a mapping of train keys (a stored config, or a test's few keys) gets
+        the defaults for the keys it lacks; TypeError on a key that is not one."""
+        return train if isinstance(train, cls) else cls(**train)
+
+    def as_dict(self) -> dict:
+        """``{"steps": 200, ...}`` in field order: the stored form (experiment.yaml, results.json)."""
+        return dataclasses.asdict(self)
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens one device trains per optimizer step."""
+        return self.batch_size * self.seq_len
+
+
+TrainSchema = TrainSettings  # the OmegaConf schema of train: is the settings class itself
 
 
 @dataclass
@@ -126,7 +148,7 @@ class VariantSchema:
 
     model: ModelSchema = field(default_factory=ModelSchema)  # type: ignore[valid-type]
     data: DataSchema = field(default_factory=DataSchema)
-    train: TrainSchema = field(default_factory=TrainSchema)
+    train: TrainSettings = field(default_factory=TrainSettings)
 
 
 @dataclass
@@ -149,7 +171,7 @@ class ExperimentSchema:
     variants: Dict[str, Any] = field(default_factory=dict)  # NAME -> partial {model:, data:, train:}
     model: ModelSchema = field(default_factory=ModelSchema)  # type: ignore[valid-type]
     data: DataSchema = field(default_factory=DataSchema)
-    train: TrainSchema = field(default_factory=TrainSchema)
+    train: TrainSettings = field(default_factory=TrainSettings)
 
 
 def keys_at(schema: type, parent: str) -> list[str] | None:

@@ -21,6 +21,7 @@ from .errors import COMMAND_LINE, ConfigError, did_you_mean
 from ..presets import is_name
 from .files import PRESET_KEYS, expand_defaults, preset_file, read_yaml
 from .schema import VariantSchema, keys_at
+from .specs import flatten
 
 SEP = "@"  # <variant>@<size>: never in a variant or size name, so the split is unambiguous
 _SAFE = r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}"
@@ -138,13 +139,7 @@ def parse_sweep(spec: Any, source: str) -> list[Size]:
 
 def size_keys(size: Size) -> list[str]:
     """Dotted keys (``model.dim``) the size sets."""
-    return [key for _, layer in size.layers for key in _flatten(layer)]
-
-
-def _flatten(data: Any, prefix: str = "") -> list[str]:
-    if not isinstance(data, Mapping) or (prefix and not data):
-        return [prefix] if prefix else []
-    return [k for key, value in data.items() for k in _flatten(value, f"{prefix}.{key}" if prefix else str(key))]
+    return [key for _, layer in size.layers for key in flatten(layer)]
 
 
 def check_overlap(size: Size, variant: str, variant_keys: dict[str, str]) -> None:

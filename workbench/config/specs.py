@@ -1,101 +1,150 @@
 """Component specs in configs: ``model.norm: rmsnorm`` or ``model.norm: {name: rmsnorm, eps: 1.0e-5}``.
 
 Every component axis (``model.norm``, ``model.norm_placement``, ``model.ffn``, ``model.positions``,
-``model.attention``) takes a name or a mapping of ``name`` plus the component's options. How a
-layer (a preset, the experiment, a variant, a ``key=value`` override, a size) combines with the
-spec below it:
+``model.attention``) takes a name or a mapping of ``name`` plus the component's options; a
+``ComponentSpec`` is one, parsed. How a layer (a preset, the experiment, a variant, a ``key=value``
+override, a size) combines with the spec below it (``ComponentSpec.merged``):
 
   - a name, or a mapping that has ``name``, **replaces** the spec: a new component starts from its
     own defaults, so options meant for the old one never leak onto it
     (``{name: layernorm}`` over ``{name: rmsnorm, eps: 1.0e-5}`` is plain LayerNorm);
   - a mapping without ``name`` **merges** its options into the spec below, keeping its component
     (``{eps: 1.0e-5}`` over ``rmsnorm`` is ``{name: rmsnorm, eps: 1.0e-5}``; so is the override
-    ``model.norm.eps=1e-5``).
+    ``model.norm.eps=1e-5``); an option set to null goes back to the component's default.
 
 The ``key=value`` overrides are one layer, so ``model.ffn.name=moe model.ffn.n_experts=4`` is one spec.
 
-``model.norm_eps`` is the norm's ``eps`` written as a model key: whichever of the two a later layer
-sets wins (``model.norm.eps=1e-5`` over a preset's ``norm_eps: 1.0e-6`` is eps 1e-5), and setting
-both in one layer is an error.
+``model.norm_eps`` is another spelling of ``model.norm.eps``: ``alias_norm_eps`` rewrites it into the
+norm spec as each layer is read, so one rule merges both. Where the eps was last written as
+``norm_eps``, the resolved config writes it there again (``spell_norm_eps``), so a config, and the run
+folder identity hashed from it, reads the same whichever spelling its files use.
 
 Resolved specs are canonical: a mapping with no options collapses to its name, so ``{name: rmsnorm}``
-and ``rmsnorm`` are the same run (same identity, same results.json config).
+and ``rmsnorm`` are the same run (same identity, same results.json config). Parsing needs no
+registry: a stored config parses without its plugins imported; names and options are checked
+against the registry only when the model is built (``checks.py``).
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
-from components.config import COMPONENT_FIELDS
-
 SPEC_FORM = "a component name, or {name: NAME, OPTION: VALUE, ...}"
+NORM_EPS_ALIAS = ("norm_eps", "norm", "eps")  # model.norm_eps is model.norm.eps
 
 
-def replaces(value: Any) -> bool:
-    """Whether ``value`` written for a component key replaces the spec below it (see the module doc)."""
-    return not isinstance(value, Mapping) or "name" in value
+@dataclass(frozen=True)
+class ComponentSpec:
+    """One component axis's value: ``name`` (as written: a string unless the config is wrong) and options."""
+
+    name: Any
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __hash__(self) -> int:
+        return hash((repr(self.name), repr(sorted(self.options.items(), key=repr))))
+
+    @classmethod
+    def parse(cls, value: Any) -> ComponentSpec:
+        """``"rmsnorm"`` or ``{name: rmsnorm, eps: 1e-5}``; anything else is kept as the name, for the
+        checks to reject with its key (``norm: null``, ``ffn: [swiglu]``)."""
+        if isinstance(value, ComponentSpec):
+            return value
+        if isinstance(value, Mapping):
+            return cls(value.get("name"), {str(k): v for k, v in value.items() if k != "name"})
+        return cls(value)
+
+    @staticmethod
+    def replaces(value: Any) -> bool:
+        """Whether ``value`` written for a component key replaces the spec below it (see the module doc)."""
+        return not isinstance(value, Mapping) or "name" in value
+
+    def merged(self, value: Any) -> ComponentSpec:
+        """This spec with a layer's ``value`` for its key applied (the rule in the module doc)."""
+        if self.replaces(value):
+            spec = ComponentSpec.parse(value)
+            return ComponentSpec(spec.name, {k: v for k, v in spec.options.items() if v is not None})
+        options = {**self.options, **{str(k): v for k, v in value.items()}}
+        return ComponentSpec(self.name, {k: v for k, v in options.items() if v is not None})
+
+    def canonical(self) -> Any:
+        """As stored: the name alone without options, else ``{name: ..., OPTION: VALUE}``, name first."""
+        return {"name": self.name, **self.options} if self.options else self.name
+
+    def format(self) -> str:
+        """As written in YAML flow style: ``rmsnorm``, ``{name: rmsnorm, eps: 1e-05}``."""
+        return format_value(self.canonical())
 
 
-def prepare_merge(base: DictConfig, update: Mapping) -> DictConfig:
-    """``base`` ready for ``OmegaConf.merge(base, update)`` to follow the spec rule: a copy with the
-    specs ``update`` replaces cleared, and a bare name turned into ``{name: ...}`` where ``update``
-    adds options to it (``base`` itself is left as it was)."""
-    model = update.get("model")
-    if not isinstance(model, Mapping) or "model" not in base:
-        return base
-    keys = [key for key in COMPONENT_FIELDS if key in model]
-    if not keys and "norm_eps" not in model:
-        return base
-    base = copy.deepcopy(base)
-    for key in keys:
-        old = base.model[key]
-        if replaces(model[key]):
-            base.model[key] = None
-        elif not OmegaConf.is_dict(old) and old is not None:
-            base.model[key] = {"name": old}
-    # model.norm_eps and model.norm's eps option are one setting written two ways: the later layer wins.
-    spec_eps = isinstance(model.get("norm"), Mapping) and "eps" in model["norm"]
-    if spec_eps and "norm_eps" not in model:
-        base.model.norm_eps = None
-    if model.get("norm_eps") is not None and not spec_eps and OmegaConf.is_dict(base.model.norm):
-        base.model.norm.pop("eps", None)
-    return base
+def format_value(value: Any) -> str:
+    """A config value as YAML flow style writes it: ``{name: rmsnorm, eps: 1e-05}``, ``[a, b]``, ``null``, ``true``."""
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {format_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def replaced_keys(layer: Mapping) -> list[str]:
-    """Dotted ``model.KEY`` of the specs ``layer`` replaces, so their old sub-key origins can be dropped."""
-    model = layer.get("model")
-    if not isinstance(model, Mapping):
-        return []
-    return [f"model.{key}" for key in COMPONENT_FIELDS if key in model and replaces(model[key])]
+def is_spec(key: str, value: Any) -> bool:
+    """Whether ``value`` at dotted ``key`` of a config is a component spec written as a mapping
+    (``model.norm: {name: ...}``); model keys hold nothing else with a name."""
+    return key.startswith("model.") and key.count(".") == 1 and isinstance(value, Mapping) and "name" in value
 
 
-def canonical(spec: Any) -> Any:
-    """``{name: X}`` -> ``X``; a mapping with options keeps them, ``name`` first; anything else unchanged."""
-    if isinstance(spec, Mapping) and "name" in spec:
-        options = {k: v for k, v in spec.items() if k != "name"}
-        return {"name": spec["name"], **options} if options else spec["name"]
-    return spec
+def flatten(data: Any, prefix: str = "", specs: bool = False) -> dict[str, Any]:
+    """Nested mappings as ``{dotted key: leaf}``, in order; lists and empty mappings are leaves, and
+    with ``specs`` so is a component spec (``model.norm``)."""
+    if not isinstance(data, Mapping) or (prefix and not data) or (specs and is_spec(prefix, data)):
+        return {prefix: data} if prefix else {}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key), specs))
+    return out
 
 
-def canonical_model(model: dict) -> dict:
-    """The ``model`` section with every component spec canonical."""
-    return {k: canonical(v) if k in COMPONENT_FIELDS else v for k, v in model.items()}
+def flat_config(config: Mapping) -> dict[str, Any]:
+    """A stored config (``{"model": ..., "data": ..., "train": ...}``) as ``{dotted key: value}``, a
+    component spec one value in YAML flow style (``model.norm: "{name: rmsnorm, eps: 1e-05}"``)."""
+    return {k: format_value(v) if is_spec(k, v) else v for k, v in flatten(config, specs=True).items()}
 
 
-def spec_name(spec: Any) -> Any:
-    """The component name of a spec (the value itself when it is not a mapping)."""
-    return spec.get("name") if isinstance(spec, Mapping) else spec
+def alias_norm_eps(model: Mapping) -> tuple[dict, bool]:
+    """A layer's ``model`` section with ``norm_eps`` rewritten as the norm spec's ``eps`` option, and
+    whether it was (its origin is then ``model.norm_eps``). ``norm_eps: null`` is the norm's own default:
+    it drops an eps from the spec below; beside a spec that sets eps itself it says nothing. ValueError
+    when both set a value (one setting written twice)."""
+    if "norm_eps" not in model:
+        return dict(model), False
+    out = {k: v for k, v in model.items() if k != "norm_eps"}
+    eps, norm = _as_float(model["norm_eps"]), model.get("norm")
+    spec_eps = isinstance(norm, Mapping) and norm.get("eps") is not None
+    if spec_eps and eps is not None:
+        raise ValueError(f"invalid value {eps!r}: the norm spec sets eps={norm['eps']!r} too; set it in one place")
+    if spec_eps or (eps is None and "norm" in model and ComponentSpec.replaces(norm)):
+        return out, False
+    if "norm" in model and not isinstance(norm, Mapping):
+        out["norm"] = {"name": norm, "eps": eps}
+    else:
+        out["norm"] = {**(norm or {}), "eps": eps}
+    return out, eps is not None
 
 
-def format_spec(spec: Any) -> str:
-    """A spec as it would be written in YAML flow style: ``rmsnorm``, ``{name: rmsnorm, eps: 1e-05}``."""
-    if isinstance(spec, Mapping):
-        return "{" + ", ".join(f"{k}: {format_spec(v)}" for k, v in spec.items()) + "}"
-    if isinstance(spec, (list, tuple)):
-        return "[" + ", ".join(format_spec(v) for v in spec) + "]"
-    return "null" if spec is None else str(spec).lower() if isinstance(spec, bool) else str(spec)
+def _as_float(value: Any) -> Any:
+    """What OmegaConf made of a value for a float key: ``1`` and ``"1e-5"`` as floats; else unchanged."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def spell_norm_eps(model: dict, written: str | None) -> dict:
+    """The resolved ``model`` with the norm's eps back under ``norm_eps`` where ``written`` (the key that
+    set it last, as written) was ``...norm_eps``; ``norm_eps`` None otherwise."""
+    spec = ComponentSpec.parse(model["norm"])
+    if "eps" in spec.options and written is not None and written.endswith("norm_eps"):
+        options = {k: v for k, v in spec.options.items() if k != "eps"}
+        return {**model, "norm": ComponentSpec(spec.name, options).canonical(), "norm_eps": spec.options["eps"]}
+    return {**model, "norm_eps": None}

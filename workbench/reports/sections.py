@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from ..config.specs import flat_config as _flatten
 from . import fmt
 from .analysis.comparisons import Comparison
 from .compute import budget_text
@@ -170,17 +171,6 @@ def how_to_read(run_dir: str, results: Results, comparisons: dict[str, Compariso
         Para([text("To overlay every variant's and seed's curves interactively, run "),
               code(f"tensorboard --logdir {run_dir}"), text(".")]),
     ]
-
-
-def _flatten(d: object, prefix: str = "") -> dict[str, object]:
-    if isinstance(d, dict) and "name" in d and prefix.startswith("model."):  # a component spec: one value
-        return {prefix.rstrip("."): "{" + ", ".join(f"{k}: {v}" for k, v in d.items()) + "}"}
-    if not isinstance(d, dict):
-        return {prefix.rstrip("."): d}
-    out: dict[str, object] = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}{k}."))
-    return out
 
 
 def config_diff(config: dict, base: dict, same: str = "identical to baseline") -> str:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 
+from ..config.schema import TrainSettings
 from ..fileio import read_json, write_json
 from . import tensorboard as tb
 from .module import Diverged, eval_forward, evaluate
@@ -59,15 +61,16 @@ class RunRecorder(L.Callback):
     the checkpoint's step: metrics.json is an output, rewritten from that state, never read back.
     """
 
-    def __init__(self, metrics_path: Path, val_batches, train: dict, label: str, tokens_per_step: int,
+    def __init__(self, metrics_path: Path, val_batches, train: TrainSettings | Mapping, label: str, tokens_per_step: int,
                  flops_per_token: int = 0, plain_lines: bool = False, clock=time.perf_counter):
         self.clock = clock  # seconds, monotonic: injected by tests
         self.path = Path(metrics_path)
         self.val_batches = val_batches
-        self.eval_steps = eval_schedule(train["steps"], train["eval_every"])
-        self.log_every = train["log_every"]
-        self.checkpoint_every = train["checkpoint_every"]
-        self.total_steps = train["steps"]
+        train = TrainSettings.of(train)
+        self.eval_steps = eval_schedule(train.steps, train.eval_every)
+        self.log_every = train.log_every
+        self.checkpoint_every = train.checkpoint_every
+        self.total_steps = train.steps
         self.label = label
         self.tokens_per_step = tokens_per_step
         self.flops_per_token = flops_per_token

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import lightning as L
 import torch
 
 from components import TransformerLM
 
 from ..checkpoint_file import IDENTITY_KEY
+from ..config.schema import TrainSettings
 from .optim import build_optimizer
 
 
@@ -34,15 +37,15 @@ class LMModule(L.LightningModule):
     ``identity`` (config + corpus fingerprint, see ``run.run_identity``) is written into every checkpoint.
     """
 
-    def __init__(self, model: TransformerLM, train: dict, identity: dict | None = None):
+    def __init__(self, model: TransformerLM, train: TrainSettings | Mapping, identity: dict | None = None):
         super().__init__()
         self.model = model
-        self.train_cfg = train
+        self.train_cfg = TrainSettings.of(train)
         self.identity = identity
         # The last step's gradient norm (before clipping), a device tensor: the RunRecorder reads it on
         # logging steps only, so other steps never wait for the device.
         self.grad_norm: torch.Tensor | None = None
-        if train.get("compile"):
+        if self.train_cfg.compile:
             self.model.compile()  # in place: state_dict keys unchanged, checkpoints stay portable
 
     def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
@@ -62,7 +65,7 @@ class LMModule(L.LightningModule):
     def on_before_optimizer_step(self, optimizer):
         # Clipping here rather than through Trainer(gradient_clip_val): Lightning refuses that with a
         # fused optimizer. Grads are unscaled by now (fp16 uses an unfused optimizer, see optim.py).
-        max_norm = self.train_cfg["grad_clip"] or float("inf")
+        max_norm = self.train_cfg.grad_clip or float("inf")
         sharded = _fsdp_root(self.trainer.model)
         if sharded is not None:  # each rank holds a shard of every gradient: FSDP all-reduces the norm
             norm = sharded.clip_grad_norm_(max_norm)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import nn
+
+from ..config.schema import TrainSettings
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -29,12 +32,13 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) 
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def build_optimizer(model: nn.Module, train: dict, fused: bool) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+def build_optimizer(model: nn.Module, train: TrainSettings | Mapping, fused: bool) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW (one fused kernel when ``fused``) and its per-step schedule, sized from train.steps
     (never from the trainer's estimate, which breaks loader-state restore: Lightning #20550)."""
-    groups = param_groups(model, train["weight_decay"])
-    optimizer = torch.optim.AdamW(groups, lr=train["lr"], betas=(train["beta1"], train["beta2"]), fused=fused)
+    train = TrainSettings.of(train)
+    groups = param_groups(model, train.weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=train.lr, betas=(train.beta1, train.beta2), fused=fused)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, train["warmup_steps"], train["steps"], train["min_lr_ratio"])
+        optimizer, lambda step: lr_factor(step, train.warmup_steps, train.steps, train.min_lr_ratio)
     )
     return optimizer, schedule

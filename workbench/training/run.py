@@ -24,13 +24,11 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
 from components import TransformerConfig, TransformerLM
-from components.config import COMPONENT_FIELDS
-
 from ..config.budget import world_size
-from ..config.specs import format_spec
+from ..config.schema import TrainSettings, variant_defaults
+from ..config.specs import flat_config
 from ..data import TokenData, batch_fingerprint, val_batches
 from ..fileio import write_json, write_text
-from ..config.schema import variant_defaults
 from ..distributed import is_global_zero
 from ..results import ResultsStore
 from ..run_folder import RunFolder, identity
@@ -56,18 +54,11 @@ for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accele
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
-_SPECS = {f"model/{field}" for field in COMPONENT_FIELDS}
-
-
-def _flatten(prefix: str, value, out: dict) -> dict:
-    if prefix in _SPECS:  # one column per component axis, whether or not the spec has options
-        out[prefix] = format_spec(value)
-    elif isinstance(value, dict):
-        for key, sub in value.items():
-            _flatten(f"{prefix}/{key}" if prefix else key, sub, out)
-    else:
-        out[prefix] = value if isinstance(value, (int, float, str, bool)) else str(value)
-    return out
+def hparam_values(config: dict) -> dict:
+    """A stored config as TensorBoard HPARAMS columns: ``model/norm`` (a component spec one column,
+    whether or not it has options), every value a scalar or its text."""
+    return {key.replace(".", "/"): value if isinstance(value, (int, float, str, bool)) else str(value)
+            for key, value in flat_config(config).items()}
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -99,7 +90,7 @@ def keep_run_files(run_dir: Path, variant, seed: int, data: TokenData, identity:
     file, shown by TensorBoard): the resolved model config, data and train settings. Idempotent, atomic."""
     data.tokenizer.save(run_dir / identity["tokenizer"])
     hparams = {"variant": variant.name, "seed": seed, "model": identity["model"], "data": variant.data,
-               "train": variant.train, "corpus": identity["corpus"], "tokenizer": identity["tokenizer"]}
+               "train": variant.train.as_dict(), "corpus": identity["corpus"], "tokenizer": identity["tokenizer"]}
     write_text(RunFolder(run_dir).hparams_file(variant.name, seed), yaml.safe_dump(hparams, sort_keys=False))
 
 
@@ -125,7 +116,7 @@ class Run:
 
     @property
     def tokens_per_step(self) -> int:
-        return self.variant.train["batch_size"] * self.variant.train["seq_len"]
+        return self.variant.train.tokens_per_step
 
 
 def build_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) -> Run:
@@ -143,7 +134,7 @@ def build_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) ->
     L.seed_everything(seed, workers=True, verbose=False)
     model = TransformerLM(config, init_seed=seed)
     module = LMModule(model, train, identity)
-    tokens_per_step = train["batch_size"] * train["seq_len"]
+    tokens_per_step = train.tokens_per_step
     if is_global_zero():  # the custom-scalars layout, once per run folder
         tensorboard.write_layout(run_dir)
     logger = TensorBoardLogger(
@@ -151,13 +142,13 @@ def build_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) ->
         **({"purge_step": resumed_step} if resume else {}),
     )
     interactive = sys.stderr.isatty()  # a terminal shows a progress bar; a log file gets plain lines
-    recorder = RunRecorder(folder / "metrics.json", val_batches(data.val, train["batch_size"], train["seq_len"], train["eval_batches"]),
-                           train, label, tokens_per_step, flops_per_token=model.flops_per_token(train["seq_len"]),
+    recorder = RunRecorder(folder / "metrics.json", val_batches(data.val, train.batch_size, train.seq_len, train.eval_batches),
+                           train, label, tokens_per_step, flops_per_token=model.flops_per_token(train.seq_len),
                            plain_lines=not interactive)
-    callbacks = run_callbacks(recorder, folder / "checkpoints", train["checkpoint_every"])
+    callbacks = run_callbacks(recorder, folder / "checkpoints", train.checkpoint_every)
     if interactive:
         callbacks.append(RunProgressBar(label, recorder))
-    trainer = build_trainer(train, train["steps"], logger, callbacks, progress_bar=interactive)
+    trainer = build_trainer(train, train.steps, logger, callbacks, progress_bar=interactive)
     return Run(variant, seed, data, folder, label, module, trainer, recorder, logger, resume, resumed_step)
 
 
@@ -166,7 +157,7 @@ def fit_run(run: Run) -> tuple[str, str | None]:
     step, save ``last.ckpt`` and exit 143 / 130 with a resume hint."""
     trainer = run.trainer
     keep_freed_memory()
-    stream = StepBatches(run.data.train, run.seed, run.variant.train["batch_size"], run.variant.train["seq_len"],
+    stream = StepBatches(run.data.train, run.seed, run.variant.train.batch_size, run.variant.train.seq_len,
                          start=lambda: trainer.global_step, rank=lambda: trainer.global_rank,
                          world_size=lambda: trainer.world_size)
     try:
@@ -192,11 +183,11 @@ def fit_run(run: Run) -> tuple[str, str | None]:
 FINAL_EVAL_TOKENS = 2**21  # the final val loss reads the whole split, up to this many tokens
 
 
-def final_val_batches(data: TokenData, train: dict) -> list:
+def final_val_batches(data: TokenData, train: TrainSettings) -> list:
     """The final loss's batches: the whole validation split (evenly spread windows, capped at
     FINAL_EVAL_TOKENS), not the ``eval_batches`` subset of the curve: less noise between seeds."""
-    per_batch = train["batch_size"] * train["seq_len"]
-    return val_batches(data.val, train["batch_size"], train["seq_len"], max(train["eval_batches"], FINAL_EVAL_TOKENS // per_batch))
+    batches = max(train.eval_batches, FINAL_EVAL_TOKENS // train.tokens_per_step)
+    return val_batches(data.val, train.batch_size, train.seq_len, batches)
 
 
 def record_run(run: Run, status: str, error: str | None) -> dict:
@@ -224,12 +215,12 @@ def record_run(run: Run, status: str, error: str | None) -> dict:
         tokens_per_sec=recorder.tokens_per_sec,
         steps=steps,
         train_tokens=steps * tokens_per_step * trainer.world_size,
-        train_flops=steps * tokens_per_step * trainer.world_size * module.model.flops_per_token(train["seq_len"]),
+        train_flops=steps * tokens_per_step * trainer.world_size * module.model.flops_per_token(train.seq_len),
         wall_time_s=recorder.wall_time_s,
         peak_memory_mb=peak_memory_mb(module.device),
         precision=trainer.precision,
         metrics=(run.folder / "metrics.json").relative_to(run.folder.parent.parent).as_posix(),
-        batch_fingerprint=batch_fingerprint(run.data.train, run.seed, train["steps"], train["batch_size"], train["seq_len"]),
+        batch_fingerprint=batch_fingerprint(run.data.train, run.seed, train.steps, train.batch_size, train.seq_len),
     )
     if trainer.is_global_zero:
         run.logger.finalize("success")
@@ -242,9 +233,9 @@ def log_hparams(run_dir: Path, variant, record: dict, verdict: str) -> None:
     own in the run's folder): variant, verdict, seed and final metrics first, then the config keys that
     differ between the experiment's variants (marked so TensorBoard lists them first), then every other
     key. No scalar is written: the final metrics are columns of the row, not points on a curve."""
-    configs = {name: _flatten("", entry["config"], {})
+    configs = {name: hparam_values(entry["config"])
                for name, entry in ResultsStore(run_dir).load().get("variants", {}).items() if "config" in entry}
-    own = _flatten("", variant.to_dict(), {})
+    own = hparam_values(variant.to_dict())
     differing = tensorboard.differing_keys(list(configs.values()) or [own])
     head = {"variant": variant.name, "verdict": verdict, "seed": record["seed"],
             "final_val_loss": record.get("final_val_loss"), "tokens_per_sec": record.get("tokens_per_sec")}
@@ -259,7 +250,7 @@ def _length_eval(run: Run) -> dict:
     trainer, module, train = run.trainer, run.module, run.variant.train
     lengths, notes = length_losses(
         module.model, run.data.val, run.variant.eval_lengths, batch_tokens=run.tokens_per_step,
-        target_tokens=train["eval_batches"] * run.tokens_per_step, device=module.device, call=eval_forward(trainer, module),
+        target_tokens=train.eval_batches * run.tokens_per_step, device=module.device, call=eval_forward(trainer, module),
         forward_context=trainer.strategy.precision_plugin.forward_context())
     log.info("[%s] val loss by length: %s", run.label,
              ", ".join(f"{k}: {'n/a' if v is None else f'{v:.4f}'}" for k, v in lengths.items()))

@@ -3,11 +3,13 @@ the bench's Lightning-overhead figure measures the same Trainer that trains ever
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from ..config.schema import TrainSettings
 from .checkpoint_io import AtomicCheckpointIO
 from .precision import resolve_precision
 
@@ -36,15 +38,16 @@ def run_callbacks(recorder: Callback, ckpt_dir: Path, checkpoint_every: int) -> 
     ]
 
 
-def build_trainer(train: dict, max_steps: int, logger, callbacks: list[Callback], progress_bar: bool = False) -> L.Trainer:
+def build_trainer(train: TrainSettings | Mapping, max_steps: int, logger, callbacks: list[Callback], progress_bar: bool = False) -> L.Trainer:
     """A Trainer for ``train`` (the validated train section): precision, devices, strategy and nodes
     from the config, validation and checkpoint timing left to the workbench's own callbacks,
     checkpoints written atomically."""
+    train = TrainSettings.of(train)
     return L.Trainer(
         max_steps=max_steps, max_epochs=-1, limit_val_batches=0, num_sanity_val_steps=0,
-        precision=resolve_precision(train["precision"], train["accelerator"]),
-        accelerator=train["accelerator"], devices=train["devices"], strategy=build_strategy(train["strategy"]),
-        num_nodes=train["num_nodes"], log_every_n_steps=train["log_every"],
+        precision=resolve_precision(train.precision, train.accelerator),
+        accelerator=train.accelerator, devices=train.devices, strategy=build_strategy(train.strategy),
+        num_nodes=train.num_nodes, log_every_n_steps=train.log_every,
         logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
         enable_progress_bar=progress_bar, enable_model_summary=False, deterministic=False,
     )
