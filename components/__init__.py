@@ -6,20 +6,22 @@
 from .attention import FlashAttention, FlashAttentionUnavailable, NaiveAttention, SDPAttention, repeat_kv
 from .block import Block, CausalSelfAttention
 from .config import InvalidConfig, TransformerConfig
+from .context import BuildContext, build_norm
 from .contract import AuxLossSource, ContractWarning, SparseCompute
 from .ffn import GLU, MLP, GeGLU, ReGLU, SwiGLU, glu_hidden_dim, mlp_hidden_dim
 from .model import TransformerLM
 from .moe import MoE
 from .norms import DyT, LayerNorm, RMSNorm
-from .placement import parallel, post, pre, reordered, sandwich
+from .placement import ParallelBlock, PostNorm, PreNorm, ReorderedNorm, SandwichNorm
+from .placement_scaled import DeepNorm, LayerScale, ReZero
 from .positions import LearnedPositions, NoPositions, Positions, RotaryEmbedding, SinusoidalPositions
 from .registry import InvalidOption, Registry, UnknownComponentError, registry
 
 __all__ = [
-    "AuxLossSource", "Block", "CausalSelfAttention", "ContractWarning", "DyT", "FlashAttention", "FlashAttentionUnavailable", "GLU", "GeGLU",
-    "InvalidConfig", "InvalidOption", "LayerNorm", "LearnedPositions", "MLP", "MoE", "NaiveAttention", "NoPositions",
-    "Positions", "RMSNorm", "ReGLU", "Registry", "RotaryEmbedding", "SDPAttention",
-    "SinusoidalPositions", "SparseCompute", "SwiGLU", "TransformerConfig", "TransformerLM", "UnknownComponentError",
-    "glu_hidden_dim", "mlp_hidden_dim", "parallel", "post", "pre", "registry", "reordered",
-    "repeat_kv", "sandwich",
+    "AuxLossSource", "Block", "BuildContext", "CausalSelfAttention", "ContractWarning", "DeepNorm", "DyT", "FlashAttention",
+    "FlashAttentionUnavailable", "GLU", "GeGLU", "InvalidConfig", "InvalidOption", "LayerNorm", "LayerScale", "LearnedPositions",
+    "MLP", "MoE", "NaiveAttention", "NoPositions", "ParallelBlock", "Positions", "PostNorm", "PreNorm", "RMSNorm", "ReGLU",
+    "ReZero", "Registry", "ReorderedNorm", "RotaryEmbedding", "SDPAttention", "SandwichNorm", "SinusoidalPositions",
+    "SparseCompute", "SwiGLU", "TransformerConfig", "TransformerLM", "UnknownComponentError", "build_norm",
+    "glu_hidden_dim", "mlp_hidden_dim", "registry", "repeat_kv",
 ]

@@ -13,6 +13,9 @@ position S - T + i (bottom-right alignment, as flash-attn). With ``pos(i)`` that
   ``window_size=(window - 1, 0)``. None: full causal attention.
 - ``slopes`` (ALiBi, Press et al. 2022): a (H,) tensor; ``-slopes[h] * (pos(i) - j)`` is added to
   head h's scores before the softmax. None: no bias.
+
+Each kernel declares at registration which of the two it takes (``window=True, slopes=True``); a
+TransformerConfig asking a kernel for one it does not declare is refused when it is built.
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ def _check_window(window: int | None) -> None:
         raise ValueError(f"window must be a positive integer or None, got {window!r}")
 
 
-@registry.register("attention", "naive")
+@registry.register("attention", "naive", window=True, slopes=True)
 class NaiveAttention(nn.Module):
     """Explicit masked softmax; materialises the (T, T) score matrix, so memory grows quadratically."""
 
@@ -101,7 +104,7 @@ class NaiveAttention(nn.Module):
         return probs @ v  # (B, H, T, D)
 
 
-@registry.register("attention", "sdpa")
+@registry.register("attention", "sdpa", window=True, slopes=True)
 class SDPAttention(nn.Module):
     """PyTorch's fused scaled_dot_product_attention (flash / memory-efficient / math backends).
 
@@ -154,7 +157,7 @@ def flash_unavailable_reason() -> str | None:
     return None
 
 
-@registry.register("attention", "flash")
+@registry.register("attention", "flash", window=True, slopes=True)
 class FlashAttention(nn.Module):
     """The flash-attn package's fused kernel (Dao, 2023); CUDA, fp16/bf16 only, head_dim <= 256.
 

@@ -122,7 +122,23 @@ class TransformerConfig:
                 raise InvalidConfig(name, value, str(exc)) from None
         if self.norm_eps is not None:
             self._check_norm_eps()
+        self._check_kernel()
         self._resolve_sizes()
+
+    def _check_kernel(self) -> None:
+        """The kernel takes what the model passes it: ``window=`` and ALiBi ``slopes=`` are traits it declares."""
+        name = self.component("attention")[0]
+        kernel = registry.get("attention", name).traits
+
+        def able(trait: str) -> str:
+            return ", ".join(e.name for e in registry.entries("attention") if e.traits[trait]) or "none"
+
+        if self.window is not None and not kernel["window"]:
+            raise InvalidConfig("window", self.window, f"attention '{name}' has no sliding window (kernels with one: {able('window')})")
+        positions = self.component("positions")[0]
+        if registry.get("positions", positions).traits["slopes"] and not kernel["slopes"]:
+            raise InvalidConfig("attention", self.attention, f"positions '{positions}' bias the scores by ALiBi slopes, which "
+                                f"attention '{name}' cannot add (kernels that can: {able('slopes')})")
 
     def _resolve_sizes(self) -> None:
         """Each size left to its rule (None), resolved into its own field; ``derived`` names them."""

@@ -2,9 +2,10 @@
 
 docs/components.md is the full contract. Here, in code:
 
-- ``KINDS``: per kind, what the model passes a component (``sizes``, never user options; ``settings``,
-  model-wide defaults an option may override) and the traits an entry may declare at registration,
-  ``registry.register(kind, name, **traits)``, with their defaults.
+- ``KINDS``: per kind, what the model passes a component from its ``BuildContext``
+  (components.context: ``sizes``, never user options; ``settings``, model-wide defaults an option may
+  override) and the traits an entry may declare at registration, ``registry.register(kind, name,
+  **traits)``, with their defaults.
 - ``AuxLossSource`` and ``SparseCompute``: the two base classes a component subclasses when it
   changes what the model does around it (an extra training loss, FLOPs that are not its weights).
 - ``Bound`` (and the aliases ``Positive``, ``NonNegative``, ``Finite``, ``Count``): the range of a
@@ -95,10 +96,6 @@ def _str_tuple(value: Any) -> bool:
     return isinstance(value, tuple) and all(isinstance(v, str) and v for v in value)
 
 
-def _norm_names(value: Any) -> bool:
-    return _str_tuple(value) and len(value) > 0 and len(set(value)) == len(value) and all(v.isidentifier() for v in value)
-
-
 REFERENCE = Trait(
     "reference", None, lambda v: v is None or callable(v), "a callable (module, *inputs) -> output, or None",
     "Float64 reference ``fn(module, *inputs) -> output``, an independent formula computed from the "
@@ -130,10 +127,35 @@ FINAL_NORM = Trait(
     "already ends in a norm does not want. Declare final_norm=True or final_norm=False.",
 )
 
-NORMS = Trait(
-    "norms", ("attn_norm", "ffn_norm"), _norm_names, "a non-empty tuple of distinct identifiers",
-    "The norms the block builds for the placement, each its own attribute of the block (so its "
-    "parameters are ``blocks.N.<name>.*``) and each passed as ``norms.<name>``.",
+RESIDUAL_INIT = Trait(
+    "residual_init", None, lambda v: v is None or callable(v), "a callable n_layers -> gain, or None",
+    "The init the placement's stability argument needs for the residual projections (each block's "
+    "attn.out and the FFN's ``residual`` layers): drawn with the init scheme's std times "
+    "``residual_init(n_layers)``, in place of gpt2's 1/sqrt(2 * n_layers). None: the scheme's own.",
+)
+
+KERNEL_WINDOW = Trait(
+    "window", False, lambda v: isinstance(v, bool), "True or False",
+    "Whether the kernel's forward takes ``window=`` (sliding window); a TransformerConfig with "
+    "``window`` set and a kernel without it is refused when the config is built.",
+)
+
+KERNEL_SLOPES = Trait(
+    "slopes", False, lambda v: isinstance(v, bool), "True or False",
+    "Whether the kernel's forward takes ``slopes=`` (ALiBi's per-head linear bias); positions that "
+    "declare ``slopes=True`` with a kernel without it are refused when the config is built.",
+)
+
+POSITION_SLOPES = Trait(
+    "slopes", False, lambda v: isinstance(v, bool), "True or False",
+    "Whether ``attention_slopes`` gives per-head slopes (ALiBi) the kernel must add to its scores.",
+)
+
+MAX_LEN = Trait(
+    "max_len", None, lambda v: v is None or v == "max_seq_len" or (type(v) is int and v > 0),
+    "None, 'max_seq_len' or a positive int",
+    "The longest sequence the scheme encodes: None (any length), 'max_seq_len' (a table of "
+    "model.max_seq_len rows, as learned positions) or a fixed count; the built module's ``max_len`` is it.",
 )
 
 
@@ -143,12 +165,17 @@ class Kind:
 
     name: str
     interface: str  # the call contract, in words (docs/components.md repeats it)
-    sizes: tuple[str, ...]  # what the model passes that an option may not override
-    settings: tuple[str, ...]  # model-wide defaults the model passes, which an option may override
+    sizes: tuple[str, ...]  # BuildContext fields the model passes that an option may not override
+    settings: tuple[str, ...]  # BuildContext fields (model-wide defaults) an option may override
     traits: tuple[Trait, ...]
+    base: type | None = None  # an entry must be a subclass of it (None: any factory)
 
     def trait(self, name: str) -> Trait | None:
         return next((t for t in self.traits if t.name == name), None)
+
+    @property
+    def base_name(self) -> str:
+        return "torch.nn.Module" if self.base is nn.Module else f"{self.base.__module__}.{self.base.__qualname__}"
 
 
 KINDS: dict[str, Kind] = {
@@ -158,12 +185,14 @@ KINDS: dict[str, Kind] = {
              sizes=("dim",), settings=("bias",), traits=(REFERENCE,)),
         Kind("ffn", "module(dim, hidden_dim, ...) ; forward(x (B, T, dim)) -> (B, T, dim), same dtype",
              sizes=("dim", "hidden_dim"), settings=("bias",), traits=(WIDTH, RESIDUAL, REFERENCE)),
-        Kind("norm_placement", "function place(x, attn, ffn, norms) -> x for a whole block",
-             sizes=("x", "attn", "ffn", "norms"), settings=(), traits=(FINAL_NORM, NORMS, REFERENCE)),
+        Kind("norm_placement", "module(dim, n_layers, layer_idx, make_norm, ...) ; forward(x (B, T, dim), attn, ffn) -> (B, T, dim), a whole block",
+             sizes=("dim", "n_layers", "layer_idx", "make_norm"), settings=(), traits=(FINAL_NORM, RESIDUAL_INIT, REFERENCE),
+             base=nn.Module),
         Kind("positions", "Positions module: embed(x, offset) on (B, T, dim), rotate(q, k, offset) on (B, H, T, head_dim)",
-             sizes=("dim", "head_dim", "n_heads", "max_seq_len"), settings=("theta", "init_std"), traits=(REFERENCE,)),
+             sizes=("dim", "head_dim", "n_heads", "max_seq_len"), settings=("theta", "init_std"),
+             traits=(MAX_LEN, POSITION_SLOPES, REFERENCE)),
         Kind("attention", "kernel module; forward(q (B, H, T, D), k, v (B, Hkv, T, D)) -> (B, H, T, D), causal",
-             sizes=(), settings=(), traits=(REFERENCE,)),
+             sizes=(), settings=(), traits=(KERNEL_WINDOW, KERNEL_SLOPES, REFERENCE)),
     )
 }
 

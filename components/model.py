@@ -9,8 +9,9 @@ import zlib
 import torch
 from torch import nn
 
-from .block import Block, build_norm
+from .block import Block, flatten_placements, nest_placements
 from .config import TransformerConfig
+from .context import BuildContext
 from .contract import AuxLossSource, SparseCompute
 from .generation import KVCache, check_sampling, sample_next
 from .loss import linear_cross_entropy
@@ -25,16 +26,17 @@ class TransformerLM(nn.Module):
         super().__init__()
         self.config = cfg = config
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
-        self.positions = registry.build(
-            "positions", cfg.positions, dim=cfg.dim, head_dim=cfg.head_dim, max_seq_len=cfg.max_seq_len, theta=cfg.rope_theta,
-            init_std=cfg.init_std, n_heads=cfg.n_heads,
-        )
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        context = BuildContext.from_config(cfg)
+        self.positions = registry.build("positions", cfg.positions, context)
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         placement = registry.get("norm_placement", cfg.component("norm_placement")[0])
-        self.norm = build_norm(cfg) if placement.traits["final_norm"] else nn.Identity()
+        self.norm = context.make_norm() if placement.traits["final_norm"] else nn.Identity()
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed.weight
+        # Each placement's parameters are stored as its block's own (blocks.N.attn_norm.*), as before placements were modules.
+        self.register_state_dict_post_hook(flatten_placements)
+        self.register_load_state_dict_pre_hook(nest_placements)
         self.init_weights(init_seed)
 
     def forward(self, tokens: torch.Tensor, offset: int = 0, targets: torch.Tensor | None = None) -> torch.Tensor:
@@ -204,10 +206,15 @@ class TransformerLM(nn.Module):
 
     def init_stds(self) -> dict[str, float]:
         """{parameter name: the std ``init_weights`` draws it with} under ``config.init``, for every
-        linear layer's weight, the token embedding and a learned position table (nothing else is drawn)."""
+        linear layer's weight, the token embedding and a learned position table (nothing else is drawn).
+        A placement's ``residual_init`` trait replaces the residual projections' depth scaling."""
         cfg = self.config
         std = cfg.init_std
         residual_std = std / math.sqrt(2 * cfg.n_layers) if cfg.init == "gpt2" else std
+        # A placement may declare the residual projections' init its stability argument needs (DeepNorm's beta).
+        gain = registry.get("norm_placement", cfg.component("norm_placement")[0]).traits["residual_init"]
+        if gain is not None:
+            residual_std = std * gain(cfg.n_layers)
         residual = self.residual_projections()
         stds: dict[str, float] = {}
         for mod_name, module in self.named_modules():
@@ -216,7 +223,8 @@ class TransformerLM(nn.Module):
                 stds[prefix + "weight"] = std
             elif isinstance(module, nn.Linear):
                 if cfg.init == "fan_in":
-                    stds[prefix + "weight"] = 1.0 / math.sqrt(module.in_features)
+                    fan_in_std = 1.0 / math.sqrt(module.in_features)
+                    stds[prefix + "weight"] = fan_in_std * gain(cfg.n_layers) if gain and mod_name in residual else fan_in_std
                 else:
                     stds[prefix + "weight"] = residual_std if mod_name in residual else std
         return stds

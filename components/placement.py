@@ -1,10 +1,13 @@
-"""How a block wires its two sublayers, their norms and the residual stream: a strategy function per
-placement, not branches inside the block.
+"""How a block wires its two sublayers, their norms and the residual stream: one module per placement,
+not branches inside the block.
 
-A placement is ``place(x, attn, ffn, norms) -> x`` for a whole block: ``attn`` and ``ffn`` are
-callables on (B, T, dim), ``norms`` a namespace whose attributes are the norms the placement declares
-at registration (``norms=(...)``); the block builds each as its own attribute, so its parameters are
-``blocks.N.<name>.*``. ``final_norm`` declares whether the model needs a norm before the LM head.
+A placement is a module built with what it declares of ``(dim, n_layers, layer_idx, make_norm)``
+(components.context.BuildContext) plus its options, and called once per block as
+``forward(x, attn, ffn) -> x``: ``attn`` and ``ffn`` are callables on (B, T, dim) (the attention with
+its positions and KV cache bound). It builds its norms with ``make_norm()`` and may own parameters
+(components.placement_scaled). The block stores the placement's parameters and submodules as its own,
+``blocks.N.<name>`` (``blocks.N.attn_norm.weight``). ``final_norm`` declares whether the model needs
+a norm before the LM head.
 
 ::
 
@@ -17,81 +20,116 @@ at registration (``norms=(...)``); the block builds each as its own attribute, s
 
 from __future__ import annotations
 
+from typing import Callable
+
+import torch
+from torch import nn
+
 from .registry import registry
 
+Sublayer = Callable[[torch.Tensor], torch.Tensor]
+
 # Float64 references (the contract's ``reference`` trait): each wiring written out as a formula of
-# (x, attn, ffn, norms), called as reference(place, x, attn, ffn, norms).
+# (x, attn, ffn) and the placement's own norms, called as reference(place, x, attn, ffn).
 
 
-def _pre_reference(place, x, attn, ffn, n):
-    h = x + attn(n.attn_norm(x))
-    return h + ffn(n.ffn_norm(h))
+def _pre_reference(p, x, attn, ffn):
+    h = x + attn(p.attn_norm(x))
+    return h + ffn(p.ffn_norm(h))
 
 
-def _post_reference(place, x, attn, ffn, n):
-    h = n.attn_norm(x + attn(x))
-    return n.ffn_norm(h + ffn(h))
+def _post_reference(p, x, attn, ffn):
+    h = p.attn_norm(x + attn(x))
+    return p.ffn_norm(h + ffn(h))
 
 
-def _parallel_reference(place, x, attn, ffn, n):
-    return x + attn(n.attn_norm(x)) + ffn(n.attn_norm(x))
+def _parallel_reference(p, x, attn, ffn):
+    return x + attn(p.attn_norm(x)) + ffn(p.attn_norm(x))
 
 
-def _reordered_reference(place, x, attn, ffn, n):
-    h = x + n.attn_norm(attn(x))
-    return h + n.ffn_norm(ffn(h))
+def _reordered_reference(p, x, attn, ffn):
+    h = x + p.attn_norm(attn(x))
+    return h + p.ffn_norm(ffn(h))
 
 
-def _sandwich_reference(place, x, attn, ffn, n):
-    h = x + n.attn_post_norm(attn(n.attn_norm(x)))
-    return h + n.ffn_post_norm(ffn(n.ffn_norm(h)))
+def _sandwich_reference(p, x, attn, ffn):
+    h = x + p.attn_post_norm(attn(p.attn_norm(x)))
+    return h + p.ffn_post_norm(ffn(p.ffn_norm(h)))
 
 
-@registry.register("norm_placement", "pre", final_norm=True, norms=("attn_norm", "ffn_norm"), reference=_pre_reference)
-def pre(x, attn, ffn, norms):
+@registry.register("norm_placement", "pre", final_norm=True, residual_init=None, reference=_pre_reference)
+class PreNorm(nn.Module):
     """Pre-norm x + f(norm(x)): the residual stream is never normalised, so the model adds a final norm (GPT-2, LLaMA)."""
-    x = x + attn(norms.attn_norm(x))
-    return x + ffn(norms.ffn_norm(x))
+
+    def __init__(self, make_norm: Callable[[], nn.Module]):
+        super().__init__()
+        self.attn_norm, self.ffn_norm = make_norm(), make_norm()
+
+    def forward(self, x: torch.Tensor, attn: Sublayer, ffn: Sublayer) -> torch.Tensor:
+        x = x + attn(self.attn_norm(x))
+        return x + ffn(self.ffn_norm(x))
 
 
-@registry.register("norm_placement", "post", final_norm=False, norms=("attn_norm", "ffn_norm"), reference=_post_reference)
-def post(x, attn, ffn, norms):
+@registry.register("norm_placement", "post", final_norm=False, residual_init=None, reference=_post_reference)
+class PostNorm(nn.Module):
     """Post-norm norm(x + f(x)): the original Transformer's wiring; the block ends in a norm (Vaswani et al., 2017)."""
-    x = norms.attn_norm(x + attn(x))
-    return norms.ffn_norm(x + ffn(x))
+
+    def __init__(self, make_norm: Callable[[], nn.Module]):
+        super().__init__()
+        self.attn_norm, self.ffn_norm = make_norm(), make_norm()
+
+    def forward(self, x: torch.Tensor, attn: Sublayer, ffn: Sublayer) -> torch.Tensor:
+        x = self.attn_norm(x + attn(x))
+        return self.ffn_norm(x + ffn(x))
 
 
-@registry.register("norm_placement", "parallel", final_norm=True, norms=("attn_norm",), reference=_parallel_reference)
-def parallel(x, attn, ffn, norms):
+@registry.register("norm_placement", "parallel", final_norm=True, residual_init=None, reference=_parallel_reference)
+class ParallelBlock(nn.Module):
     """Parallel block x + attn(norm(x)) + ffn(norm(x)), one shared norm (GPT-J, Wang & Komatsuzaki 2021; PaLM, Chowdhery et al. 2022).
 
     Both sublayers read the same normalised input, so their matmuls can run as one; PaLM reports
     ~15% faster training at large scale and a small quality loss at 8B that vanishes at 62B.
     """
-    h = norms.attn_norm(x)
-    return x + attn(h) + ffn(h)
+
+    def __init__(self, make_norm: Callable[[], nn.Module]):
+        super().__init__()
+        self.attn_norm = make_norm()
+
+    def forward(self, x: torch.Tensor, attn: Sublayer, ffn: Sublayer) -> torch.Tensor:
+        h = self.attn_norm(x)
+        return x + attn(h) + ffn(h)
 
 
-@registry.register("norm_placement", "reordered", final_norm=True, norms=("attn_norm", "ffn_norm"), reference=_reordered_reference)
-def reordered(x, attn, ffn, norms):
+@registry.register("norm_placement", "reordered", final_norm=True, residual_init=None, reference=_reordered_reference)
+class ReorderedNorm(nn.Module):
     """Reordered norm x + norm(f(x)): each sublayer's output is normalised before the residual add (OLMo 2, OLMo et al. 2024).
 
     The stream itself is never normalised, so the final norm before the LM head is kept. OLMo 2 adopts
     it (with QK-norm) for training stability.
     """
-    x = x + norms.attn_norm(attn(x))
-    return x + norms.ffn_norm(ffn(x))
+
+    def __init__(self, make_norm: Callable[[], nn.Module]):
+        super().__init__()
+        self.attn_norm, self.ffn_norm = make_norm(), make_norm()
+
+    def forward(self, x: torch.Tensor, attn: Sublayer, ffn: Sublayer) -> torch.Tensor:
+        x = x + self.attn_norm(attn(x))
+        return x + self.ffn_norm(ffn(x))
 
 
-@registry.register(
-    "norm_placement", "sandwich", final_norm=True, norms=("attn_norm", "attn_post_norm", "ffn_norm", "ffn_post_norm"),
-    reference=_sandwich_reference,
-)
-def sandwich(x, attn, ffn, norms):
+@registry.register("norm_placement", "sandwich", final_norm=True, residual_init=None, reference=_sandwich_reference)
+class SandwichNorm(nn.Module):
     """Sandwich norm x + post_norm(f(pre_norm(x))): a norm on both sides of each sublayer (Gemma 2, Gemma Team 2024).
 
     Four norms per block (Gemma 2's input, post-attention, pre- and post-feedforward norms) and the
     final norm.
     """
-    x = x + norms.attn_post_norm(attn(norms.attn_norm(x)))
-    return x + norms.ffn_post_norm(ffn(norms.ffn_norm(x)))
+
+    def __init__(self, make_norm: Callable[[], nn.Module]):
+        super().__init__()
+        self.attn_norm, self.attn_post_norm = make_norm(), make_norm()
+        self.ffn_norm, self.ffn_post_norm = make_norm(), make_norm()
+
+    def forward(self, x: torch.Tensor, attn: Sublayer, ffn: Sublayer) -> torch.Tensor:
+        x = x + self.attn_post_norm(attn(self.attn_norm(x)))
+        return x + self.ffn_post_norm(ffn(self.ffn_norm(x)))

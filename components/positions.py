@@ -5,7 +5,9 @@ Every position module has the same three hooks, so the model never checks which 
 heads (B, H, T, head_dim), and ``attention_slopes(device, dtype)`` gives per-head slopes of a linear
 distance bias the attention kernel adds to its scores (ALiBi). Each is the identity (None for the
 slopes) where the scheme does not act there.
-``max_len`` is the longest sequence the scheme can encode (None: unbounded).
+``max_len`` is the longest sequence the scheme can encode (None: unbounded), declared at registration
+as the ``max_len`` trait (``"max_seq_len"`` for learned positions), as ``slopes=True`` is for ALiBi,
+whose slopes need a kernel that declares it takes them (components.contract).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class NoPositions(Positions):
     """No position information (NoPE): causal masking alone orders tokens (Haviv et al., 2022)."""
 
 
-@registry.register("positions", "learned")
+@registry.register("positions", "learned", max_len="max_seq_len")
 class LearnedPositions(Positions):
     """Learned absolute position table added to embeddings (GPT-2); cannot go past ``max_seq_len``."""
 
@@ -193,7 +195,7 @@ def alibi_slopes(n_heads: int) -> list[float]:
     return power_of_two(c) + power_of_two(2 * c)[0::2][: n_heads - c]
 
 
-@registry.register("positions", "alibi")
+@registry.register("positions", "alibi", slopes=True)
 class AlibiPositions(Positions):
     """ALiBi, attention with linear biases (Press et al., 2022): no embedding, no rotation; head h's
     score for a key d tokens back is lowered by slope_h * d, which holds at any length."""

@@ -150,7 +150,8 @@ class Registry:
 
         ``traits`` are the kind's declarable properties (``components.contract.KINDS``); an unknown
         trait or a wrongly typed value raises TypeError here, an omitted one gets its default (with a
-        ContractWarning where that default changes what is compared). Re-registering a name warns.
+        ContractWarning where that default changes what is compared), and so does a factory that is
+        not the kind's ``base`` (a placement must be an nn.Module class). Re-registering a name warns.
         """
         contract = kind_contract(kind)
         declared: dict[str, Any] = {}
@@ -168,6 +169,8 @@ class Registry:
         frozen = types.MappingProxyType(declared)
 
         def decorate(factory):
+            if contract.base is not None and not (isinstance(factory, type) and issubclass(factory, contract.base)):
+                raise TypeError(f"{kind} '{name}' must be a subclass of {contract.base_name} ({contract.interface}), not {factory!r}")
             table = self._entries.setdefault(kind, {})
             if name in table and table[name].factory is not factory:
                 warnings.warn(f"{kind} '{name}' re-registered: {table[name].factory} replaced by {factory}")
@@ -261,20 +264,24 @@ class Registry:
                 raise InvalidOption(f"{kind} '{name}' option {key}={value!r} must be {_type_name(hints[key], True)} ({listed})")
         return {"name": name, **options} if options else name
 
-    def build(self, kind: str, spec: str | Mapping[str, Any], **context: Any) -> Any:
+    def build(self, kind: str, spec: str | Mapping[str, Any], context: Any = None, /, **sizes: Any) -> Any:
         """Build a component from a name or a ``{"name": ..., **options}`` mapping.
 
-        ``context`` carries the sizes the caller knows (``dim``, ``head_dim``, ...); each factory
-        receives only the ones its signature declares, so one call site serves a whole family.
-        Options from the mapping are passed strictly (``validate``): an unknown option is an error,
-        and an option overrides the context of the same name.
+        ``context`` (a ``components.context.BuildContext``) carries what the model knows; the factory
+        receives those of the kind's declared sizes and settings (``KINDS[kind]``) that its signature
+        names, so one call site serves a whole family. ``sizes`` are given by hand (``dim=512``) and
+        win over the context's. Options from the mapping are passed strictly (``validate``): an
+        unknown option is an error, so is one of the kind's sizes where a context is given, and an
+        option overrides a setting of the same name.
         """
-        name, options = split_spec(kind, self.validate(kind, spec))
+        contract = kind_contract(kind)
+        name, options = split_spec(kind, self.validate(kind, spec, contract.sizes if context is not None else ()))
         factory = self.get(kind, name).factory
         named, takes_any = _parameters(factory)
-        kwargs = {k: v for k, v in context.items() if takes_any or k in named}
+        if context is not None:
+            sizes = {**{k: getattr(context, k) for k in contract.sizes + contract.settings}, **sizes}
+        kwargs = {k: v for k, v in sizes.items() if takes_any or k in named}
         kwargs.update(options)
         return factory(**kwargs)
-
 
 registry = Registry()

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from .config import TransformerConfig
+from .context import BuildContext
 from .generation import LayerCache
 from .positions import Positions
 from .registry import registry
@@ -27,20 +28,19 @@ class CausalSelfAttention(nn.Module):
     cache and the queries attend to every cached key (the kernels place query i at position S - T + i).
     """
 
-    def __init__(self, cfg: TransformerConfig):
+    def __init__(self, cfg: TransformerConfig, context: BuildContext | None = None):
         super().__init__()
+        context = context or BuildContext.from_config(cfg)
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         self.window, self.qk_norm = cfg.window, cfg.qk_norm
         # One fused projection for q, k and v: one GEMM instead of three.
         self.qkv = nn.Linear(cfg.dim, (self.n_heads + 2 * self.n_kv_heads) * self.head_dim, bias=cfg.bias)
         self.out = nn.Linear(self.n_heads * self.head_dim, cfg.dim, bias=cfg.bias)
         if cfg.qk_norm != "none":
-            from .block import build_norm  # the block's rule for the configured norm (imported here: block imports us)
-
             q_dim, k_dim = (self.head_dim, self.head_dim) if cfg.qk_norm == "head" else (
                 self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim)
-            self.q_norm, self.k_norm = build_norm(cfg, q_dim), build_norm(cfg, k_dim)
-        self.kernel = registry.build("attention", cfg.attention)
+            self.q_norm, self.k_norm = context.make_norm(q_dim), context.make_norm(k_dim)
+        self.kernel = registry.build("attention", cfg.attention, context)
 
     def forward(self, x: torch.Tensor, positions: Positions, offset: int = 0,
                 cache: LayerCache | None = None) -> torch.Tensor:

@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from components import InvalidConfig, TransformerConfig, TransformerLM
+from components import InvalidConfig, TransformerConfig, TransformerLM, registry
 from components.attention import NaiveAttention
 from components.positions import alibi_slopes
-from conftest import requires_flash
+from conftest import entry_params, requires_flash
 
 CPU_KERNELS = ["naive", "sdpa"]
 
@@ -218,8 +218,23 @@ def test_a_kernel_with_the_plain_signature_serves_full_attention(sandbox_registr
     tokens = torch.randint(0, 61, (1, 10))
     plain = TransformerLM(config(attention="wbtest_plain"), init_seed=0)
     torch.testing.assert_close(logits(plain, tokens), logits(TransformerLM(config(attention="naive"), init_seed=0), tokens))
-    with pytest.raises(TypeError, match="window"):
-        logits(TransformerLM(config(attention="wbtest_plain", window=3), init_seed=0), tokens)
+    # It declares neither window nor slopes: a config asking for either is refused before any weight exists.
+    with pytest.raises(InvalidConfig, match=r"window=3: attention 'wbtest_plain' has no sliding window \(kernels with one: flash, naive, sdpa\)"):
+        config(attention="wbtest_plain", window=3)
+    with pytest.raises(InvalidConfig, match=r"positions 'alibi' bias the scores by ALiBi slopes, which attention 'wbtest_plain' cannot add"):
+        config(attention="wbtest_plain", positions="alibi")
+
+
+@pytest.mark.parametrize("name", [p.values[0] for p in entry_params("attention")])
+def test_every_kernel_declaring_window_and_slopes_takes_them(name):
+    # The declared traits are what the kernel's forward accepts: window and ALiBi slopes against the naive kernel.
+    traits = registry.get("attention", name).traits
+    if name == "flash" or not (traits["window"] or traits["slopes"]):
+        pytest.skip(f"attention '{name}': no CPU kernel, or declares neither")
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 4, 9, 8), torch.randn(2, 2, 9, 8), torch.randn(2, 2, 9, 8)
+    options = {**({"window": 3} if traits["window"] else {}), **({"slopes": torch.tensor([0.5, 0.25, 0.125, 0.0625])} if traits["slopes"] else {})}
+    torch.testing.assert_close(registry.build("attention", name)(q, k, v, **options), NaiveAttention()(q, k, v, **options))
 
 
 @pytest.mark.gpu

@@ -7,33 +7,36 @@ to 2 * tokens * its matmul weights (active ones for a SparseCompute). Last, the 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import math
 import sys
 import tomllib
 from pathlib import Path
-from types import SimpleNamespace
-
 import pytest
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from components import TransformerConfig, TransformerLM, glu_hidden_dim, registry
+from components import BuildContext, TransformerConfig, TransformerLM, glu_hidden_dim, registry
 from components.attention import NaiveAttention
 from components.contract import KINDS, SparseCompute
 from conftest import entry_params
 
 ROOT = Path(__file__).resolve().parents[1]
-DIM, HEADS, KV_HEADS, HEAD_DIM, T = 16, 4, 2, 8, 6
+DIM, HEADS, KV_HEADS, HEAD_DIM, T, LAYERS = 16, 4, 2, 8, 6, 3
 
-# What the model passes each kind (KINDS[kind].sizes + settings), at test sizes.
-STANDARD_CONTEXT = {
-    "norm": dict(dim=DIM, bias=True),
-    "ffn": dict(dim=DIM, hidden_dim=48, bias=True),
-    "positions": dict(dim=DIM, head_dim=HEAD_DIM, n_heads=HEADS, max_seq_len=32, theta=10000.0, init_std=0.02),
-    "attention": {},
-}
+
+def stand_in_norm(dim: int | None = None) -> nn.Module:
+    return Affine(dim or DIM)
+
+
+# What the model passes every kind, at test sizes: each kind's factory receives the fields it declares
+# (KINDS[kind].sizes + settings); a placement's norms are Affine stand-ins, so each norm's place shows.
+STANDARD_CONTEXT = BuildContext(
+    dim=DIM, n_layers=LAYERS, layer_idx=1, n_heads=HEADS, n_kv_heads=KV_HEADS, head_dim=HEAD_DIM, hidden_dim=48,
+    max_seq_len=32, bias=True, theta=10000.0, init_std=0.02, make_norm=stand_in_norm,
+)
 # Kinds whose built-in entries must each declare a float64 reference.
 REFERENCE_REQUIRED = ("norm", "ffn", "norm_placement")
 
@@ -41,10 +44,10 @@ REFERENCE_REQUIRED = ("norm", "ffn", "norm_placement")
 class Affine(nn.Module):
     """A stand-in norm for placement checks: h * g + b with its own random g, b, so each norm's place shows."""
 
-    def __init__(self):
+    def __init__(self, dim: int = DIM):
         super().__init__()
-        self.g = nn.Parameter(1.0 + 0.5 * torch.randn(DIM))
-        self.b = nn.Parameter(0.5 * torch.randn(DIM))
+        self.g = nn.Parameter(1.0 + 0.5 * torch.randn(dim))
+        self.b = nn.Parameter(0.5 * torch.randn(dim))
 
     def forward(self, h):
         return h * self.g + self.b
@@ -69,21 +72,19 @@ def setup(kind: str, name: str):
     """(module, forward(*inputs) -> output or tuple, inputs(dtype) -> tuple, extra modules with parameters)."""
     torch.manual_seed(0)
     device = device_of(kind, name)
+    module = registry.build(kind, name, STANDARD_CONTEXT).to(device)
+    with torch.no_grad():  # non-trivial parameters (gains away from 1, nonzero biases, ReZero's alpha off 0)
+        for p in module.parameters():
+            p.add_(0.3 * torch.randn_like(p))
     if kind == "norm_placement":
-        place = registry.get(kind, name).factory
         attn, ffn = Sublayer(), Sublayer()
-        norms = {n: Affine() for n in registry.get(kind, name).traits["norms"]}
-        extra = nn.ModuleDict({"attn": attn, "ffn": ffn, **norms})
+        extra = nn.ModuleDict({"attn": attn, "ffn": ffn, "place": module})
 
         def inputs(dtype):
             extra.to(dtype)
-            return torch.randn(2, T, DIM, dtype=dtype), attn, ffn, SimpleNamespace(**norms)
+            return torch.randn(2, T, DIM, dtype=dtype), attn, ffn
 
-        return place, place, inputs, extra
-    module = registry.build(kind, name, **STANDARD_CONTEXT[kind]).to(device)
-    with torch.no_grad():  # non-trivial parameters (gains away from 1, nonzero biases)
-        for p in module.parameters():
-            p.add_(0.3 * torch.randn_like(p))
+        return module, module, inputs, extra
     if kind in ("norm", "ffn"):
         def inputs(dtype):
             return (2.0 * torch.randn(2, T, DIM, dtype=dtype) + 0.5,)
@@ -112,11 +113,11 @@ EVERY_ENTRY = [pytest.param(kind, *p.values, marks=p.marks, id=f"{kind}-{p.id}")
 CPU_ENTRIES = [p for p in EVERY_ENTRY if p.values != ("attention", "flash")]  # flash has no fp32/fp64 kernel
 
 
-def test_every_kind_is_checked_and_its_standard_context_is_what_it_declares():
+def test_every_kind_is_checked_and_declares_fields_of_the_build_context():
     assert set(registry.kinds()) <= set(KINDS)
+    fields = {f.name for f in dataclasses.fields(BuildContext)}
     for kind, contract in KINDS.items():
-        if kind != "norm_placement":  # a placement is called, not built
-            assert set(STANDARD_CONTEXT[kind]) == set(contract.sizes + contract.settings), kind
+        assert set(contract.sizes + contract.settings) <= fields, kind
 
 
 @pytest.mark.parametrize("kind, name", [p for p in EVERY_ENTRY if p.values[0] in REFERENCE_REQUIRED])
@@ -209,6 +210,32 @@ def test_positions_add_a_content_free_term_and_rotate_without_scaling(name):
         q_rot, k_rot = module.rotate(q, k)
     torch.testing.assert_close(q_rot.norm(dim=-1), q.norm(dim=-1))
     torch.testing.assert_close(k_rot.norm(dim=-1), k.norm(dim=-1))
+
+
+@pytest.mark.parametrize("name", entry_params("positions"))
+def test_positions_are_what_they_declare_of_length_and_slopes(name):
+    module, _, _, _ = setup("positions", name)
+    traits = registry.get("positions", name).traits
+    declared = STANDARD_CONTEXT.max_seq_len if traits["max_len"] == "max_seq_len" else traits["max_len"]
+    assert module.max_len == declared
+    assert (module.attention_slopes(torch.device("cpu")) is not None) == traits["slopes"]
+
+
+@pytest.mark.parametrize("name", entry_params("norm_placement"))
+def test_a_placement_builds_a_model_storing_its_parameters_as_the_blocks_own(name):
+    # blocks.N.<name>, never blocks.N.place.<name>: the state dict round-trips and trains.
+    cfg = TransformerConfig(vocab_size=64, dim=DIM, n_layers=2, n_heads=HEADS, max_seq_len=16, norm_placement=name)
+    model = TransformerLM(cfg, init_seed=0)
+    state = model.state_dict()
+    assert not any(".place." in k for k in state)
+    own = {n for n, _ in model.blocks[0].place.named_parameters()}
+    assert {f"blocks.0.{n}" for n in own} <= set(state)
+    again = TransformerLM(cfg, init_seed=1)
+    again.load_state_dict(state)
+    tokens = torch.randint(0, 64, (2, 8))
+    torch.testing.assert_close(again(tokens), model(tokens))
+    model(tokens[:, :-1], targets=tokens[:, 1:]).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
 @pytest.mark.parametrize("name", entry_params("attention"))

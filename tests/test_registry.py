@@ -181,12 +181,14 @@ def test_an_option_of_the_wrong_type_fails_at_build_too():
 
 def test_traits_are_read_only_with_the_kinds_defaults_filled(sandbox_registry):
     @registry.register("norm_placement", "wbtest_declared", final_norm=False)
-    def declared(x, attn, ffn, norms):
+    class Declared(nn.Module):
         """Declared."""
-        return x
+
+        def forward(self, x, attn, ffn):
+            return x
 
     traits = registry.get("norm_placement", "wbtest_declared").traits
-    assert dict(traits) == {"final_norm": False, "norms": ("attn_norm", "ffn_norm"), "reference": None}
+    assert dict(traits) == {"final_norm": False, "residual_init": None, "reference": None}
     with pytest.raises(TypeError):
         traits["final_norm"] = True
 
@@ -211,7 +213,9 @@ def test_importing_the_builtins_raises_no_contract_warning():
         ("ffn", dict(width="wide"), r"ffn 'wbtest_x': trait width='wide' must be 'mlp' or 'glu'"),
         ("ffn", dict(residual="down"), r"trait residual='down' must be a tuple of fnmatch patterns"),
         ("norm_placement", dict(final_norm=1), r"trait final_norm=1 must be True or False"),
-        ("norm_placement", dict(norms=("a", "a")), r"trait norms=\('a', 'a'\) must be a non-empty tuple of distinct identifiers"),
+        ("norm_placement", dict(residual_init=0.5), r"trait residual_init=0.5 must be a callable n_layers -> gain, or None"),
+        ("attention", dict(window="yes"), r"attention 'wbtest_x': trait window='yes' must be True or False"),
+        ("positions", dict(max_len="seq_len"), r"trait max_len='seq_len' must be None, 'max_seq_len' or a positive int"),
         ("norm", dict(reference=3), r"trait reference=3 must be a callable"),
         ("norm", dict(final_norm=True), r"norm 'wbtest_x': unknown trait 'final_norm' \(traits of norm: reference\)"),
     ],
@@ -228,7 +232,7 @@ def test_an_unknown_or_ill_typed_trait_is_a_type_error_naming_it(kind, traits, m
         ("ffn", dict(), ["width", "residual"]),
         ("ffn", dict(width="mlp"), ["residual"]),
         ("ffn", dict(width="glu", residual=()), []),
-        ("norm_placement", dict(norms=("attn_norm",)), ["final_norm"]),
+        ("norm_placement", dict(residual_init=None), ["final_norm"]),
         ("norm_placement", dict(final_norm=True), []),
         ("norm", dict(), []),
     ],
@@ -241,6 +245,30 @@ def test_an_omitted_trait_warns_only_where_its_default_changes_what_is_compared(
     phrase = {"width": "declares no width", "residual": "declares no residual projections", "final_norm": "does not declare final_norm"}
     assert len(messages) == len(warned)
     assert messages == [f"{kind} 'wbtest_partial' {phrase[t]}" + m.split(phrase[t], 1)[1] for t, m in zip(warned, messages)]
+
+
+def test_a_placement_must_be_a_module_class(sandbox_registry):
+    # The old form, a function place(x, attn, ffn, norms), is refused at registration with the contract.
+    with pytest.raises(TypeError, match=r"norm_placement 'wbtest_fn' must be a subclass of torch.nn.Module \(module\(dim, n_layers, layer_idx, make_norm"):
+        @registry.register("norm_placement", "wbtest_fn", final_norm=True)
+        def place(x, attn, ffn, norms):
+            """Old style."""
+            return x
+    assert "wbtest_fn" not in registry.available("norm_placement")
+
+
+def test_build_passes_each_factory_the_context_fields_its_kind_declares_and_it_names():
+    from components import BuildContext, TransformerConfig
+
+    context = BuildContext.from_config(TransformerConfig(dim=32, n_heads=4, n_layers=6, bias=True), layer_idx=5)
+    assert registry.build("norm", "layernorm", context).bias is not None  # dim and bias from the context
+    assert registry.build("norm", "rmsnorm", context, dim=8).weight.shape == (8,)  # a size given by hand wins
+    ffn = registry.build("ffn", "swiglu", context)
+    assert (ffn.up.in_features, ffn.up.out_features) == (32, context.hidden_dim)
+    place = registry.build("norm_placement", "layerscale", context)
+    assert place.attn_scale.shape == (32,) and isinstance(place.attn_norm, RMSNorm)
+    with pytest.raises(InvalidOption, match="'n_layers' is set by the model, not an option"):
+        registry.build("norm_placement", {"name": "deepnorm", "n_layers": 2}, context)
 
 
 # --- third-party registration ------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Example third-party components, registered through the ``workbench.components`` entry point.
 
 Each registration declares what the workbench relies on (docs/components.md): the FFN its width rule
-and its residual projection, the placement its norms and whether the model needs a final norm, and
-each a float64 reference the workbench's tests check it against.
+and its residual projection, the placement whether the model needs a final norm, and each a float64
+reference the workbench's tests check it against.
 """
 
 from __future__ import annotations
@@ -68,16 +68,20 @@ class BilinearGLU(nn.Module):
         return self.w_out(self.w_gate(x) * self.w_up(x))
 
 
-def normformer_reference(place, x, attn, ffn, n):
-    h = x + n.attn_post_norm(attn(n.attn_norm(x)))
-    return h + ffn(n.ffn_norm(h))
+def normformer_reference(place: NormFormer, x, attn, ffn):
+    h = x + place.attn_post_norm(attn(place.attn_norm(x)))
+    return h + ffn(place.ffn_norm(h))
 
 
-@registry.register(
-    "norm_placement", "example_normformer", final_norm=True, norms=("attn_norm", "attn_post_norm", "ffn_norm"),
-    reference=normformer_reference,
-)
-def normformer(x, attn, ffn, norms):
+@registry.register("norm_placement", "example_normformer", final_norm=True, reference=normformer_reference)
+class NormFormer(nn.Module):
     """Pre-norm plus a norm on the attention output, NormFormer's post-attention norm (Shleifer et al., 2021)."""
-    x = x + norms.attn_post_norm(attn(norms.attn_norm(x)))
-    return x + ffn(norms.ffn_norm(x))
+
+    def __init__(self, make_norm):
+        super().__init__()
+        # Each norm is the model's configured kind; the block stores it as blocks.N.<attribute>.
+        self.attn_norm, self.attn_post_norm, self.ffn_norm = make_norm(), make_norm(), make_norm()
+
+    def forward(self, x, attn, ffn):
+        x = x + self.attn_post_norm(attn(self.attn_norm(x)))
+        return x + ffn(self.ffn_norm(x))

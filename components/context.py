@@ -1,0 +1,62 @@
+"""What the model passes a component it builds: one declared ``BuildContext`` per layer.
+
+Each kind declares which fields of the context its entries receive (``components.contract.KINDS``:
+``sizes`` and ``settings``), and ``registry.build(kind, spec, context)`` passes a factory those of
+them its signature names, so every call site in the model is the same one line::
+
+    context = BuildContext.from_config(cfg, layer_idx)
+    ffn = registry.build("ffn", cfg.ffn, context)          # SwiGLU(dim, hidden_dim, bias)
+    place = registry.build("norm_placement", cfg.norm_placement, context)  # (dim, n_layers, layer_idx, make_norm)
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from torch import nn
+
+from .registry import registry
+
+if TYPE_CHECKING:
+    from .config import TransformerConfig
+
+
+def build_norm(cfg: TransformerConfig, dim: int | None = None) -> nn.Module:
+    """The configured norm over ``dim`` features (default ``cfg.dim``); ``cfg.norm_eps``, when set,
+    is passed as the norm's ``eps`` option, so a norm without one is an error, not a silent drop."""
+    name, options = cfg.component("norm")
+    if cfg.norm_eps is not None:
+        options = {**options, "eps": cfg.norm_eps}
+    return registry.build("norm", {"name": name, **options}, dim=cfg.dim if dim is None else dim, bias=cfg.bias)
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """The sizes and model-wide settings of one layer, resolved from a TransformerConfig.
+
+    ``make_norm(dim=None)`` builds a fresh norm of the configured kind over ``dim`` features (default
+    ``dim``): a placement builds its norms with it, the attention its QK-norms.
+    """
+
+    dim: int
+    n_layers: int
+    layer_idx: int  # 0-based index of the block being built (0 outside a block)
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    hidden_dim: int  # the FFN's width, config.ffn_hidden_dim
+    max_seq_len: int
+    bias: bool
+    theta: float  # the RoPE base, config.rope_theta
+    init_std: float
+    make_norm: Callable[..., nn.Module]
+
+    @classmethod
+    def from_config(cls, cfg: TransformerConfig, layer_idx: int = 0) -> BuildContext:
+        return cls(
+            dim=cfg.dim, n_layers=cfg.n_layers, layer_idx=layer_idx, n_heads=cfg.n_heads, n_kv_heads=cfg.n_kv_heads,
+            head_dim=cfg.head_dim, hidden_dim=cfg.ffn_hidden_dim, max_seq_len=cfg.max_seq_len, bias=cfg.bias,
+            theta=cfg.rope_theta, init_std=cfg.init_std, make_norm=functools.partial(build_norm, cfg),
+        )
