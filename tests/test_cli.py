@@ -38,7 +38,7 @@ BAD_OVERRIDES = [
     (["train.strategy=fsdp", "train.accelerator=cpu"], "train.strategy"),
     (["model.norm={name: rmsnorm, epsilon: 1e-5}"], "model.norm.epsilon: norm 'rmsnorm' has no option 'epsilon' (options: eps: float)"),
     (["model.norm.eps=abc"], "model.norm.eps: norm 'rmsnorm' option eps='abc' must be float"),
-    (["model.norm=dyt", "model.norm_eps=1e-5"], "model.norm_eps"),  # norm_eps (model.norm.eps) for a norm without eps
+    (["model.norm=dyt"], "model.norm_eps"),  # llama.yaml's norm_eps, for a norm that takes no eps
     (["model.ffn={name: moe, top_k: 2.5}"], "model.ffn.top_k"),
 ]
 

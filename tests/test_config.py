@@ -459,22 +459,33 @@ def test_spec_errors_name_the_file_that_wrote_the_option(tmp_path):
     assert err.value.file == "command line" and err.value.key == "model.ffn.n_expert" and "n_experts: int" in str(err.value)
 
 
-def test_norm_eps_is_the_norm_specs_eps(tmp_path):
-    # norm_eps is model.norm.eps written another way: replacing the norm drops it with the other options
-    # (llama.yaml's 1e-6 was RMSNorm's), so DyT, which divides by nothing, builds without one
-    exp = load_experiment(experiment_file(tmp_path), ["model.norm=dyt"])
-    assert exp.variants["a"].model["norm"] == "dyt" and exp.variants["a"].model["norm_eps"] is None
-    with pytest.raises(ConfigError) as err:  # an eps for a norm without one: an error, not a silent drop
-        load_experiment(experiment_file(tmp_path), ["model.norm=dyt", "model.norm_eps=1e-5"])
+def test_norm_eps_for_a_norm_without_eps_is_an_error(tmp_path):
+    # llama.yaml sets norm_eps; DyT divides by nothing and takes no eps: an error, not a silent drop
+    with pytest.raises(ConfigError) as err:
+        load_experiment(experiment_file(tmp_path), ["model.norm=dyt"])
     message = str(err.value)
-    assert err.value.key == "model.norm_eps" and err.value.file == "command line" and "dyt" in message, message
-    # written as norm_eps, stored as norm_eps (the run folder identity of configs written before); as norm.eps, in the spec
-    a = load_experiment(experiment_file(tmp_path), ["model.norm_eps=1e-4"]).variants["a"]
-    assert (a.model["norm"], a.model["norm_eps"], built_norm_eps(a)) == ("rmsnorm", 1e-4, 1e-4)
+    assert err.value.key == "model.norm_eps" and err.value.file.endswith("llama.yaml") and "dyt" in message, message
+    exp = load_experiment(experiment_file(tmp_path), ["model.norm=dyt", "model.norm_eps=null"])
+    assert exp.variants["a"].model["norm"] == "dyt"
+
+
+def test_norm_eps_is_the_norm_specs_eps_written_another_way(tmp_path):
+    # one eps: the later layer wins whichever spelling either used, and it is stored where it was written
+    # (so configs written before keep their run folder identity)
     a = load_experiment(experiment_file(tmp_path), ["model.norm.eps=1e-4"]).variants["a"]
     assert (a.model["norm"], a.model["norm_eps"], built_norm_eps(a)) == ({"name": "rmsnorm", "eps": 1e-4}, None, 1e-4)
+    a = load_experiment(experiment_file(tmp_path), ["model.norm={eps: 1e-4}", "variants.a.model.norm_eps=1e-3"]).variants["a"]
+    assert (a.model["norm"], a.model["norm_eps"], built_norm_eps(a)) == ("rmsnorm", 1e-3, 1e-3)
     a = load_experiment(experiment_file(tmp_path), ["model.norm_eps=null"]).variants["a"]  # null: the norm's default
     assert (a.model["norm"], a.model["norm_eps"], built_norm_eps(a)) == ("rmsnorm", None, 1e-6)
+    # written as norm_eps it outlives a change of norm (llama's 1e-6 on LayerNorm); a spec's own eps does not
+    b = load_experiment(experiment_file(tmp_path)).variants["b"]
+    assert (b.model["norm"], b.model["norm_eps"], built_norm_eps(b)) == ("layernorm", 1e-6, 1e-6)
+    b = load_experiment(experiment_file(tmp_path, model={"norm": {"name": "rmsnorm", "eps": 1e-4}})).variants["b"]
+    assert (b.model["norm"], b.model["norm_eps"], built_norm_eps(b)) == ("layernorm", None, 1e-5)
+    with pytest.raises(ConfigError) as err:  # an error names the key as written, in the file that wrote it
+        load_experiment(experiment_file(tmp_path), ["model.norm_eps=abc"])
+    assert err.value.key == "model.norm_eps" and err.value.file == "command line", str(err.value)
 
 
 def test_specs_round_trip_through_experiment_yaml(tmp_path):

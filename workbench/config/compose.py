@@ -28,47 +28,68 @@ NORM_EPS_KEY = "model.norm.eps"
 class Composition:
     """A config being composed: the OmegaConf config of plain keys, the component specs, the origins."""
 
-    def __init__(self, schema: type, conf=None, specs: dict[str, ComponentSpec] | None = None, origins: Origins | None = None):
+    def __init__(self, schema: type, conf=None, specs: dict[str, ComponentSpec] | None = None,
+                 origins: Origins | None = None, eps_alias: bool = False):
         self.schema = schema
         self.conf = OmegaConf.structured(schema) if conf is None else conf
         if specs is None:
             specs = {key: ComponentSpec.parse(self.conf.model[key]) for key in COMPONENT_FIELDS}
         self.specs = dict(specs)
         self.origins: Origins = dict(origins or {})
+        self.eps_alias = eps_alias  # the norm's eps was written as model.norm_eps (specs.alias_norm_eps)
 
     def copy(self) -> Composition:
         """An independent copy: merges return new OmegaConf objects, so the config itself is shared."""
-        return Composition(self.schema, self.conf, self.specs, self.origins)
+        return Composition(self.schema, self.conf, self.specs, self.origins, self.eps_alias)
 
     def variant_base(self) -> Composition:
         """A variant's composition, starting from this experiment's model/data/train (and their origins)."""
         sections = {s: OmegaConf.to_container(self.conf[s], resolve=False) for s in SECTIONS}
         origins = {k: o for k, o in self.origins.items() if k.partition(".")[0] in SECTIONS}
-        return Composition(VariantSchema, OmegaConf.merge(OmegaConf.structured(VariantSchema), sections), self.specs, origins)
+        conf = OmegaConf.merge(OmegaConf.structured(VariantSchema), sections)
+        return Composition(VariantSchema, conf, self.specs, origins, self.eps_alias)
 
     def apply(self, layer: Mapping, source: str, prefix: str = "", written: Callable[[str], str] | None = None) -> None:
         """Merge ``layer`` (set in ``source``); errors name ``prefix + key``, origins ``written(key)``
         (default ``prefix + key``)."""
         written = written or (lambda key: prefix + key)
         _check_shape(layer, source, self.schema, prefix)
-        plain, specs, aliased = _split(layer, source, written)
+        plain, specs, eps_alias = self._split(layer, source, written)
         try:
             self.conf = OmegaConf.merge(self.conf, plain)
         except OmegaConfBaseException as exc:
             raise from_omegaconf(exc, source, prefix, lambda parent: keys_at(self.schema, parent)) from None
+        eps, eps_origin = self.specs["norm"].options.get("eps"), self.origins.get(NORM_EPS_KEY)
         for key, value in specs.items():
             self.specs[key] = self.specs[key].merged(value)
-        self._record(layer, source, written, aliased)
+        self._record(layer, source, written)
+        self.eps_alias = eps_alias
+        if eps_alias and "eps" not in self.specs["norm"].options and eps is not None:  # norm_eps outlives a change of norm
+            self.specs["norm"] = self.specs["norm"].merged({"eps": eps})
+        if eps_alias and isinstance(layer.get("model"), Mapping) and "norm_eps" in layer["model"]:
+            self.origins[NORM_EPS_KEY] = (source, written("model.norm_eps"))
+        elif eps_alias and eps_origin is not None:  # carried over a change of norm: still where norm_eps was written
+            self.origins[NORM_EPS_KEY] = eps_origin
 
-    def _record(self, layer: Mapping, source: str, written: Callable[[str], str], aliased: bool) -> None:
+    def _split(self, layer: Mapping, source: str, written: Callable[[str], str]) -> tuple[dict, dict, bool]:
+        """(``layer`` without its component specs, the specs, whether the norm's eps is then written as norm_eps)."""
+        model = layer.get("model")
+        if not isinstance(model, Mapping):
+            return dict(layer), {}, self.eps_alias
+        try:
+            model, eps_alias = alias_norm_eps(model, self.eps_alias)
+        except ValueError as exc:
+            raise ConfigError(source, written("model.norm_eps"), str(exc)) from None
+        specs = {key: model.pop(key) for key in COMPONENT_FIELDS if key in model}
+        return {**layer, "model": model}, specs, eps_alias
+
+    def _record(self, layer: Mapping, source: str, written: Callable[[str], str]) -> None:
         model = layer.get("model")
         for key in [k for k in COMPONENT_FIELDS if isinstance(model, Mapping) and k in model and ComponentSpec.replaces(model[k])]:
             spec = f"model.{key}"  # a replaced component spec takes its options' origins with it
             self.origins = {k: o for k, o in self.origins.items() if k != spec and not k.startswith(spec + ".")}
         for key in flatten(layer):
             self.origins[key] = (source, written(key))
-        if aliased:
-            self.origins[NORM_EPS_KEY] = (source, written("model.norm_eps"))
 
     def resolve(self, source: str, prefix: str = "") -> dict[str, Any]:
         """The composed config as plain containers, interpolations resolved, component specs canonical."""
@@ -78,21 +99,8 @@ class Composition:
             raise from_omegaconf(exc, source, prefix) from None
         if isinstance(plain.get("model"), dict):
             model = {**plain["model"], **{key: spec.canonical() for key, spec in self.specs.items()}}
-            plain["model"] = spell_norm_eps(model, self.origins.get(NORM_EPS_KEY, (None, None))[1])
+            plain["model"] = spell_norm_eps(model, self.eps_alias)
         return plain  # type: ignore[return-value]
-
-
-def _split(layer: Mapping, source: str, written: Callable[[str], str]) -> tuple[dict, dict, bool]:
-    """(``layer`` without its component specs, the specs, whether it wrote ``norm_eps``)."""
-    model = layer.get("model")
-    if not isinstance(model, Mapping):
-        return dict(layer), {}, False
-    try:
-        model, aliased = alias_norm_eps(model)
-    except ValueError as exc:
-        raise ConfigError(source, written("model.norm_eps"), str(exc)) from None
-    specs = {key: model.pop(key) for key in COMPONENT_FIELDS if key in model}
-    return {**layer, "model": model}, specs, aliased
 
 
 def _check_shape(update: Mapping, source: str, schema: type, prefix: str) -> None:

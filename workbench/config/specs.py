@@ -15,9 +15,11 @@ override, a size) combines with the spec below it (``ComponentSpec.merged``):
 The ``key=value`` overrides are one layer, so ``model.ffn.name=moe model.ffn.n_experts=4`` is one spec.
 
 ``model.norm_eps`` is another spelling of ``model.norm.eps``: ``alias_norm_eps`` rewrites it into the
-norm spec as each layer is read, so one rule merges both. Where the eps was last written as
-``norm_eps``, the resolved config writes it there again (``spell_norm_eps``), so a config, and the run
-folder identity hashed from it, reads the same whichever spelling its files use.
+norm spec as each layer is read, so there is one eps, merged by the one rule above, and a later layer
+wins whichever spelling either used. What the spelling still decides: an eps written as ``norm_eps``
+outlives a change of norm (``norm: layernorm`` over a preset's ``norm_eps: 1.0e-6`` is LayerNorm with
+eps 1e-6), as a model key always has; and the resolved config stores it under ``norm_eps`` again
+(``spell_norm_eps``), so the run folder identity of every config written before reads the same.
 
 Resolved specs are canonical: a mapping with no options collapses to its name, so ``{name: rmsnorm}``
 and ``rmsnorm`` are the same run (same identity, same results.json config). Parsing needs no
@@ -32,7 +34,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SPEC_FORM = "a component name, or {name: NAME, OPTION: VALUE, ...}"
-NORM_EPS_ALIAS = ("norm_eps", "norm", "eps")  # model.norm_eps is model.norm.eps
 
 
 @dataclass(frozen=True)
@@ -109,25 +110,34 @@ def flat_config(config: Mapping) -> dict[str, Any]:
     return {k: format_value(v) if is_spec(k, v) else v for k, v in flatten(config, specs=True).items()}
 
 
-def alias_norm_eps(model: Mapping) -> tuple[dict, bool]:
-    """A layer's ``model`` section with ``norm_eps`` rewritten as the norm spec's ``eps`` option, and
-    whether it was (its origin is then ``model.norm_eps``). ``norm_eps: null`` is the norm's own default:
-    it drops an eps from the spec below; beside a spec that sets eps itself it says nothing. ValueError
-    when both set a value (one setting written twice)."""
-    if "norm_eps" not in model:
-        return dict(model), False
+def alias_norm_eps(model: Mapping, spelled: bool) -> tuple[dict, bool]:
+    """A layer's ``model`` section with ``norm_eps`` read as the norm spec's ``eps`` option, and whether the
+    norm's eps is then one written as ``norm_eps`` (``spelled``: it was before this layer). ``norm_eps:
+    null`` is the norm's own default: it drops an eps written as norm_eps; beside a spec that sets eps
+    itself it says nothing. ValueError when the layer sets both (one setting written twice)."""
     out = {k: v for k, v in model.items() if k != "norm_eps"}
-    eps, norm = _as_float(model["norm_eps"]), model.get("norm")
-    spec_eps = isinstance(norm, Mapping) and norm.get("eps") is not None
-    if spec_eps and eps is not None:
-        raise ValueError(f"invalid value {eps!r}: the norm spec sets eps={norm['eps']!r} too; set it in one place")
-    if spec_eps or (eps is None and "norm" in model and ComponentSpec.replaces(norm)):
+    norm, has_norm = model.get("norm"), "norm" in model
+    in_spec = isinstance(norm, Mapping) and "eps" in norm
+    if model.get("norm_eps") is not None:
+        eps = _as_float(model["norm_eps"])
+        if in_spec and norm["eps"] is not None:
+            raise ValueError(f"invalid value {eps!r}: the norm spec sets eps={norm['eps']!r} too; set it in one place")
+        out["norm"] = _with_eps(norm, has_norm, eps)
+        return out, True
+    if in_spec:
         return out, False
-    if "norm" in model and not isinstance(norm, Mapping):
-        out["norm"] = {"name": norm, "eps": eps}
-    else:
-        out["norm"] = {**(norm or {}), "eps": eps}
-    return out, eps is not None
+    if "norm_eps" in model:
+        if spelled:
+            out["norm"] = _with_eps(norm, has_norm, None)
+        return out, False
+    return out, spelled
+
+
+def _with_eps(norm: Any, has_norm: bool, eps: Any) -> dict:
+    """A layer's norm value with the ``eps`` option added (a bare name becomes ``{name: ..., eps: ...}``)."""
+    if not has_norm:
+        return {"eps": eps}
+    return {**norm, "eps": eps} if isinstance(norm, Mapping) else {"name": norm, "eps": eps}
 
 
 def _as_float(value: Any) -> Any:
@@ -140,11 +150,11 @@ def _as_float(value: Any) -> Any:
         return value
 
 
-def spell_norm_eps(model: dict, written: str | None) -> dict:
-    """The resolved ``model`` with the norm's eps back under ``norm_eps`` where ``written`` (the key that
-    set it last, as written) was ``...norm_eps``; ``norm_eps`` None otherwise."""
+def spell_norm_eps(model: dict, spelled: bool) -> dict:
+    """The resolved ``model`` with the norm's eps back under ``norm_eps`` where it was written so
+    (``spelled``), as configs have always stored it; ``norm_eps`` None otherwise."""
     spec = ComponentSpec.parse(model["norm"])
-    if "eps" in spec.options and written is not None and written.endswith("norm_eps"):
+    if spelled and "eps" in spec.options:
         options = {k: v for k, v in spec.options.items() if k != "eps"}
         return {**model, "norm": ComponentSpec(spec.name, options).canonical(), "norm_eps": spec.options["eps"]}
     return {**model, "norm_eps": None}
