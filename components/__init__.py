@@ -6,7 +6,7 @@
 from .attention import FlashAttention, FlashAttentionUnavailable, NaiveAttention, SDPAttention, repeat_kv
 from .block import Block, CausalSelfAttention
 from .config import InvalidConfig, TransformerConfig
-from .context import BuildContext, build_norm
+from .context import BuildContext
 from .contract import AuxLossSource, ContractWarning, SparseCompute
 from .ffn import GLU, MLP, GeGLU, ReGLU, SwiGLU, glu_hidden_dim, mlp_hidden_dim
 from .model import TransformerLM
@@ -22,6 +22,6 @@ __all__ = [
     "FlashAttentionUnavailable", "GLU", "GeGLU", "InvalidConfig", "InvalidOption", "LayerNorm", "LayerScale", "LearnedPositions",
     "MLP", "MoE", "NaiveAttention", "NoPositions", "ParallelBlock", "Positions", "PostNorm", "PreNorm", "RMSNorm", "ReGLU",
     "ReZero", "Registry", "ReorderedNorm", "RotaryEmbedding", "SDPAttention", "SandwichNorm", "SinusoidalPositions",
-    "SparseCompute", "SwiGLU", "TransformerConfig", "TransformerLM", "UnknownComponentError", "build_norm",
+    "SparseCompute", "SwiGLU", "TransformerConfig", "TransformerLM", "UnknownComponentError",
     "glu_hidden_dim", "mlp_hidden_dim", "registry", "repeat_kv",
 ]

@@ -122,11 +122,12 @@ class TransformerConfig:
                 raise InvalidConfig(name, value, str(exc)) from None
         if self.norm_eps is not None:
             self._check_norm_eps()
-        self._check_kernel()
+        self._check_declared()
         self._resolve_sizes()
 
-    def _check_kernel(self) -> None:
-        """The kernel takes what the model passes it: ``window=`` and ALiBi ``slopes=`` are traits it declares."""
+    def _check_declared(self) -> None:
+        """The kernel takes what the model passes it (``window=``, ALiBi ``slopes=``: traits it declares), and
+        the positions cover max_seq_len (their declared ``max_len``)."""
         name = self.component("attention")[0]
         kernel = registry.get("attention", name).traits
 
@@ -136,6 +137,9 @@ class TransformerConfig:
         if self.window is not None and not kernel["window"]:
             raise InvalidConfig("window", self.window, f"attention '{name}' has no sliding window (kernels with one: {able('window')})")
         positions = self.component("positions")[0]
+        limit = registry.get("positions", positions).traits["max_len"]
+        if type(limit) is int and self.max_seq_len > limit:
+            raise InvalidConfig("max_seq_len", self.max_seq_len, f"positions '{positions}' encode at most {limit} tokens")
         if registry.get("positions", positions).traits["slopes"] and not kernel["slopes"]:
             raise InvalidConfig("attention", self.attention, f"positions '{positions}' bias the scores by ALiBi slopes, which "
                                 f"attention '{name}' cannot add (kernels that can: {able('slopes')})")

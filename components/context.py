@@ -11,9 +11,8 @@ them its signature names, so every call site in the model is the same one line::
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
@@ -23,21 +22,12 @@ if TYPE_CHECKING:
     from .config import TransformerConfig
 
 
-def build_norm(cfg: TransformerConfig, dim: int | None = None) -> nn.Module:
-    """The configured norm over ``dim`` features (default ``cfg.dim``); ``cfg.norm_eps``, when set,
-    is passed as the norm's ``eps`` option, so a norm without one is an error, not a silent drop."""
-    name, options = cfg.component("norm")
-    if cfg.norm_eps is not None:
-        options = {**options, "eps": cfg.norm_eps}
-    return registry.build("norm", {"name": name, **options}, dim=cfg.dim if dim is None else dim, bias=cfg.bias)
-
-
 @dataclass(frozen=True)
 class BuildContext:
     """The sizes and model-wide settings of one layer, resolved from a TransformerConfig.
 
     ``make_norm(dim=None)`` builds a fresh norm of the configured kind over ``dim`` features (default
-    ``dim``): a placement builds its norms with it, the attention its QK-norms.
+    ``dim``): a placement builds its norms with it, the attention its QK-norms, the model its final norm.
     """
 
     dim: int
@@ -51,12 +41,19 @@ class BuildContext:
     bias: bool
     theta: float  # the RoPE base, config.rope_theta
     init_std: float
-    make_norm: Callable[..., nn.Module]
+    norm: Any  # the norm spec, with config.norm_eps as its eps option when set
 
     @classmethod
     def from_config(cls, cfg: TransformerConfig, layer_idx: int = 0) -> BuildContext:
+        name, options = cfg.component("norm")
+        if cfg.norm_eps is not None:  # the norm's eps option: an error for a norm without one, not a silent drop
+            options = {**options, "eps": cfg.norm_eps}
         return cls(
             dim=cfg.dim, n_layers=cfg.n_layers, layer_idx=layer_idx, n_heads=cfg.n_heads, n_kv_heads=cfg.n_kv_heads,
             head_dim=cfg.head_dim, hidden_dim=cfg.ffn_hidden_dim, max_seq_len=cfg.max_seq_len, bias=cfg.bias,
-            theta=cfg.rope_theta, init_std=cfg.init_std, make_norm=functools.partial(build_norm, cfg),
+            theta=cfg.rope_theta, init_std=cfg.init_std, norm={"name": name, **options},
         )
+
+    def make_norm(self, dim: int | None = None) -> nn.Module:
+        """A fresh norm of the configured kind over ``dim`` features (default the model's ``dim``)."""
+        return registry.build("norm", self.norm, self, **({} if dim is None else {"dim": dim}))

@@ -310,3 +310,18 @@ def test_a_placement_may_not_take_a_name_the_block_uses(sandbox_registry):
 
     with pytest.raises(ValueError, match="norm_placement 'wbtest_greedy' holds 'ffn', a name the block uses itself"):
         TransformerLM(small_config(norm_placement="wbtest_greedy"))
+
+
+def test_each_placement_is_built_with_its_layer_index(sandbox_registry):
+    seen = []
+
+    @registry.register("norm_placement", "wbtest_indexed", final_norm=True)
+    class Indexed(PreNorm):
+        """Records the layer it is built for."""
+
+        def __init__(self, make_norm, layer_idx: int, n_layers: int, dim: int):
+            super().__init__(make_norm)
+            seen.append((layer_idx, n_layers, dim))
+
+    TransformerLM(small_config(norm_placement="wbtest_indexed", n_layers=3))
+    assert seen == [(0, 3, 16), (1, 3, 16), (2, 3, 16)]

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from components import (LearnedPositions, NoPositions, RotaryEmbedding, SinusoidalPositions, TransformerConfig,
-                        TransformerLM, registry)
+from components import (InvalidConfig, LearnedPositions, NoPositions, Positions, RotaryEmbedding, SinusoidalPositions,
+                        TransformerConfig, TransformerLM, registry)
 from components.attention import NaiveAttention
 from components.positions import AlibiPositions, alibi_slopes
 
@@ -248,3 +248,26 @@ def test_alibi_scores_favour_near_keys():
     for h in range(2):
         ratios = probs[h, 1:] / probs[h, :-1]
         torch.testing.assert_close(ratios, torch.full((T - 1,), math.exp(float(slopes[h])), dtype=torch.float64))
+
+
+# --- what a scheme declares: its length and its slopes ---------------------------------------------
+
+
+def test_learned_and_alibi_declare_what_the_model_relies_on():
+    assert registry.get("positions", "learned").traits["max_len"] == "max_seq_len"
+    assert registry.get("positions", "alibi").traits["slopes"] is True
+    assert all(registry.get("positions", n).traits["max_len"] is None for n in ("rope", "sinusoidal", "none", "alibi"))
+    model = TransformerLM(TransformerConfig(vocab_size=32, dim=16, n_heads=2, n_layers=1, max_seq_len=24, positions="learned"))
+    assert model.positions.max_len == 24
+
+
+def test_a_scheme_with_a_fixed_length_refuses_a_longer_max_seq_len(sandbox_registry):
+    @registry.register("positions", "wbtest_table8", max_len=8)
+    class Table8(Positions):
+        """Eight learned positions."""
+
+        max_len = 8
+
+    TransformerConfig(positions="wbtest_table8", max_seq_len=8)
+    with pytest.raises(InvalidConfig, match=r"max_seq_len=16: positions 'wbtest_table8' encode at most 8 tokens"):
+        TransformerConfig(positions="wbtest_table8", max_seq_len=16)
