@@ -130,5 +130,5 @@ def budget_steps(exp: Experiment) -> dict[str, int]:
         if by_hand and (by_hand[0] == COMMAND_LINE or by_hand[0] == str(exp.path)) and variant.train.steps != steps[variant.name]:
             raise ConfigError(by_hand[0], by_hand[1], f"train.steps={variant.train.steps} conflicts with "
                               f"budget.{kind}={value:g}, which gives variant '{variant.name}' {steps[variant.name]} steps",
-                              f"no train.steps with a budget; for a quick run set budget.steps=N instead")
+                              "no train.steps with a budget; for a quick run set budget.steps=N instead")
     return steps
