@@ -208,10 +208,10 @@ def test_a_metrics_path_leading_outside_or_to_a_non_regular_file_is_no_curve(tmp
     run_dir.mkdir()
     (run_dir / "link.json").symlink_to(tmp_path / "outside" / "metrics.json")
     os.mkfifo(run_dir / "fifo.json")
-    run = Run("v", 0, "completed", metrics=metrics)
+    run = Run(0, "completed", metrics=metrics, variant="v")
     assert finishes(lambda: load_curves(run_dir, Variant("v", 0, {}, None, None, None, [run]), run)) is None
     assert "skipping metrics file" in caplog.text
-    ok = Run("v", 0, "completed", metrics="inside.json")
+    ok = Run(0, "completed", metrics="inside.json", variant="v")
     (run_dir / "inside.json").write_text(json.dumps({"train": [{"step": 1, "loss": 2.0}]}))
     assert load_curves(run_dir, Variant("v", 0, {}, None, None, None, [ok]), ok).train.loss.tolist() == [2.0]
 

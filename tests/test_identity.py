@@ -18,6 +18,7 @@ from e2e import cli, results, runs, wait_for, write_experiment
 from workbench.cli import main
 from workbench.folder_safety import RunFolderError
 from workbench.run_folder import RunFolder, identity, rebuild_results
+from workbench.run_record import RunRecord
 
 pytestmark = pytest.mark.e2e
 
@@ -146,12 +147,12 @@ def test_a_record_is_refused_when_another_process_registered_another_identity(tm
     folder, sixty = _registered(tmp_path, 60)
     _, eighty = _registered(tmp_path, 80)  # re-registered: nothing had started
     with pytest.raises(RunFolderError, match="not recorded"):
-        folder.record("a", {"seed": 0, "status": "completed", "identity": sixty["fingerprint"]}, sixty)
+        folder.record("a", RunRecord(0, "completed", identity=sixty["fingerprint"]), sixty)
     assert folder.store.load()["variants"]["a"]["runs"] == []
     with pytest.raises(RunFolderError, match="stops without training"):
         with folder.claim_run("a", 0, sixty, wait=False):
             pass
-    folder.record("a", {"seed": 0, "status": "completed", "identity": eighty["fingerprint"]}, eighty)
+    folder.record("a", RunRecord(0, "completed", identity=eighty["fingerprint"]), eighty)
     with pytest.raises(RunFolderError, match="another identity"):
         folder.kept("a", 0, sixty)
     assert folder.kept("a", 0, eighty)["seed"] == 0
@@ -159,7 +160,7 @@ def test_a_record_is_refused_when_another_process_registered_another_identity(tm
 
 def test_a_changed_seed_policy_is_accepted_once_every_run_is_discarded(tmp_path):
     folder, ident = _registered(tmp_path, 60)
-    folder.record("a", {"seed": 0, "status": "completed", "identity": ident["fingerprint"]}, ident)
+    folder.record("a", RunRecord(0, "completed", identity=ident["fingerprint"]), ident)
     info = {"config": {"model": {"dim": 8}, "data": {}, "train": {"steps": 60}}, "identity": ident}
     header = {"experiment": "x", "seeds": [0, 1], "seed_policy": {"min": 2, "max": 6}}
     with pytest.raises(RunFolderError, match="seed policy changed"):
@@ -198,7 +199,7 @@ def test_rebuild_refuses_malformed_seeds_in_one_line(tmp_path, seeds):
 
 def test_an_ill_shaped_index_points_to_rebuild_not_to_restart(tmp_path):
     folder, ident = _registered(tmp_path, 60)
-    folder.record("a", {"seed": 0, "status": "completed", "identity": ident["fingerprint"]}, ident)
+    folder.record("a", RunRecord(0, "completed", identity=ident["fingerprint"]), ident)
     data = json.loads(folder.results_file.read_text())
     del data["variants"]["a"]["config"]  # an index damaged by hand
     folder.results_file.write_text(json.dumps(data))
@@ -211,7 +212,7 @@ def test_an_ill_shaped_index_points_to_rebuild_not_to_restart(tmp_path):
 
 def test_an_index_that_disagrees_with_variant_json_is_refused(tmp_path):
     folder, ident = _registered(tmp_path, 60)
-    folder.record("a", {"seed": 0, "status": "completed", "identity": ident["fingerprint"]}, ident)
+    folder.record("a", RunRecord(0, "completed", identity=ident["fingerprint"]), ident)
     data = json.loads(folder.results_file.read_text())
     data["variants"]["a"]["config"]["train"]["steps"] = 20  # what an older version's refused run left behind
     folder.results_file.write_text(json.dumps(data))

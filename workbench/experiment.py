@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from dataclasses import replace
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from .fileio import STORAGE_ERRORS
 from .post_sweep import baseline_of, log_verdicts, record_comparisons, record_samples, record_speed, undecided
 from .results import ResultsStore
 from .run_folder import RunFolder, RunFolderError, identity, run_label
+from .run_record import FAILED, RunRecord
 
 log = logging.getLogger("workbench")
 
@@ -166,13 +168,13 @@ class _Sweep:
         if self.lead:
             from .reports import write_report
 
-            self.folder.record(name, {**record, "identity": self.idents[name]["fingerprint"]}, self.idents[name])
+            self.folder.record(name, replace(record, identity=self.idents[name]["fingerprint"]), self.idents[name])
             try:
                 write_report(self.folder.root)
             except Exception as exc:  # a report problem must never cost a finished run
                 log.warning("report not written: %s", exc)
-        log.info("[%s] %s%s", label, record["status"],
-                 f", final val loss {record['final_val_loss']:.4f}" if record.get("final_val_loss") is not None else "")
+        log.info("[%s] %s%s", label, record.status,
+                 f", final val loss {record.final_val_loss:.4f}" if record.final_val_loss is not None else "")
 
 
 def wait_for_records(store: ResultsStore, plan: list[tuple[str, int]], timeout_s: float = 24 * 3600,
@@ -191,10 +193,10 @@ def _recorded(store: ResultsStore, name: str, seed: int) -> bool:
     return any(r.get("seed") == seed for r in store.load().get("variants", {}).get(name, {}).get("runs", []))
 
 
-def _failed(label: str, seed: int, exc: Exception) -> dict:
+def _failed(label: str, seed: int, exc: Exception) -> RunRecord:
     log.error("[%s] failed: %s", label, exc)
     log.debug("%s", traceback.format_exc())
-    return {"seed": seed, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    return RunRecord(seed, FAILED, error=f"{type(exc).__name__}: {exc}")
 
 
 def failed_runs(store: ResultsStore, names: list[str], seeds: list[int]) -> list[str]:

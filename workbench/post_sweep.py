@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 
 from .distributed import is_global_zero
-from .results import FINISHED, ResultsStore
+from .results import ResultsStore
+from .run_record import FINISHED, RunRecord
 
 log = logging.getLogger("workbench")
 
@@ -102,6 +103,6 @@ def log_verdicts(experiment, store: ResultsStore, names: list[str], comparisons:
     for name in names:
         baseline = experiment.variants[name].arch == experiment.baseline
         verdict = comparisons[name].verdict if name in comparisons else ("baseline" if baseline else "n/a")
-        for record in recorded.get(name, {}).get("runs", []):
-            if record.get("status") in FINISHED:
+        for record in map(RunRecord.parse, recorded.get(name, {}).get("runs", [])):
+            if record.status in FINISHED:
                 log_hparams(store.run_dir, experiment.variants[name], record, verdict)

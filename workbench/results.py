@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .fileio import locked, write_json
+from .run_record import FINISHED, is_seed
 from .folder_safety import LIMITS, RunFolderError, check_variant_name, read_regular
 
 log = logging.getLogger("workbench")
 
-FINISHED = ("completed", "diverged")  # kept on re-run; "failed" runs are retried
 REBUILD_HINT = "rebuild it from the run folders with: python -m workbench report --rebuild {dir}"
 
 
@@ -97,7 +97,7 @@ def read_results(path: Path) -> dict:
 def _shape_problem(data: Any) -> str | None:
     if not isinstance(data, dict) or not isinstance(data.get("variants"), dict):
         return "expected an object with a 'variants' mapping"
-    if not isinstance(data.get("seeds", []), list) or not all(map(_is_seed, data.get("seeds", []))):
+    if not isinstance(data.get("seeds", []), list) or not all(map(is_seed, data.get("seeds", []))):
         return "'seeds' must be a list of non-negative integers"
     for name, entry in data.get("variants", {}).items():
         try:
@@ -109,13 +109,10 @@ def _shape_problem(data: Any) -> str | None:
         if not isinstance(entry.get("runs", []), list):
             return f"variants.{name}.runs must be a list"
         for run in entry.get("runs", []):
-            if not isinstance(run, dict) or not _is_seed(run.get("seed")):
+            if not isinstance(run, dict) or not is_seed(run.get("seed")):
                 return f"variants.{name}.runs has an entry without a seed (a non-negative integer): {str(run)[:60]}"
     return None
 
-
-def _is_seed(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 class ResultsStore:

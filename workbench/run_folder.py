@@ -28,7 +28,8 @@ from typing import Iterator
 
 from .fileio import locked, read_json, remove_stale_temps, write_json, write_text
 from .folder_safety import LIMITS, RunFolderError, check_variant_name, read_regular
-from .results import FINISHED, ResultsStore, changed_keys, comparable, describe_changes, with_defaults
+from .run_record import FINISHED, RunRecord
+from .results import ResultsStore, changed_keys, comparable, describe_changes, with_defaults
 
 log = logging.getLogger("workbench")
 
@@ -239,13 +240,13 @@ class RunFolder:
                                  f"identity than the variant's; --restart {variant} to train it again")
         return record
 
-    def record(self, variant: str, record: dict, ident: dict) -> None:
+    def record(self, variant: str, record: RunRecord, ident: dict) -> None:
         """Add ``record`` to results.json, after checking under the folder lock that the variant is still
         registered under the identity the run was trained under."""
         with locked(self.folder_lock):
-            folder = self.seed_dir(variant, record["seed"])
-            self._require_registered(variant, ident, f"seed {record['seed']} is not recorded (its folder {folder} stays)")
-            self.store.record_run(variant, record)
+            folder = self.seed_dir(variant, record.seed)
+            self._require_registered(variant, ident, f"seed {record.seed} is not recorded (its folder {folder} stays)")
+            self.store.record_run(variant, record.as_json())
 
     def discard(self, variant: str) -> None:
         """``--restart``: delete the variant's run folders' contents and its records."""

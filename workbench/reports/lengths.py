@@ -35,7 +35,7 @@ def length_table(order: list[Variant]) -> dict[str, dict[int, tuple[float | None
             mean = summarize(values).mean
             note = None
             if mean is None:
-                note = next((r.length_notes[length] for r in done if length in r.length_notes),
+                note = next((r.length_eval_notes[length] for r in done if length in r.length_eval_notes),
                             "no completed run" if not done else "not evaluated")
             row[length] = (mean, note)
         out[v.name] = row

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,54 +20,23 @@ import numpy as np
 from ..folder_safety import LIMITS, check_variant_name, inside, read_regular
 from ..results import RunFolderError, read_results
 from ..run_folder import RunFolder
+from ..run_record import COMPLETED, DIVERGED, FAILED, MISSING, RunRecord, as_number  # noqa: F401 (report modules import them here)
 from .analysis.verdicts import DEFAULT_MARGIN, SeedPolicy
 
 logger = logging.getLogger(__name__)
 
-COMPLETED, DIVERGED, FAILED, MISSING = "completed", "diverged", "failed", "missing"
 
 
 class ReportError(ValueError):
     """results.json is missing or malformed; the message is one line naming the file."""
 
 
-def as_number(value: Any) -> float | None:
-    """A finite float, or None for null/NaN/inf/anything non-numeric."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _one_line(text: Any, limit: int = 300) -> str | None:
-    """An error message as one line: a traceback's last line (the exception), whitespace collapsed."""
-    if text is None or text == "":
-        return None
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    line = " ".join(lines[-1].split()) if lines else ""
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
 @dataclass
-class Run:
-    """One (variant, seed); status MISSING when results.json lists the seed but has no entry for it."""
+class Run(RunRecord):
+    """A run record as the report reads it, with its variant (``run_record.RunRecord.parse``); status MISSING
+    when results.json lists the seed but has no entry for it."""
 
-    variant: str
-    seed: int
-    status: str
-    final_val_loss: float | None = None
-    final_train_loss: float | None = None
-    val_bpb: float | None = None
-    tokens_per_sec: float | None = None
-    steps: float | None = None
-    train_tokens: float | None = None
-    train_flops: float | None = None
-    wall_time_s: float | None = None
-    peak_memory_mb: float | None = None
-    metrics: str | None = None
-    error: str | None = None
-    length_eval: dict[int, float | None] = field(default_factory=dict)  # eval length (tokens) -> val loss
-    length_notes: dict[int, str] = field(default_factory=dict)  # why a length has no loss
+    variant: str = ""
 
 
 @dataclass
@@ -184,32 +152,11 @@ def _optional_object(data: dict, key: str, path: Path) -> dict | None:
 
 
 def _run(variant: str, entry: Any, path: Path) -> Run:
-    if not isinstance(entry, dict) or "seed" not in entry:
-        raise ReportError(f"{path}: variants.{variant}.runs has an entry without a seed: {str(entry)[:80]}")
-    status = str(entry.get("status") or FAILED)
-    numbers = {k: as_number(entry.get(k)) for k in (
-        "final_val_loss", "final_train_loss", "val_bpb", "tokens_per_sec", "steps", "train_tokens",
-        "train_flops", "wall_time_s", "peak_memory_mb")}
-    metrics = entry.get("metrics")
-    return Run(variant, _seed(entry["seed"], path), status, **numbers,
-               metrics=metrics if isinstance(metrics, str) and metrics else None,
-               error=_one_line(entry.get("error")), **_lengths(entry))
-
-
-def _lengths(entry: dict) -> dict:
-    """length_eval {"512": 4.1, "1024": null} -> {512: 4.1, 1024: None}, notes likewise; bad keys skipped."""
-    out: dict = {"length_eval": {}, "length_notes": {}}
-    for field_name, key, value_of in (("length_eval", "length_eval", as_number), ("length_notes", "length_eval_notes", _one_line)):
-        raw = entry.get(key)
-        for k, v in (raw.items() if isinstance(raw, dict) else ()):
-            try:
-                out[field_name][int(k)] = value_of(v)
-            except (TypeError, ValueError):
-                logger.warning("skipping malformed %s key %r", key, k)
-    for k in out["length_eval"]:
-        if out["length_eval"][k] is None and k not in out["length_notes"]:
-            out["length_notes"][k] = "no value recorded"
-    return out
+    try:
+        record = RunRecord.parse(entry, f"{path}: variants.{variant}.runs")
+    except ValueError as e:
+        raise ReportError(str(e)) from None
+    return Run(**{f.name: getattr(record, f.name) for f in fields(RunRecord)}, variant=variant)
 
 
 def load_results(run_dir: str | Path) -> Results:
@@ -239,7 +186,7 @@ def load_results(run_dir: str | Path) -> Results:
             run = _run(name, raw, path)
             by_seed[run.seed] = run
         extra = sorted(s for s in by_seed if s not in seeds)
-        runs = [by_seed.get(s) or Run(name, s, MISSING) for s in seeds + extra]
+        runs = [by_seed.get(s) or Run(s, MISSING, variant=name) for s in seeds + extra]
         config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
         size = entry.get("size")
         variants.append(Variant(name, index, config, as_number(entry.get("params")),

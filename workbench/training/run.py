@@ -32,6 +32,7 @@ from ..fileio import write_json, write_text
 from ..distributed import is_global_zero
 from ..results import ResultsStore
 from ..run_folder import RunFolder, identity
+from ..run_record import RunRecord
 from . import tensorboard
 from .allocator import keep_freed_memory
 from .batches import StepBatches
@@ -190,9 +191,9 @@ def final_val_batches(data: TokenData, train: TrainSettings) -> list:
     return val_batches(data.val, train.batch_size, train.seq_len, batches)
 
 
-def record_run(run: Run, status: str, error: str | None) -> dict:
-    """The run's results.json record: final losses (evaluated if the last evaluation is stale), length
-    evaluation, speed, and what was trained. Written to the run's own ``record.json`` too."""
+def record_run(run: Run, status: str, error: str | None) -> RunRecord:
+    """The run's record: final losses (evaluated if the last evaluation is stale), length evaluation,
+    speed, and what was trained. Written to the run's own ``record.json`` too."""
     trainer, module, recorder, train = run.trainer, run.module, run.recorder, run.variant.train
     completed = status == "completed"
     final_val = evaluate(eval_forward(trainer, module), final_val_batches(run.data, train), module.device,
@@ -200,35 +201,28 @@ def record_run(run: Run, status: str, error: str | None) -> dict:
     if trainer.world_size != world_size(train):
         log.warning("[%s] %d processes trained, train.devices x num_nodes gave %d: a budget resolved into train.steps "
                     "is off by that factor (train_flops records what was trained)", run.label, trainer.world_size, world_size(train))
-    record = {"seed": run.seed, "status": status, "error": error, "resumed_from_step": run.resumed_step or None,
-              "identity": run.module.identity["fingerprint"],
-              "tokenizer": tokenizer_file(run.data)}
-    if run.variant.eval_lengths:
-        record.update(_length_eval(run) if completed else {"length_eval": {}, "length_eval_notes": {}})
-    steps, tokens_per_step = trainer.global_step, run.tokens_per_step
-    record.update(
+    steps, tokens = trainer.global_step, trainer.global_step * run.tokens_per_step * trainer.world_size
+    record = RunRecord(
+        seed=run.seed, status=status, error=error, identity=run.module.identity["fingerprint"],
+        resumed_from_step=run.resumed_step or None, tokenizer=tokenizer_file(run.data),
         final_val_loss=final_val,
-        last_val_loss=final_val if completed else recorder.final_val_loss,  # a diverged run: its last finite one
-        subset_val_loss=recorder.final_val_loss,  # the curve's eval_batches subset at the last evaluation
+        last_val_loss=final_val if completed else recorder.final_val_loss,
+        subset_val_loss=recorder.final_val_loss,
         final_train_loss=recorder.final_train_loss,
         val_bpb=run.data.bits_per_byte(final_val) if final_val is not None else None,
-        tokens_per_sec=recorder.tokens_per_sec,
-        steps=steps,
-        train_tokens=steps * tokens_per_step * trainer.world_size,
-        train_flops=steps * tokens_per_step * trainer.world_size * module.model.flops_per_token(train.seq_len),
-        wall_time_s=recorder.wall_time_s,
-        peak_memory_mb=peak_memory_mb(module.device),
-        precision=trainer.precision,
+        tokens_per_sec=recorder.tokens_per_sec, steps=steps, train_tokens=tokens,
+        train_flops=tokens * module.model.flops_per_token(train.seq_len),
+        wall_time_s=recorder.wall_time_s, peak_memory_mb=peak_memory_mb(module.device), precision=trainer.precision,
         metrics=(run.folder / "metrics.json").relative_to(run.folder.parent.parent).as_posix(),
         batch_fingerprint=batch_fingerprint(run.data.train, run.seed, train.steps, train.batch_size, train.seq_len),
-    )
+        **(_length_eval(run) if completed and run.variant.eval_lengths else {}))
     if trainer.is_global_zero:
         run.logger.finalize("success")
-        write_json(run.folder / "record.json", record)
+        write_json(run.folder / "record.json", record.as_json())
     return record
 
 
-def log_hparams(run_dir: Path, variant, record: dict, verdict: str) -> None:
+def log_hparams(run_dir: Path, variant, record: RunRecord, verdict: str) -> None:
     """The run's TensorBoard HPARAMS row (written after the sweep's comparisons, in an event file of its
     own in the run's folder): variant, verdict, seed and final metrics first, then the config keys that
     differ between the experiment's variants (marked so TensorBoard lists them first), then every other
@@ -237,13 +231,13 @@ def log_hparams(run_dir: Path, variant, record: dict, verdict: str) -> None:
                for name, entry in ResultsStore(run_dir).load().get("variants", {}).items() if "config" in entry}
     own = hparam_values(variant.to_dict())
     differing = tensorboard.differing_keys(list(configs.values()) or [own])
-    head = {"variant": variant.name, "verdict": verdict, "seed": record["seed"],
-            "final_val_loss": record.get("final_val_loss"), "tokens_per_sec": record.get("tokens_per_sec")}
+    head = {"variant": variant.name, "verdict": verdict, "seed": record.seed,
+            "final_val_loss": record.final_val_loss, "tokens_per_sec": record.tokens_per_sec}
     values = {**head, **{k: own[k] for k in sorted(own, key=lambda k: k not in differing)}}
     many = len(configs) > 1
     differing |= {"final_val_loss", "tokens_per_sec", "seed"} | ({"variant", "verdict"} if many else set())
-    tensorboard.write_hparams(RunFolder(run_dir).seed_dir(variant.name, record["seed"]), values, differing,
-                              completed=record.get("status") == "completed")
+    tensorboard.write_hparams(RunFolder(run_dir).seed_dir(variant.name, record.seed), values, differing,
+                              completed=record.status == "completed")
 
 
 def _length_eval(run: Run) -> dict:
@@ -257,7 +251,7 @@ def _length_eval(run: Run) -> dict:
     return {"length_eval": lengths, "length_eval_notes": notes}
 
 
-def train_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) -> dict:
+def train_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) -> RunRecord:
     """Train ``variant`` (a workbench.config.Variant) with ``seed``; return its run record."""
     run = build_run(variant, seed, data, run_dir, label)
     status, error = fit_run(run)
