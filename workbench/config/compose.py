@@ -20,7 +20,7 @@ from components.config import COMPONENT_FIELDS
 from .errors import ConfigError, from_omegaconf
 from .experiment import Origins
 from .schema import SECTIONS, VariantSchema, keys_at, shape_problem
-from .specs import ComponentSpec, alias_norm_eps, flatten, spell_norm_eps
+from .specs import ComponentSpec, alias_norm_eps, clears_norm_eps, flatten, spell_norm_eps
 
 NORM_EPS_KEY = "model.norm.eps"
 
@@ -62,6 +62,8 @@ class Composition:
         eps, eps_origin = self.specs["norm"].options.get("eps"), self.origins.get(NORM_EPS_KEY)
         for key, value in specs.items():
             self.specs[key] = self.specs[key].merged(value)
+        if self.eps_alias and clears_norm_eps(layer.get("model")):
+            self.specs["norm"] = self.specs["norm"].without("eps")
         self._record(layer, source, written)
         self.eps_alias = eps_alias
         if eps_alias and "eps" not in self.specs["norm"].options and eps is not None:  # norm_eps outlives a change of norm

@@ -10,7 +10,7 @@ override, a size) combines with the spec below it (``ComponentSpec.merged``):
     (``{name: layernorm}`` over ``{name: rmsnorm, eps: 1.0e-5}`` is plain LayerNorm);
   - a mapping without ``name`` **merges** its options into the spec below, keeping its component
     (``{eps: 1.0e-5}`` over ``rmsnorm`` is ``{name: rmsnorm, eps: 1.0e-5}``; so is the override
-    ``model.norm.eps=1e-5``); an option set to null goes back to the component's default.
+    ``model.norm.eps=1e-5``).
 
 The ``key=value`` overrides are one layer, so ``model.ffn.name=moe model.ffn.n_experts=4`` is one spec.
 
@@ -64,10 +64,12 @@ class ComponentSpec:
     def merged(self, value: Any) -> ComponentSpec:
         """This spec with a layer's ``value`` for its key applied (the rule in the module doc)."""
         if self.replaces(value):
-            spec = ComponentSpec.parse(value)
-            return ComponentSpec(spec.name, {k: v for k, v in spec.options.items() if v is not None})
-        options = {**self.options, **{str(k): v for k, v in value.items()}}
-        return ComponentSpec(self.name, {k: v for k, v in options.items() if v is not None})
+            return ComponentSpec.parse(value)
+        return ComponentSpec(self.name, {**self.options, **{str(k): v for k, v in value.items()}})
+
+    def without(self, option: str) -> ComponentSpec:
+        """This spec with ``option`` back at the component's default."""
+        return ComponentSpec(self.name, {k: v for k, v in self.options.items() if k != option})
 
     def canonical(self) -> Any:
         """As stored: the name alone without options, else ``{name: ..., OPTION: VALUE}``, name first."""
@@ -113,8 +115,8 @@ def flat_config(config: Mapping) -> dict[str, Any]:
 def alias_norm_eps(model: Mapping, spelled: bool) -> tuple[dict, bool]:
     """A layer's ``model`` section with ``norm_eps`` read as the norm spec's ``eps`` option, and whether the
     norm's eps is then one written as ``norm_eps`` (``spelled``: it was before this layer). ``norm_eps:
-    null`` is the norm's own default: it drops an eps written as norm_eps; beside a spec that sets eps
-    itself it says nothing. ValueError when the layer sets both (one setting written twice)."""
+    null`` (the norm's own default) is left to ``clears_norm_eps``. ValueError when the layer sets both
+    (one setting written twice)."""
     out = {k: v for k, v in model.items() if k != "norm_eps"}
     norm, has_norm = model.get("norm"), "norm" in model
     in_spec = isinstance(norm, Mapping) and "eps" in norm
@@ -124,13 +126,15 @@ def alias_norm_eps(model: Mapping, spelled: bool) -> tuple[dict, bool]:
             raise ValueError(f"invalid value {eps!r}: the norm spec sets eps={norm['eps']!r} too; set it in one place")
         out["norm"] = _with_eps(norm, has_norm, eps)
         return out, True
-    if in_spec:
-        return out, False
-    if "norm_eps" in model:
-        if spelled:
-            out["norm"] = _with_eps(norm, has_norm, None)
-        return out, False
-    return out, spelled
+    return out, False if in_spec or "norm_eps" in model else spelled
+
+
+def clears_norm_eps(model: Any) -> bool:
+    """Whether a layer's ``model`` section sets ``norm_eps: null`` without a spec eps beside it: the norm's
+    own default, in place of an eps written as ``norm_eps`` (a spec's own eps it leaves alone)."""
+    if not isinstance(model, Mapping) or "norm_eps" not in model or model["norm_eps"] is not None:
+        return False
+    return not (isinstance(model.get("norm"), Mapping) and "eps" in model["norm"])
 
 
 def _with_eps(norm: Any, has_norm: bool, eps: Any) -> dict:
