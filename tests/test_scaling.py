@@ -91,7 +91,7 @@ def test_every_variant_at_every_size(tmp_path):
     assert (v.arch, v.size, v.model["dim"], v.model["n_heads"], v.model["n_layers"]) == ("gpt", "mid", 96, 3, 4)
     assert v.model["positions"] == "learned"  # the variant's architecture survives the size
     wide = exp.variants["llama@wide"]
-    assert (wide.model["dim"], wide.train["lr"]) == (256, 1e-3)  # a preset size may set other sections too
+    assert (wide.model["dim"], wide.train.lr) == (256, 1e-3)  # a preset size may set other sections too
     assert exp.variants["llama@mid"].origins["model.dim"][1] == "sizes[1].dim"
     assert exp.select(["gpt"]) == ["gpt@d64-l2-h2", "gpt@mid", "gpt@wide"]
     assert exp.select(["llama@mid", "gpt@wide"]) == ["llama@mid", "gpt@wide"]

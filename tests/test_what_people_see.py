@@ -266,7 +266,7 @@ def test_named_presets_and_relative_paths_mix_and_a_wrong_name_is_one_line(tmp_p
     exp = tmp_path / "exp.yaml"
     exp.write_text("name: mix\ndefaults: [model/gpt2, size/tiny, data/stdlib, train/cpu, ./mine.yaml]\n")
     variant = next(iter(load_experiment(exp).variants.values()))
-    assert variant.model["positions"] == "learned" and variant.model["dim"] == 128 and variant.train["lr"] == 1e-3
+    assert variant.model["positions"] == "learned" and variant.model["dim"] == 128 and variant.train.lr == 1e-3
     exp.write_text("name: typo\ndefaults: [model/lama]\n")
     assert main(["show", str(exp)]) == 2
     err = capsys.readouterr().err.strip()

@@ -108,13 +108,6 @@ class TrainSettings:
         """Tokens one device trains per optimizer step."""
         return self.batch_size * self.seq_len
 
-    def __getitem__(self, key: str) -> Any:
-        """``train["lr"]``, read as the dict this replaced was (read-only; a few tests outside the config
-        package still read it so): write ``train.lr``."""
-        if key not in self.__dataclass_fields__:
-            raise KeyError(key)
-        return getattr(self, key)
-
 
 TrainSchema = TrainSettings  # the OmegaConf schema of train: is the settings class itself
 
