@@ -27,6 +27,7 @@ from .data.tokenizer import Tokenizer
 from .folder_safety import LIMITS, check_variant_name, inside, read_regular
 from .results import RunFolderError, read_results
 from .run_folder import RunFolder
+from .run_record import COMPLETED, RunRecord
 
 STATE_PREFIX = "model."  # the Lightning module holds the TransformerLM as ``self.model``
 
@@ -72,7 +73,7 @@ def _load(run_dir: Path, variant: str, seed: int | None) -> tuple[TransformerLM,
     return model, tokenizer
 
 
-def _variant_runs(run_dir: Path, variant: str) -> list[dict]:
+def _variant_runs(run_dir: Path, variant: str) -> list[RunRecord]:
     """``variant``'s run records from results.json; its name and every seed checked (a name read from the
     file is used as a folder name: ``../other/a`` would load another folder's model)."""
     path = run_dir / "results.json"
@@ -83,23 +84,21 @@ def _variant_runs(run_dir: Path, variant: str) -> list[dict]:
     if variant not in variants:
         raise LoadError(f"{run_dir}: no variant '{variant}' (variants: {', '.join(map(str, variants)) or 'none'})")
     check_variant_name(variant, path)
-    runs = variants[variant].get("runs", [])
-    for run in runs:
-        if isinstance(run["seed"], bool) or not isinstance(run["seed"], int):
-            raise LoadError(f"{path}: variants.{variant}.runs has a malformed seed {str(run['seed'])[:40]!r} "
-                            f"(expected an integer)")
-    return runs
+    try:
+        return [RunRecord.parse(run, f"{path}: variants.{variant}.runs") for run in variants[variant].get("runs", [])]
+    except ValueError as exc:
+        raise LoadError(str(exc)) from None
 
 
-def _completed(runs: list[dict]) -> list[int]:
-    return [r["seed"] for r in runs if r.get("status") == "completed"]
+def _completed(runs: list[RunRecord]) -> list[int]:
+    return [r.seed for r in runs if r.status == COMPLETED]
 
 
-def _completed_seed(run_dir: Path, variant: str, runs: list[dict], seed: int | None) -> int:
+def _completed_seed(run_dir: Path, variant: str, runs: list[RunRecord], seed: int | None) -> int:
     """``seed`` if its run completed (the first completed seed when None), else LoadError saying why not."""
-    recorded = {r["seed"]: r for r in runs}
+    recorded = {r.seed: r for r in runs}
     unfinished = sorted(set(RunFolder(run_dir).seeds_on_disk(variant)) - set(recorded))
-    seeds = [f"{s} {r.get('status')}" for s, r in sorted(recorded.items())] + [f"{s} unfinished" for s in unfinished]
+    seeds = [f"{s} {r.status}" for s, r in sorted(recorded.items())] + [f"{s} unfinished" for s in unfinished]
     listing = f"(seeds: {', '.join(seeds) or 'none'})"
     where = f"{run_dir}: variant '{variant}'"
     if seed is None:
@@ -111,10 +110,10 @@ def _completed_seed(run_dir: Path, variant: str, runs: list[dict], seed: int | N
                         f"to finish it) {listing}")
     if seed not in recorded:
         raise LoadError(f"{where} has no seed {seed} {listing}")
-    status = recorded[seed].get("status")
-    if status != "completed":
-        error = _last_line(recorded[seed].get("error"))  # a recorded traceback: its last line, the exception
-        raise LoadError(f"{where} seed {seed} did not complete: {status}{f' ({error})' if error else ''} {listing}")
+    record = recorded[seed]
+    if record.status != COMPLETED:
+        error = f" ({record.error})" if record.error else ""  # parse keeps a recorded traceback's last line
+        raise LoadError(f"{where} seed {seed} did not complete: {record.status}{error} {listing}")
     return seed
 
 
@@ -134,11 +133,6 @@ def _read_checkpoint(path: Path, run_dir: Path, where: str, completed: str) -> d
     except Exception as exc:  # bytes matching their checksum that torch cannot read (written so on purpose)
         raise LoadError(f"{where}: {path} is not a checkpoint torch can read ({_first_line(exc)}) "
                         f"{completed}") from None
-
-
-def _last_line(text: object, limit: int = 300) -> str:
-    lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
-    return lines[-1][:limit] if lines else ""
 
 
 def _first_line(exc: BaseException) -> str:

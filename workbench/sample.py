@@ -17,6 +17,7 @@ from components.generation import check_sampling
 from .folder_safety import check_variant_name
 from .load import LoadError, load_run
 from .results import RunFolderError, read_results
+from .run_record import COMPLETED, RunRecord
 
 
 class SampleError(ValueError):
@@ -44,7 +45,7 @@ def completed_variants(run_dir: str | Path) -> list[str]:
     try:
         results = read_results(path)
         names = [check_variant_name(name, path) for name, entry in results.get("variants", {}).items()
-                 if any(r.get("status") == "completed" for r in entry.get("runs", []))]
+                 if any(RunRecord.parse(r, str(path)).status == COMPLETED for r in entry.get("runs", []))]
     except RunFolderError as exc:
         raise LoadError(str(exc)) from None
     if not results:
@@ -68,7 +69,7 @@ def check_prompt(prompt: str) -> str:
 def first_completed_seed(run_dir: str | Path, variant: str) -> int:
     """The seed ``load_run(run_dir, variant)`` loads (call after it succeeded)."""
     runs = read_results(Path(run_dir) / "results.json")["variants"][variant]["runs"]
-    return next(r["seed"] for r in runs if r.get("status") == "completed")
+    return next(r.seed for r in map(RunRecord.parse, runs) if r.status == COMPLETED)
 
 
 def continue_text(model, tokenizer, prompt: str, max_new_tokens: int, temperature: float = 1.0,
