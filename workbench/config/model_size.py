@@ -72,8 +72,8 @@ def _largest_setting(config: TransformerConfig) -> str:
         ratios["ffn_hidden_dim"] = config.ffn_hidden_dim / (4 * config.dim)
     if "head_dim" not in config.derived:
         ratios["head_dim"] = config.head_dim * config.n_heads / config.dim
-    if config.component("positions")[0] == "learned":
-        ratios["max_seq_len"] = config.max_seq_len / defaults["max_seq_len"]
+    if registry.get("positions", config.component("positions")[0]).traits["max_len"] == "max_seq_len":
+        ratios["max_seq_len"] = config.max_seq_len / defaults["max_seq_len"]  # a table of max_seq_len rows
     for field, kind in COMPONENT_FIELDS.items():
         name, options = config.component(field)
         signature = inspect.signature(registry.get(kind, name).factory).parameters
