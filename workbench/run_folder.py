@@ -298,12 +298,20 @@ def _yaml(spec: dict) -> str:
     return OmegaConf.to_yaml(spec)
 
 
+def _load_yaml(path: Path):
+    """The YAML document in ``path`` (a regular file, size-bounded); OSError, ValueError or YAMLError."""
+    import yaml
+
+    return yaml.safe_load(read_regular(path, LIMITS["yaml"]).decode("utf-8"))
+
+
 def _read_yaml(path: Path) -> dict | None:
+    """``_load_yaml``'s mapping, or None when the file is missing, unreadable or not a mapping."""
     import yaml
 
     try:
-        spec = yaml.safe_load(read_regular(path, LIMITS["yaml"]).decode("utf-8"))
-    except (OSError, ValueError, yaml.YAMLError, RunFolderError):
+        spec = _load_yaml(path)
+    except (OSError, ValueError, yaml.YAMLError):
         return None
     return spec if isinstance(spec, dict) else None
 
@@ -370,7 +378,7 @@ def _rebuild_spec(folder: RunFolder) -> dict:
 
     path = folder.experiment_file
     try:
-        spec = yaml.safe_load(read_regular(path, LIMITS["yaml"]).decode("utf-8"))
+        spec = _load_yaml(path)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise RunFolderError(f"{path}: cannot read the experiment of this run folder ({' '.join(str(e).split())}); "
                              f"re-run the experiment with --out {folder.root} instead") from None
