@@ -9,6 +9,7 @@ from ..fileio import write_bytes, write_text
 from . import lengths as length_report
 from . import scaling_section as scaling_report
 from . import sections
+from . import tuning_section as tuning_report
 from .analysis.comparisons import compare, cumulative
 from .compute import attention_section, compute_section
 from .doc import to_html, to_markdown
@@ -47,14 +48,16 @@ def write_report(run_dir: str | Path) -> Path:
     summaries = summarize_all(results, comparisons)
     order = table_order(results)
     plots = make_plots(results, curves, summaries)
+    tuning_blocks, tuning_plot = tuning_report.tuning_section(results)
     scaling_blocks, scaling_plot = scaling_report.scaling_section(results)
     length_blocks, length_plot = length_report.lengths_section(order)
     speed_blocks = speed_section(results, order)
     scale_blocks, scale_plots = scale_verdicts_section(results, scale_summary(results, comparisons))
 
     against = "previous rung" if results.ladder else "baseline"
-    blocks = (sections.header(results, no_curves) + sections.results_section(summaries, bool(speed_blocks), against)
-              + ladder_section(results, comparisons, to_first)
+    blocks = (sections.header(results, no_curves)
+              + sections.results_section(summaries, bool(speed_blocks), against, results=results)
+              + ladder_section(results, comparisons, to_first) + tuning_blocks
               + sections.how_to_read(str(run_dir), results, comparisons)
               # published claims are against the baseline: a ladder's rungs are checked by their cumulative view
               + literature_section(results, to_first if results.ladder else comparisons)
@@ -63,7 +66,8 @@ def write_report(run_dir: str | Path) -> Path:
               + sections.variants_section(results, order)
               + sections.runs_section(order, set(curves)) + samples_section(results, run_dir)
               + sections.plots_section(plots))
-    sectioned = [p or Plot(m.NAME, m.TITLE, None) for m, p in ((scaling_report, scaling_plot), (length_report, length_plot))]
+    sectioned = [p or Plot(m.NAME, m.TITLE, None) for m, p in ((tuning_report, tuning_plot), (scaling_report, scaling_plot),
+                                                               (length_report, length_plot))]
     sectioned += scale_plots
     for p in plots + sectioned:
         path = run_dir / "plots" / f"{p.name}.png"

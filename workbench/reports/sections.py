@@ -14,6 +14,7 @@ from .doc import Block, Bullets, Heading, Image, Para, Span, Table, bold, code, 
 from .load import COMPLETED, DIVERGED, FAILED, MISSING, Results, Run, Variant
 from .plots import Plot
 from .summary import VariantSummary, problem_runs, status_text
+from .tuning_section import quantity, section_title, value_text
 from .analysis.verdicts import UNDECIDED, method_text
 
 _STATUS_LABEL = {
@@ -109,7 +110,7 @@ def _comparison_cells(s: VariantSummary) -> list[str]:
             fmt.number(c.diff_std)]
 
 
-def results_table(summaries: list[VariantSummary], against: str = "baseline") -> Table:
+def results_table(summaries: list[VariantSummary], against: str = "baseline", results: Results | None = None) -> Table:
     rows = []
     for s in summaries:
         v = s.variant
@@ -122,15 +123,50 @@ def results_table(summaries: list[VariantSummary], against: str = "baseline") ->
         ])
     # On the HTML page: the comparison first, then what each variant costs (14 columns do not fit 1280 px).
     groups = [("Loss and verdict", [0, 1, 5, 6, 7, 8, 9, 10, 11]), ("Size and cost", [0, 2, 3, 4, 12, 13])]
-    return Table(result_headers(against), rows, right={2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13}, html_groups=groups)
+    table = Table(result_headers(against), rows, right={2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13}, html_groups=groups)
+    return _tuned_column(table, summaries, results) if results is not None and results.tune is not None else table
 
 
-def results_section(summaries: list[VariantSummary], has_speed: bool, against: str = "baseline") -> list[Block]:
+def _tuned_column(table: Table, summaries: list[VariantSummary], results: Results) -> Table:
+    """The table with each variant's tuned value (where its verdict ran) as column 1, its edge flag beside it."""
+    def cell(v: Variant) -> str:
+        t = results.tuning.get(v.cell)
+        edge = f" ({t.edge} edge)" if t is not None and t.edge else ""
+        return fmt.DASH if v.tuned is None else value_text(v.tuned["value"]) + edge
+
+    key = str(results.tune.get("key") or "train.lr")
+    shift = [0] + list(range(2, len(table.headers) + 1))  # old column i -> shift[i]
+    rows = [row[:1] + [cell(s.variant)] + row[1:] for s, row in zip(summaries, table.rows)]
+    groups = [(name, [shift[i] for i in cols] if k else [0, 1] + [shift[i] for i in cols[1:]])
+              for k, (name, cols) in enumerate(table.html_groups or [])]
+    return Table(table.headers[:1] + [f"Tuned {quantity(key)}"] + table.headers[1:], rows,
+                 right={shift[i] for i in table.right} | {1}, html_groups=groups or None)
+
+
+def _tuned_intro(results: Results) -> list[Block]:
+    """For a tuned experiment: what the verdicts compare, and which variants are still tuning."""
+    if results.tune is None:
+        return []
+    key = str(results.tune.get("key") or "train.lr")
+    what, section = quantity(key), section_title(key)
+    spans = [text(f"The verdicts compare each variant at its own tuned {what}: the grid point nearest its fitted "
+                  f"optimum (the Tuned {what} column; the grid and how it was chosen under {section} below).")]
+    waiting = [f"{cell} ({len(t.points)} of {len(t.points) + len(t.pending)} points run)"
+               for cell, t in results.tuning.items() if not t.complete]
+    if waiting:
+        spans.append(text(" Still tuning, so not compared yet: " + ", ".join(waiting) + "."))
+    return [Para(spans)]
+
+
+def results_section(summaries: list[VariantSummary], has_speed: bool, against: str = "baseline",
+                    results: Results | None = None) -> list[Block]:
+    """The Results table; with ``results`` of a tuned experiment, each variant's tuned value and what that means."""
     speed = ("compare speed under Speed (paired timing)" if has_speed else
              "this run folder has no paired timing to compare speed with")
     return [
         Heading(2, "Results"),
-        results_table(summaries, against),
+        *(_tuned_intro(results) if results is not None else []),
+        results_table(summaries, against, results),
         Para([text("Final validation loss in nats per token on the whole validation split; bpb = bits per byte of "
                    "raw text. Means over completed seeds only; ± is the sample standard deviation (ddof = 1), — "
                    "where fewer than two seeds completed. Memory and wall time are per run, averaged likewise. "
