@@ -21,6 +21,7 @@ from ..folder_safety import LIMITS, check_variant_name, inside, read_regular
 from ..results import RunFolderError, read_results
 from ..run_folder import RunFolder
 from ..run_record import COMPLETED, DIVERGED, FAILED, MISSING, RunRecord, as_number  # noqa: F401 (report modules import them here)
+from .analysis.tuning import Point, Tuning, init_loss, tune
 from .analysis.verdicts import DEFAULT_MARGIN, SeedPolicy
 
 logger = logging.getLogger(__name__)
@@ -51,9 +52,15 @@ class Variant:
     data: dict = field(default_factory=dict)  # the corpus summary: tokens, unigram baseline loss, ...
     arch: str = ""  # the experiment's variant this run group trains ('' -> name)
     size: str | None = None  # its size in a scaling sweep
+    tuned: dict | None = None  # a tuning grid point: {"key", "value", "step"} (0: the configured grid, -k/+k: extensions)
 
     def __post_init__(self):
         self.arch = self.arch or self.name
+
+    @property
+    def cell(self) -> str:
+        """The variant at its size (``arch`` or ``arch@size``): what a verdict compares, at one tuned value."""
+        return self.arch if self.size is None else f"{self.arch}@{self.size}"
 
     def run(self, seed: int) -> Run | None:
         return next((r for r in self.runs if r.seed == seed), None)
@@ -78,6 +85,9 @@ class Results:
     speed: dict | None = None  # the paired timing of every variant's training step (speed.py)
     ladder: bool = False  # the archs, in order, form a ladder: each adds one change to the one before
     samples: dict | None = None  # each variant's greedy continuation of one prompt, made by the runner (samples.py)
+    tune: dict | None = None  # the experiment's tune: spec ({"key", ..., "tuning_seeds"}); None: not tuned
+    tuning: dict[str, Tuning] = field(default_factory=dict)  # per cell (arch or arch@size), in results order
+    grid: list[Variant] = field(default_factory=list)  # every tuning grid point's run group (variants: the chosen ones)
 
     def variant(self, name: str | None) -> Variant | None:
         return next((v for v in self.variants if v.name == name), None)
@@ -192,7 +202,8 @@ def load_results(run_dir: str | Path) -> Results:
         variants.append(Variant(name, index, config, as_number(entry.get("params")),
                                 as_number(entry.get("non_embedding_params")), as_number(entry.get("flops_per_token")), runs,
                                 entry.get("data") if isinstance(entry.get("data"), dict) else {},
-                                str(entry.get("arch") or name), str(size) if size is not None else None))
+                                str(entry.get("arch") or name), str(size) if size is not None else None,
+                                _tuned(entry.get("tuned"))))
     all_seeds = list(dict.fromkeys(seeds + [r.seed for v in variants for r in v.runs]))
     named = data.get("baseline")
     named = str(named) if named is not None else None
@@ -201,6 +212,13 @@ def load_results(run_dir: str | Path) -> Results:
     budget = data.get("budget")
     sizes = [str(s) for s in data["sizes"]] if isinstance(data.get("sizes"), list) else []
     sizes = sizes or list(dict.fromkeys(v.size for v in variants if v.size is not None))
+    spec = data.get("tune") if isinstance(data.get("tune"), dict) else None
+    tuning = _tunings(spec, variants) if spec else {}
+    grid = [v for v in variants if v.tuned is not None]
+    chosen = {t.best_group for t in tuning.values() if t.complete and t.best_group}
+    variants = [v for v in variants if v.tuned is None or v.name in chosen]
+    for index, v in enumerate(variants):  # colours follow the variants compared
+        v.index = index
     return Results(path, str(data.get("experiment") or Path(run_dir).resolve().name),
                    str(data.get("description") or ""), baseline, named, all_seeds, variants,
                    str(updated) if updated else None,
@@ -208,7 +226,35 @@ def load_results(run_dir: str | Path) -> Results:
                    _seed_policy(data.get("seed_policy"), all_seeds, path),
                    _margin(data.get("equivalence_margin"), path),
                    _optional_object(data, "reference", path), _optional_object(data, "speed", path),
-                   data.get("ladder") is True, _optional_object(data, "samples", path))
+                   data.get("ladder") is True, _optional_object(data, "samples", path), spec, tuning, grid)
+
+
+def _tuned(raw: Any) -> dict | None:
+    """A grid point's ``tuned`` entry, or None when absent or malformed."""
+    if not isinstance(raw, dict) or as_number(raw.get("value")) is None or not isinstance(raw.get("step"), int):
+        return None
+    return {"key": str(raw.get("key") or ""), "value": as_number(raw["value"]), "step": raw["step"]}
+
+
+def _tunings(spec: dict, variants: list[Variant]) -> dict[str, Tuning]:
+    """Each cell's tuning (``analysis.tuning``) from its grid points' runs at the tuning seeds."""
+    seeds = [s for s in spec.get("tuning_seeds") or [] if isinstance(s, int)] or [0]
+    cells: dict[str, list[Variant]] = {}
+    for v in variants:
+        if v.tuned is not None:
+            cells.setdefault(v.cell, []).append(v)
+    out = {}
+    for cell, groups in cells.items():
+        points = []
+        for v in groups:
+            runs = [v.run(s) for s in seeds]
+            points.append(Point(v.tuned["value"], v.name, v.tuned["step"],
+                                tuple(r.final_val_loss if r is not None and r.status == COMPLETED else None for r in runs),
+                                tuple(r is not None and r.status == DIVERGED for r in runs),
+                                any(r is not None and r.status == FAILED for r in runs)))
+        vocab = as_number(groups[0].data.get("vocab_size")) or as_number((groups[0].config.get("data") or {}).get("vocab_size"))
+        out[cell] = tune(cell, str(spec.get("key") or groups[0].tuned["key"]), points, init_loss(int(vocab or 2)))
+    return out
 
 
 @dataclass
