@@ -67,7 +67,7 @@ def _check_top_level(exp: Experiment) -> None:
     if not exp.variants:
         fail("variants", "no variants")
     for name, variant in exp.variants.items():
-        arch = variant.arch if variant.size is not None else name
+        arch = variant.arch if variant.size is not None or variant.point is not None else name
         if not isinstance(arch, str) or not SAFE_NAME.match(arch) or arch in RESERVED_NAMES:
             why = f"'{arch}' is reserved for the run folder's own files" if arch in RESERVED_NAMES else f"invalid variant name {arch!r}: it names a run folder"
             raise ConfigError(str(exp.path), f"variants.{arch}", why, SAFE_NAME_RULE + f"; not {', '.join(RESERVED_NAMES)}")
@@ -75,7 +75,10 @@ def _check_top_level(exp: Experiment) -> None:
             check_variant_name(arch, "variants")
         except RunFolderError as exc:
             raise ConfigError(str(exp.path), f"variants.{arch}", str(exc).removeprefix("variants: "), SAFE_NAME_RULE) from None
-        if variant.size is not None and (not SAFE_NAME.match(variant.size) or name != f"{arch}{SEP}{variant.size}"):
+        if variant.size is not None and (not SAFE_NAME.match(variant.size) or variant.cell != f"{arch}{SEP}{variant.size}"):
+            raise ConfigError(str(exp.path), f"variants.{name}", f"invalid run group name {name!r}", f"<variant>{SEP}<size>, each {SAFE_NAME_RULE}")
+        if (variant.point is None) != (exp.tune is None) or name != (exp.tune.point_name(variant.cell, variant.point.value)
+                                                                     if variant.point else variant.cell):
             raise ConfigError(str(exp.path), f"variants.{name}", f"invalid run group name {name!r}", f"<variant>{SEP}<size>, each {SAFE_NAME_RULE}")
     if len({v.size is None for v in exp.variants.values()}) > 1:
         fail("variants", f"mixes <variant>{SEP}<size> names with plain ones: every variant needs a size, or none")

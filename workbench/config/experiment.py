@@ -8,6 +8,7 @@ and ``size`` say which); without, ``arch`` is the variant's own name and ``size`
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from components import TransformerConfig, TransformerLM
 from .errors import ConfigError
 from .model_size import counting_config
 from .schema import TrainSettings
+from .tune import GridPoint, Tune
 
 # Dotted key -> (source, key as written there): the file (absolute path) or "command line" that
 # set the value last, so errors point at the line to edit.
@@ -37,12 +39,34 @@ class Variant:
     arch: str | None = None  # the variant of the experiment file; None: = name
     size: str | None = None  # the size of a scaling sweep, or None
     eval_lengths: list[int] = field(default_factory=list)  # eval.lengths in tokens, set by resolution
+    point: GridPoint | None = None  # where it sits on its cell's tuning grid; None: not tuned
 
     def __post_init__(self):
         if self.arch is None:
             self.arch = self.name
         if isinstance(self.train, Mapping):  # a stored config's train section
             self.train = TrainSettings.of(self.train)
+
+    @property
+    def cell(self) -> str:
+        """The variant at its size (``arch`` or ``arch@size``): what a verdict compares, at one tuned value."""
+        return self.arch if self.size is None else f"{self.arch}@{self.size}"
+
+    def at(self, point: GridPoint, name: str) -> Variant:
+        """This variant as the run group ``name`` at ``point`` of its grid (the tuned key set to its value)."""
+        section, _, leaf = point.key.partition(".")
+        if section == "train":
+            changed = {"train": dataclasses.replace(self.train, **{leaf: point.value})}
+        else:
+            changed = {"model": {**self.model, leaf: point.value}}
+        return dataclasses.replace(self, name=name, point=point, **changed)
+
+    def untuned(self) -> Variant:
+        """The variant at its own configured value of the tuned key (itself when not tuned)."""
+        if self.point is None:
+            return self
+        base = dataclasses.replace(self.point, value=self.point.base)
+        return dataclasses.replace(self.at(base, self.cell), point=None)
 
     def transformer_config(self, vocab_size: int | None = None) -> TransformerConfig:
         """The model's config; ``vocab_size`` defaults to data.vocab_size (pass the tokenizer's actual size)."""
@@ -79,6 +103,7 @@ class Experiment:
     equivalence_margin: float | None = None  # nats; None: the report's default
     reference: dict | None = None  # a published result to check the verdicts against
     ladder: bool = False  # each variant adds one change to the one before: compared with the previous one
+    tune: Tune | None = None  # a grid per variant (``tune.py``): variants then holds one run group per grid point
 
     @property
     def sequential(self) -> bool:
@@ -90,13 +115,18 @@ class Experiment:
         """The variants of the experiment file (baseline names one of these), in order."""
         return list(dict.fromkeys(v.arch for v in self.variants.values()))
 
+    def baseline_cell(self, name: str) -> str:
+        """The baseline at the size of run group ``name`` (``baseline`` or ``baseline@size``)."""
+        size = self.variants[name].size
+        return self.baseline if size is None else f"{self.baseline}@{size}"
+
     def select(self, names: list[str] | None) -> list[str]:
         """Run groups for ``--variant`` names: a run group, or a variant with all its sizes."""
         if not names:
             return list(self.variants)
         chosen: list[str] = []
         for name in names:
-            matches = [n for n, v in self.variants.items() if name in (n, v.arch)]
+            matches = [n for n, v in self.variants.items() if name in (n, v.arch, v.cell)]
             if not matches:
                 raise ConfigError(self.path, "--variant", f"unknown variant '{name}'", ", ".join(dict.fromkeys(self.archs + list(self.variants))))
             chosen += matches
@@ -116,5 +146,12 @@ class Experiment:
             "equivalence_margin": self.equivalence_margin,
             "reference": copy.deepcopy(self.reference),
             "ladder": self.ladder,
-            "variants": {name: v.to_dict() for name, v in self.variants.items()},
+            **({"tune": self.tune.as_dict()} if self.tune else {}),
+            # a tuned experiment lists each variant at its own value: loading the file expands the grids again
+            "variants": {v.name: v.to_dict() for v in dict((v.cell, v.untuned()) for v in self.variants.values()).values()}
+            if self.tune else {name: v.to_dict() for name, v in self.variants.items()},
         }
+
+    def tuning_seeds(self) -> list[int]:
+        """The seeds every grid point trains (the first ``tune.seeds``); [] when not tuned."""
+        return self.seeds[:self.tune.seeds] if self.tune else []

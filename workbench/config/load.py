@@ -32,6 +32,7 @@ from .resolve import resolve_experiment
 from .schema import SECTIONS, TOP_LEVEL, ExperimentSchema
 from .sizes import Size, check_overlap, group_name, parse_sizes, parse_sweep, split_group_name
 from .specs import flatten
+from .tune import Tune, parse_tune
 
 DEFAULT_VARIANT = "base"  # the one variant of an experiment without variants
 
@@ -58,7 +59,40 @@ def compose_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Exper
     resolved = root.resolve(str(path))
     sizes = _axis(resolved, root.origins, str(path))
     variants = _compose_variants(raw, cli, root, sizes, str(path))
-    return _experiment(path, resolved, root.origins, variants, sizes)
+    tune_source = _last_origin(root.origins, "tune", str(path))
+    tune = parse_tune(resolved["tune"], tune_source)
+    if tune is not None:
+        variants = _expand_grids(variants, tune, tune_source)
+    return _experiment(path, resolved, root.origins, variants, sizes, tune)
+
+
+def _last_origin(origins: Origins, key: str, default: str) -> str:
+    """The file (or command line) that set ``key`` or one of its own keys last."""
+    found = [o[0] for k, o in origins.items() if k == key or k.startswith(key + ".")]
+    return found[-1] if found else default
+
+
+def _expand_grids(variants: dict[str, Variant], tune: Tune, source: str) -> dict[str, Variant]:
+    """Every variant (at every size) as one run group per point of its grid (``tune.py``). A grid of
+    ``values`` replaces the key, so a variant, a size or an override may not also set it."""
+    out = {}
+    for variant in variants.values():
+        origin = variant.origins.get(tune.key)
+        if tune.values is not None and origin is not None and (origin[0] == COMMAND_LINE or origin[1] != tune.key):
+            raise ConfigError(source, "tune.values", f"replaces {tune.key}, which {origin[1]} ({origin[0]}) also sets "
+                              f"for variant '{variant.arch}': one of the two would silently lose",
+                              f"drop one, or tune multipliers of each variant's own {tune.key}")
+        section, _, leaf = tune.key.partition(".")
+        base = getattr(variant.train, leaf) if section == "train" else variant.model.get(leaf)
+        valid = isinstance(base, (int, float)) and not isinstance(base, bool) and base > 0
+        if tune.values is None and not valid:
+            raise ConfigError(source, "tune.key", f"{tune.key} is {base!r} for variant '{variant.cell}': "
+                              f"a grid of multipliers needs a positive value", "a positive value of the tuned key")
+        for point in tune.points(float(base) if valid else 0.0):
+            tuned = variant.at(point, tune.point_name(variant.cell, point.value))
+            tuned.origins = {**variant.origins, tune.key: (source, "tune.values" if tune.values is not None else "tune.multipliers")}
+            out[tuned.name] = tuned
+    return out
 
 
 def _compose_root(path: Path, raw: dict, cli: Overrides) -> Composition:
@@ -137,7 +171,8 @@ def _sized(comp: Composition, size: Size) -> tuple[dict, Origins]:
     return comp.resolve(size.source, f"{size.where}."), comp.origins
 
 
-def _experiment(path: Path, resolved: dict, origins: Origins, variants: dict[str, Variant], sizes: list[Size]) -> Experiment:
+def _experiment(path: Path, resolved: dict, origins: Origins, variants: dict[str, Variant], sizes: list[Size],
+                tune: Tune | None) -> Experiment:
     seeds_from = [o[0] for k, o in origins.items() if k == "seeds" or k.startswith("seeds.")]
     seeds, policy = parse_seeds(resolved["seeds"], seeds_from[-1] if seeds_from else str(path))
     return Experiment(
@@ -156,6 +191,7 @@ def _experiment(path: Path, resolved: dict, origins: Origins, variants: dict[str
         budget=None if resolved["budget"] is None else {k: _whole(v) for k, v in resolved["budget"].items() if v is not None},
         eval={**resolved["eval"], "lengths": [_whole(x) for x in resolved["eval"]["lengths"]]},
         sizes=[s.name for s in sizes] or list(dict.fromkeys(v.size for v in variants.values() if v.size)),
+        tune=tune,
     )
 
 

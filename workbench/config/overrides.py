@@ -3,7 +3,7 @@
 Three kinds, applied at different points of the merge:
   ``train.steps=10``, ``model.norm=layernorm``  every variant, after the variants' own overrides
   ``seeds=[0,1]``, ``name=x``, ``baseline=x``   the experiment's top-level keys, also ``seeds.max=8``,
-  ``budget.flops=1e13``, ``eval.lengths=[1,2]``  ``sizes=[...]``, ``eval={lengths: [2]}``; a budget.KIND
+  ``budget.flops=1e13``, ``eval.lengths=[1,2]``  ``sizes=[...]``, ``eval={lengths: [2]}``, ``tune.values=[...]``; a budget.KIND
                                                replaces the file's budget
   ``variants.NAME.model.norm=x``               one variant, last of all
 Values are parsed as YAML by OmegaConf (``null``, ``[0,1]``, ``3e-4`` work).
@@ -22,8 +22,8 @@ from .errors import COMMAND_LINE, ConfigError, did_you_mean
 from .schema import SECTIONS
 
 TOP_LEVEL_OVERRIDES = ("name", "description", "imports", "seeds", "baseline", "budget", "sizes", "sweep", "ladder",
-                       "equivalence_margin")
-TOP_LEVEL_MAPPINGS = ("budget", "eval", "seeds")  # top-level keys whose own keys may be set: budget.flops=1e13, seeds.max=8
+                       "equivalence_margin", "tune")
+TOP_LEVEL_MAPPINGS = ("budget", "eval", "seeds", "tune")  # top-level keys whose own keys may be set: budget.flops=1e13, seeds.max=8
 _KEY = re.compile(r"^[A-Za-z_][\w.\-]*$")
 
 

@@ -26,7 +26,7 @@ from workbench.data.settings import DataSettings
 
 SECTIONS = ("model", "data", "train")
 TOP_LEVEL = ("name", "description", "defaults", "imports", "seeds", "baseline", "budget", "sizes", "eval",
-             "equivalence_margin", "reference", "ladder", "sweep", "variants")
+             "equivalence_margin", "reference", "ladder", "sweep", "tune", "variants")
 
 # Filled from the data and train sections, not written under model:.
 MODEL_FROM_ELSEWHERE = {"vocab_size": "data.vocab_size", "max_seq_len": "train.seq_len"}
@@ -143,6 +143,17 @@ class ReferenceSchema:
 
 
 @dataclass
+class TuneSchema:
+    """The tune: section: every variant over a grid of one key, compared at its own optimum (``tune.py``)."""
+
+    key: str = "train.lr"  # a float key of model: or train:
+    values: Optional[List[float]] = None  # the grid as written
+    multipliers: Optional[List[float]] = None  # multiples of each variant's own value; neither: [0.25, 0.5, 1, 2, 4]
+    seeds: int = 1  # tuning seeds (the experiment's first) per grid point
+    extend: int = 2  # extension points per side while the optimum is on that edge
+
+
+@dataclass
 class VariantSchema:
     """What one variant fully resolves to (and what a variant's overrides may name)."""
 
@@ -166,6 +177,7 @@ class ExperimentSchema:
     budget: Optional[BudgetSchema] = None  # None: each variant trains train.steps
     sizes: List[Any] = field(default_factory=list)  # preset files or inline {name:, dim:, ...}: a scaling sweep
     sweep: Dict[str, Any] = field(default_factory=dict)  # one axis instead of sizes: {model.n_layers: [2, 4, 8]}
+    tune: Optional[TuneSchema] = None  # a grid of one key per variant: each compared at its own optimum
     ladder: bool = False  # each variant adds one change to the one before: compare each with the previous
     eval: EvalSchema = field(default_factory=EvalSchema)
     variants: Dict[str, Any] = field(default_factory=dict)  # NAME -> partial {model:, data:, train:}
