@@ -20,10 +20,11 @@ from .data import DataError, DataSettings, check_sizes, prepare
 from .distributed import is_global_zero
 from .environment import current_environment, remember_environment
 from .fileio import STORAGE_ERRORS
-from .post_sweep import baseline_of, log_verdicts, record_comparisons, record_samples, record_speed, undecided
+from .post_sweep import log_verdicts, record_comparisons, record_samples, record_speed, undecided
 from .results import ResultsStore
 from .run_folder import RunFolder, RunFolderError, identity, run_label
 from .run_record import FAILED, RunRecord
+from .tune_sweep import tune_grids
 
 log = logging.getLogger("workbench")
 
@@ -40,8 +41,10 @@ def variant_summary(variant, vocab_size: int) -> dict:
         "flops_per_token": model.flops_per_token(variant.train.seq_len),
         "attention": attention_memory(variant.model),
     }
-    if variant.size is not None:
+    if variant.size is not None or variant.point is not None:
         info.update(arch=variant.arch, size=variant.size)
+    if variant.point is not None:
+        info["tuned"] = variant.point.as_json()
     return info
 
 
@@ -81,8 +84,12 @@ def run_experiment(experiment, out_dir: Path, only: list[str] | None = None, res
         folder.claim(experiment.name)
         register(experiment, data, folder, idents, experiment.select(restart) if restart else [])
     if experiment.sequential:  # rounds are decided against the baselines: a --variant job trains them too
-        names = [n for n in experiment.variants if n in names or n in {baseline_of(experiment, m) for m in names}]
+        cells = {experiment.variants[n].cell for n in names} | {experiment.baseline_cell(n) for n in names}
+        names = [n for n, v in experiment.variants.items() if v.cell in cells]
     sweep = _Sweep(experiment, data, folder, idents, lead)
+    selected = names
+    if experiment.tune:  # each variant's verdict seeds train at its own optimum
+        names = tune_grids(experiment, sweep, folder.store, names)
     first = experiment.seeds[:experiment.seed_policy["min"]]
     sweep.train_round([(n, s) for n in names for s in first])
     for seed in experiment.seeds[len(first):]:
@@ -94,7 +101,7 @@ def run_experiment(experiment, out_dir: Path, only: list[str] | None = None, res
     store = folder.store
     if lead:
         comparisons = record_comparisons(experiment, store)
-        log_verdicts(experiment, store, names, comparisons)
+        log_verdicts(experiment, store, selected, comparisons)
         record_speed(experiment, data, store)
         record_samples(store)
     return store
@@ -108,13 +115,14 @@ def register(experiment, data: dict, folder: RunFolder, idents: dict, restart: l
 
     variants = {n: {**variant_summary(experiment.variants[n], data[n].tokenizer.vocab_size), "data": data[n].summary(),
                     "identity": idents[n]} for n in experiment.variants}
+    tune = {**experiment.tune.as_dict(), "tuning_seeds": experiment.tuning_seeds()} if experiment.tune else None
     header = {"experiment": experiment.name, "description": experiment.description, "baseline": experiment.baseline,
               # the seeds every run group trains; a sequential policy adds more where a comparison is undecided
               "seeds": experiment.seeds[:experiment.seed_policy["min"]],
               "seed_policy": {**experiment.seed_policy, "alpha": SeedPolicy.alpha},
               "equivalence_margin": experiment.equivalence_margin or DEFAULT_MARGIN, "reference": experiment.reference,
               "ladder": experiment.ladder, "budget": experiment.budget, "eval": experiment.eval,
-              "sizes": list(experiment.sizes)}
+              "sizes": list(experiment.sizes), "tune": tune}
     folder.register(header, experiment.to_dict(), variants, restart)
     environment = current_environment(experiment.imports)
     folder.store.update(lambda results: remember_environment(results, environment))
@@ -145,7 +153,7 @@ class _Sweep:
         for name, seed in held:
             with self.claim(name, seed, wait=True):
                 self.train_and_record(name, seed, run_label(name, seed))
-        if not self.lead and self.experiment.sequential:  # the next round is decided from rank 0's records
+        if not self.lead and (self.experiment.sequential or self.experiment.tune):  # decided from rank 0's records
             wait_for_records(self.folder.store, plan)
 
     def train_and_record(self, name: str, seed: int, label: str) -> None:
@@ -168,7 +176,9 @@ class _Sweep:
         if self.lead:
             from .reports import write_report
 
-            self.folder.record(name, replace(record, identity=self.idents[name]["fingerprint"]), self.idents[name])
+            point = self.experiment.variants[name].point
+            record = replace(record, identity=self.idents[name]["fingerprint"], tuned_value=point and point.value)
+            self.folder.record(name, record, self.idents[name])
             try:
                 write_report(self.folder.root)
             except Exception as exc:  # a report problem must never cost a finished run

@@ -18,7 +18,8 @@ log = logging.getLogger("workbench")
 
 def record_comparisons(experiment, store: ResultsStore) -> dict:
     """Compute every comparison from the runs so far; store each under its variant in results.json, and
-    with several sizes the verdicts across scale (``scale``: per size, and where the effect changes sign)."""
+    with several sizes the verdicts across scale (``scale``: per size, and where the effect changes sign).
+    A tuned variant's ``tuning`` is stored with its chosen run group, the one its comparison uses."""
     from .reports.analysis.comparisons import compare
     from .reports.analysis.scale_verdicts import scale_summary
     from .reports.load import load_results
@@ -27,11 +28,16 @@ def record_comparisons(experiment, store: ResultsStore) -> dict:
     comparisons = compare(results, store.run_dir)
     scale = scale_summary(results, comparisons)
 
+    tuned = {t.best_group: t.as_json() for t in results.tuning.values() if t.complete and t.best_group}
+
     def change(data: dict) -> None:
         for name, entry in data.get("variants", {}).items():
             entry.pop("comparison", None)
+            entry.pop("tuning", None)
             if name in comparisons:
                 entry["comparison"] = comparisons[name].as_json()
+            if name in tuned:  # the variant's tuning sits with the run group its verdict uses
+                entry["tuning"] = tuned[name]
         data["scale"] = scale or None
 
     store.update(change)
@@ -55,29 +61,25 @@ def undecided(experiment, store: ResultsStore, names: list[str]) -> list[str]:
     return [n for n in experiment.variants if n in wanted or n in baselines]
 
 
-def baseline_of(experiment, name: str) -> str | None:
-    variant = experiment.variants[name]
-    return next((n for n, v in experiment.variants.items() if v.arch == experiment.baseline and v.size == variant.size), None)
-
-
 def record_speed(experiment, data: dict, store: ResultsStore) -> None:
     """Time the training step of every variant with a completed run in this one process, interleaved and
     paired with its baseline (``bench.variant_speed``), into results.json ``speed``: the report's speed
     figures, free of the machine noise that per-run wall-clock throughput carries. Kept while that set of
     variants is unchanged; a timing that fails is logged and left out, never costing the sweep."""
     from .bench.variant_speed import speed_lines, time_variants
+    from .reports.load import COMPLETED, load_results
 
-    recorded = store.load()
-    names = [n for n in experiment.variants
-             if any(r.get("status") == "completed" for r in recorded.get("variants", {}).get(n, {}).get("runs", []))]
-    if len(names) < 2 or sorted((recorded.get("speed") or {}).get("variants", {})) == sorted(names):
+    results = load_results(store.run_dir)  # a tuned variant is timed at its optimum, the run group compared
+    groups = [v for v in results.variants if v.name in experiment.variants and any(r.status == COMPLETED for r in v.runs)]
+    names = [v.name for v in groups]
+    if len(names) < 2 or sorted((results.speed or {}).get("variants", {})) == sorted(names):
         return
     variants = experiment.variants
     try:
         result = time_variants({n: variants[n].transformer_config(data[n].tokenizer.vocab_size) for n in names},
                                {n: variants[n].train for n in names},
-                               {n: None if variants[n].arch == experiment.baseline else baseline_of(experiment, n)
-                                for n in names})
+                               {v.name: None if v.arch == experiment.baseline else getattr(results.baseline_for(v), "name", None)
+                                for v in groups})
     except Exception as exc:  # a plugin that fails outside training, memory, ...: the results stand without it
         log.warning("speed not measured: %s: %s", type(exc).__name__, exc)
         return
@@ -102,7 +104,9 @@ def log_verdicts(experiment, store: ResultsStore, names: list[str], comparisons:
     recorded = store.load().get("variants", {})
     for name in names:
         baseline = experiment.variants[name].arch == experiment.baseline
-        verdict = comparisons[name].verdict if name in comparisons else ("baseline" if baseline else "n/a")
+        chosen = experiment.variants[name].point is None or "tuning" in recorded.get(name, {})
+        verdict = (comparisons[name].verdict if name in comparisons else "baseline" if baseline and chosen
+                   else "n/a" if chosen else "tuning grid")
         for record in map(RunRecord.parse, recorded.get(name, {}).get("runs", [])):
             if record.status in FINISHED:
                 log_hparams(store.run_dir, experiment.variants[name], record, verdict)

@@ -69,7 +69,9 @@ def record_samples(store: ResultsStore) -> None:
 def new_samples(run_dir: Path, data: dict) -> dict | None:
     """results.json ``samples`` for ``data`` (results.json as it is): the stored entries whose runs are unchanged,
     the others sampled now; None when no variant has a completed run."""
-    entries = {n: e for n, e in (data.get("variants") or {}).items() if isinstance(e, dict)}
+    # a tuning grid point is sampled only where it is its variant's optimum (the run group compared, with ``tuning``)
+    entries = {n: e for n, e in (data.get("variants") or {}).items() if isinstance(e, dict)
+               and ("tuned" not in e or "tuning" in e)}
     digests = {n: d for n, e in entries.items() if (d := runs_digest(e)) is not None}
     if not digests:
         return None

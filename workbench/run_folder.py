@@ -152,6 +152,7 @@ class RunFolder:
                 if name not in restart:
                     self._check_variant(name, info, recorded)
             self._check_seed_policy(header, spec, recorded, [n for n in variants if n not in restart], restart)
+            self._check_tune(header, variants, recorded, restart)
             for name in restart:
                 self.discard(name)
             write_text(self.experiment_file, _yaml(spec))
@@ -208,6 +209,22 @@ class RunFolder:
                 f"{self.experiment_file}: the seed policy changed from {_show(old)} to {_show(new)} after {looks} "
                 f"finished run(s) were looked at by the verdicts: their alpha would be spent again; start a new "
                 f"sequence in a new run folder (--out DIR, its own alpha), keep the policy, or --restart every variant")
+
+    def _check_tune(self, header: dict, variants: dict[str, dict], recorded: dict, restart) -> None:
+        """RunFolderError when the tuning grid changed (``tune:``, or the value its multipliers multiply) while
+        the folder holds finished runs of the old one: one tuning would mix two grids."""
+        held = [n for n, e in recorded.get("variants", {}).items() if n not in restart and isinstance(e, dict)
+                and any(isinstance(r, dict) and r.get("status") in FINISHED for r in e.get("runs", []))]
+        if not held:
+            return
+        old = recorded.get("tune") if "tune" in recorded else (_read_yaml(self.experiment_file) or {}).get("tune")
+        new = header.get("tune")
+        changed = _tune_change(old, new) or _grid_change(recorded.get("variants", {}), variants, held)
+        if changed:
+            key, before, after = changed
+            raise RunFolderError(f"{self.experiment_file}: {key} changed from {before} to {after} while the folder "
+                                 f"holds {len(held)} run group(s) with finished runs of the old grid: one tuning would "
+                                 f"mix two grids; use --out DIR for a new run folder, or --restart every variant")
 
     # -- runs -----------------------------------------------------------------------------------
     @contextmanager
@@ -287,6 +304,43 @@ def _policy(policy, seeds) -> tuple | None:
     return low, high, tuple(seeds[:low] if isinstance(low, int) else seeds)
 
 
+def _tune_change(old, new) -> tuple[str, object, object] | None:
+    """(tune.KEY, before, after) of the first difference between two ``tune`` headers; ``tune`` when one is None."""
+    if (old is None) != (new is None):
+        return "tune", old and {k: v for k, v in old.items() if k != "tuning_seeds"}, new and {
+            k: v for k, v in new.items() if k != "tuning_seeds"}
+    for key in ("key", "values", "multipliers", "seeds", "extend"):
+        if old is not None and old.get(key) != new.get(key):
+            return f"tune.{key}", old.get(key), new.get(key)
+    return None
+
+
+def _grids(entries: dict, names) -> dict[str, list]:
+    """Each cell's grid values (``arch@size`` -> sorted values) among ``names``' registered entries."""
+    out: dict[str, list] = {}
+    for name in names:
+        entry = entries.get(name) or {}
+        tuned = entry.get("tuned") if isinstance(entry.get("tuned"), dict) else None
+        if tuned is not None:
+            cell = entry.get("arch") if entry.get("size") is None else f"{entry.get('arch')}@{entry.get('size')}"
+            out.setdefault(str(cell), []).append(tuned.get("value"))
+    return {cell: sorted(v for v in values if isinstance(v, (int, float))) for cell, values in out.items()}
+
+
+def _tuned_key(variants: dict[str, dict]) -> str:
+    return next((e["tuned"].get("key") for e in variants.values() if isinstance(e.get("tuned"), dict)), "tuned key")
+
+
+def _grid_change(recorded: dict, variants: dict[str, dict], held: list[str]) -> tuple[str, object, object] | None:
+    """(what changed, old values, new grid) when finished runs of a cell sit at values its new grid lacks
+    (the value ``tune.multipliers`` multiply changed)."""
+    old, new = _grids(recorded, held), _grids(variants, variants)
+    for cell, values in old.items():
+        if cell in new and not set(values) <= set(new[cell]):
+            return f"the tuning grid of '{cell}' (tune.multipliers x its {_tuned_key(variants)})", values, new[cell]
+    return None
+
+
 def _show(policy: tuple) -> str:
     low, high, seeds = policy
     return f"seeds {list(seeds or ())}" if low == high else f"{{min: {low}, max: {high}}}"
@@ -323,7 +377,7 @@ def rebuild_results(run_dir: str | Path, defaults: dict | None = None) -> dict:
     folder = RunFolder(run_dir, defaults)
     spec = _rebuild_spec(folder)
     variants, sizes = {}, []
-    for name in spec["variants"]:
+    for name in _run_groups(folder, spec):
         info = folder.registered(name)
         if info is None:
             log.warning("%s: missing or unreadable, variant '%s' left out", folder.variant_file(name), name)
@@ -343,11 +397,15 @@ def rebuild_results(run_dir: str | Path, defaults: dict | None = None) -> dict:
         if info.get("size") is not None and info["size"] not in sizes:
             sizes.append(info["size"])
     seeds, policy = _rebuild_seeds(folder, spec.get("seeds", []))
+    tune = spec.get("tune") if isinstance(spec.get("tune"), dict) else None
+    if tune is not None:
+        every = seeds if policy["min"] == policy["max"] else list(range(policy["max"]))
+        tune = {**tune, "tuning_seeds": every[:tune.get("seeds") if isinstance(tune.get("seeds"), int) else 1]}
     data = {"experiment": spec.get("name"), "description": spec.get("description", ""), "baseline": spec.get("baseline"),
             "seeds": seeds, "seed_policy": {"alpha": 0.05, **policy},
             "equivalence_margin": spec.get("equivalence_margin"), "reference": spec.get("reference"),
             "ladder": bool(spec.get("ladder")), "budget": spec.get("budget"), "eval": spec.get("eval", {}),
-            "sizes": sizes, "variants": variants, "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "sizes": sizes, "tune": tune, "variants": variants, "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     with locked(folder.root / ".results.lock"):  # the old file is read for its samples only: it may be what is broken
         data["samples"] = _kept_samples(folder, variants)
         write_json(folder.results_file, data)
@@ -371,6 +429,22 @@ def _kept_samples(folder: RunFolder, variants: dict) -> dict | None:
     kept = {name: entry for name, entry in samples["variants"].items() if isinstance(entry, dict)
             and isinstance(entry.get("seed"), int) and entry["seed"] in completed.get(name, ())}
     return {**samples, "variants": kept} if kept or isinstance(samples.get("skipped"), dict) else None
+
+
+def _run_groups(folder: RunFolder, spec: dict) -> list[str]:
+    """The run groups experiment.yaml registers: its variants, or for a tuned experiment (which lists each
+    variant once, at its own value) the grid points registered in the folder, by variant then value."""
+    if not isinstance(spec.get("tune"), dict):
+        return list(spec["variants"])
+    points = []
+    for child in sorted(folder.root.iterdir()) if folder.root.is_dir() else []:
+        info = folder.registered(child.name) if child.is_dir() and not child.name.startswith(".") else None
+        tuned = (info or {}).get("tuned")
+        if isinstance(tuned, dict) and isinstance(tuned.get("value"), (int, float)):
+            cell = info.get("arch") if info.get("size") is None else f"{info.get('arch')}@{info.get('size')}"
+            if cell in spec["variants"]:
+                points.append((list(spec["variants"]).index(cell), tuned["value"], child.name))
+    return [name for _, _, name in sorted(points)]
 
 
 def _rebuild_spec(folder: RunFolder) -> dict:

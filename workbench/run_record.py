@@ -50,6 +50,7 @@ class RunRecord:
     error: str | None = None
     identity: str | None = None  # run_folder.identity fingerprint the run was trained under
     resumed_from_step: int | None = None
+    tuned_value: float | None = None  # the run group's value of the tuned key (a tuned experiment's grid point)
     tokenizer: str | None = None  # the run folder's tokenizer file, relative to the folder
     final_val_loss: float | None = None  # the whole validation split (capped), completed runs only
     last_val_loss: float | None = None  # a diverged run: its last finite one
