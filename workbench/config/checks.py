@@ -93,6 +93,9 @@ def _check_top_level(exp: Experiment) -> None:
     low, high = exp.seed_policy["min"], exp.seed_policy["max"]
     if any(isinstance(v, bool) or not isinstance(v, int) for v in (low, high)) or not 1 <= low <= high <= MAX_SEQUENTIAL_SEEDS:
         fail("seeds", f"invalid policy {{min: {low!r}, max: {high!r}}}", f"integers 1 <= min <= max <= {MAX_SEQUENTIAL_SEEDS}")
+    if exp.tune is not None and exp.tune.seeds > len(seeds):
+        fail("tune.seeds", f"{exp.tune.seeds} tuning seeds, but the experiment has {len(seeds)} seed(s)",
+             f"at most {len(seeds)}, or more seeds")
     if exp.baseline not in exp.archs:
         fail("baseline", f"'{exp.baseline}' is not a variant", ", ".join(exp.archs))
     margin = exp.equivalence_margin

@@ -74,23 +74,27 @@ def _last_origin(origins: Origins, key: str, default: str) -> str:
 
 def _expand_grids(variants: dict[str, Variant], tune: Tune, source: str) -> dict[str, Variant]:
     """Every variant (at every size) as one run group per point of its grid (``tune.py``). A grid of
-    ``values`` replaces the key, so a variant, a size or an override may not also set it."""
+    ``values`` replaces the key, so an override, or a variant or size that sets it apart, may not also set it."""
     out = {}
-    for variant in variants.values():
-        origin = variant.origins.get(tune.key)
-        if tune.values is not None and origin is not None and (origin[0] == COMMAND_LINE or origin[1] != tune.key):
+    section, _, leaf = tune.key.partition(".")
+    own = {n: getattr(v.train, leaf) if section == "train" else v.model.get(leaf) for n, v in variants.items()}
+    differ = len(set(map(repr, own.values()))) > 1
+    for name, variant in variants.items():
+        origin = variant.origins.get(tune.key) or ("", tune.key)
+        # a grid of values erases what an override, or a variant or size unlike the others, set
+        if tune.values is not None and (origin[0] == COMMAND_LINE or (origin[1] != tune.key and differ)):
             raise ConfigError(source, "tune.values", f"replaces {tune.key}, which {origin[1]} ({origin[0]}) also sets "
                               f"for variant '{variant.arch}': one of the two would silently lose",
                               f"drop one, or tune multipliers of each variant's own {tune.key}")
-        section, _, leaf = tune.key.partition(".")
-        base = getattr(variant.train, leaf) if section == "train" else variant.model.get(leaf)
+        base = own[name]
         valid = isinstance(base, (int, float)) and not isinstance(base, bool) and base > 0
         if tune.values is None and not valid:
             raise ConfigError(source, "tune.key", f"{tune.key} is {base!r} for variant '{variant.cell}': "
                               f"a grid of multipliers needs a positive value", "a positive value of the tuned key")
         for point in tune.points(float(base) if valid else 0.0):
             tuned = variant.at(point, tune.point_name(variant.cell, point.value))
-            tuned.origins = {**variant.origins, tune.key: (source, "tune.values" if tune.values is not None else "tune.multipliers")}
+            grid = "tune.values" if tune.values is not None else "tune.multipliers"
+            tuned.origins = {**variant.origins, tune.key: (source, f"{grid} ({tune.key})")}
             out[tuned.name] = tuned
     return out
 
@@ -109,6 +113,9 @@ def _compose_root(path: Path, raw: dict, cli: Overrides) -> Composition:
         if key in top:
             setattr(root.conf, key, None if key == "budget" else {})
             root.origins = {k: o for k, o in root.origins.items() if k.partition(".")[0] != key}
+    grid = top.get("tune")
+    if isinstance(grid, Mapping) and {"values", "multipliers"} & set(grid) and root.conf.get("tune") is not None:
+        root.conf.tune.values = root.conf.tune.multipliers = None  # a grid given here replaces the file's
     _replace_seeds(root.conf, top)
     root.apply(top, COMMAND_LINE)
     if OmegaConf.is_missing(root.conf, "name"):
