@@ -82,7 +82,7 @@ def run_experiment(experiment, out_dir: Path, only: list[str] | None = None, res
     lead = is_global_zero()  # the other ranks of a multi-process run follow rank 0's runs: no claims, no writes
     if lead:
         folder.claim(experiment.name)
-        register(experiment, data, folder, idents, experiment.select(restart) if restart else [])
+        register(experiment, data, folder, idents, _restarted(experiment, folder, restart) if restart else [])
     if experiment.sequential:  # rounds are decided against the baselines: a --variant job trains them too
         cells = {experiment.variants[n].cell for n in names} | {experiment.baseline_cell(n) for n in names}
         names = [n for n, v in experiment.variants.items() if v.cell in cells]
@@ -105,6 +105,17 @@ def run_experiment(experiment, out_dir: Path, only: list[str] | None = None, res
         record_speed(experiment, data, store)
         record_samples(store)
     return store
+
+
+def _restarted(experiment, folder: RunFolder, restart: list[str]) -> list[str]:
+    """The run groups ``--restart`` discards: the named variants', and for a tuned experiment every grid point of
+    theirs the folder holds, also those of a grid the experiment no longer runs."""
+    names = experiment.select(restart)
+    cells = {experiment.variants[n].cell for n in names}
+    held = folder.store.load().get("variants", {}) if experiment.tune else {}
+    old = [n for n, e in held.items() if n not in names and isinstance(e, dict) and "tuned" in e
+           and (e.get("arch") if e.get("size") is None else f"{e.get('arch')}@{e.get('size')}") in cells]
+    return names + old
 
 
 def register(experiment, data: dict, folder: RunFolder, idents: dict, restart: list[str]) -> None:

@@ -115,6 +115,12 @@ def _shape_problem(data: Any) -> str | None:
 
 
 
+def _stale_grid_point(entry: Any) -> bool:
+    """A tuning grid point's entry without a finished run (the grid changed, or its runs were discarded)."""
+    return isinstance(entry, dict) and "tuned" in entry and not any(
+        isinstance(r, dict) and r.get("status") in FINISHED for r in entry.get("runs", []))
+
+
 class ResultsStore:
     """Locked, atomic access to ``RUN_DIR/results.json``."""
 
@@ -142,6 +148,8 @@ class ResultsStore:
 
         def change(data: dict) -> None:
             stored = data.setdefault("variants", {})
+            for name in [n for n, e in stored.items() if n not in variants and _stale_grid_point(e)]:
+                del stored[name]  # a point of a grid the experiment no longer runs, without a finished run
             for name, info in variants.items():
                 stored[name] = {**info, "runs": (stored.get(name) or {}).get("runs", [])}
             data.update(header)
