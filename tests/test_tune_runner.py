@@ -123,3 +123,18 @@ def test_sigkill_mid_grid_resumes_to_the_same_results(tuned, tmp_path, cache):
         assert resumed[key]["final_val_loss"] == pytest.approx(run["final_val_loss"], abs=1e-4), key
     assert {n: e.get("tuning", {}).get("best") for n, e in results(out)["variants"].items()} == {
         n: e.get("tuning", {}).get("best") for n, e in results(reference)["variants"].items()}
+
+
+def test_report_rebuild_of_a_tuned_folder_gives_the_same_results(tuned, tmp_path):
+    _, out = tuned
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "results.json").unlink()
+    assert main(["report", "--rebuild", str(copy)]) == 0
+    before, after = results(out), results(copy)
+    assert after["tune"] == before["tune"] and list(after["variants"]) == list(before["variants"])
+    strip = ("tokens_per_sec", "wall_time_s")
+    for name, entry in before["variants"].items():
+        assert [{k: v for k, v in r.items() if k not in strip} for r in after["variants"][name]["runs"]] == [
+            {k: v for k, v in r.items() if k not in strip} for r in entry["runs"]]
+        assert after["variants"][name].get("tuning") == entry.get("tuning")

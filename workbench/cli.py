@@ -222,7 +222,11 @@ def cmd_report(args) -> int:
     if args.rebuild:
         from .run_folder import rebuild_results
 
+        from .post_sweep import record_comparisons
+        from .results import ResultsStore
+
         data = rebuild_results(args.run_dir)
+        record_comparisons(ResultsStore(args.run_dir))  # the verdicts and each tuned variant's optimum, as a run stores them
         runs = sum(len(v["runs"]) for v in data["variants"].values())
         print(f"rebuilt {args.run_dir / 'results.json'}: {runs} run(s) of {len(data['variants'])} variant(s)")
     print(f"report: {write_report(args.run_dir)}")

@@ -100,7 +100,7 @@ def run_experiment(experiment, out_dir: Path, only: list[str] | None = None, res
         sweep.train_round([(n, seed) for n in groups])
     store = folder.store
     if lead:
-        comparisons = record_comparisons(experiment, store)
+        comparisons = record_comparisons(store)
         log_verdicts(experiment, store, selected, comparisons)
         record_speed(experiment, data, store)
         record_samples(store)
@@ -187,8 +187,8 @@ class _Sweep:
         if self.lead:
             from .reports import write_report
 
-            point = self.experiment.variants[name].point
-            record = replace(record, identity=self.idents[name]["fingerprint"], tuned_value=point and point.value)
+            point = self.experiment.variants[name].point  # a failed run's record names its grid point too
+            record = replace(record, identity=self.idents[name]["fingerprint"], tuned_value=point.value if point else None)
             self.folder.record(name, record, self.idents[name])
             try:
                 write_report(self.folder.root)

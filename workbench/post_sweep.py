@@ -16,7 +16,7 @@ from .run_record import FINISHED, RunRecord
 log = logging.getLogger("workbench")
 
 
-def record_comparisons(experiment, store: ResultsStore) -> dict:
+def record_comparisons(store: ResultsStore) -> dict:
     """Compute every comparison from the runs so far; store each under its variant in results.json, and
     with several sizes the verdicts across scale (``scale``: per size, and where the effect changes sign).
     A tuned variant's ``tuning`` is stored with its chosen run group, the one its comparison uses."""
@@ -55,7 +55,7 @@ def undecided(experiment, store: ResultsStore, names: list[str]) -> list[str]:
     """Run groups to give one more seed: the selected ones whose comparison is undecided, and their baselines."""
     from .reports.analysis.verdicts import UNDECIDED
 
-    comparisons = record_comparisons(experiment, store) if is_global_zero() else _comparisons(store)
+    comparisons = record_comparisons(store) if is_global_zero() else _comparisons(store)
     wanted = [n for n in names if n in comparisons and comparisons[n].verdict == UNDECIDED]
     baselines = [comparisons[n].baseline for n in wanted]
     return [n for n in experiment.variants if n in wanted or n in baselines]

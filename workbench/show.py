@@ -4,11 +4,15 @@ The baseline in full, with the sizes the config leaves to a rule resolved (K/V h
 width); then each variant as only what differs from its baseline, with its parameters and FLOPs/token
 against the baseline's. ``--full`` lists every key of every variant instead. ``show`` skips the machine
 checks (``workbench.config.machine``): what training needs beyond a CPU is one line, and whether this
-machine has it.
+machine has it. Then how many runs ``run`` trains and a rough CPU time (``workbench.estimate``). A tuned
+experiment shows each variant once, at its own value, with its grid on a ``tune:`` line.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
+from . import estimate as est
 from .config.machine import machine_needs, machine_problems
 from .config.specs import format_value
 from .experiment import variant_summary
@@ -146,8 +150,77 @@ def machine_line(experiment) -> str | None:
     return line + "; this machine has them"
 
 
+def _grid_text(values: list[float]) -> str:
+    return " ".join(f"{v:.4g}" for v in values)
+
+
+def tune_lines(experiment) -> list[str]:
+    """The ``tune:`` line: the key, how the grid is made, tuning seeds and extension limit; then each
+    cell's configured grid (cells with the same grid share a line)."""
+    tune = experiment.tune
+    how = (f"values {_grid_text(list(tune.values))}" if tune.values is not None
+           else "x" + " x".join(f"{m:g}" for m in tune.multipliers) + " of each variant's own value")
+    seeds = experiment.tuning_seeds()
+    extend = (f"up to {tune.extend} point{'s' * (tune.extend != 1)} per side beyond the grid, trained only while "
+              f"an optimum sits on that edge" if tune.extend else "none")
+    lines = [f"tune: {tune.key} over {how}; tuning seed{'s' * (len(seeds) != 1)} {seeds}"]
+    grids: dict[str, list[float]] = {}
+    for variant in experiment.variants.values():
+        if variant.point.step == 0:
+            grids.setdefault(variant.cell, []).append(variant.point.value)
+    by_grid: dict[str, list[str]] = {}
+    for cell, values in grids.items():
+        by_grid.setdefault(_grid_text(sorted(values)), []).append(cell)
+    for grid, cells in by_grid.items():
+        lines += _wrapped(f"  grid {grid}: ", cells)
+    return lines + [f"  extension: {extend}"]
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"~{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"~{seconds / 60:.0f} min"
+    return f"~{seconds / 3600:.1f} h"
+
+
+def runs_line(experiment, estimate: est.Estimate) -> str:
+    """``runs: 10 tuning + 2 verdict (up to 20 with edge extensions)``, or for an untuned experiment
+    ``runs: 4 (2 run groups x 2 seeds; up to 12 with sequential seeds)``."""
+    extras = [what for what, present in (("edge extensions", experiment.tune is not None and experiment.tune.extend),
+                                         ("sequential seeds", experiment.sequential)) if present]
+    more = f"up to {estimate.most} with {' and '.join(extras)}" if estimate.most > estimate.runs else ""
+    if experiment.tune is not None:
+        return f"runs: {estimate.tuning} tuning + {estimate.verdict} verdict" + (f" ({more})" if more else "")
+    groups, seeds = len(experiment.variants), experiment.seed_policy["min"]
+    return (f"runs: {estimate.runs} ({groups} run group{'s' * (groups != 1)} x {seeds} seed{'s' * (seeds != 1)}"
+            + (f"; {more})" if more else ")"))
+
+
+def estimate_line(experiment, estimate: est.Estimate) -> str:
+    """The estimated CPU time, labelled as one, with a caveat where the runs are not fp32 on a CPU."""
+    most = f" (up to {_duration(estimate.most_seconds)})" if estimate.most_seconds > estimate.seconds else ""
+    line = (f"estimated CPU time: {_duration(estimate.seconds)}{most} on {est.MEASURED_ON} "
+            f"(an estimate; scale by your machine's speed)")
+    trains = [v.train for v in experiment.variants.values()]
+    devices = sorted({t.accelerator for t in trains if t.accelerator != "cpu"})
+    precisions = sorted({t.precision for t in trains if t.precision not in ("32", "auto")})
+    if devices:
+        line += f"; train.accelerator {', '.join(devices)}: only CPU time is estimated, a GPU's differs"
+    elif precisions:
+        line += f"; measured in fp32, precision {', '.join(precisions)} may run much faster or slower"
+    return line
+
+
 def show_lines(experiment, full: bool = False) -> list[str]:
     head = [f"experiment: {experiment.name}  ({experiment.description})",
             f"seeds: {seeds_text(experiment)}  baseline: {experiment.baseline}  budget: {experiment.budget or 'train.steps'}"]
     machine = machine_line(experiment)
-    return head + ([machine] if machine else []) + (full_lines(experiment) if full else diff_lines(experiment))
+    estimate = est.estimate(experiment)
+    head += ([machine] if machine else []) + (tune_lines(experiment) if experiment.tune else [])
+    head += [runs_line(experiment, estimate), estimate_line(experiment, estimate)]
+    shown = experiment
+    if experiment.tune is not None:  # each variant once, at its own value: the grid is on the tune: line
+        cells = {v.cell: v.untuned() for v in experiment.variants.values()}
+        shown = dataclasses.replace(experiment, variants=cells, tune=None)
+    return head + (full_lines(shown) if full else diff_lines(shown))

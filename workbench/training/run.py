@@ -205,6 +205,7 @@ def record_run(run: Run, status: str, error: str | None) -> RunRecord:
     record = RunRecord(
         seed=run.seed, status=status, error=error, identity=run.module.identity["fingerprint"],
         resumed_from_step=run.resumed_step or None, tokenizer=tokenizer_file(run.data),
+        tuned_value=run.variant.point.value if run.variant.point is not None else None,
         final_val_loss=final_val,
         last_val_loss=final_val if completed else recorder.final_val_loss,
         subset_val_loss=recorder.final_val_loss,
