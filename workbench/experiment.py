@@ -23,6 +23,7 @@ from .fileio import STORAGE_ERRORS
 from .post_sweep import log_verdicts, record_comparisons, record_samples, record_speed, undecided
 from .results import ResultsStore
 from .run_folder import RunFolder, RunFolderError, identity, run_label
+from .run_groups import entry_cell
 from .run_record import FAILED, RunRecord
 from .tune_sweep import tune_grids
 
@@ -113,8 +114,7 @@ def _restarted(experiment, folder: RunFolder, restart: list[str]) -> list[str]:
     names = experiment.select(restart)
     cells = {experiment.variants[n].cell for n in names}
     held = folder.store.load().get("variants", {}) if experiment.tune else {}
-    old = [n for n, e in held.items() if n not in names and isinstance(e, dict) and "tuned" in e
-           and (e.get("arch") if e.get("size") is None else f"{e.get('arch')}@{e.get('size')}") in cells]
+    old = [n for n, e in held.items() if n not in names and isinstance(e, dict) and "tuned" in e and entry_cell(e) in cells]
     return names + old
 
 

@@ -28,6 +28,7 @@ from typing import Iterator
 
 from .fileio import locked, read_json, remove_stale_temps, write_json, write_text
 from .folder_safety import LIMITS, RunFolderError, check_variant_name, read_regular
+from .run_groups import entry_cell
 from .run_record import FINISHED, RunRecord
 from .results import ResultsStore, changed_keys, comparable, describe_changes, with_defaults
 
@@ -322,8 +323,7 @@ def _grids(entries: dict, names) -> dict[str, list]:
         entry = entries.get(name) or {}
         tuned = entry.get("tuned") if isinstance(entry.get("tuned"), dict) else None
         if tuned is not None:
-            cell = entry.get("arch") if entry.get("size") is None else f"{entry.get('arch')}@{entry.get('size')}"
-            out.setdefault(str(cell), []).append(tuned.get("value"))
+            out.setdefault(str(entry_cell(entry)), []).append(tuned.get("value"))
     return {cell: sorted(v for v in values if isinstance(v, (int, float))) for cell, values in out.items()}
 
 
@@ -441,9 +441,8 @@ def _run_groups(folder: RunFolder, spec: dict) -> list[str]:
         info = folder.registered(child.name) if child.is_dir() and not child.name.startswith(".") else None
         tuned = (info or {}).get("tuned")
         if isinstance(tuned, dict) and isinstance(tuned.get("value"), (int, float)):
-            cell = info.get("arch") if info.get("size") is None else f"{info.get('arch')}@{info.get('size')}"
-            if cell in spec["variants"]:
-                points.append((list(spec["variants"]).index(cell), tuned["value"], child.name))
+            if entry_cell(info) in spec["variants"]:
+                points.append((list(spec["variants"]).index(entry_cell(info)), tuned["value"], child.name))
     return [name for _, _, name in sorted(points)]
 
 

@@ -17,6 +17,7 @@ import torch
 
 from components import TransformerConfig, TransformerLM
 
+from ..run_groups import cell_name
 from .errors import ConfigError
 from .model_size import counting_config
 from .schema import TrainSettings
@@ -50,7 +51,7 @@ class Variant:
     @property
     def cell(self) -> str:
         """The variant at its size (``arch`` or ``arch@size``): what a verdict compares, at one tuned value."""
-        return self.arch if self.size is None else f"{self.arch}@{self.size}"
+        return cell_name(self.arch, self.size)
 
     def at(self, point: GridPoint, name: str) -> Variant:
         """This variant as the run group ``name`` at ``point`` of its grid (the tuned key set to its value)."""
@@ -118,7 +119,7 @@ class Experiment:
     def baseline_cell(self, name: str) -> str:
         """The baseline at the size of run group ``name`` (``baseline`` or ``baseline@size``)."""
         size = self.variants[name].size
-        return self.baseline if size is None else f"{self.baseline}@{size}"
+        return cell_name(self.baseline, size)
 
     def select(self, names: list[str] | None) -> list[str]:
         """Run groups for ``--variant`` names: a run group, or a variant with all its sizes."""

@@ -30,7 +30,8 @@ from .machine import check_machine
 from .overrides import Overrides, dotlist, parse_overrides, split_variant_key
 from .resolve import resolve_experiment
 from .schema import SECTIONS, TOP_LEVEL, ExperimentSchema
-from .sizes import Size, check_overlap, group_name, parse_sizes, parse_sweep, split_group_name
+from ..run_groups import cell_name
+from .sizes import Size, check_overlap, parse_sizes, parse_sweep, split_group_name
 from .specs import flatten
 from .tune import Tune, parse_tune
 
@@ -162,7 +163,7 @@ def _compose_variants(raw: dict, cli: Overrides, root: Composition, sizes: list[
                   **{k: f"the override variants.{name}.{k}=..." for k in flatten(per_variant[name])}}
         for size in sizes:
             check_overlap(size, name, set_by)
-            full = group_name(name, size.name)
+            full = cell_name(name, size.name)
             plain, origins = _sized(comp.copy(), size)
             variants[full] = Variant(full, plain["model"], plain["data"], plain["train"], origins, arch=name, size=size.name)
     return variants

@@ -23,7 +23,7 @@ from .files import PRESET_KEYS, expand_defaults, preset_file, read_yaml
 from .schema import VariantSchema, keys_at
 from .specs import flatten
 
-SEP = "@"  # <variant>@<size>: never in a variant or size name, so the split is unambiguous
+from ..run_groups import SEP
 _SAFE = r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}"
 SAFE_NAME = re.compile(rf"^{_SAFE}$")  # becomes a folder name
 SAFE_NAME_RULE = "letters, digits, '-', '_', '.', not starting with '.', at most 100 characters"
@@ -44,10 +44,6 @@ class Size:
     @property
     def where(self) -> str:
         return f"{self.axis}[{self.index}]"
-
-
-def group_name(variant: str, size: str) -> str:
-    return f"{variant}{SEP}{size}"
 
 
 def split_group_name(name: str) -> tuple[str, str] | None:

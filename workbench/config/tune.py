@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..run_groups import point_name
 from .errors import ConfigError, did_you_mean
 from .schema import VariantSchema, keys_at
 
@@ -73,7 +74,7 @@ class Tune:
 
     def point_name(self, cell: str, value: float) -> str:
         """The run group of ``cell`` (``arch`` or ``arch@size``) at ``value``: ``rmsnorm@lr=0.003``."""
-        return f"{cell}@{self.leaf}={value:.4g}"
+        return point_name(cell, self.leaf, value)
 
     def as_dict(self) -> dict:
         return {"key": self.key, "values": list(self.values) if self.values is not None else None,

@@ -20,6 +20,7 @@ import numpy as np
 from ..folder_safety import LIMITS, check_variant_name, inside, read_regular
 from ..results import RunFolderError, read_results
 from ..run_folder import RunFolder
+from ..run_groups import cell_name
 from ..run_record import COMPLETED, DIVERGED, FAILED, MISSING, RunRecord, as_number  # noqa: F401 (report modules import them here)
 from .analysis.tuning import Point, Tuning, init_loss, tune
 from .analysis.verdicts import DEFAULT_MARGIN, SeedPolicy
@@ -60,7 +61,7 @@ class Variant:
     @property
     def cell(self) -> str:
         """The variant at its size (``arch`` or ``arch@size``): what a verdict compares, at one tuned value."""
-        return self.arch if self.size is None else f"{self.arch}@{self.size}"
+        return cell_name(self.arch, self.size)
 
     def run(self, seed: int) -> Run | None:
         return next((r for r in self.runs if r.seed == seed), None)
