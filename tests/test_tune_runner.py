@@ -138,3 +138,17 @@ def test_report_rebuild_of_a_tuned_folder_gives_the_same_results(tuned, tmp_path
         assert [{k: v for k, v in r.items() if k not in strip} for r in after["variants"][name]["runs"]] == [
             {k: v for k, v in r.items() if k not in strip} for r in entry["runs"]]
         assert after["variants"][name].get("tuning") == entry.get("tuning")
+
+
+def test_sample_and_load_take_a_tuned_variants_name_as_its_optimum(tuned, capsys):
+    from workbench import load_run
+
+    _, out = tuned
+    chosen = {e["arch"]: n for n, e in results(out)["variants"].items() if "tuning" in e}
+    model, _ = load_run(out, "ln")
+    assert model.config.norm == "layernorm"
+    assert main(["sample", str(out), "--prompt", "def f", "--max-new-tokens", "3"]) == 0
+    shown = capsys.readouterr().out
+    assert all(name in shown for name in chosen.values())  # each variant at its optimum, not every grid point
+    grid_only = [n for n, e in results(out)["variants"].items() if "tuning" not in e and e["runs"]]
+    assert not any(f"== {n}" in shown or f"{n} seed" in shown for n in grid_only)

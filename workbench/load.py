@@ -27,6 +27,7 @@ from .data.tokenizer import Tokenizer
 from .folder_safety import LIMITS, check_variant_name, inside, read_regular
 from .results import RunFolderError, read_results
 from .run_folder import RunFolder
+from .run_groups import entry_cell
 from .run_record import COMPLETED, RunRecord
 
 STATE_PREFIX = "model."  # the Lightning module holds the TransformerLM as ``self.model``
@@ -45,7 +46,7 @@ def load_run(run_dir: str | Path, variant: str, seed: int | None = None) -> tupl
     checkpoint, a missing tokenizer file, or a name, path or file of the folder that leads outside it."""
     run_dir = Path(run_dir)
     try:
-        return _load(run_dir, variant, seed)
+        return _load(run_dir, run_group(read_results(run_dir / "results.json"), variant), seed)
     except LoadError:
         raise
     except RunFolderError as exc:  # read_results, or a name or path refused by folder_safety
@@ -71,6 +72,16 @@ def _load(run_dir: Path, variant: str, seed: int | None) -> tuple[TransformerLM,
         raise LoadError(f"{where}: {exc} {completed}") from None
     tokenizer = _read_tokenizer(tokenizer_path, run_dir, model.config.vocab_size, where, completed)
     return model, tokenizer
+
+
+def run_group(results: dict, variant: str) -> str:
+    """The run group ``variant`` names in results.json: itself, or for a tuned variant (``rmsnorm``) the run
+    group its verdicts use, at its optimum (``rmsnorm@lr=0.003``)."""
+    entries = results.get("variants", {})
+    if variant in entries:
+        return variant
+    chosen = [n for n, e in entries.items() if isinstance(e, dict) and "tuning" in e and entry_cell(e) == variant]
+    return chosen[0] if len(chosen) == 1 else variant
 
 
 def _variant_runs(run_dir: Path, variant: str) -> list[RunRecord]:

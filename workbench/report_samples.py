@@ -34,6 +34,7 @@ import torch
 
 from .load import LoadError, load_run
 from .results import ResultsStore
+from .run_groups import compared
 from .sample import SampleError, continue_text, first_completed_seed
 
 log = logging.getLogger("workbench")
@@ -69,9 +70,7 @@ def record_samples(store: ResultsStore) -> None:
 def new_samples(run_dir: Path, data: dict) -> dict | None:
     """results.json ``samples`` for ``data`` (results.json as it is): the stored entries whose runs are unchanged,
     the others sampled now; None when no variant has a completed run."""
-    # a tuning grid point is sampled only where it is its variant's optimum (the run group compared, with ``tuning``)
-    entries = {n: e for n, e in (data.get("variants") or {}).items() if isinstance(e, dict)
-               and ("tuned" not in e or "tuning" in e)}
+    entries = {n: e for n, e in (data.get("variants") or {}).items() if compared(e)}  # a tuned variant at its optimum
     digests = {n: d for n, e in entries.items() if (d := runs_digest(e)) is not None}
     if not digests:
         return None

@@ -30,3 +30,9 @@ def entry_cell(entry: Any) -> str | None:
         return None
     size = entry.get("size")
     return cell_name(str(entry["arch"]), None if size is None else str(size))
+
+
+def compared(entry: Any) -> bool:
+    """Whether a results.json entry is a run group the verdicts compare: an untuned one, or the grid point a
+    tuned variant's verdicts run at (it carries ``tuning``); the other grid points only tuned it."""
+    return isinstance(entry, dict) and ("tuned" not in entry or "tuning" in entry)

@@ -15,8 +15,9 @@ import torch
 from components.generation import check_sampling
 
 from .folder_safety import check_variant_name
-from .load import LoadError, load_run
+from .load import LoadError, load_run, run_group
 from .results import RunFolderError, read_results
+from .run_groups import compared
 from .run_record import COMPLETED, RunRecord
 
 
@@ -45,7 +46,7 @@ def completed_variants(run_dir: str | Path) -> list[str]:
     try:
         results = read_results(path)
         names = [check_variant_name(name, path) for name, entry in results.get("variants", {}).items()
-                 if any(RunRecord.parse(r, str(path)).status == COMPLETED for r in entry.get("runs", []))]
+                 if compared(entry) and any(RunRecord.parse(r, str(path)).status == COMPLETED for r in entry.get("runs", []))]
     except RunFolderError as exc:
         raise LoadError(str(exc)) from None
     if not results:
@@ -68,7 +69,8 @@ def check_prompt(prompt: str) -> str:
 
 def first_completed_seed(run_dir: str | Path, variant: str) -> int:
     """The seed ``load_run(run_dir, variant)`` loads (call after it succeeded)."""
-    runs = read_results(Path(run_dir) / "results.json")["variants"][variant]["runs"]
+    results = read_results(Path(run_dir) / "results.json")
+    runs = results["variants"][run_group(results, variant)]["runs"]
     return next(r.seed for r in map(RunRecord.parse, runs) if r.status == COMPLETED)
 
 
