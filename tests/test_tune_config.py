@@ -116,3 +116,10 @@ def test_grid_values_are_clean_decimals(tmp_path, cache):
     exp = load(tmp_path, cache, "tune: {multipliers: [0.3, 1, 3]}", "train.lr=0.003")
     values = sorted({v.point.value for v in exp.variants.values() if v.point.step == 0})
     assert values == [0.0009, 0.003, 0.009] and all(math.isfinite(v) for v in values)
+
+
+def test_an_extension_beyond_the_keys_range_is_not_declared_and_the_grid_ends_there(tmp_path, cache):
+    exp = load(tmp_path, cache, "tune: {key: train.beta2, values: [0.9, 0.95, 0.99], extend: 2}")
+    values = sorted({v.point.value for v in exp.variants.values()})
+    assert max(values) == 0.99 and min(values) < 0.9  # the low side extends, 0.99 x (0.99/0.95) > 1 is dropped
+    assert all(0 <= v < 1 for v in values)

@@ -52,6 +52,23 @@ def check_experiment(exp: Experiment) -> None:
         _VariantCheck(exp, variant).run()
 
 
+def outside_range(exp: Experiment) -> list[str]:
+    """The grid extension points (``tune.extend``) whose value its key refuses (beta2 past 1): the grid ends at
+    the key's range there, and the optimum is flagged on that edge instead."""
+    out = []
+    if exp.tune is None:
+        return out
+    _import_modules(exp)  # a model check may name a plugin's component
+    for name, variant in exp.variants.items():
+        if variant.point.step != 0:
+            try:
+                check = _VariantCheck(exp, variant)
+                check.check_train() if exp.tune.key.startswith("train.") else check.check_model()
+            except ConfigError:
+                out.append(name)
+    return out
+
+
 def _top_origin(exp: Experiment, key: str) -> tuple[str, str]:
     """Where ``key`` was set last: the key itself, or one of its own keys (``seeds.max=8`` for seeds)."""
     found = [o for k, o in exp.origins.items() if k == key or k.startswith(key + ".")]

@@ -15,13 +15,14 @@ eval lengths) and ``check_machine`` (CUDA, flash-attn, precision support: ``run`
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Sequence
 
 from omegaconf import OmegaConf
 
-from .checks import check_experiment
+from .checks import check_experiment, outside_range
 from .compose import Composition
 from .errors import COMMAND_LINE, ConfigError, did_you_mean
 from .experiment import Experiment, Origins, Variant
@@ -43,6 +44,9 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = (), machine: bo
     cannot train (``show`` and ``data`` pass False: they describe, they train nothing). Any problem is
     a one-line ConfigError."""
     experiment = compose_experiment(path, overrides)
+    beyond = outside_range(experiment)
+    if beyond:
+        experiment = dataclasses.replace(experiment, variants={n: v for n, v in experiment.variants.items() if n not in beyond})
     check_experiment(experiment)
     experiment = resolve_experiment(experiment)
     if machine:
