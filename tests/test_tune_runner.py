@@ -152,3 +152,17 @@ def test_sample_and_load_take_a_tuned_variants_name_as_its_optimum(tuned, capsys
     assert all(name in shown for name in chosen.values())  # each variant at its optimum, not every grid point
     grid_only = [n for n, e in results(out)["variants"].items() if "tuning" not in e and e["runs"]]
     assert not any(f"== {n}" in shown or f"{n} seed" in shown for n in grid_only)
+
+
+def test_two_tuning_seeds_give_a_paired_sensitivity_difference_in_results_json(tmp_path, cache):
+    exp = write_experiment(tmp_path, cache, name="two", seeds=[0, 1], steps=6,
+                           extra="tune: {values: [1.0e-3, 1.0e-2, 1.0e-1], seeds: 2, extend: 0}")
+    out = tmp_path / "out"
+    assert main(["run", str(exp), "--out", str(out)]) == 0
+    chosen = chosen_entries(results(out))
+    ln = next(e for e in chosen.values() if e["arch"] == "ln")
+    rms = next(e for e in chosen.values() if e["arch"] == "rms")
+    d = ln["tuning"]["sensitivity_vs_baseline"]
+    assert d["n"] == 2 and d["low"] <= d["mean"] <= d["high"] and d["values"] == [1e-3, 1e-2, 1e-1]
+    assert rms["tuning"]["sensitivity_vs_baseline"] is None  # the baseline itself
+    assert all({r["seed"] for r in e["runs"]} == {0, 1} for e in results(out)["variants"].values())

@@ -28,7 +28,7 @@ def record_comparisons(store: ResultsStore) -> dict:
     comparisons = compare(results, store.run_dir)
     scale = scale_summary(results, comparisons)
 
-    tuned = {t.best_group: t.as_json() for t in results.tuning.values() if t.complete and t.best_group}
+    tuned = _tunings(results)
 
     def change(data: dict) -> None:
         for name, entry in data.get("variants", {}).items():
@@ -42,6 +42,24 @@ def record_comparisons(store: ResultsStore) -> dict:
 
     store.update(change)
     return comparisons
+
+
+def _tunings(results) -> dict[str, dict]:
+    """results.json ``tuning`` per chosen run group: the variant's Tuning, and its sensitivity minus the
+    baseline's (paired by tuning seed; None with one tuning seed: nothing bounds it)."""
+    from .reports.analysis.tuning import sensitivity_difference
+    from .run_groups import cell_name
+
+    out = {}
+    for t in results.tuning.values():
+        if not (t.complete and t.best_group):
+            continue
+        group = results.variant(t.best_group)
+        base = results.tuning.get(cell_name(results.baseline, group.size)) if results.baseline else None
+        d = sensitivity_difference(t, base) if base is not None and base is not t else None
+        out[t.best_group] = {**t.as_json(), "sensitivity_vs_baseline": d and {
+            "n": d.n, "mean": d.mean, "low": d.low, "high": d.high, "values": d.values}}
+    return out
 
 
 def _comparisons(store: ResultsStore) -> dict:
