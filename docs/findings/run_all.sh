@@ -7,24 +7,20 @@ cd "$(dirname "$0")/../.."
 # Widths around the tiny preset (dim 128, 4 layers, 4 heads), small enough for a sweep in ~10 minutes.
 WIDTHS='sizes=[{name: d64, dim: 64}, {name: d96, dim: 96}, {name: d128, dim: 128}]'
 
-sweep() {  # sweep NAME ARGS... : one experiment, timed, figures copied
+sweep() {  # sweep NAME ARGS... : one experiment, timed, its FIGURES (plots/ names) copied
   local name=$1; shift
   echo "== $name: python -m workbench run $* --out runs/findings/$name"
   local start=$SECONDS
   python -m workbench run "$@" --out "runs/findings/$name"
   echo "== $name took $((SECONDS - start)) s"
   mkdir -p "docs/findings/$name"
-  cp runs/findings/"$name"/plots/{multiplier,delta}_vs_compute.png "docs/findings/$name/"
+  for figure in ${FIGURES:-multiplier_vs_compute delta_vs_compute}; do
+    cp "runs/findings/$name/plots/$figure.png" "docs/findings/$name/"
+  done
 }
 
 tuned() {  # tuned NAME ARGS... : one tuned experiment (each variant at its own lr), its tuning figure copied
-  local name=$1; shift
-  echo "== $name: python -m workbench run $* --out runs/findings/$name"
-  local start=$SECONDS
-  python -m workbench run "$@" --out "runs/findings/$name"
-  echo "== $name took $((SECONDS - start)) s"
-  mkdir -p "docs/findings/$name"
-  cp runs/findings/"$name"/plots/tuning.png "docs/findings/$name/"
+  FIGURES=tuning sweep "$@"
 }
 GRID3='tune={multipliers: [0.333333, 1, 3], extend: 1}'  # 1e-3, 3e-3, 9e-3 around the preset's 3e-3
 PLACEMENT_GRID='tune={values: [1.0e-3, 3.0e-3, 1.0e-2], extend: 1}'
