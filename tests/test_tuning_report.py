@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+from test_reports import table_rows
 from workbench.reports import write_report
 
 VOCAB = 512
@@ -61,19 +62,6 @@ def h2(md: str) -> list[str]:
     return [line[3:] for line in md.splitlines() if line.startswith("## ")]
 
 
-def rows(table_md: str, first: str) -> dict[str, list[str]]:
-    """Rows of the first Markdown table whose header starts with ``first``, by their first cell."""
-    lines = table_md.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first} |"))
-    out = {}
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        out[cells[0]] = cells
-    return out
-
-
 FALLING = {0.00075: 4.80, 0.0015: 4.60, 0.003: 4.50, 0.006: 4.45, 0.012: 4.42}  # best on the high edge
 RISING = {0.00075: 4.20, 0.0015: 4.25, 0.003: 4.30, 0.006: 4.40, 0.012: 4.60}  # best on the low edge
 
@@ -110,7 +98,7 @@ def test_the_table_shows_the_chosen_value_and_flags_an_edge_optimum(tmp_path):
     falling = {**FALLING, 0.024: 4.41}  # the extension above was run (extend: 1) and is better still
     md = write_report(make_tuned_dir(tmp_path, {("rmsnorm", None): BOWL, ("layernorm", None): falling,
                                                 ("dyt", None): RISING})).read_text()
-    table = rows(section(md, "Learning rate"), "Variant")
+    table = table_rows(section(md, "Learning rate"), "Variant")
     # BOWL: the parabola through 1.5e-3, 3e-3, 6e-3 (equal steps h = ln 2 in log) has its vertex h/6 above 3e-3
     assert table["rmsnorm"][2:5] == ["3e-3", f"{0.003 * 2 ** (1 / 6):.2e}".replace("e-03", "e-3"), "4.3000"]
     assert table["rmsnorm"][6] == "" and table["rmsnorm"][7] == "complete"
@@ -119,7 +107,7 @@ def test_the_table_shows_the_chosen_value_and_flags_an_edge_optimum(tmp_path):
     assert table["layernorm"][6] == "on the high edge: the optimum may lie above the grid"
     assert table["dyt"][2] == "7.5e-4"  # no extension declared below: flagged at once
     assert table["dyt"][6] == "on the low edge: the optimum may lie below the grid"
-    results_rows = rows(section(md, "Results"), "Variant")
+    results_rows = table_rows(section(md, "Results"), "Variant")
     assert results_rows["layernorm@lr=0.024"][1] == "2.4e-2 (high edge)"
     assert results_rows["rmsnorm@lr=0.003 (baseline)"][1] == "3e-3"
 
@@ -134,11 +122,11 @@ def test_a_diverged_point_is_marked_and_never_starred(tmp_path):
     run_dir = make_tuned_dir(tmp_path, {("rmsnorm", None): BOWL, ("layernorm", None): diverged,
                                         ("dyt", None): {v: DIVERGED for v in GRID}})
     md = write_report(run_dir).read_text()
-    table = rows(section(md, "Learning rate"), "Variant")
+    table = table_rows(section(md, "Learning rate"), "Variant")
     assert table["layernorm"][2] != "3e-3"
     assert "diverged at 3e-3 (counted as the loss at init)" in table["layernorm"][7]
     assert table["dyt"][2] == "—" and "every grid point diverged" in table["dyt"][7]
-    assert not any(name.startswith("dyt") for name in rows(section(md, "Results"), "Variant"))
+    assert not any(name.startswith("dyt") for name in table_rows(section(md, "Results"), "Variant"))
 
     ax = Figure().add_subplot()
     _panel(ax, load_results(run_dir), None, ["rmsnorm", "layernorm", "dyt"])
@@ -154,13 +142,13 @@ def test_an_incomplete_tuning_is_in_progress_with_no_verdict_row(tmp_path):
     md = write_report(make_tuned_dir(tmp_path, {
         ("rmsnorm", None): BOWL, ("layernorm", None): {0.00075: 4.7, 0.0015: 4.5, 0.003: None, 0.006: None, 0.012: None},
         ("dyt", None): waiting_above})).read_text()
-    table = rows(section(md, "Learning rate"), "Variant")
+    table = table_rows(section(md, "Learning rate"), "Variant")
     assert table["layernorm"][7] == "tuning: 2 of 5 points run; no verdict yet"
     assert table["layernorm"][2] == "—" and table["layernorm"][6] == ""
     assert table["dyt"][7].startswith("tuning: 5 of 6 points run (extending the grid above")
     results = section(md, "Results")
     assert "Still tuning, so not compared yet: layernorm (2 of 5 points run), dyt (5 of 6 points run)." in results
-    assert list(rows(results, "Variant")) == ["rmsnorm@lr=0.003 (baseline)"]
+    assert list(table_rows(results, "Variant")) == ["rmsnorm@lr=0.003 (baseline)"]
 
 
 def test_sizes_show_how_the_optimum_moves(tmp_path):
@@ -168,7 +156,7 @@ def test_sizes_show_how_the_optimum_moves(tmp_path):
     md = write_report(make_tuned_dir(tmp_path, {
         ("rmsnorm", "d64"): shifted, ("layernorm", "d64"): shifted,
         ("rmsnorm", "d128"): BOWL, ("layernorm", "d128"): FALLING}, sizes=["d64", "d128"])).read_text()
-    moves = rows(section(md, "Learning rate").split("### How the optimum moves with size")[1], "Variant")
+    moves = table_rows(section(md, "Learning rate").split("### How the optimum moves with size")[1], "Variant")
     assert moves["rmsnorm"] == ["rmsnorm", "6.73e-3", "3.37e-3", "0.50×"]
     assert moves["layernorm"][2] == "1.2e-2 (high edge)"
     assert (tmp_path / "plots" / "tuning.png").exists()
@@ -183,7 +171,7 @@ def test_a_sensitivity_difference_needs_two_tuning_seeds(tmp_path):
     falling2 = {v: [x, x + (0.05 if v == GRID[0] else 0.0)] for v, x in FALLING.items()}
     two = write_report(make_tuned_dir(tmp_path / "two", {("rmsnorm", None): bowl2, ("layernorm", None): falling2},
                                       tuning_seeds=(0, 1))).read_text()
-    row = rows(section(two, "Learning rate").split("### Sensitivity vs the baseline")[1], "Variant")["layernorm"]
+    row = table_rows(section(two, "Learning rate").split("### Sensitivity vs the baseline")[1], "Variant")["layernorm"]
     d = [0.134 - 0.13, 0.144 - 0.13]
     assert row[1] == "rmsnorm" and row[3:] == ["2", "5"]
     half = 12.706 * abs(d[1] - d[0]) / 2  # t(0.975, 1 dof) × std (ddof 1) / sqrt(2)
@@ -195,4 +183,4 @@ def test_another_key_is_named_as_itself(tmp_path):
                                      key="train.weight_decay")).read_text()
     assert h2(md)[:2] == ["Results", "Tuned train.weight_decay"]
     assert "each variant at its own tuned train.weight_decay" in section(md, "Results")
-    assert rows(section(md, "Results"), "Variant")["layernorm@weight_decay=0.003"][1] == "3e-3"
+    assert table_rows(section(md, "Results"), "Variant")["layernorm@weight_decay=0.003"][1] == "3e-3"
