@@ -26,7 +26,7 @@ from workbench.data.settings import DataSettings
 
 SECTIONS = ("model", "data", "train")
 TOP_LEVEL = ("name", "description", "defaults", "imports", "seeds", "baseline", "budget", "sizes", "eval",
-             "equivalence_margin", "reference", "ladder", "sweep", "tune", "variants")
+             "equivalence_margin", "reference", "ladder", "sweep", "tune", "controls", "variants")
 
 # Filled from the data and train sections, not written under model:.
 MODEL_FROM_ELSEWHERE = {"vocab_size": "data.vocab_size", "max_seq_len": "train.seq_len"}
@@ -78,6 +78,9 @@ class TrainSettings:
     lr: float = 3e-3  # peak learning rate (AdamW)
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     warmup_steps: int = 20  # linear warmup; may exceed steps (the LR then never reaches its peak)
+    schedule: str = "cosine"  # cosine | wsd (warm-up, stable, decay: one run serves every horizon of a steps sweep)
+    cooldown: float = 0.2  # wsd: the final fraction of steps that decays the LR
+    cooldown_shape: str = "1-sqrt"  # wsd: 1-sqrt (Hagele et al. 2024) | linear
     weight_decay: float = 0.1  # on matrices only, not norms/biases/embeddings
     beta1: float = 0.9  # AdamW's first-moment decay
     beta2: float = 0.95  # AdamW's second-moment decay
@@ -92,6 +95,7 @@ class TrainSettings:
     devices: Union[int, str] = "auto"  # auto, a count, -1 for all, or "0,1" indices
     strategy: str = "auto"  # auto | ddp | fsdp
     num_nodes: int = 1  # machines; one global step spans devices x num_nodes processes
+    seed_stream: int = 0  # 0: weights drawn from the seed; k > 0: the k-th other draw, same data order (A/A controls)
 
     @classmethod
     def of(cls, train: TrainSettings | Mapping) -> TrainSettings:
@@ -179,6 +183,7 @@ class ExperimentSchema:
     sweep: Dict[str, Any] = field(default_factory=dict)  # one axis instead of sizes: {model.n_layers: [2, 4, 8]}
     tune: Optional[TuneSchema] = None  # a grid of one key per variant: each compared at its own optimum
     ladder: bool = False  # each variant adds one change to the one before: compare each with the previous
+    controls: List[str] = field(default_factory=list)  # [aa]: the baseline against itself under a second seed stream
     eval: EvalSchema = field(default_factory=EvalSchema)
     variants: Dict[str, Any] = field(default_factory=dict)  # NAME -> partial {model:, data:, train:}
     model: ModelSchema = field(default_factory=ModelSchema)  # type: ignore[valid-type]

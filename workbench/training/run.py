@@ -120,6 +120,12 @@ class Run:
         return self.variant.train.tokens_per_step
 
 
+def init_seed(seed: int, stream: int) -> int:
+    """The seed of a run's initial weights: the run's seed itself in stream 0 (every existing run), else a
+    draw of its own per (seed, stream) that no other seed's stream 0 reaches (seeds are below 2**32)."""
+    return seed if stream == 0 else seed + (stream << 32)
+
+
 def build_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) -> Run:
     """Model, Lightning module, trainer and callbacks of one run, and the checkpoint it resumes from
     (refused with RunFolderError when that checkpoint was trained under another config)."""
@@ -133,7 +139,7 @@ def build_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) ->
     keep_run_files(run_dir, variant, seed, data, identity)  # before fit: Lightning writes hparams.yaml only if absent
 
     L.seed_everything(seed, workers=True, verbose=False)
-    model = TransformerLM(config, init_seed=seed)
+    model = TransformerLM(config, init_seed=init_seed(seed, train.seed_stream))
     module = LMModule(model, train, identity)
     tokens_per_step = train.tokens_per_step
     if is_global_zero():  # the custom-scalars layout, once per run folder
