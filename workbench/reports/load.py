@@ -54,6 +54,7 @@ class Variant:
     arch: str = ""  # the experiment's variant this run group trains ('' -> name)
     size: str | None = None  # its size in a scaling sweep
     tuned: dict | None = None  # a tuning grid point: {"key", "value", "step"} (0: the configured grid, -k/+k: extensions)
+    control: str | None = None  # "aa": the baseline's A/A twin (controls: [aa]), a control, not a variant of the design
 
     def __post_init__(self):
         self.arch = self.arch or self.name
