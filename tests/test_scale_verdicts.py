@@ -73,7 +73,7 @@ def summary_of(run_dir: Path) -> dict:
 
 def test_a_flip_between_the_last_two_sizes_is_interpolated_in_log_compute(tmp_path):
     run_dir = sweep(tmp_path, [-0.10, -0.04, 0.02], [2.0, 1.5, 0.8])
-    v = summary_of(run_dir)["v"]
+    v = summary_of(run_dir)["by_arch"]["v"]
     rows = v["by_size"]
     assert [r["size"] for r in rows] == ["s0", "s1", "s2"]
     assert [r["compute"] for r in rows] == [1e12, 1e13, 1e14]
@@ -101,7 +101,7 @@ def test_a_flip_between_the_last_two_sizes_is_interpolated_in_log_compute(tmp_pa
 
 def test_a_trend_towards_zero_is_extrapolated_and_labelled(tmp_path):
     run_dir = sweep(tmp_path, [-0.10, -0.06, -0.03], [2.0, 1.5, 1.2])
-    v = summary_of(run_dir)["v"]
+    v = summary_of(run_dir)["by_arch"]["v"]
     # From -0.06 at 10^13 to -0.03 at 10^14 the line reaches 0 one decade on.
     assert v["crossing"] == {"compute": pytest.approx(1e15), "extrapolated": True}
     assert "reaches zero at 10× the largest compute" in v["crossing_note"]
@@ -112,7 +112,7 @@ def test_a_trend_towards_zero_is_extrapolated_and_labelled(tmp_path):
 
 def test_a_trend_away_from_zero_has_no_crossing_in_range(tmp_path):
     run_dir = sweep(tmp_path, [-0.02, -0.05, -0.09], [1.1, 1.4, 1.9])
-    v = summary_of(run_dir)["v"]
+    v = summary_of(run_dir)["by_arch"]["v"]
     assert v["crossing"] is None and v["crossing_note"].startswith("no crossing in range")
     md = write_report(run_dir).read_text()
     assert "**v:** no crossing in range: Δ keeps its sign and does not shrink from s1 (-0.0500) to s2 (-0.0900)." in md
@@ -141,7 +141,7 @@ def test_scale_summary_is_empty_without_a_sweep_and_skips_missing_comparisons(tm
     results = load_results(run_dir)
     comparisons = compare(results, run_dir)
     del comparisons["v@s1"]
-    got = scale_summary(results, comparisons)["v"]
+    got = scale_summary(results, comparisons)["by_arch"]["v"]
     assert [r["size"] for r in got["by_size"]] == ["s0", "s2"]
     assert got["crossing"]["compute"] == pytest.approx(10 ** (12 + 2 * 0.10 / 0.12))
     results.sizes = ["s0"]
@@ -210,7 +210,7 @@ def test_a_ladder_across_sizes_is_judged_per_rung_and_size(tmp_path):
     results = load_results(run_dir)
     got = compare(results, run_dir)
     assert got["r2@s1"].baseline == "r1@s1" and got["r2@s1"].level == pytest.approx(1 - 0.05 / 3)
-    scale = scale_summary(results, got)
+    scale = scale_summary(results, got)["by_arch"]
     assert list(scale) == ["r1", "r2", "r3"]
     assert [r["mean"] for r in scale["r2"]["by_size"]] == pytest.approx([-0.02, -0.02])
     assert scale["r2"]["crossing"] is None  # the same Δ at both sizes: no trend
@@ -249,4 +249,4 @@ def test_an_arch_with_no_runs_at_any_size_is_left_out(tmp_path):
         data["variants"][f"w@{size}"] = {"flops_per_token": FPT, "config": {}, "arch": "w", "size": size, "runs": []}
     (run_dir / "results.json").write_text(json.dumps(data))
     results = load_results(run_dir)
-    assert sorted(scale_summary(results, compare(results, run_dir))) == ["v"]
+    assert sorted(scale_summary(results, compare(results, run_dir))["by_arch"]) == ["v"]

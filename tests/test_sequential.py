@@ -80,7 +80,7 @@ def test_three_sizes_give_a_verdict_and_multiplier_per_size_and_a_labelled_cross
         comparison = data["variants"][f"ln@n_layers{k}"]["comparison"]
         assert comparison["baseline"] == f"rms@n_layers{k}" and comparison["verdict"] in {"better", "worse", "equivalent", "undecided"}
         assert comparison["compute_multiplier"]["mean"] > 0
-    scale = data["scale"]["ln"]
+    scale = data["scale"]["by_arch"]["ln"]
     assert [row["size"] for row in scale["by_size"]] == ["n_layers1", "n_layers2", "n_layers3"]
     assert scale["crossing"] is None or isinstance(scale["crossing"]["extrapolated"], bool)
     report = (out / "report.md").read_text()

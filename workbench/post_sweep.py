@@ -18,7 +18,8 @@ log = logging.getLogger("workbench")
 
 def record_comparisons(store: ResultsStore) -> dict:
     """Compute every comparison from the runs so far; store each under its variant in results.json, and
-    with several sizes the verdicts across scale (``scale``: per size, and where the effect changes sign).
+    with several sizes the verdicts across scale (``scale``: ``by_arch``, each verdict per size and where its
+    effect changes sign; ``agreement``, how often a smaller size orders the pairs of variants as the largest).
     A tuned variant's ``tuning`` is stored with its chosen run group, the one its comparison uses."""
     from .reports.analysis.comparisons import compare
     from .reports.analysis.scale_verdicts import scale_summary

@@ -34,7 +34,7 @@ def table(results: dict) -> str:
     lines = ["| variant | scale | training FLOPs | Δ val loss [interval] | verdict | compute multiplier [interval] |",
              "|---|---|---|---|---|---|"]
     notes = []
-    for arch, summary in results.get("scale", {}).items():
+    for arch, summary in ((results.get("scale") or {}).get("by_arch") or {}).items():
         if all(row["mean"] is None for row in summary["by_size"]):  # not trained (left out by --variant)
             continue
         for row in summary["by_size"]:

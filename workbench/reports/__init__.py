@@ -5,7 +5,8 @@ and the rendering modules beside it (sections, plots, doc), which only format wh
 ``reports.load`` reads results.json for both.
 
 compare() is also the runner's: after each round of seeds it says which comparisons are still undecided; scale_summary()
-is what it stores as results.json "scale" (each verdict at every size of a sweep, and where its effect changes sign).
+is what it stores as results.json "scale" ("by_arch": each verdict at every size of a sweep, and where its effect changes
+sign; "agreement": how often a smaller size orders the pairs of variants as the largest does).
 write_report() is imported on first use, so the analysis alone loads no matplotlib.
 """
 

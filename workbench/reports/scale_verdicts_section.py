@@ -1,5 +1,6 @@
 """The report's "Verdicts across scale": each arch's verdict, Δ and compute multiplier at every size of a sweep,
-where its Δ changes sign (scale_verdicts.py), and both plotted against training compute."""
+where its Δ changes sign, both plotted against training compute, and how often each smaller size orders the pairs of
+variants as the largest does (decision accuracy); the numbers are scale_verdicts.py's."""
 
 from __future__ import annotations
 
@@ -98,20 +99,67 @@ def _mult(r: dict):
     return None if m is None else (m["mean"], m["low"], m["high"])
 
 
+def share(counts: dict, none: str) -> str:
+    """'67% (2 of 3)', or ``none`` when nothing was counted: a share always carries its k and n."""
+    return none if not counts["n"] else f"{counts['share']:.0%} ({counts['agree']} of {counts['n']})"
+
+
+def _signed(delta: float | None) -> str:
+    return fmt.DASH if delta is None else f"{delta:+.{fmt.LOSS_DIGITS}f}"
+
+
+def _holds(flag: bool | None) -> str:
+    return fmt.DASH if flag is None else "yes" if flag else "no"
+
+
+def _order(pair: dict) -> str:
+    """Whether the pair's order holds: yes / no, 'tie' where a Δ is exactly 0, — where one is missing."""
+    if pair["agrees"] is None and 0 in (pair["delta"], pair["target_delta"]):
+        return "tie"
+    return _holds(pair["agrees"])
+
+
+def agreement_blocks(agreement: dict | None, against: str) -> list[Block]:
+    """Decision accuracy: per smaller size, the share of pairs ordered as at the target and of decided verdicts
+    that hold there, then every pair; [] without one."""
+    if not agreement:
+        return []
+    target = agreement["target"]
+    summary = [[e["size"], share(e["pairs"], "no ordered pairs"), share(e["decided"], "no decided verdicts")]
+               for e in agreement["by_size"]]
+    pairs = [[e["size"], f"{p['second']} − {p['first']}", _signed(p["delta"]), p["verdict"] or fmt.DASH,
+              _signed(p["target_delta"]), _order(p), _holds(p["verdict_holds"])]
+             for e in agreement["by_size"] for p in e["list"]]
+    return [
+        Heading(3, f"Decision accuracy: does a smaller size order the variants as {target} does?"),
+        Para([text(f"Every pair of variants, the {'earlier rung' if against == 'previous rung' else against} first: "
+                   "Δ is the second's mean final val "
+                   "loss minus the first's over the seeds both completed. A pair's order holds when its Δ at the "
+                   f"smaller size has the sign of its Δ at {target}, the largest point (most training FLOPs); DataDecide "
+                   "(Magnusson et al. 2025) calls the share decision accuracy. A decided verdict (better or worse at "
+                   f"the smaller size) holds when Δ at {target} has the decided sign. Pairs without a Δ at either point, "
+                   "and ties (Δ exactly 0), are not counted. Each share gives its k of n: a few pairs say little.")]),
+        Table(["Size", f"Pairs ordered as at {target}", f"Decided verdicts that hold at {target}"], summary),
+        Table(["Size", "Pair (Δ = second − first)", "Δ there", "Verdict there", f"Δ at {target}", "Order holds",
+               "Verdict holds"], pairs, right={2, 4}),
+    ]
+
+
 def scale_verdicts_section(results: Results, scale: dict) -> tuple[list[Block], list[Plot]]:
     """The section and its two plots (a plot without data as skipped, so a stale figure is removed); [] blocks
-    without a sweep of two sizes or more."""
+    without a sweep of two sizes or more. ``scale``: scale_summary()'s {"by_arch", "agreement"}, or {}."""
     against = "previous rung" if results.ladder else "baseline"
+    archs = scale.get("by_arch") or {}
     plots = []
     for (name, title), value, ylabel, at, logy in (
             (MULTIPLIER, _mult, f"compute multiplier vs {against} (log scale)", 1.0, True),
             (DELTA, _delta, f"Δ val loss vs {against} (nats / token)", 0.0, False)):
-        png = _plot(results, scale, value, ylabel, title, at, logy) if scale else None
+        png = _plot(results, archs, value, ylabel, title, at, logy) if archs else None
         plots.append(Plot(name, title, png, None if png else "no comparison has a value and a training compute"))
     if not scale:
         return [], plots
     rows = [[arch, r["size"], fmt.human_flops(r["compute"]), r["verdict"], fmt.interval(r["mean"], r["low"], r["high"]),
-             fmt.multiplier(_multiplier(r["multiplier"]))] for arch, entry in scale.items() for r in entry["by_size"]]
+             fmt.multiplier(_multiplier(r["multiplier"]))] for arch, entry in archs.items() for r in entry["by_size"]]
     blocks: list[Block] = [
         Heading(2, "Verdicts across scale"),
         Para([text(f"Each {'rung' if results.ladder else 'variant'} against the {against} at every size: its verdict, "
@@ -121,10 +169,12 @@ def scale_verdicts_section(results: Results, scale: dict) -> tuple[list[Block], 
                    f"extended from the last two sizes when Δ shrinks towards zero (extrapolated, up to {EXTRAPOLATE:g}× "
                    "the largest compute). It is a point estimate: an effect whose intervals include 0 has no resolved "
                    "sign to change. The plots mark it on the Δ = 0 line and on the 1x multiplier line.")]),
-        Table([("Rung" if results.ladder else "Variant"), "Size", "Training FLOPs", "Verdict",
-               f"Δ val loss vs {against} [interval]", "Compute multiplier"], rows, right={2, 4, 5}),
-        Bullets([_crossing_text(arch, entry) for arch, entry in scale.items()]),
     ]
+    if archs:
+        blocks += [Table([("Rung" if results.ladder else "Variant"), "Size", "Training FLOPs", "Verdict",
+                          f"Δ val loss vs {against} [interval]", "Compute multiplier"], rows, right={2, 4, 5}),
+                   Bullets([_crossing_text(arch, entry) for arch, entry in archs.items()])]
+    blocks += agreement_blocks(scale.get("agreement"), against)
     for p in plots:
         blocks += [Heading(3, p.title),
                    Image(p.title, f"plots/{p.name}.png", p.png) if p.png else Para([text(f"Skipped: {p.skipped}.")])]
