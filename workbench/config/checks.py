@@ -30,6 +30,7 @@ from .blame import Blame
 from .budget import check_budget
 from .errors import ConfigError, did_you_mean, display_path, from_omegaconf
 from .experiment import Experiment
+from .schedule import COOLDOWN_SHAPES, SCHEDULES, decay_start
 from .schema import ACCELERATORS, MODEL_FROM_ELSEWHERE, PRECISIONS, STRATEGIES, VariantSchema, keys_at
 from .sizes import SAFE_NAME, SAFE_NAME_RULE, SEP
 from .specs import SPEC_FORM, ComponentSpec
@@ -222,6 +223,7 @@ class _VariantCheck(Blame):
         self.number("train.grad_clip", lambda x: x >= 0, "a number >= 0 (0: no clipping)")
         for key in ("beta1", "beta2"):
             self.number(f"train.{key}", lambda x: 0 <= x < 1, "a number in [0, 1)")
+        self.check_schedule()
         self.choice("train.precision", PRECISIONS)
         self.choice("train.accelerator", ACCELERATORS)
         self.choice("train.strategy", STRATEGIES)
@@ -231,6 +233,24 @@ class _VariantCheck(Blame):
         if not (devices == "auto" or (isinstance(devices, int) and not isinstance(devices, bool) and (devices >= 1 or devices == -1))
                 or (isinstance(devices, str) and re.fullmatch(r"-1|\d+(,\d+)*,?", devices))):
             self.fail("train.devices", f"invalid value {devices!r}", "auto, a device count >= 1, -1 (all), or indices like '0,1'")
+
+    def check_schedule(self) -> None:
+        """``train.schedule`` and its cool-down: a WSD cool-down has at least one step and starts once the
+        warm-up is over (so every horizon of a steps sweep shares one trajectory up to its decay start)."""
+        schedule = self.choice("train.schedule", SCHEDULES)
+        cooldown = self.number("train.cooldown", lambda x: 0 < x < 1, "a number in (0, 1): the fraction of train.steps that decays")
+        self.choice("train.cooldown_shape", COOLDOWN_SHAPES)
+        if schedule != "wsd":
+            return
+        steps, warmup = self.train.steps, self.train.warmup_steps
+        start = decay_start(steps, cooldown)
+        where = f"the cool-down starts at step {start} = round(train.steps {steps} x (1 - train.cooldown {cooldown:g}))"
+        if start >= steps:
+            self.fail("train.cooldown", f"{cooldown:g} of {steps} steps leaves the wsd cool-down no step ({where})",
+                      f"train.cooldown >= {1 / steps:.3g} (one step of {steps}), or more train.steps", ("train.steps", "train.schedule"))
+        if start < warmup:
+            self.fail("train.warmup_steps", f"{warmup} warm-up steps outlast the stable phase of the wsd schedule ({where})",
+                      f"train.warmup_steps <= {start}, or a shorter train.cooldown", ("train.steps", "train.cooldown", "train.schedule"))
 
     def check_devices(self) -> None:
         """Settings that contradict each other on any machine (a CPU run in fp16, FSDP on CPU); what
