@@ -2,7 +2,9 @@
 dicts, ``train`` typed ``TrainSettings``).
 
 With ``sizes:``, every (variant, size) pair is one Variant named ``<variant>@<size>`` (its ``arch``
-and ``size`` say which); without, ``arch`` is the variant's own name and ``size`` None.
+and ``size`` say which); without, ``arch`` is the variant's own name and ``size`` None. A control
+(``controls.py``) is a Variant with ``control`` set, an arch of its own (``rmsnorm~aa``) that is not a
+variant of the design.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Variant:
     size: str | None = None  # the size of a scaling sweep, or None
     eval_lengths: list[int] = field(default_factory=list)  # eval.lengths in tokens, set by resolution
     point: GridPoint | None = None  # where it sits on its cell's tuning grid; None: not tuned
+    control: str | None = None  # "aa": the baseline's A/A twin (controls.py); None: a variant of the design
 
     def __post_init__(self):
         if self.arch is None:
@@ -105,6 +108,7 @@ class Experiment:
     reference: dict | None = None  # a published result to check the verdicts against
     ladder: bool = False  # each variant adds one change to the one before: compared with the previous one
     tune: Tune | None = None  # a grid per variant (``tune.py``): variants then holds one run group per grid point
+    controls: list[str] = field(default_factory=list)  # controls: [aa]; their run groups follow the variants
 
     @property
     def sequential(self) -> bool:
@@ -113,8 +117,8 @@ class Experiment:
 
     @property
     def archs(self) -> list[str]:
-        """The variants of the experiment file (baseline names one of these), in order."""
-        return list(dict.fromkeys(v.arch for v in self.variants.values()))
+        """The variants of the experiment file (baseline names one of these), in order; controls are not."""
+        return list(dict.fromkeys(v.arch for v in self.variants.values() if v.control is None))
 
     def baseline_cell(self, name: str) -> str:
         """The baseline at the size of run group ``name`` (``baseline`` or ``baseline@size``)."""
@@ -135,7 +139,9 @@ class Experiment:
 
     def to_dict(self) -> dict:
         """Everything resolved, for ``experiment.yaml``; loading that file gives the same experiment
-        (sizes are expanded into ``<variant>@<size>`` variants; budgets give the same steps again)."""
+        (sizes are expanded into ``<variant>@<size>`` variants; budgets give the same steps again; the
+        controls are listed by name and added again on loading, as a tuned variant's grid is)."""
+        design = [v for v in self.variants.values() if v.control is None]
         return {
             "name": self.name,
             "description": self.description,
@@ -148,9 +154,10 @@ class Experiment:
             "reference": copy.deepcopy(self.reference),
             "ladder": self.ladder,
             **({"tune": self.tune.as_dict()} if self.tune else {}),
+            **({"controls": list(self.controls)} if self.controls else {}),
             # a tuned experiment lists each variant at its own value: loading the file expands the grids again
-            "variants": {v.name: v.to_dict() for v in dict((v.cell, v.untuned()) for v in self.variants.values()).values()}
-            if self.tune else {name: v.to_dict() for name, v in self.variants.items()},
+            "variants": {v.name: v.to_dict() for v in dict((v.cell, v.untuned()) for v in design).values()}
+            if self.tune else {v.name: v.to_dict() for v in design},
         }
 
     def tuning_seeds(self) -> list[int]:

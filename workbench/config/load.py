@@ -10,7 +10,8 @@ name or as ``{name: ...}`` replaces the spec below it; ``{option: value}`` witho
 to it (``specs.py``). With ``sizes:`` each variant is merged once per size (a size may not set a key
 the variant or an override sets). Then three steps: ``check_experiment`` (pure: values, names, specs),
 ``resolve_experiment`` (data files, tokenizer vocabulary, model build, ``budget:`` into train.steps,
-eval lengths) and ``check_machine`` (CUDA, flash-attn, precision support: ``run`` only).
+eval lengths) and ``check_machine`` (CUDA, flash-attn, precision support: ``run`` only). Between the first
+two, ``controls:`` adds its run groups (``controls.py``), copies of checked ones.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from omegaconf import OmegaConf
 
 from .checks import check_experiment, outside_range
 from .compose import Composition
+from .controls import add_controls, parse_controls
 from .errors import COMMAND_LINE, ConfigError, did_you_mean
 from .experiment import Experiment, Origins, Variant
 from .files import expand_defaults, read_yaml
@@ -48,7 +50,7 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = (), machine: bo
     if beyond:
         experiment = dataclasses.replace(experiment, variants={n: v for n, v in experiment.variants.items() if n not in beyond})
     check_experiment(experiment)
-    experiment = resolve_experiment(experiment)
+    experiment = resolve_experiment(add_controls(experiment))
     if machine:
         check_machine(experiment)
     return experiment
@@ -204,6 +206,7 @@ def _experiment(path: Path, resolved: dict, origins: Origins, variants: dict[str
         eval={**resolved["eval"], "lengths": [_whole(x) for x in resolved["eval"]["lengths"]]},
         sizes=[s.name for s in sizes] or list(dict.fromkeys(v.size for v in variants.values() if v.size)),
         tune=tune,
+        controls=parse_controls(resolved["controls"], _last_origin(origins, "controls", str(path))),
     )
 
 

@@ -22,7 +22,7 @@ from .errors import COMMAND_LINE, ConfigError, did_you_mean
 from .schema import SECTIONS
 
 TOP_LEVEL_OVERRIDES = ("name", "description", "imports", "seeds", "baseline", "budget", "sizes", "sweep", "ladder",
-                       "equivalence_margin", "tune")
+                       "equivalence_margin", "tune", "controls")
 TOP_LEVEL_MAPPINGS = ("budget", "eval", "seeds", "tune")  # top-level keys whose own keys may be set: budget.flops=1e13, seeds.max=8
 _KEY = re.compile(r"^[A-Za-z_][\w.\-]*$")
 
