@@ -46,6 +46,8 @@ def variant_summary(variant, vocab_size: int) -> dict:
         info.update(arch=variant.arch, size=variant.size)
     if variant.point is not None:
         info["tuned"] = variant.point.as_json()
+    if variant.control is not None:  # a control of controls: (the A/A twin), not a variant of the design
+        info["control"] = variant.control
     return info
 
 
@@ -133,7 +135,7 @@ def register(experiment, data: dict, folder: RunFolder, idents: dict, restart: l
               "seed_policy": {**experiment.seed_policy, "alpha": SeedPolicy.alpha},
               "equivalence_margin": experiment.equivalence_margin or DEFAULT_MARGIN, "reference": experiment.reference,
               "ladder": experiment.ladder, "budget": experiment.budget, "eval": experiment.eval,
-              "sizes": list(experiment.sizes), "tune": tune}
+              "sizes": list(experiment.sizes), "tune": tune, "controls": list(experiment.controls)}
     folder.register(header, experiment.to_dict(), variants, restart)
     environment = current_environment(experiment.imports)
     folder.store.update(lambda results: remember_environment(results, environment))
