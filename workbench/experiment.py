@@ -20,6 +20,7 @@ from .data import DataError, DataSettings, check_sizes, prepare
 from .distributed import is_global_zero
 from .environment import current_environment, remember_environment
 from .fileio import STORAGE_ERRORS
+from .horizon_sweep import Horizons
 from .post_sweep import log_verdicts, record_comparisons, record_samples, record_speed, undecided
 from .results import ResultsStore
 from .run_folder import RunFolder, RunFolderError, identity, run_label
@@ -146,17 +147,24 @@ class _Sweep:
 
     def __init__(self, experiment, data: dict, folder: RunFolder, idents: dict, lead: bool):
         self.experiment, self.data, self.folder, self.idents, self.lead = experiment, data, folder, idents, lead
+        self.horizons = Horizons(experiment, folder)  # WSD steps sweeps: shorter horizons branch off longer ones
 
     def claim(self, name: str, seed: int, wait: bool):
         """The run's lock, checked against the variant's registration (rank 0 only: the others follow it)."""
         return self.folder.claim_run(name, seed, self.idents[name], wait) if self.lead else nullcontext(True)
 
     def train_round(self, plan: list[tuple[str, int]]) -> None:
-        """Train ``plan``'s runs. A run another process holds (its lock) is skipped, then waited for at the
-        end and trained here if that process did not finish it."""
+        """Train ``plan``'s runs, a WSD horizon family's longest first (``horizon_sweep``). A run another process
+        holds (its lock) is skipped, with the shorter runs of its family, then waited for at the end and trained
+        here if that process did not finish it."""
         held: list[tuple[str, int]] = []
+        plan = self.horizons.order(plan)
         for i, (name, seed) in enumerate(plan, 1):
             label = f"run {i}/{len(plan)} {run_label(name, seed)}"
+            if self.horizons.waits(name, seed, held):
+                log.info("[%s] a longer horizon it branches off is training elsewhere: waits for it", label)
+                held.append((name, seed))
+                continue
             with self.claim(name, seed, wait=False) as mine:
                 if not mine:
                     log.info("[%s] another process is training it: skipped for now", label)
@@ -177,7 +185,8 @@ class _Sweep:
             return
         log.info("[%s] training", label)
         try:
-            record = train_run(self.experiment.variants[name], seed, self.data[name], self.folder.root, label)
+            record = train_run(self.experiment.variants[name], seed, self.data[name], self.folder.root, label,
+                               self.horizons.horizon(name, seed))
         except (KeyboardInterrupt, RunFolderError):
             raise
         except OSError as exc:

@@ -50,6 +50,9 @@ class RunRecord:
     error: str | None = None
     identity: str | None = None  # run_folder.identity fingerprint the run was trained under
     resumed_from_step: int | None = None
+    branched_from: str | None = None  # a WSD horizon branch: the longer run (run group, same seed) it started from
+    branch_step: int | None = None  # ... at this step, its decay start
+    trained_steps: int | None = None  # steps this run trained itself: a branch its cool-down, any other run its steps
     tuned_value: float | None = None  # the run group's value of the tuned key (a tuned experiment's grid point)
     tokenizer: str | None = None  # the run folder's tokenizer file, relative to the folder
     final_val_loss: float | None = None  # the whole validation split (capped), completed runs only

@@ -30,6 +30,21 @@ def eval_schedule(steps: int, every: int) -> frozenset[int]:
     return frozenset(set(range(every, steps + 1, every)) | dense | {steps})
 
 
+def records_train_loss(step: int, log_every: int, checkpoint_every: int, eval_steps: frozenset[int]) -> bool:
+    """Whether a run records its training loss at ``step``: logging, evaluation and checkpoint steps."""
+    return step % log_every == 0 or step in eval_steps or step % checkpoint_every == 0
+
+
+def curves_as_recorded(curves: dict, train: TrainSettings, upto: int) -> dict:
+    """The points of ``curves`` at steps <= ``upto`` that a run under ``train`` records itself: how a WSD
+    branch takes over its trunk's curves (the same trajectory up to ``upto``; the trunk evaluates at the
+    branch's steps too, ``training.branch``), so its metrics.json is the one its own run would have written."""
+    evals = eval_schedule(train.steps, train.eval_every)
+    return {"train": [p for p in curves["train"]
+                      if p["step"] <= upto and records_train_loss(p["step"], train.log_every, train.checkpoint_every, evals)],
+            "val": [p for p in curves["val"] if p["step"] <= upto and p["step"] in evals]}
+
+
 @dataclass
 class StepStats:
     """The latest logging step, as the progress bar and the log lines show it."""
@@ -57,17 +72,22 @@ class RunRecorder(L.Callback):
     ``trainer.global_step``, the step axis of the validation loss too; with ``plain_lines`` (no
     terminal for a progress bar) it also logs one line with loss, lr and tokens/s.
 
-    Its state (curves, timing) travels in every checkpoint, so a resumed run continues from exactly
-    the checkpoint's step: metrics.json is an output, rewritten from that state, never read back.
+    Its state (curves, timing, and for a WSD branch the run it branched from) travels in every checkpoint,
+    so a resumed run continues from exactly the checkpoint's step: metrics.json is an output, rewritten
+    from that state, never read back. ``also_evaluate``: more validation steps (a WSD trunk's: where the
+    shorter horizons branching off it evaluate before their cool-downs).
     """
 
+    STATE_KEY = "RunRecorder"  # its entry in a checkpoint's callback states (Lightning's default for the class)
+
     def __init__(self, metrics_path: Path, val_batches, train: TrainSettings | Mapping, label: str, tokens_per_step: int,
-                 flops_per_token: int = 0, plain_lines: bool = False, clock=time.perf_counter):
+                 flops_per_token: int = 0, plain_lines: bool = False, clock=time.perf_counter,
+                 also_evaluate: frozenset[int] = frozenset()):
         self.clock = clock  # seconds, monotonic: injected by tests
         self.path = Path(metrics_path)
         self.val_batches = val_batches
         train = TrainSettings.of(train)
-        self.eval_steps = eval_schedule(train.steps, train.eval_every)
+        self.eval_steps = eval_schedule(train.steps, train.eval_every) | also_evaluate
         self.log_every = train.log_every
         self.checkpoint_every = train.checkpoint_every
         self.total_steps = train.steps
@@ -78,6 +98,7 @@ class RunRecorder(L.Callback):
         self.last: StepStats | None = None
         self.peak_flops: float | None = None  # per device, set at train start where known (MFU)
         self.curves = {"train": [], "val": []}
+        self.branched_from: dict | None = None  # a WSD branch: {"run_group": the trunk, "step": its decay start}
         self.train_time = 0.0
         self.timed_steps = 0
         self.earlier_wall_s = 0.0  # wall time of the sessions before this one (from the checkpoint)
@@ -88,14 +109,19 @@ class RunRecorder(L.Callback):
         self._window_steps = 0
 
     # -- checkpointed state ----------------------------------------------------------------------
+    @property
+    def state_key(self) -> str:
+        return self.STATE_KEY
+
     def state_dict(self) -> dict:
         return {"curves": self.curves, "train_time": self.train_time, "timed_steps": self.timed_steps,
-                "wall_time_s": self.wall_time_s}
+                "wall_time_s": self.wall_time_s, "branched_from": self.branched_from}
 
     def load_state_dict(self, state: dict) -> None:
         self.curves = {k: list(state["curves"][k]) for k in ("train", "val")}
         self.train_time, self.timed_steps = float(state["train_time"]), int(state["timed_steps"])
         self.earlier_wall_s = float(state["wall_time_s"])
+        self.branched_from = state.get("branched_from")  # absent from checkpoints written before branching
 
     @property
     def wall_time_s(self) -> float:
@@ -125,7 +151,7 @@ class RunRecorder(L.Callback):
         step = trainer.global_step
         checkpoint_due = step % self.checkpoint_every == 0
         evaluate_now = step in self.eval_steps
-        if step % self.log_every == 0 or evaluate_now or checkpoint_due:
+        if records_train_loss(step, self.log_every, self.checkpoint_every, self.eval_steps):
             # The only host sync of a step, and only on logging/eval/checkpoint steps. This callback
             # runs before ModelCheckpoint, so non-finite weights never reach a checkpoint.
             loss = float(outputs["loss"])

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from components import TransformerConfig, TransformerLM
 from ..config.budget import world_size
+from ..config.schedule import decay_start
 from ..config.schema import TrainSettings, variant_defaults
 from ..config.specs import flat_config
 from ..data import TokenData, batch_fingerprint, val_batches
@@ -36,6 +37,7 @@ from ..run_record import RunRecord
 from . import tensorboard
 from .allocator import keep_freed_memory
 from .batches import StepBatches
+from .branch import Horizon, KeepBranchPoints, branch_points, start_branch
 from .callbacks import RunRecorder
 from .checkpoint_io import resume_checkpoint
 from .interrupt import interrupt_as_sigterm
@@ -120,20 +122,38 @@ class Run:
         return self.variant.train.tokens_per_step
 
 
+def replay_curves(logger: TensorBoardLogger, curves: dict) -> None:
+    """A branch's curve points taken over from its trunk into its own TensorBoard events (training loss,
+    learning rate, validation loss), so its curves there start at step 0 as every other run's do."""
+    for point in curves["train"]:
+        logger.log_metrics({tensorboard.TRAIN_LOSS: point["loss"], tensorboard.LR: point["lr"]}, step=point["step"])
+    for point in curves["val"]:
+        logger.log_metrics({tensorboard.VAL_LOSS: point["loss"]}, step=point["step"])
+
+
 def init_seed(seed: int, stream: int) -> int:
     """The seed of a run's initial weights: the run's seed itself in stream 0 (every existing run), else a
     draw of its own per (seed, stream) that no other seed's stream 0 reaches (seeds are below 2**32)."""
     return seed if stream == 0 else seed + (stream << 32)
 
 
-def build_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) -> Run:
+def build_run(variant, seed: int, data: TokenData, run_dir: Path, label: str, horizon: Horizon = Horizon()) -> Run:
     """Model, Lightning module, trainer and callbacks of one run, and the checkpoint it resumes from
-    (refused with RunFolderError when that checkpoint was trained under another config)."""
+    (refused with RunFolderError when that checkpoint was trained under another config). ``horizon``: its
+    WSD horizon family (``training.branch``): checkpoints it keeps for shorter horizons, and, when its own
+    checkpoints are not past its decay start, the longer runs whose checkpoint there it may start from."""
     train = variant.train
     folder = RunFolder(run_dir).seed_dir(variant.name, seed)
     config = variant.transformer_config(data.tokenizer.vocab_size)
     identity = run_identity(variant, data, config)
     resume, resumed_step = resume_checkpoint(folder / "checkpoints", identity)
+    inherited = None  # a branch's curves up to its decay start, taken over from its trunk
+    if horizon.trunks and resumed_step < decay_start(train.steps, train.cooldown):
+        branched = start_branch(horizon, train, identity, folder / "checkpoints", label)
+        if branched is None:
+            log.info("[%s] no longer horizon holds a checkpoint at its decay start: trains from scratch", label)
+        else:
+            resume, resumed_step, inherited = branched
     if resume:
         log.info("[%s] resuming from %s (step %d)", label, resume.name, resumed_step)
     keep_run_files(run_dir, variant, seed, data, identity)  # before fit: Lightning writes hparams.yaml only if absent
@@ -148,11 +168,16 @@ def build_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) ->
         save_dir=str(run_dir), name=variant.name, version=folder.name, default_hp_metric=False,
         **({"purge_step": resumed_step} if resume else {}),
     )
+    if inherited is not None:
+        replay_curves(logger, inherited)
     interactive = sys.stderr.isatty()  # a terminal shows a progress bar; a log file gets plain lines
+    keep, also_evaluate = branch_points(horizon)
     recorder = RunRecorder(folder / "metrics.json", val_batches(data.val, train.batch_size, train.seq_len, train.eval_batches),
                            train, label, tokens_per_step, flops_per_token=model.flops_per_token(train.seq_len),
-                           plain_lines=not interactive)
+                           plain_lines=not interactive, also_evaluate=also_evaluate)
     callbacks = run_callbacks(recorder, folder / "checkpoints", train.checkpoint_every)
+    if keep:
+        callbacks.insert(callbacks.index(recorder) + 1, KeepBranchPoints(folder / "checkpoints", keep))
     if interactive:
         callbacks.append(RunProgressBar(label, recorder))
     trainer = build_trainer(train, train.steps, logger, callbacks, progress_bar=interactive)
@@ -208,9 +233,11 @@ def record_run(run: Run, status: str, error: str | None) -> RunRecord:
         log.warning("[%s] %d processes trained, train.devices x num_nodes gave %d: a budget resolved into train.steps "
                     "is off by that factor (train_flops records what was trained)", run.label, trainer.world_size, world_size(train))
     steps, tokens = trainer.global_step, trainer.global_step * run.tokens_per_step * trainer.world_size
+    branched = recorder.branched_from or {}
     record = RunRecord(
         seed=run.seed, status=status, error=error, identity=run.module.identity["fingerprint"],
         resumed_from_step=run.resumed_step or None, tokenizer=tokenizer_file(run.data),
+        branched_from=branched.get("run_group"), branch_step=branched.get("step"), trained_steps=steps - branched.get("step", 0),
         tuned_value=run.variant.point.value if run.variant.point is not None else None,
         final_val_loss=final_val,
         last_val_loss=final_val if completed else recorder.final_val_loss,
@@ -258,8 +285,9 @@ def _length_eval(run: Run) -> dict:
     return {"length_eval": lengths, "length_eval_notes": notes}
 
 
-def train_run(variant, seed: int, data: TokenData, run_dir: Path, label: str) -> RunRecord:
-    """Train ``variant`` (a workbench.config.Variant) with ``seed``; return its run record."""
-    run = build_run(variant, seed, data, run_dir, label)
+def train_run(variant, seed: int, data: TokenData, run_dir: Path, label: str, horizon: Horizon = Horizon()) -> RunRecord:
+    """Train ``variant`` (a workbench.config.Variant) with ``seed``; return its run record. ``horizon``: its
+    WSD horizon family, where it keeps checkpoints for shorter horizons and may start from a longer one."""
+    run = build_run(variant, seed, data, run_dir, label, horizon)
     status, error = fit_run(run)
     return record_run(run, status, error)
