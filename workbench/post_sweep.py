@@ -71,7 +71,11 @@ def _comparisons(store: ResultsStore) -> dict:
 
 
 def undecided(experiment, store: ResultsStore, names: list[str]) -> list[str]:
-    """Run groups to give one more seed: the selected ones whose comparison is undecided, and their baselines."""
+    """Run groups to give one more seed: the selected ones whose comparison is undecided, and their baselines.
+
+    An A/A control (``controls: [aa]``) is one of them: it gets seeds while undecided, as a variant does, until
+    it is equivalent (or the policy's max), so its verdict checks the procedure the variants went through,
+    sequential looks included, not a shorter one."""
     from .reports.analysis.verdicts import UNDECIDED
 
     comparisons = record_comparisons(store) if is_global_zero() else _comparisons(store)

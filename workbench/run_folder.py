@@ -28,7 +28,7 @@ from typing import Iterator
 
 from .fileio import locked, read_json, remove_stale_temps, write_json, write_text
 from .folder_safety import LIMITS, RunFolderError, check_variant_name, read_regular
-from .run_groups import entry_cell
+from .run_groups import cell_name, entry_cell
 from .run_record import FINISHED, RunRecord
 from .results import ResultsStore, changed_keys, comparable, describe_changes, with_defaults
 
@@ -405,7 +405,7 @@ def rebuild_results(run_dir: str | Path, defaults: dict | None = None) -> dict:
             "seeds": seeds, "seed_policy": {"alpha": 0.05, **policy},
             "equivalence_margin": spec.get("equivalence_margin"), "reference": spec.get("reference"),
             "ladder": bool(spec.get("ladder")), "budget": spec.get("budget"), "eval": spec.get("eval", {}),
-            "sizes": sizes, "tune": tune, "variants": variants, "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "sizes": sizes, "tune": tune, "controls": spec.get("controls") or [], "variants": variants, "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     with locked(folder.root / ".results.lock"):  # the old file is read for its samples only: it may be what is broken
         data["samples"] = _kept_samples(folder, variants)
         write_json(folder.results_file, data)
@@ -432,18 +432,29 @@ def _kept_samples(folder: RunFolder, variants: dict) -> dict | None:
 
 
 def _run_groups(folder: RunFolder, spec: dict) -> list[str]:
-    """The run groups experiment.yaml registers: its variants, or for a tuned experiment (which lists each
-    variant once, at its own value) the grid points registered in the folder, by variant then value."""
-    if not isinstance(spec.get("tune"), dict):
-        return list(spec["variants"])
-    points = []
+    """The run groups experiment.yaml registers, in the experiment's order: its variants (for a tuned experiment,
+    which lists each variant once at its own value, the grid points registered in the folder, by variant then
+    value), then the run groups of its ``controls`` registered in the folder (it lists the controls, not their
+    run groups), by the baseline cell each copies. A control the file no longer lists is left out, as a variant is."""
+    cells = list(spec["variants"])
+    tuned = isinstance(spec.get("tune"), dict)
+    controls = spec.get("controls") if isinstance(spec.get("controls"), list) else []
+    if not (tuned or controls):
+        return cells
+    found = []
     for child in sorted(folder.root.iterdir()) if folder.root.is_dir() else []:
         info = folder.registered(child.name) if child.is_dir() and not child.name.startswith(".") else None
-        tuned = (info or {}).get("tuned")
-        if isinstance(tuned, dict) and isinstance(tuned.get("value"), (int, float)):
-            if entry_cell(info) in spec["variants"]:
-                points.append((list(spec["variants"]).index(entry_cell(info)), tuned["value"], child.name))
-    return [name for _, _, name in sorted(points)]
+        point = (info or {}).get("tuned")
+        value = point.get("value") if isinstance(point, dict) else None
+        if not isinstance(info, dict) or tuned != isinstance(value, (int, float)):
+            continue
+        if info.get("control") is not None:
+            copied = cell_name(str(spec.get("baseline")), None if info.get("size") is None else str(info["size"]))
+            if info["control"] in controls and copied in cells:
+                found.append((1, cells.index(copied), value or 0, child.name))
+        elif tuned and entry_cell(info) in cells:
+            found.append((0, cells.index(entry_cell(info)), value, child.name))
+    return ([] if tuned else cells) + [name for *_, name in sorted(found)]
 
 
 def _rebuild_spec(folder: RunFolder) -> dict:

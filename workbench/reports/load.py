@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,8 @@ class Results:
         return next((v for v in self.variants if v.name == name), None)
 
     def baseline_for(self, variant: Variant) -> Variant | None:
-        """The run group ``variant`` is compared with: the baseline at the same size."""
+        """The run group ``variant`` is compared with: the baseline at the same size (for an A/A control, the
+        run group it copies)."""
         if self.baseline is None:
             return None
         return next((v for v in self.variants if (v.arch == self.baseline or v.name == self.baseline)
@@ -106,17 +107,35 @@ class Results:
         return next((v for v in self.variants if v.arch == arch and v.size == size), None)
 
     def previous_rung(self, variant: Variant) -> Variant | None:
-        """The run group of the arch before ``variant``'s (in results order) at the same size; None for the first."""
+        """The run group of the arch before ``variant``'s (in results order) at the same size; None for the first.
+        A control is no rung: it is compared with the run group it copies (``baseline_for``)."""
+        if variant.control is not None:
+            return self.baseline_for(variant)
         i = self.archs.index(variant.arch)
         return self.group(self.archs[i - 1], variant.size) if i else None
 
     def first_rung(self, variant: Variant) -> Variant | None:
-        """The run group of the first arch at ``variant``'s size (``variant`` itself for the first rung)."""
-        return self.group(self.archs[0], variant.size)
+        """The run group of the first arch at ``variant``'s size (``variant`` itself for the first rung; for a
+        control, the run group it copies)."""
+        return self.baseline_for(variant) if variant.control is not None else self.group(self.archs[0], variant.size)
 
     @property
     def archs(self) -> list[str]:
-        return list(dict.fromkeys(v.arch for v in self.variants))
+        """The variants of the design, in results order: every run group's arch but the controls'."""
+        return list(dict.fromkeys(v.arch for v in self.variants if v.control is None))
+
+    @property
+    def controls(self) -> list[Variant]:
+        """The control run groups (``controls: [aa]``), in results order."""
+        return [v for v in self.variants if v.control is not None]
+
+    def design(self) -> Results:
+        """These results without the controls' run groups and tunings: what a section about the design's
+        variants reads (the tuning section)."""
+        controls = {v.cell for v in self.grid + self.variants if v.control is not None}
+        return replace(self, variants=[v for v in self.variants if v.control is None],
+                       grid=[v for v in self.grid if v.control is None],
+                       tuning={cell: t for cell, t in self.tuning.items() if cell not in controls})
 
 
 def _seed(value: Any, path: Path) -> int:
@@ -205,7 +224,7 @@ def load_results(run_dir: str | Path) -> Results:
                                 as_number(entry.get("non_embedding_params")), as_number(entry.get("flops_per_token")), runs,
                                 entry.get("data") if isinstance(entry.get("data"), dict) else {},
                                 str(entry.get("arch") or name), str(size) if size is not None else None,
-                                _tuned(entry.get("tuned"))))
+                                _tuned(entry.get("tuned")), _control(entry.get("control"), name, path)))
     all_seeds = list(dict.fromkeys(seeds + [r.seed for v in variants for r in v.runs]))
     named = data.get("baseline")
     named = str(named) if named is not None else None
@@ -229,6 +248,13 @@ def load_results(run_dir: str | Path) -> Results:
                    _margin(data.get("equivalence_margin"), path),
                    _optional_object(data, "reference", path), _optional_object(data, "speed", path),
                    data.get("ladder") is True, _optional_object(data, "samples", path), spec, tuning, grid)
+
+
+def _control(raw: Any, name: str, path: Path) -> str | None:
+    """A run group's ``control`` (``aa``: the baseline's A/A twin); None for a variant of the design."""
+    if raw is not None and not isinstance(raw, str):
+        raise ReportError(f"{path}: malformed: variants.{name}.control must be a string such as \"aa\", got {raw!r}")
+    return raw or None
 
 
 def _tuned(raw: Any) -> dict | None:

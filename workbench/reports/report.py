@@ -12,6 +12,7 @@ from . import sections
 from . import tuning_section as tuning_report
 from .analysis.comparisons import compare, cumulative
 from .compute import attention_section, compute_section
+from .control_section import control_section
 from .doc import to_html, to_markdown
 from .ladder import ladder_section
 from .literature import literature_section
@@ -48,7 +49,7 @@ def write_report(run_dir: str | Path) -> Path:
     summaries = summarize_all(results, comparisons)
     order = table_order(results)
     plots = make_plots(results, curves, summaries)
-    tuning_blocks, tuning_plot = tuning_report.tuning_section(results)
+    tuning_blocks, tuning_plot = tuning_report.tuning_section(results.design())
     scaling_blocks, scaling_plot = scaling_report.scaling_section(results)
     length_blocks, length_plot = length_report.lengths_section(order)
     speed_blocks = speed_section(results, order)
@@ -57,6 +58,7 @@ def write_report(run_dir: str | Path) -> Path:
     against = "previous rung" if results.ladder else "baseline"
     blocks = (sections.header(results, no_curves)
               + sections.results_section(summaries, bool(speed_blocks), against, results=results)
+              + control_section(results, comparisons)
               + ladder_section(results, comparisons, to_first) + tuning_blocks
               + sections.how_to_read(str(run_dir), results, comparisons)
               # published claims are against the baseline: a ladder's rungs are checked by their cumulative view
