@@ -5,13 +5,17 @@ Runs: an untuned experiment trains every run group at its first ``seed_policy["m
 every cell at the tuning seeds, the declared extension points only while an optimum sits on that
 edge, and the verdict seeds at each cell's optimum, where its tuning runs already count.
 
-Time: a run's training FLOPs (steps x batch x seq_len x ``flops_per_token``, which counts forward and
-backward) over a throughput measured on one machine, plus a fixed overhead per run. An estimate only.
+Time: a run's training FLOPs (the steps it trains x batch x seq_len x ``flops_per_token``, which counts
+forward and backward) over a throughput measured on one machine, plus a fixed overhead per run. A WSD horizon
+branch trains only its cool-down (``horizon_sweep``), assumed branched wherever its family trains together
+(a verdict seed whose horizons tune to different optima trains from scratch instead). An estimate only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from .horizon_sweep import trained_steps
 
 # From the main job recorded in docs/main-job.md (2026-12-06, 2-core AMD EPYC with avx512_bf16, torch
 # CPU, fp32; `python -m workbench run experiments/ablate_norm.yaml`): 4 runs of 200 steps x 32 x 128 tokens
@@ -48,20 +52,21 @@ def planned_runs(experiment) -> list[Planned]:
     return out + [Planned(v, "verdict", max(0, low - tuning), max(0, high - tuning)) for v in cells.values()]
 
 
-def training_flops(variant, per_token: dict | None = None) -> float:
-    """Training FLOPs of one run: steps x tokens per step x FLOPs per token (forward + backward).
-    ``per_token`` caches FLOPs/token by model config (grid points of train.lr share one model)."""
+def training_flops(variant, per_token: dict | None = None, steps: int | None = None) -> float:
+    """Training FLOPs of one run: steps (``train.steps`` unless given) x tokens per step x FLOPs per token
+    (forward + backward). ``per_token`` caches FLOPs/token by model config (grid points of train.lr share one model)."""
     train = variant.train
+    steps = train.steps if steps is None else steps
     key = repr((sorted(variant.model.items()), variant.data["vocab_size"], train.seq_len))
     cache = {} if per_token is None else per_token
     if key not in cache:
         cache[key] = variant.meta_model().flops_per_token(train.seq_len)
-    return float(train.steps) * train.batch_size * train.seq_len * cache[key]
+    return float(steps) * train.batch_size * train.seq_len * cache[key]
 
 
-def run_seconds(variant, per_token: dict | None = None) -> float:
-    """Estimated wall seconds of one run on the measured machine."""
-    return RUN_OVERHEAD_S + training_flops(variant, per_token) / MEASURED_FLOPS
+def run_seconds(variant, per_token: dict | None = None, steps: int | None = None) -> float:
+    """Estimated wall seconds of one run (of ``steps`` trained steps) on the measured machine."""
+    return RUN_OVERHEAD_S + training_flops(variant, per_token, steps) / MEASURED_FLOPS
 
 
 @dataclass(frozen=True)
@@ -82,9 +87,11 @@ def estimate(experiment) -> Estimate:
     plan = planned_runs(experiment)
     cost: dict[str, float] = {}
     per_token: dict = {}
+    trained = {name: steps for kind in ("tuning", "verdict")  # each stage's horizons branch off its own trunks
+               for name, steps in trained_steps(p.variant for p in plan if p.kind == kind).items()}
     for p in plan:
         if p.most and p.variant.name not in cost:
-            cost[p.variant.name] = run_seconds(p.variant, per_token)
+            cost[p.variant.name] = run_seconds(p.variant, per_token, trained[p.variant.name])
     return Estimate(tuning=sum(p.first for p in plan if p.kind == "tuning"),
                     verdict=sum(p.first for p in plan if p.kind == "verdict"),
                     most=sum(p.most for p in plan),

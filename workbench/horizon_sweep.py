@@ -64,6 +64,19 @@ def trained_steps(variants: Iterable) -> dict[str, int]:
     return out
 
 
+def family_costs(variants: Iterable) -> list[tuple[list[int], int, int]]:
+    """Per horizon family among ``variants``: (its horizons, longest first; the steps it trains per seed; the
+    steps its runs would train as separate runs)."""
+    variants = list(variants)
+    trained, out, seen = trained_steps(variants), [], set()
+    for members in families(variants).values():
+        if id(members) not in seen:
+            seen.add(id(members))
+            out.append(([m.train.steps for m in members], sum(trained[m.name] for m in members),
+                        sum(m.train.steps for m in members)))
+    return out
+
+
 class Horizons:
     """The horizon families of one experiment, for the runner: the order runs train in, and each run's place."""
 

@@ -4,7 +4,8 @@ The baseline in full, with the sizes the config leaves to a rule resolved (K/V h
 width); then each variant as only what differs from its baseline, with its parameters and FLOPs/token
 against the baseline's. ``--full`` lists every key of every variant instead. ``show`` skips the machine
 checks (``workbench.config.machine``): what training needs beyond a CPU is one line, and whether this
-machine has it. Then how many runs ``run`` trains and a rough CPU time (``workbench.estimate``). A tuned
+machine has it. Then how many runs ``run`` trains (for a WSD steps sweep, how many steps: its shorter horizons
+branch off the longest, ``workbench.horizon_sweep``) and a rough CPU time (``workbench.estimate``). A tuned
 experiment shows each variant once, at its own value, with its grid on a ``tune:`` line.
 """
 
@@ -16,6 +17,7 @@ from . import estimate as est
 from .config.machine import machine_needs, machine_problems
 from .config.specs import format_value
 from .experiment import variant_summary
+from .horizon_sweep import family_costs
 
 WIDTH = 100
 
@@ -197,6 +199,23 @@ def runs_line(experiment, estimate: est.Estimate) -> str:
             + (f"; {more})" if more else ")"))
 
 
+def horizons_line(experiment) -> str | None:
+    """``steps trained: 460 per variant and seed (700 as separate runs, 66%): ...`` for a WSD steps sweep,
+    whose shorter horizons branch their cool-downs off the longest (``horizon_sweep``); None without one."""
+    shown = [v for v in experiment.variants.values() if v.point is None or v.point.step == 0]
+    costs = family_costs(shown)
+    if not costs:
+        return None
+    trained, separate = sum(c[1] for c in costs), sum(c[2] for c in costs)
+    if len(set((tuple(h), t, s) for h, t, s in costs)) == 1:
+        horizons, trained, separate = costs[0]
+        unit = "grid point" if experiment.tune is not None else "variant"
+        return (f"steps trained: {trained} per {unit} and seed ({separate} as separate runs, {trained / separate:.0%}): "
+                f"wsd horizons {sorted(horizons)} branch their cool-downs off the longest")
+    return (f"steps trained: {trained} per seed in {len(costs)} horizon sweeps ({separate} as separate runs, "
+            f"{trained / separate:.0%}): shorter wsd horizons branch their cool-downs off the longest")
+
+
 def estimate_line(experiment, estimate: est.Estimate) -> str:
     """The estimated CPU time, labelled as one, with a caveat where the runs are not fp32 on a CPU."""
     most = f" (up to {_duration(estimate.most_seconds)})" if estimate.most_seconds > estimate.seconds else ""
@@ -218,7 +237,8 @@ def show_lines(experiment, full: bool = False) -> list[str]:
     machine = machine_line(experiment)
     estimate = est.estimate(experiment)
     head += ([machine] if machine else []) + (tune_lines(experiment) if experiment.tune else [])
-    head += [runs_line(experiment, estimate), estimate_line(experiment, estimate)]
+    horizons = horizons_line(experiment)
+    head += [runs_line(experiment, estimate)] + ([horizons] if horizons else []) + [estimate_line(experiment, estimate)]
     shown = experiment
     if experiment.tune is not None:  # each variant once, at its own value: the grid is on the tune: line
         cells = {v.cell: v.untuned() for v in experiment.variants.values()}
