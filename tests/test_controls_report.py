@@ -117,3 +117,18 @@ def test_a_tuned_twin_is_compared_at_its_optimum_and_kept_out_of_the_tuning_sect
     md = write_report(run_dir).read_text()
     assert "rmsnorm~aa" not in section(md, "Learning rate") and "| layernorm |" in section(md, "Learning rate")
     assert "**A/A control:** rmsnorm vs itself under a second seed stream (rmsnorm~aa@lr=0.003)" in md
+
+
+def test_an_undecided_aa_gets_the_next_seed_like_a_variant(tmp_path):
+    from types import SimpleNamespace
+
+    from workbench.post_sweep import undecided
+    from workbench.results import ResultsStore
+
+    noisy = [b + e for b, e in zip(BASE, [0.2, -0.2, 0.05])]  # no verdict yet: another seed is due
+    run_dir = write(tmp_path, {"base": group(BASE), "v": group(shifted(-0.1)), "base~aa": group(noisy, control="aa")},
+                    seed_policy={"min": 3, "max": 5, "alpha": 0.05})
+    experiment = SimpleNamespace(variants=dict.fromkeys(["base", "v", "base~aa"]))
+    assert undecided(experiment, ResultsStore(run_dir), ["base", "v", "base~aa"]) == ["base", "base~aa"]
+    stored = json.loads((run_dir / "results.json").read_text())["variants"]
+    assert stored["base~aa"]["comparison"]["verdict"] == "undecided" and stored["v"]["comparison"]["verdict"] == "better"
