@@ -76,7 +76,7 @@ class TrainSettings:
     batch_size: int = 32  # sequences per step (per device)
     seq_len: int = 128  # tokens per sequence; also the model's max_seq_len
     lr: float = 3e-3  # peak learning rate (AdamW)
-    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    min_lr_ratio: float = 0.1  # cosine and wsd decay to lr * min_lr_ratio (config/schedule.py)
     warmup_steps: int = 20  # linear warmup; may exceed steps (the LR then never reaches its peak)
     schedule: str = "cosine"  # cosine | wsd (warm-up, stable, decay: one run serves every horizon of a steps sweep)
     cooldown: float = 0.2  # wsd: the final fraction of steps that decays the LR
