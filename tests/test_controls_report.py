@@ -132,3 +132,31 @@ def test_an_undecided_aa_gets_the_next_seed_like_a_variant(tmp_path):
     assert undecided(experiment, ResultsStore(run_dir), ["base", "v", "base~aa"]) == ["base", "base~aa"]
     stored = json.loads((run_dir / "results.json").read_text())["variants"]
     assert stored["base~aa"]["comparison"]["verdict"] == "undecided" and stored["v"]["comparison"]["verdict"] == "better"
+
+
+def test_rebuild_keeps_the_twins_after_the_variants_while_experiment_yaml_lists_the_control(tmp_path):
+    from workbench.run_folder import rebuild_results
+
+    def register(name: str, **info) -> None:
+        (tmp_path / name / "seed0").mkdir(parents=True)
+        (tmp_path / name / "variant.json").write_text(json.dumps({"config": {}, **info}))
+        (tmp_path / name / "seed0" / "record.json").write_text(json.dumps({"seed": 0, "status": "completed",
+                                                                           "final_val_loss": 3.0}))
+
+    for arch, control in (("a", None), ("b", None), ("a~aa", "aa")):
+        for size in ("s1", "s0"):
+            for value in (0.003, 0.001):
+                register(f"{arch}@{size}@lr={value:.4g}", arch=arch, size=size, tuned={"key": "train.lr", "value": value,
+                                                                                    "step": 0},
+                         **({"control": control} if control else {}))
+    spec = {"name": "x", "baseline": "a", "seeds": [0], "tune": {"key": "train.lr", "values": [0.001, 0.003]},
+            "variants": {"a@s0": {}, "a@s1": {}, "b@s0": {}, "b@s1": {}}}
+    (tmp_path / "experiment.yaml").write_text(json.dumps({**spec, "controls": ["aa"]}))
+    data = rebuild_results(tmp_path)
+    assert data["controls"] == ["aa"]
+    assert list(data["variants"]) == [f"{cell}@lr={v}" for cell in ("a@s0", "a@s1", "b@s0", "b@s1", "a~aa@s0", "a~aa@s1")
+                                      for v in ("0.001", "0.003")]
+    assert data["variants"]["a~aa@s1@lr=0.003"]["control"] == "aa"
+    (tmp_path / "experiment.yaml").write_text(json.dumps(spec))  # the control taken out: left out, as a variant is
+    data = rebuild_results(tmp_path)
+    assert data["controls"] == [] and not any("~" in name for name in data["variants"])
