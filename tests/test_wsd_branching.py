@@ -127,3 +127,34 @@ def test_a_trunk_crashed_before_a_decay_start_lets_that_horizon_train_from_scrat
     assert trunk["status"] == "completed" and trunk["resumed_from_step"] == 8 and trunk["trained_steps"] == 32
     for steps in HORIZONS[:2]:
         assert_same_run(out / f"rms@steps{steps}" / "seed0", scratch[steps], curves=steps == 8)
+
+
+def test_a_damaged_or_foreign_trunk_checkpoint_is_skipped_for_the_next_trunk_or_scratch(branched, tmp_path, caplog):
+    import shutil
+
+    from workbench.checkpoint_file import IDENTITY_KEY
+    from workbench.config.schema import TrainSettings
+    from workbench.training.branch import Horizon, start_branch
+
+    trunk = branched / "rms@steps32" / "seed0" / "checkpoints"
+    identity = load_verified(branched / "rms@steps16" / "seed0" / "checkpoints" / "last.ckpt")[IDENTITY_KEY]
+    train = TrainSettings.of(identity["config"]["train"])
+    good = ("rms@steps32", trunk)
+    path, step, curves = start_branch(Horizon(trunks=(good,)), train, identity, tmp_path / "a", "t")
+    assert step == 12 and path == tmp_path / "a" / "branch-step=12.ckpt" and max(p["step"] for p in curves["val"]) <= 12
+    started = load_verified(path)
+    assert started[IDENTITY_KEY] == identity and started["global_step"] == 12
+    assert started["callbacks"][RunRecorder.STATE_KEY]["branched_from"] == {"run_group": "rms@steps32", "step": 12}
+
+    foreign = {**identity, "config": {**identity["config"], "train": {**identity["config"]["train"], "lr": 0.5}}}
+    assert start_branch(Horizon(trunks=(good,)), train, foreign, tmp_path / "b", "t") is None
+    assert "another config" in caplog.text and "train.lr" in caplog.text and not (tmp_path / "b").exists()
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(trunk, damaged)
+    blob = bytearray((damaged / "branch-step=12.ckpt").read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    (damaged / "branch-step=12.ckpt").write_bytes(bytes(blob))
+    assert start_branch(Horizon(trunks=(("broken", damaged),)), train, identity, tmp_path / "c", "t") is None
+    assert "DamagedCheckpoint" in caplog.text
+    assert start_branch(Horizon(trunks=(("broken", damaged), good)), train, identity, tmp_path / "d", "t")[1] == 12

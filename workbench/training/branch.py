@@ -64,11 +64,10 @@ class KeepBranchPoints(L.Callback):
 
 def start_branch(horizon: Horizon, train: TrainSettings, identity: dict, ckpt_dir: Path,
                  label: str) -> tuple[Path, int, dict] | None:
-    """Write the branch's first checkpoint (``branch-step=S.ckpt`` in ``ckpt_dir``) from the first longer run that holds
-    one at its decay start; (its path, the step, the curves taken over), or None when none does (the run then
-    trains from scratch).
-    A trunk checkpoint that is damaged, or was trained under another config than the branch's but for
-    train.steps, is skipped with a warning."""
+    """Write the branch's first checkpoint (``branch-step=S.ckpt`` in ``ckpt_dir``) from the first longer run that
+    holds one at its decay start; (its path, the step, the curves taken over), or None when none does (the run then
+    trains from scratch). A trunk checkpoint that is damaged, or was trained under another config than the
+    branch's but for train.steps, is skipped with a warning."""
     step = decay_start(train.steps, train.cooldown)
     for trunk, folder in horizon.trunks:
         source = folder / branch_file(step)
@@ -77,12 +76,13 @@ def start_branch(horizon: Horizon, train: TrainSettings, identity: dict, ckpt_di
         try:
             checkpoint = load_verified(source, root=folder)
             problem = _mismatch(checkpoint, identity, step)
-        except Exception as exc:  # damaged or unreadable: the next trunk, or from scratch
+            branch = None if problem else _as_branch(checkpoint, train, identity, trunk, step)
+        except Exception as exc:  # damaged, unreadable or not a run's checkpoint: the next trunk, or from scratch
             problem = f"{type(exc).__name__}: {str(exc).strip()[:160]}"
         if problem:
             log.warning("[%s] not branching from %s: %s", label, source, problem)
             continue
-        target, branch = ckpt_dir / branch_file(step), _as_branch(checkpoint, train, identity, trunk, step)
+        target = ckpt_dir / branch_file(step)
         AtomicCheckpointIO().save_checkpoint(branch, target)
         log.info("[%s] branching off %s at step %d: trains its %d cool-down steps", label, trunk, step, train.steps - step)
         return target, step, branch["callbacks"][RunRecorder.STATE_KEY]["curves"]

@@ -137,6 +137,24 @@ def init_seed(seed: int, stream: int) -> int:
     return seed if stream == 0 else seed + (stream << 32)
 
 
+def resume_point(ckpt_dir: Path, identity: dict, train: TrainSettings, horizon: Horizon,
+                 label: str) -> tuple[Path | None, int, dict | None]:
+    """(the checkpoint a run resumes from or None, its step, the curves a WSD branch takes over from its trunk
+    or None): the run's newest own checkpoint; for a branch whose own are not past its decay start, the
+    checkpoint it starts from there (``branch.start_branch``), if a longer run holds one."""
+    resume, step = resume_checkpoint(ckpt_dir, identity)
+    inherited = None
+    if horizon.trunks and step < decay_start(train.steps, train.cooldown):
+        branched = start_branch(horizon, train, identity, ckpt_dir, label)
+        if branched is None:
+            log.info("[%s] no longer horizon holds a checkpoint at its decay start: trains from scratch", label)
+        else:
+            resume, step, inherited = branched
+    if resume:
+        log.info("[%s] resuming from %s (step %d)", label, resume.name, step)
+    return resume, step, inherited
+
+
 def build_run(variant, seed: int, data: TokenData, run_dir: Path, label: str, horizon: Horizon = Horizon()) -> Run:
     """Model, Lightning module, trainer and callbacks of one run, and the checkpoint it resumes from
     (refused with RunFolderError when that checkpoint was trained under another config). ``horizon``: its
@@ -146,16 +164,7 @@ def build_run(variant, seed: int, data: TokenData, run_dir: Path, label: str, ho
     folder = RunFolder(run_dir).seed_dir(variant.name, seed)
     config = variant.transformer_config(data.tokenizer.vocab_size)
     identity = run_identity(variant, data, config)
-    resume, resumed_step = resume_checkpoint(folder / "checkpoints", identity)
-    inherited = None  # a branch's curves up to its decay start, taken over from its trunk
-    if horizon.trunks and resumed_step < decay_start(train.steps, train.cooldown):
-        branched = start_branch(horizon, train, identity, folder / "checkpoints", label)
-        if branched is None:
-            log.info("[%s] no longer horizon holds a checkpoint at its decay start: trains from scratch", label)
-        else:
-            resume, resumed_step, inherited = branched
-    if resume:
-        log.info("[%s] resuming from %s (step %d)", label, resume.name, resumed_step)
+    resume, resumed_step, inherited = resume_point(folder / "checkpoints", identity, train, horizon, label)
     keep_run_files(run_dir, variant, seed, data, identity)  # before fit: Lightning writes hparams.yaml only if absent
 
     L.seed_everything(seed, workers=True, verbose=False)
