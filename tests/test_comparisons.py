@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from workbench.reports import Comparison, compare, load_results
-from workbench.reports.analysis.verdicts import DEFAULT_MARGIN, SeedPolicy, decide
+from workbench.reports.analysis.verdicts import DEFAULT_MARGIN, OWN_SHARE, SeedPolicy, decide
 
 FPT = 1_000_000  # FLOPs per token of the baseline
 
@@ -96,7 +96,11 @@ def test_each_size_is_its_own_family(tmp_path):
     got = compare(load_results(write_run_dir(tmp_path, groups)), tmp_path)
     assert set(got) == {"x@s0", "y@s0", "x@s1"}
     assert got["x@s0"].baseline == "base@s0" and got["x@s1"].baseline == "base@s1" and got["x@s1"].size == "s1"
-    assert got["x@s0"].level == pytest.approx(1 - 0.05 / 2) and got["x@s1"].level == pytest.approx(0.95)
+    # Bonferroni over the size's comparisons: 2 at s0, 1 at s1. At s0 the pair's own spread (larger than the rest
+    # of the pool's) is tested on the pool's share of alpha; at s1 (its size alone) there is nothing to check
+    # against, so its own spread gets all of it.
+    assert got["x@s0"].level == pytest.approx(1 - (1 - OWN_SHARE) * 0.05 / 2) and got["x@s0"].variance == "cell"
+    assert got["x@s1"].level == pytest.approx(0.95)
 
 
 def test_multiplier_reads_the_baselines_curve_at_the_variants_last_val_loss(tmp_path):
@@ -143,12 +147,14 @@ def test_as_json_is_the_stored_record(tmp_path):
               "v": {"runs": {s: ("completed", 3.3 + s / 100, val) for s in range(3)}}}
     c = compare(load_results(write_run_dir(tmp_path, groups)), tmp_path)["v"]
     record = json.loads(json.dumps(c.as_json()))
-    assert set(record) == {"baseline", "verdict", "n", "mean", "low", "high", "level", "equivalence_margin",
-                           "diff_std", "seeds_needed", "compute_multiplier"}
+    assert set(record) == {"baseline", "verdict", "n", "seeds", "mean", "low", "high", "estimable", "level",
+                           "equivalence_margin", "diff_std", "df", "variance", "seeds_needed", "compute_multiplier"}
+    assert (record["df"], record["variance"], record["estimable"], record["seeds"]) == (2, "cell", True, 3)
     assert record["baseline"] == "base" and record["verdict"] == "worse" and record["n"] == 3
     assert record["mean"] == pytest.approx(0.1) and record["equivalence_margin"] == DEFAULT_MARGIN
     assert record["compute_multiplier"] == {"mean": pytest.approx(0.5), "low": pytest.approx(0.5),
-                                            "high": pytest.approx(0.5), "extrapolated": False}
+                                            "high": pytest.approx(0.5), "n": 3, "estimable": True,
+                                            "extrapolated": False}
     assert isinstance(c, Comparison)
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from workbench.reports import compare, cumulative, load_results, scale_summary, write_report
 from workbench.reports.analysis.scale_verdicts import crossing
+from workbench.reports.analysis.verdicts import OWN_SHARE
 
 FPT = 1_000_000  # FLOPs per token of every run group
 TOKENS = [1e3, 2e3, 4e3, 8e3, 16e3]  # the baseline's val evals
@@ -180,7 +181,8 @@ def test_each_rung_is_compared_with_the_previous_one(tmp_path):
     # Rung-to-rung steps, not against r0 (which would be -0.05, -0.07, -0.04).
     assert [got[r].mean for r in got] == pytest.approx([-0.05, -0.02, 0.03])
     assert [got[r].verdict for r in got] == ["better", "better", "worse"]
-    assert all(got[r].level == pytest.approx(1 - 0.05 / 3) for r in got)  # one Holm family of three rungs
+    # One Holm family of three rungs, each checked against the pool of the others (the pool's share of alpha).
+    assert all(got[r].level == pytest.approx(1 - (1 - OWN_SHARE) * 0.05 / 3) for r in got)
     assert [got[r].multiplier.mean for r in got] == pytest.approx([2.0, 2.0, 2.0])
 
     total = cumulative(results, run_dir)
@@ -209,7 +211,7 @@ def test_a_ladder_across_sizes_is_judged_per_rung_and_size(tmp_path):
     run_dir = ladder(tmp_path, {"s0": 1e12, "s1": 1e13})
     results = load_results(run_dir)
     got = compare(results, run_dir)
-    assert got["r2@s1"].baseline == "r1@s1" and got["r2@s1"].level == pytest.approx(1 - 0.05 / 3)
+    assert got["r2@s1"].baseline == "r1@s1" and got["r2@s1"].level == pytest.approx(1 - (1 - OWN_SHARE) * 0.05 / 3)
     scale = scale_summary(results, got)["by_arch"]
     assert list(scale) == ["r1", "r2", "r3"]
     assert [r["mean"] for r in scale["r2"]["by_size"]] == pytest.approx([-0.02, -0.02])

@@ -111,11 +111,12 @@ def test_identical_models_are_not_told_apart(result):
 def test_log_ratio_ci():
     ratio, low, high = log_ratio_ci([2.0, 2.0, 2.0])
     assert ratio == pytest.approx(2.0) and low == pytest.approx(2.0) and high == pytest.approx(2.0)
-    ratio, low, high = log_ratio_ci([1.0, 4.0])  # logs 0, ln 4: mean ln 2, s = ln 4 / sqrt 2, t_{.975,1} = 12.706
-    half = 12.7062047 * (math.log(4) / math.sqrt(2)) / math.sqrt(2)
+    ratio, low, high = log_ratio_ci([1.0, 4.0, 2.0])  # logs 0, ln 4, ln 2: mean ln 2, s = ln 2, t_{.975,2} = 4.3027
+    half = 4.30265273 * math.log(2) / math.sqrt(3)
     assert ratio == pytest.approx(2.0)
     assert low == pytest.approx(2.0 * math.exp(-half), rel=1e-6)
     assert high == pytest.approx(2.0 * math.exp(half), rel=1e-6)
+    assert log_ratio_ci([1.0, 4.0]) == (pytest.approx(2.0), None, None)  # 1 df: no interval (estimable.py)
     assert log_ratio_ci([3.0]) == (pytest.approx(3.0), None, None)
     narrow, wide = log_ratio_ci([1.0, 1.2, 0.9], 0.5), log_ratio_ci([1.0, 1.2, 0.9], 0.99)
     assert wide[1] < narrow[1] < narrow[0] < narrow[2] < wide[2]
@@ -142,7 +143,7 @@ def test_rounds_are_honoured_and_everything_but_timings_is_deterministic():
 def test_budget_stops_the_rounds_early():
     result = small_call(rounds=5000, budget_s=0.0)
     assert result["stopped_by_budget"] and result["rounds"] == MIN_ROUNDS
-    assert result["variants"]["b"]["low"] is not None  # two rounds still give an interval
+    assert result["variants"]["b"]["low"] is not None  # three rounds still give an interval
     result = small_call(rounds=5000, budget_s=0.3)  # 5000 rounds would take 5-35 s
     assert result["stopped_by_budget"] and MIN_ROUNDS <= result["rounds"] < 5000
     assert len(result["variants"]["a"]["round_ms"]) == result["rounds"]

@@ -140,14 +140,34 @@ def test_missing_seeds_count_as_run_and_too_many_seeds_is_an_error():
 
 
 def test_small_n_and_zero_std():
-    r = decide({"one": [0.05], "zeros": [0.0, 0.0], "step": [-0.2, -0.2], "flat": [0.003, 0.003]})
+    r = decide({"one": [0.05], "zeros": [0.0, 0.0, 0.0], "step": [-0.2, -0.2, -0.2], "flat": [0.003, 0.003, 0.003]})
     assert r["one"].verdict == UNDECIDED and r["one"].low is None and r["one"].diff_std is None
-    assert r["one"].seeds_needed is None
+    assert r["one"].seeds_needed is None and r["one"].df == 0 and not r["one"].estimable
     assert r["zeros"].verdict == EQUIVALENT and r["zeros"].diff_std == 0.0 and r["zeros"].seeds_needed is None
     assert r["step"].verdict == BETTER and r["flat"].verdict == EQUIVALENT
     # Fewer seeds than the first look: no test yet, no interval.
     r = decide({"x": [0.1, 0.2]}, policy=SeedPolicy(3, 6))["x"]
     assert r.verdict == UNDECIDED and r.low is None and r.seeds_needed is not None
+
+
+def test_no_verdict_from_one_degree_of_freedom():
+    # Two paired seeds alone give a variance on 1 df: whatever the numbers, nothing is decided and no interval is
+    # given, even for a difference with no spread at all (which 3 seeds decide).
+    r = decide({"zeros": [0.0, 0.0], "step": [-0.2, -0.2], "flat": [0.003, 0.003], "far": [-0.5, -0.51]},
+               policy=SeedPolicy(2, 2))
+    for name, v in r.items():
+        assert v.verdict == UNDECIDED and v.df == 1 and v.variance == "cell" and v.low is None and not v.estimable
+    assert r["far"].seeds_needed == 3
+    # The runner loop on two seeds alone, over many replicates and effects: never a decision.
+    rng = np.random.default_rng(12)
+    d = np.concatenate([normal_diffs(rng, 2000, mean, 0.02, seeds=2) for mean in (0.0, 0.005, -0.1, 0.5)])
+    assert np.all(decide_batch(d, DEFAULT_MARGIN, SeedPolicy(2, 2)) == UNDECIDED)
+    assert np.all(decide_batch(np.zeros((10, 1, 2)), DEFAULT_MARGIN, SeedPolicy(2, 2)) == UNDECIDED)
+    # Given a variance on 2 df (pooled from elsewhere), the same two seeds decide; on 1 df they do not.
+    var, df, alone = np.full((1, 1, 2), 0.02 ** 2), np.full((1, 1, 2), 2), np.zeros((1, 1, 2), dtype=bool)
+    far = np.array([[[-0.5, -0.51]]])
+    assert decide_batch(far, DEFAULT_MARGIN, SeedPolicy(2, 2), None, var, df, alone)[0, 0] == BETTER
+    assert decide_batch(far, DEFAULT_MARGIN, SeedPolicy(2, 2), None, var, df - 1, alone)[0, 0] == UNDECIDED
 
 
 def test_decisions_are_never_taken_back_as_seeds_are_added():
@@ -162,11 +182,13 @@ def test_decisions_are_never_taken_back_as_seeds_are_added():
         before = now
 
 
-def test_identical_functions_are_equivalent_at_two_seeds():
+def test_identical_functions_are_equivalent_at_three_seeds():
+    # Their own variance needs 2 df: the third seed decides, every time.
     rng = np.random.default_rng(1)
     v, n = runner(normal_diffs(rng, 4000, 0.0, 1e-7))
-    assert np.all(v == EQUIVALENT) and np.all(n == 2)
-    r = decide({"same": [3e-8, -1.1e-7]})["same"]
+    assert np.all(v == EQUIVALENT) and np.all(n == 3)
+    assert decide({"same": [3e-8, -1.1e-7]})["same"].verdict == UNDECIDED
+    r = decide({"same": [3e-8, -1.1e-7, 0.4e-7]})["same"]
     assert r.verdict == EQUIVALENT and r.high < DEFAULT_MARGIN
 
 

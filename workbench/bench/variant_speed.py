@@ -43,7 +43,7 @@ from .timing import median, round_robin_order, spread
 
 log = logging.getLogger(__name__)
 
-MIN_ROUNDS = 2  # the budget never stops before this many rounds: one round gives no interval
+MIN_ROUNDS = 3  # the budget never stops before this many rounds: fewer give no interval (2 df at least, estimable.py)
 CPU_MAX_PARAMS = 20_000_000  # default cap on parameters held at once on CPU (a 125M model is not timed there)
 CUDA_BYTES_PER_PARAM = 64  # default CUDA cap: free memory / this (16 B of weights, grads, AdamW + activations)
 CONFIDENCE = 0.95  # of the interval on the ratio

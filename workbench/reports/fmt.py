@@ -6,8 +6,9 @@ import re
 
 import numpy as np
 
+from .analysis.estimable import not_estimable
 from .analysis.stats import Summary
-from .analysis.verdicts import Multiplier
+from .analysis.verdicts import Multiplier, Verdict
 
 DASH = "—"
 LOSS_DIGITS = 4
@@ -76,11 +77,30 @@ def interval(mean: float | None, low: float | None, high: float | None, at: floa
     return f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]" + (f" at {level(at)}" if at else "")
 
 
+def delta(c: Verdict) -> str:
+    """A comparison's Δ: '+0.0123 [-0.0050, +0.0296] at 97.5%'; '+0.4000 (not estimable at n = 2)' where the data
+    cannot bound it (analysis/estimable.py); '—' without a mean."""
+    if c.mean is None:
+        return DASH
+    if not c.estimable:
+        return f"{c.mean:+.{LOSS_DIGITS}f} ({not_estimable(c.n)})"
+    return interval(c.mean, c.low, c.high, c.level)
+
+
+def spread(c: Verdict) -> str:
+    """The std of one paired difference the verdict used, its df and where it comes from: '0.0312 (12 df, pooled)';
+    '—' without an estimate."""
+    if c.df is None or c.diff_std is None:
+        return DASH
+    return f"{number(c.diff_std)} ({c.df} df, {c.variance})"
+
+
 def multiplier(m: Multiplier | None) -> str:
-    """'1.30x [1.10, 1.50]', '1.30x (1 seed)', with ' (extrapolated)' when any seed's was; '—' without one."""
+    """'1.30x [1.10, 1.50]', '1.30x (not estimable at n = 2)', with ' (extrapolated)' when any seed's was; '—'
+    without one."""
     if m is None or m.mean is None:
         return DASH
-    spread = f" [{m.low:.2f}, {m.high:.2f}]" if m.low is not None and m.high is not None else " (1 seed)"
+    spread = f" [{m.low:.2f}, {m.high:.2f}]" if m.estimable else f" ({not_estimable(len(m.per_seed) or None)})"
     return f"{m.mean:.2f}x{spread}" + (" (extrapolated)" if m.extrapolated else "")
 
 

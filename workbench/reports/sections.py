@@ -15,6 +15,7 @@ from .load import COMPLETED, DIVERGED, FAILED, MISSING, Results, Run, Variant
 from .plots import Plot
 from .summary import VariantSummary, problem_runs, status_text
 from .tuning_section import quantity, section_title, value_text
+from .analysis.estimable import MIN_DF
 from .analysis.verdicts import UNDECIDED, method_text
 
 _STATUS_LABEL = {
@@ -86,18 +87,29 @@ def header(results: Results, no_curves: list[Run]) -> list[Block]:
 def result_headers(against: str = "baseline") -> list[str]:
     """The results table's columns; against: what the comparisons are against (a ladder's "previous rung")."""
     return ["Variant", "Runs", "Params", "Non-emb. params", "FLOPs/token", "Val loss (mean ± std)", "Val bpb (mean)",
-            "Verdict", f"Δ val loss vs {against} [interval]", "Compute multiplier", "Seeds (paired)", "Δ std",
+            "Verdict", f"Δ val loss vs {against} [interval]", "Compute multiplier", "Seeds (paired)",
+            "Δ std (df, variance)",
             "Peak memory (mean)", "Wall time (mean)"]
 
 
+def _ordinal(k: int) -> str:
+    return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
+
+
 def verdict_text(c: Comparison) -> str:
-    """The verdict; an undecided one says what would decide it."""
+    """The verdict; an undecided one says why and what would decide it."""
     if c.verdict != UNDECIDED:
         return c.verdict
-    if c.seeds_needed is not None:
-        return f"{UNDECIDED} (~{c.seeds_needed} seeds to decide)"
+    power = (f"~{c.seeds_needed} seeds for 80% power" if c.seeds_needed is not None else
+             "over 10,000 seeds for 80% power")
     if c.n < 2:
         return f"{UNDECIDED} (fewer than 2 paired seeds)"
+    if c.df is not None and c.df < MIN_DF:
+        dof = f"{c.df} degree{'s' * (c.df != 1)} of freedom"
+        return (f"{UNDECIDED} (variance from {dof}: a {_ordinal(c.n + MIN_DF - c.df)} seed, or run groups of "
+                f"comparable noise to pool with, would allow a decision; {power})")
+    if c.seeds_needed is not None:
+        return f"{UNDECIDED} (~{c.seeds_needed} seeds to decide)"
     return f"{UNDECIDED} (over 10,000 seeds to decide)"
 
 
@@ -106,8 +118,7 @@ def _comparison_cells(s: VariantSummary) -> list[str]:
     if c is None:
         return ["baseline" if s.is_baseline else "n/a"] + [fmt.DASH] * 4
     seeds = str(c.n) if c.n == c.seeds else f"{c.n} of {c.seeds}"
-    return [verdict_text(c), fmt.interval(c.mean, c.low, c.high, c.level), fmt.multiplier(c.multiplier), seeds,
-            fmt.number(c.diff_std)]
+    return [verdict_text(c), fmt.delta(c), fmt.multiplier(c.multiplier), seeds, fmt.spread(c)]
 
 
 def results_table(summaries: list[VariantSummary], against: str = "baseline", results: Results | None = None) -> Table:
@@ -193,14 +204,19 @@ def how_to_read(run_dir: str, results: Results, comparisons: dict[str, Compariso
         Heading(2, "How to read this"),
         Para([text("Δ is the variant's final validation loss minus the baseline's with the same seed (same data "
                    "order), averaged over the seeds both completed; negative means lower loss than the baseline. "
-                   "The bracket is its interval at the level shown. Δ std is the sample standard deviation of the "
-                   "per-seed differences, the noise a verdict has to see through; Seeds (paired) counts the seeds "
-                   "both completed, of those run where they differ. Compute multiplier: the training FLOPs the "
+                   "The bracket is its interval at the level shown. Δ std is the standard deviation of one per-seed "
+                   "difference, the noise the verdict has to see through, with its degrees of freedom and where it "
+                   "was estimated: pooled (the runs of every size), size (the runs of this size), cell (this "
+                   "comparison's own seeds). Seeds (paired) counts the seeds both completed, of those run where they "
+                   "differ. An interval the data cannot bound (fewer than 2 degrees of freedom, or wider than 10 "
+                   "times the largest Δ of the experiment) is printed as not estimable at n = the paired seeds, "
+                   "beside the point estimate. Compute multiplier: the training FLOPs the "
                    "baseline needed to reach the loss the variant ended at, divided by the FLOPs the variant spent, "
                    "read off the baseline's validation curve of the same seed (both losses from the evaluations "
                    "during training, on one fixed subset of validation batches); 2.00x means the variant reaches that "
                    "loss with half the baseline's compute, below 1x it needs more. It is the geometric mean over "
-                   "seeds with a 95% t-interval on the logs; "
+                   "seeds with a 95% t-interval on the logs, shown from 3 seeds on and only when it spans at most "
+                   "100x (else not estimable); "
                    "extrapolated: the variant's loss lies beyond the baseline's curve, where a straight line in log "
                    "FLOPs through the baseline's nearest evaluations stands in, which errs low.")]),
         *method,

@@ -5,9 +5,15 @@ as_json() in results.json) and what the report shows, so both read the same numb
 records and the runs' metrics.json files; a missing or unreadable metrics file costs the multiplier of that seed,
 never the comparison.
 
+Noise: every completed run of every run group (A/A controls included) enters one model per experiment
+(pooled.py): each comparison's variance, at each look, is pooled across sizes, its size's alone, or its own,
+with its degrees of freedom (results.json "df", "variance").
+
 Holm's family is the comparisons of one size (of a scaling sweep): each size is its own experiment, with its own
 baseline. In a ladder (results.json "ladder": true) each rung is compared with the rung before it instead, the
-family being all rungs of the size; cumulative() gives the report each rung against the first rung as well.
+family being all rungs of the size; cumulative() gives the report each rung against the first rung as well. An A/A
+control's comparison with the run group it copies is a family of its own (m = 1 per size): the measured
+false-positive check never costs the design's comparisons any alpha.
 """
 
 from __future__ import annotations
@@ -17,7 +23,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
+import numpy as np
+
 from ..load import COMPLETED, MISSING, Curve, Results, RunCurves, Variant, load_curves
+from .design import design_noise
+from .pooled import SOURCES, Noise
 from .verdicts import Multiplier, Verdict, combine_multipliers, compute_multiplier, decide
 
 logger = logging.getLogger(__name__)
@@ -42,10 +52,12 @@ class Comparison(Verdict):
 
     def as_json(self) -> dict:
         m = self.multiplier
-        return {"baseline": self.baseline, "verdict": self.verdict, "n": self.n, "mean": self.mean, "low": self.low,
-                "high": self.high, "level": self.level, "equivalence_margin": self.margin, "diff_std": self.diff_std,
-                "seeds_needed": self.seeds_needed,
+        return {"baseline": self.baseline, "verdict": self.verdict, "n": self.n, "seeds": self.seeds,
+                "mean": self.mean, "low": self.low, "high": self.high, "estimable": self.estimable,
+                "level": self.level, "equivalence_margin": self.margin, "diff_std": self.diff_std, "df": self.df,
+                "variance": self.variance, "seeds_needed": self.seeds_needed,
                 "compute_multiplier": None if m is None else {"mean": m.mean, "low": m.low, "high": m.high,
+                                                              "n": len(m.per_seed), "estimable": m.estimable,
                                                               "extrapolated": m.extrapolated}}
 
 
@@ -101,9 +113,35 @@ def multiplier(val_curve: Callable[[Variant, int], Curve | None], variant: Varia
     return m if m.mean is not None else None
 
 
+def _seed_losses(results: Results) -> np.ndarray:
+    """(run groups, seeds through the policy's max) final val losses, NaN where a run did not complete."""
+    seeds = results.seeds[:results.seed_policy.max]
+    losses = np.full((len(results.variants), len(seeds)), np.nan)
+    for g, v in enumerate(results.variants):
+        for k, seed in enumerate(seeds):
+            r = v.run(seed)
+            if r is not None and r.status == COMPLETED and r.final_val_loss is not None:
+                losses[g, k] = r.final_val_loss
+    return losses
+
+
+def noise(results: Results, pairs: list[tuple[Variant, Variant]]) -> dict[str, list[Noise]]:
+    """Per pair (by the variant's name), the Noise of its paired difference at the look with r seeds in entry
+    r - 1, from every run group's completed runs (pooled.py)."""
+    index = {v.name: g for g, v in enumerate(results.variants)}
+    sizes = list(dict.fromkeys(v.size for v in results.variants))
+    losses = _seed_losses(results)
+    var, df, src, checked = design_noise(losses, [sizes.index(v.size) for v in results.variants],
+                                         [(index[v.name], index[base.name]) for v, base in pairs],
+                                         range(1, losses.shape[1] + 1))
+    return {v.name: [Noise(float(var[j, r]), int(df[j, r]), SOURCES[src[j, r]], bool(checked[j, r]))
+                     for r in range(losses.shape[1])] for j, (v, _) in enumerate(pairs)}
+
+
 def _compare_pairs(results: Results, run_dir: str | Path, pairs: list[tuple[Variant, Variant]],
                    curves: CurveMap | None) -> dict[str, Comparison]:
-    """Comparison per (run group, the run group it is compared with), Holm across the pairs of one size."""
+    """Comparison per (run group, the run group it is compared with), Holm across the pairs of one size (an A/A
+    control's pair a family of its own)."""
     read: dict[tuple[str, int], RunCurves | None] = {}
 
     def val_curve(variant: Variant, seed: int) -> Curve | None:
@@ -116,13 +154,18 @@ def _compare_pairs(results: Results, run_dir: str | Path, pairs: list[tuple[Vari
             c = read[key]
         return c.val if c is not None else None
 
-    families: dict[str | None, list[tuple[Variant, Variant]]] = {}
+    families: dict[tuple[str | None, bool], list[tuple[Variant, Variant]]] = {}
     for v, base in pairs:
-        families.setdefault(v.size, []).append((v, base))
+        families.setdefault((v.size, v.control is not None), []).append((v, base))
+    diffs = {v.name: paired_diffs(results, v, base) for v, base in pairs}
+    finite = [[x for x in d if x is not None] for d in diffs.values()]
+    scale = max((abs(sum(x) / len(x)) for x in finite if x), default=0.0)  # the experiment's largest |Δ|
+    noises = noise(results, pairs)
     out: dict[str, Comparison] = {}
     for members in families.values():
-        diffs = {v.name: paired_diffs(results, v, base) for v, base in members}
-        verdicts = decide(diffs, results.margin, results.seed_policy)
+        names = [v.name for v, _ in members]
+        verdicts = decide({n: diffs[n] for n in names}, results.margin, results.seed_policy,
+                          {n: noises[n] for n in names}, scale)
         for v, base in members:
             paired = [s for s, d in zip(results.seeds, diffs[v.name]) if d is not None]
             out[v.name] = Comparison(**asdict(verdicts[v.name]), baseline=base.name, size=v.size, seeds=len(diffs[v.name]),

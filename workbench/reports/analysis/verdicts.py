@@ -43,6 +43,9 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy import stats as sps
 
+from .estimable import MIN_DF, delta_estimable, ratio_estimable
+from .pooled import CELL, Noise
+
 BETTER, WORSE, EQUIVALENT, UNDECIDED = "better", "worse", "equivalent", "undecided"
 
 # 0.01 nats is a 1% change in perplexity (e^0.01 = 1.010): smaller than anything an architecture choice is made
@@ -50,6 +53,10 @@ BETTER, WORSE, EQUIVALENT, UNDECIDED = "better", "worse", "equivalent", "undecid
 DEFAULT_MARGIN = 0.01
 POWER = 0.8  # target power of seeds_needed
 SPEND_POWER = 2.0  # shape rho of the alpha-spending function alpha * t^rho (see the module docstring)
+# With a pooled variance, the comparison's own spread is tested beside it on this share of each look's alpha (the
+# pooled test on the rest): a Bonferroni split, so the same function computed two ways (seeds that agree to 1e-6)
+# is found equivalent on its own spread while its neighbours' noise fills the pool, and the error rate holds.
+OWN_SHARE = 0.2
 _MAX_SEEDS_NEEDED = 10_000
 
 
@@ -96,11 +103,14 @@ class SeedPolicy:
 class Verdict:
     """One comparison (variant - baseline, paired by seed) after the current look.
 
-    n: finite paired differences; mean, diff_std: their mean and sample std (ddof=1; None when n < 2).
+    n: finite paired differences; mean: their mean. diff_std: the std of one paired difference the test used,
+    sqrt of a variance on `df` degrees of freedom from `variance` (pooled.py: "pooled" | "size" | "cell", the
+    last being the differences' own sample std, ddof=1); None without an estimate (df 0).
     low, high: the two-sided interval at this look, at `level` = 1 - look_alpha(seeds) / m (Bonferroni over the
     m comparisons; before the first look, the first look's level): inside (-margin, margin) the verdict is
     equivalent, else excluding 0 it is better/worse; Holm and earlier looks can decide before the interval
-    shows it. None before the first look or with n < 2.
+    shows it. None where the data cannot bound it (estimable.py: df < 2, or wider than 10x the experiment's
+    largest |Δ|) and before the first look.
     seeds_needed: for an undecided comparison, the total seeds at which the test that would resolve it (the
     difference if |mean| >= margin, else equivalence) has 80% power at the observed mean and std; None otherwise.
     """
@@ -114,24 +124,32 @@ class Verdict:
     diff_std: float | None
     seeds_needed: int | None
     margin: float
+    df: int | None
+    variance: str | None
+
+    @property
+    def estimable(self) -> bool:
+        """Whether the interval bounds the difference (estimable.py); else the report prints the point estimate."""
+        return self.low is not None and self.high is not None
 
 
 # ---------------------------------------------------------------- the test, vectorised over replicates
 
-def _one_sided_p(mean: np.ndarray, std: np.ndarray, n: np.ndarray, shift: float, below: bool) -> np.ndarray:
-    """t-test p-value of H: mu >= shift (below=True: evidence that mu < shift) or H: mu <= shift (below=False).
+def _one_sided_p(mean: np.ndarray, var: np.ndarray, n: np.ndarray, df: np.ndarray, shift: float,
+                 below: bool) -> np.ndarray:
+    """t-test p-value of H: mu >= shift (below=True: evidence that mu < shift) or H: mu <= shift (below=False), for
+    the mean of n paired differences whose per-seed variance estimate var has df degrees of freedom.
 
-    n < 2 gives 1 (no test). std == 0 is a deterministic difference: p = 0 when the mean is strictly on the
-    claimed side of shift, else 1.
+    No test (p = 1) with n < 1 or df < MIN_DF. var == 0 is a deterministic difference: p = 0 when the mean is
+    strictly on the claimed side of shift, else 1.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
-        se = std / np.sqrt(n)
-        z = (mean - shift) / se
-        df = np.maximum(n - 1, 1)
-        p = sps.t.cdf(z, df) if below else sps.t.sf(z, df)
+        z = (mean - shift) / np.sqrt(var / n)
+        dof = np.maximum(df, 1)
+        p = sps.t.cdf(z, dof) if below else sps.t.sf(z, dof)
     strict = (mean < shift) if below else (mean > shift)
-    p = np.where(std == 0, np.where(strict, 0.0, 1.0), p)
-    return np.where((n >= 2) & np.isfinite(p), p, 1.0)
+    p = np.where(var == 0, np.where(strict, 0.0, 1.0), p)
+    return np.where((n >= 1) & (df >= MIN_DF) & np.isfinite(p), p, 1.0)
 
 
 def _holm(p: np.ndarray, alpha: float) -> np.ndarray:
@@ -146,7 +164,7 @@ def _holm(p: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def _look_stats(d: np.ndarray, lengths: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """n, mean and std (ddof=1; 0 when n < 2) of the finite values among the first min(r, length) entries."""
+    """n, mean and variance (ddof=1; NaN when n < 2) of the finite values among the first min(r, length) entries."""
     x = d[..., :r]
     use = np.isfinite(x) & (np.arange(x.shape[-1]) < lengths[..., None])
     n = use.sum(axis=-1)
@@ -154,42 +172,57 @@ def _look_stats(d: np.ndarray, lengths: np.ndarray, r: int) -> tuple[np.ndarray,
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(n > 0, x.sum(axis=-1) / np.maximum(n, 1), 0.0)
         ss = (np.where(use, x - mean[..., None], 0.0) ** 2).sum(axis=-1)
-        std = np.where(n >= 2, np.sqrt(ss / np.maximum(n - 1, 1)), 0.0)
-    return n, mean, std
+        var = np.where(n >= 2, ss / np.maximum(n - 1, 1), np.nan)
+    return n, mean, var
 
 
-def _sequential_p(d: np.ndarray, lengths: np.ndarray, margin: float, policy: SeedPolicy):
+def _sequential_p(d: np.ndarray, lengths: np.ndarray, margin: float, policy: SeedPolicy,
+                  var: np.ndarray | None, df: np.ndarray | None, checked: np.ndarray | None):
     """Per comparison, the Bonferroni-over-looks p-values min_n p_n * alpha / alpha_n of the three nulls
     mu >= 0 (reject: better), mu <= 0 (reject: worse) and |mu| >= margin (reject, by TOST: equivalent).
 
-    The look with n seeds uses the finite values among the first n entries; looks after `lengths` have not
-    happened. Each is a valid p-value for the whole sequence: P(p <= u) <= sum_n u * alpha_n / alpha = u.
+    The look with r seeds uses the finite values among the first r entries, and var[..., r - 1] on df[..., r - 1]
+    degrees of freedom (None: their own sample variance on n - 1); where checked[..., r - 1], that variance is a
+    pool and the comparison's own is tested beside it: p = min(p_pool / (1 - OWN_SHARE), p_own / OWN_SHARE).
+    Looks after `lengths` have not happened. Each is a valid p-value for the whole sequence:
+    P(p <= u) <= sum_n u * alpha_n / alpha = u.
     """
     shape = d.shape[:-1]
     p_better, p_worse, p_equiv = (np.full(shape, np.inf) for _ in range(3))
+
+    def three(mean, v, n, f):
+        pe = np.maximum(_one_sided_p(mean, v, n, f, margin, below=True),
+                        _one_sided_p(mean, v, n, f, -margin, below=False))
+        return _one_sided_p(mean, v, n, f, 0.0, below=True), _one_sided_p(mean, v, n, f, 0.0, below=False), pe
+
     for r in policy.looks():
         spend = policy.look_alpha(r)
-        if spend <= 0.0:
+        if spend <= 0.0 or r > d.shape[-1]:
             continue
         happened = lengths >= r
-        n, mean, std = _look_stats(d, lengths, r)
+        n, mean, own = _look_stats(d, lengths, r)
+        ps = three(mean, own, n, n - 1)
+        if var is not None:
+            pooled = three(mean, var[..., r - 1], n, df[..., r - 1])
+            split = checked[..., r - 1]
+            ps = [np.where(split, np.minimum(pp / (1.0 - OWN_SHARE), po / OWN_SHARE), pp) for pp, po in zip(pooled, ps)]
         scale = policy.alpha / spend
-        pb = _one_sided_p(mean, std, n, 0.0, below=True)
-        pw = _one_sided_p(mean, std, n, 0.0, below=False)
-        pe = np.maximum(_one_sided_p(mean, std, n, margin, below=True),
-                        _one_sided_p(mean, std, n, -margin, below=False))
-        for acc, p in ((p_better, pb), (p_worse, pw), (p_equiv, pe)):
+        for acc, p in zip((p_better, p_worse, p_equiv), ps):
             np.minimum(acc, np.where(happened, p * scale, np.inf), out=acc)
     return p_better, p_worse, p_equiv
 
 
 def decide_batch(diffs: np.ndarray, margin: float = DEFAULT_MARGIN, policy: SeedPolicy = SeedPolicy(),
-                 lengths: np.ndarray | None = None) -> np.ndarray:
+                 lengths: np.ndarray | None = None, var: np.ndarray | None = None, df: np.ndarray | None = None,
+                 checked: np.ndarray | None = None) -> np.ndarray:
     """Verdict strings, shape (..., m), for paired differences of shape (..., m, seeds) in seed order.
 
     The same procedure as `decide` (which calls it), vectorised over leading replicate axes for simulation.
     NaN marks a missing (diverged) seed; lengths (..., m) is how many seeds each comparison has run so far
-    (default: all), later entries are ignored. Holm runs over the m comparisons of each replicate.
+    (default: all), later entries are ignored. var, df, checked (the shape of diffs): the variance of a per-seed
+    difference, its degrees of freedom, and whether it is a pool checked against the comparison's own (then both
+    are tested, on shares of alpha), at the look with r seeds in entry r - 1 (pooled.py, Noise); None: each
+    comparison's own sample variance on n - 1 df. Holm runs over the m comparisons of each replicate.
     """
     d = np.asarray(diffs, dtype=np.float64)
     if d.ndim < 2:
@@ -201,7 +234,11 @@ def decide_batch(diffs: np.ndarray, margin: float = DEFAULT_MARGIN, policy: Seed
         raise ValueError(f"more seeds than the policy's max={policy.max} (or than the data): plan max accordingly")
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
-    p_better, p_worse, p_equiv = _sequential_p(d, lengths, margin, policy)
+    given = [x is not None for x in (var, df, checked)]
+    if any(given) and not (all(given) and all(np.shape(x) == d.shape for x in (var, df, checked))):
+        raise ValueError(f"var, df and checked go together, each of shape {d.shape}")
+    p_better, p_worse, p_equiv = _sequential_p(d, lengths, margin, policy, var, df,
+                                               None if checked is None else np.asarray(checked, dtype=bool))
     # Difference family: the 2m one-sided nulls (Holm over them controls wrong better/worse claims, sign
     # included, under any dependence). Equivalence family: the m TOST nulls |mu| >= margin.
     m = d.shape[-2]
@@ -220,10 +257,10 @@ def decide_batch(diffs: np.ndarray, margin: float = DEFAULT_MARGIN, policy: Seed
 
 # ---------------------------------------------------------------- one decision with its numbers
 
-def _power(n: int, mean: float, std: float, margin: float, one_sided_alpha: float, equivalence: bool) -> float:
-    """Power of the one-look t-test with n seeds at true mean/std (noncentral t); TOST: the Bonferroni lower
-    bound 1 - P(miss upper) - P(miss lower)."""
-    df = n - 1
+def _power(n: int, df: int, mean: float, std: float, margin: float, one_sided_alpha: float,
+           equivalence: bool) -> float:
+    """Power of the one-look t-test of n seeds on df degrees of freedom at true mean/std (noncentral t); TOST: the
+    Bonferroni lower bound 1 - P(miss upper) - P(miss lower)."""
     crit = sps.t.ppf(1.0 - one_sided_alpha, df)
     if not equivalence:
         return sps.nct.sf(crit, df, np.sqrt(n) * abs(mean) / std)
@@ -242,22 +279,26 @@ def _planned_alpha(policy: SeedPolicy, n: int) -> float:
 
 
 def seeds_needed(mean: float, std: float, n: int, margin: float = DEFAULT_MARGIN, policy: SeedPolicy = SeedPolicy(),
-                 m: int = 1) -> int | None:
+                 m: int = 1, df: int | None = None, share: float = 1.0) -> int | None:
     """Smallest total seeds N > n at which the deciding test has POWER at the observed mean and std.
 
     |mean| >= margin: the one-sided difference test at look_alpha(N) / (2m); else TOST at look_alpha(N) / m
-    (the first Holm step, so Holm and earlier looks only make it likelier: a conservative count). Past the
-    policy's max, the alpha of the plan extended to max = N. None if n < 2, std is 0 or not finite, or more than
-    10,000 seeds would be needed.
+    (the first Holm step, so Holm and earlier looks only make it likelier: a conservative count). df: the
+    variance's degrees of freedom now (None: the comparison's own, n - 1); at N seeds it has df + N - n, the
+    least the N - n new seeds of the two groups add to any pool (a pooled variance gains more from the other
+    groups: conservative again). Past the policy's max, the alpha of the plan extended to max = N. None if
+    n < 2, std is 0 or not finite, or more than 10,000 seeds would be needed.
     """
     if n < 2 or not (math.isfinite(mean) and math.isfinite(std)) or std <= 0.0:
         return None
+    df = n - 1 if df is None else df
     equivalence = abs(mean) < margin
     divisor = m if equivalence else 2 * m
 
     def power(k: int) -> float:
-        a = _planned_alpha(policy, k) / divisor
-        return float(_power(k, mean, std, margin, a, equivalence)) if a > 0 else 0.0
+        a = share * _planned_alpha(policy, k) / divisor
+        dof = df + k - n
+        return float(_power(k, dof, mean, std, margin, a, equivalence)) if a > 0 and dof >= MIN_DF else 0.0
 
     lo = max(n + 1, policy.min)
     # Bracket by doubling, then the first N with enough power by bisection (power rises with N).
@@ -276,11 +317,16 @@ def seeds_needed(mean: float, std: float, n: int, margin: float = DEFAULT_MARGIN
 
 
 def decide(diffs: Mapping[str, Sequence[float | None]], margin: float = DEFAULT_MARGIN,
-           policy: SeedPolicy = SeedPolicy()) -> dict[str, Verdict]:
+           policy: SeedPolicy = SeedPolicy(), noise: Mapping[str, Sequence[Noise | None]] | None = None,
+           scale: float | None = None) -> dict[str, Verdict]:
     """Verdict per comparison (variant loss - baseline loss per seed, in the order the seeds were run).
 
     Holm across the dict's m comparisons. None/non-finite entries (diverged seeds) are skipped but still count
     as a seed run: the look with n seeds is the first n entries. More entries than policy.max is an error.
+    noise: per comparison, the Noise of the look with r seeds in entry r - 1 (pooled.py; None: no estimate, no
+    test at that look); without it, each comparison's own sample variance on n - 1 df ("cell"). scale: the
+    experiment's largest |Δ|, for the rule that no interval wider than 10x it is shown (estimable.py); None:
+    the largest |mean| among these comparisons.
     """
     names = list(diffs)
     if not names:
@@ -292,23 +338,69 @@ def decide(diffs: Mapping[str, Sequence[float | None]], margin: float = DEFAULT_
             if _is_finite(v):
                 d[i, j] = float(v)
     lengths = np.array([len(diffs[name]) for name in names])
-    verdicts = decide_batch(d, margin, policy, lengths)
+    arrays = {}
+    if noise is not None:
+        arrays = {"var": np.full(d.shape, np.nan), "df": np.zeros(d.shape, dtype=int),
+                  "checked": np.zeros(d.shape, dtype=bool)}
+        for i, name in enumerate(names):
+            for j, z in enumerate(noise.get(name, [])[:width]):
+                if z is not None:
+                    arrays["var"][i, j], arrays["df"][i, j], arrays["checked"][i, j] = z.var, z.df, z.checked
+    verdicts = decide_batch(d, margin, policy, lengths, **arrays)
+    values = {name: d[i][np.isfinite(d[i])] for i, name in enumerate(names)}
+    if scale is None:
+        scale = max((abs(float(x.mean())) for x in values.values() if x.size), default=0.0)
     m = len(names)
     out: dict[str, Verdict] = {}
     for i, name in enumerate(names):
-        x = d[i][np.isfinite(d[i])]
+        x = values[name]
         n, seeds = int(x.size), int(lengths[i])
         mean = float(x.mean()) if n else None
-        std = float(x.std(ddof=1)) if n >= 2 else None
-        two_sided = policy.look_alpha(max(seeds, policy.min)) / m
+        look_alpha = policy.look_alpha(max(seeds, policy.min)) / m
+        z, share, half = _shown(x, noise.get(name) if noise is not None else None, seeds, look_alpha)
+        std = math.sqrt(z.var) if z is not None and math.isfinite(z.var) else None
         low = high = None
-        if n >= 2 and seeds >= policy.min:
-            half = float(sps.t.ppf(1.0 - two_sided / 2.0, n - 1)) * std / math.sqrt(n)
+        if half is not None and seeds >= policy.min and delta_estimable(mean - half, mean + half, z.df,
+                                                                        max(scale, margin)):
             low, high = mean - half, mean + half
         verdict = str(verdicts[i])
-        needed = seeds_needed(mean, std, n, margin, policy, m) if verdict == UNDECIDED and n >= 2 else None
-        out[name] = Verdict(verdict, n, mean, low, high, 1.0 - two_sided, std, needed, margin)
+        needed = (seeds_needed(mean, std, n, margin, policy, m, z.df, share) if verdict == UNDECIDED and n >= 2
+                  and std is not None else None)
+        out[name] = Verdict(verdict, n, mean, low, high, 1.0 - share * look_alpha, std, needed, margin,
+                            None if z is None else z.df, None if z is None else z.source)
     return out
+
+
+def _shown(x: np.ndarray, noise: Sequence[Noise | None] | None, seeds: int,
+           look_alpha: float) -> tuple[Noise | None, float, float | None]:
+    """The variance a comparison's numbers show at its current look (seeds run), its share of the look's alpha,
+    and the half-width of its interval (None below MIN_DF). Beside a checked pool the comparison's own spread is
+    a second test (OWN_SHARE): the narrower of the two intervals is shown, each at its own share, so that the
+    shown interval covers with at least the look's confidence either way."""
+    own = None
+    if x.size >= 2:
+        own = Noise(float(x.var(ddof=1)), int(x.size - 1), CELL, False)
+    elif x.size == 1:
+        own = Noise(math.nan, 0, CELL, False)
+    given = noise[seeds - 1] if noise is not None and 0 < seeds <= len(noise) else None
+    if noise is None:
+        options = [(own, 1.0)]
+    elif given is None:
+        options = [(None, 1.0)]
+    elif given.checked and given.source != CELL:
+        options = [(given, 1.0 - OWN_SHARE), (own, OWN_SHARE)]
+    else:
+        options = [(given, 1.0 - OWN_SHARE if given.checked else 1.0)]
+
+    def half(z: Noise | None, share: float) -> float | None:
+        if z is None or z.df < MIN_DF or not math.isfinite(z.var) or x.size == 0:
+            return None
+        return float(sps.t.ppf(1.0 - share * look_alpha / 2.0, z.df)) * math.sqrt(z.var / x.size)
+
+    widths = [(half(z, share), k) for k, (z, share) in enumerate(options)]
+    bounded = [(w, k) for w, k in widths if w is not None]
+    k = min(bounded)[1] if bounded else 0
+    return options[k][0], options[k][1], widths[k][0]
 
 
 # ---------------------------------------------------------------- compute multiplier
@@ -351,7 +443,8 @@ def compute_multiplier(curve: Sequence[tuple[float, float]], loss: float, flops:
 
 @dataclass(frozen=True)
 class Multiplier:
-    """Geometric mean of the per-seed multipliers with a t-interval on their logs; low/high None with one seed.
+    """Geometric mean of the per-seed multipliers with a t-interval on their logs. low/high None where the data
+    cannot bound it (estimable.py: fewer than 3 seeds, df < 2, or an interval spanning more than 100x).
     extrapolated: some seed's multiplier came from beyond the baseline's curve (flagged, never silent)."""
 
     mean: float | None
@@ -360,10 +453,19 @@ class Multiplier:
     per_seed: list[float]
     extrapolated: bool
 
+    @property
+    def estimable(self) -> bool:
+        return self.low is not None and self.high is not None
+
 
 def combine_multipliers(values: Sequence[float | None], extrapolated: Sequence[bool],
                         conf: float = 0.95) -> Multiplier:
-    """Across seeds: exp(mean log) and exp(mean log ± t_{(1+conf)/2, n-1} * s_log / sqrt(n)); None values skipped."""
+    """Across seeds: exp(mean log) and exp(mean log ± t_{(1+conf)/2, n-1} * s_log / sqrt(n)), the interval only
+    where estimable (n - 1 >= 2 df, spanning at most 100x); None values skipped.
+
+    The logs' spread stays per comparison rather than pooled like the losses' (pooled.py): a multiplier's
+    per-seed noise is the loss noise divided by the slope of the loss curve where it is read, which differs
+    between comparisons and sizes, so the loss model's variance does not carry over to it."""
     if len(values) != len(extrapolated):
         raise ValueError(f"combine_multipliers needs equal lengths, got {len(values)} and {len(extrapolated)}")
     if not 0.0 < conf < 1.0:
@@ -377,7 +479,10 @@ def combine_multipliers(values: Sequence[float | None], extrapolated: Sequence[b
     if len(kept) == 1:
         return Multiplier(math.exp(mean), None, None, kept, flag)
     half = float(sps.t.ppf(0.5 + conf / 2.0, len(kept) - 1)) * float(logs.std(ddof=1)) / math.sqrt(len(kept))
-    return Multiplier(math.exp(mean), math.exp(mean - half), math.exp(mean + half), kept, flag)
+    low, high = math.exp(mean - half), math.exp(mean + half)
+    if not ratio_estimable(low, high, len(kept) - 1):
+        low = high = None
+    return Multiplier(math.exp(mean), low, high, kept, flag)
 
 
 # ---------------------------------------------------------------- how to read this
@@ -413,5 +518,11 @@ def method_text(margin: float, policy: SeedPolicy, m: int) -> str:
         "equivalent wins when both hold), and undecided otherwise. " + seeds + holm +
         f"The chance of any false better or worse (a wrong sign included){' across ' + scope if scope else ''} "
         f"is at most {a}, and separately the chance of calling equivalent a difference of {margin:g} nats or more "
-        f"is at most {a}. " + intervals + "Seeds needed is how many seeds would give 80% power to resolve the "
-        "observed difference (or show equivalence) at the error rate spent there.")
+        f"is at most {a}. " + intervals + "The noise each test sees through is estimated from the whole "
+        "experiment: one model of the final loss per size (run group plus seed, every completed run), its residual "
+        "variance pooled across the sizes unless a size's is significantly larger (then that size's alone), and a "
+        "comparison's own spread used instead where it is significantly larger than the pool's; each comparison "
+        "shows its degrees of freedom and that source. No verdict rests on a variance with fewer than 2 degrees "
+        "of freedom, and no interval the data cannot bound is given as digits. Seeds needed is how many seeds "
+        "would give 80% power to resolve the observed difference (or show equivalence) at the error rate spent "
+        "there.")
