@@ -23,8 +23,8 @@ def _loss(values: list[float]) -> str:
 
 
 def _delta(c: Comparison) -> str:
-    """'+0.0123 [-0.0050, +0.0296] at 97.5%', as the report writes it."""
-    return fmt.interval(c.mean, c.low, c.high, c.level) if c.mean is not None else "n/a"
+    """'+0.0123 [-0.0050, +0.0296] at 97.5%' (or '+0.4000 (not estimable at n = 2)'), as the report writes it."""
+    return fmt.delta(c) if c.mean is not None else "n/a"
 
 
 def result_rows(run_dir: Path) -> tuple[str, list[str], list[list[str]]]:

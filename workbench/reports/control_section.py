@@ -23,7 +23,7 @@ def _line(results: Results, twin: Variant, c: Comparison | None) -> list[Span]:
     if c is None:
         return head + [text(f"not compared yet (no seed of both has finished) — {CHECK}.")]
     seeds = f"{c.n} paired seed{'s' * (c.n != 1)}"
-    spans = head + [bold(verdict_text(c)), text(f", Δ {fmt.interval(c.mean, c.low, c.high, c.level)} over {seeds} — "
+    spans = head + [bold(verdict_text(c)), text(f", Δ {fmt.delta(c)} over {seeds} — "
                                                 f"{CHECK}.")]
     if c.verdict in (BETTER, WORSE):
         spans.append(bold(" Here it is one: read this experiment's other better/worse verdicts with that in mind."))

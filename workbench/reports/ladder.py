@@ -13,7 +13,7 @@ from .sections import config_diff, verdict_text
 def _cells(c: Comparison | None) -> list[str]:
     if c is None:
         return [fmt.DASH] * 3
-    return [fmt.interval(c.mean, c.low, c.high, c.level), verdict_text(c), fmt.multiplier(c.multiplier)]
+    return [fmt.delta(c), verdict_text(c), fmt.multiplier(c.multiplier)]
 
 
 def _change(results: Results, v: Variant) -> str:

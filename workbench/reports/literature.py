@@ -64,7 +64,7 @@ def literature_section(results: Results, comparisons: dict[str, Comparison]) -> 
         direction = fmt.DASH if claim is None else claim + (f", {effect:+.4g}" if effect is not None else "") + (
             "" if stated else " (from the values)")
         rows.append([v.name, fmt.DASH if value is None else f"{value:.4g}", direction,
-                     c.verdict if c else fmt.DASH, fmt.interval(c.mean, c.low, c.high, c.level) if c else fmt.DASH,
+                     c.verdict if c else fmt.DASH, fmt.delta(c) if c else fmt.DASH,
                      agreement(claim, effect, c)])
     if not rows:
         return []
