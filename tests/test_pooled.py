@@ -12,9 +12,7 @@ from scipy import stats as sps
 
 from test_comparisons import write_run_dir
 from workbench.reports import compare, load_results
-from workbench.reports.analysis.estimable import RATIO_LIMIT, WIDTH_LIMIT, delta_estimable, ratio_estimable
 from workbench.reports.analysis.pooled import CELL, POOLED, SIZE, SOURCES, additive_fit, f_sf, look_noise
-from workbench.reports.analysis.verdicts import combine_multipliers
 
 
 def two_way_residual_ss(y: np.ndarray) -> float:
@@ -143,21 +141,6 @@ def test_a_look_depends_only_on_its_seeds():
     y2[:, 3] += rng.standard_normal(18)  # the 4th seed changes: the look at 3 seeds does not
     for a, b in zip(before, look_noise(y2[:, :3], mask[:, :3], sizes, pairs)):
         np.testing.assert_array_equal(a, b)
-
-
-# ---------------------------------------------------------------- not estimable
-
-def test_not_estimable_is_defined_once():
-    assert delta_estimable(-0.1, 0.1, 2, 0.02) and not delta_estimable(-0.1, 0.1, 1, 0.02)
-    assert not delta_estimable(-0.11, 0.11, 12, 0.02) and 0.22 > WIDTH_LIMIT * 0.02  # wider than 10x the scale
-    assert not delta_estimable(None, 0.1, 5, 1.0) and not delta_estimable(0.0, math.inf, 5, 1.0)
-    assert ratio_estimable(0.5, 40.0, 2) and not ratio_estimable(0.5, 0.5 * RATIO_LIMIT * 1.01, 5)
-    assert not ratio_estimable(1.0, 2.0, 1) and not ratio_estimable(0.0, 1.0, 3)
-    # A multiplier from two seeds (1 df) never has an interval; from three, only if it spans at most 100x.
-    assert not combine_multipliers([6.0, 7.0], [False, False]).estimable
-    assert combine_multipliers([6.0, 7.0, 6.5], [False] * 3).estimable
-    wild = combine_multipliers([0.01, 50.0, 3.0], [False] * 3)
-    assert not wild.estimable and wild.low is None and wild.mean == pytest.approx((0.01 * 50 * 3) ** (1 / 3))
 
 
 # ---------------------------------------------------------------- through compare(): the ladder at three widths

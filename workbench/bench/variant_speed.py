@@ -186,12 +186,13 @@ def _default_max_params(device: torch.device) -> int:
 
 
 def log_ratio_ci(ratios: list[float], confidence: float = CONFIDENCE) -> tuple[float, float | None, float | None]:
-    """Geometric mean of positive ``ratios`` and its t-interval on the logs (None, None with one ratio):
-    the arithmetic of the verdicts' compute multipliers (``reports.analysis.verdicts.combine_multipliers``,
+    """Geometric mean of positive ``ratios`` and its t-interval on the logs (None, None where the data cannot bound it:
+    fewer than 3 ratios, or an interval spanning over 100x; ``reports.analysis.estimable``):
+    the arithmetic of the verdicts' compute multipliers (``reports.analysis.multipliers.combine_multipliers``,
     imported on use: it loads scipy, and importing the bench stays cheap)."""
     if not ratios or not 0 < confidence < 1 or min(ratios) <= 0:
         raise ValueError("log_ratio_ci needs at least one positive ratio and 0 < confidence < 1")
-    from ..reports.analysis.verdicts import combine_multipliers
+    from ..reports.analysis.multipliers import combine_multipliers
 
     combined = combine_multipliers(ratios, [False] * len(ratios), confidence)
     return combined.mean, combined.low, combined.high

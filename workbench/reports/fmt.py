@@ -8,7 +8,8 @@ import numpy as np
 
 from .analysis.estimable import not_estimable
 from .analysis.stats import Summary
-from .analysis.verdicts import Multiplier, Verdict
+from .analysis.multipliers import Multiplier
+from .analysis.verdicts import Verdict
 
 DASH = "—"
 LOSS_DIGITS = 4

@@ -12,7 +12,7 @@ from .doc import Block, Bullets, Heading, Image, Para, Span, Table, bold, text
 from .load import Results
 from .plots import Plot, _figure, _png, colour, label
 from .analysis.scale_verdicts import EXTRAPOLATE
-from .analysis.verdicts import Multiplier
+from .analysis.multipliers import Multiplier
 
 MULTIPLIER = ("multiplier_vs_compute", "Compute multiplier vs training compute")
 DELTA = ("delta_vs_compute", "Δ val loss vs training compute")

@@ -28,7 +28,8 @@ import numpy as np
 from ..load import COMPLETED, MISSING, Curve, Results, RunCurves, Variant, load_curves
 from .design import design_noise
 from .pooled import SOURCES, Noise
-from .verdicts import Multiplier, Verdict, combine_multipliers, compute_multiplier, decide
+from .multipliers import Multiplier, combine_multipliers, compute_multiplier
+from .verdicts import Verdict, decide
 
 logger = logging.getLogger(__name__)
 

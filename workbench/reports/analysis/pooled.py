@@ -1,7 +1,8 @@
 """The noise a verdict has to see through, estimated from the whole design instead of one comparison's seeds.
 
-Model. Within a size (one Holm family: every run group of one size or sweep point, A/A controls included), the
-final loss of run group g at seed s is
+Model. Within a size (results.json's sizes: the widths of a scaling sweep or the points of a sweep: axis, both
+Variant.size; every run group there, A/A controls included; a tuned experiment's groups are the ones its
+verdicts compare, each variant at its chosen grid point), the final loss of run group g at seed s is
 
     loss[g, s] = mu + a_g + b_s + e[g, s],   e ~ N(0, sigma^2) independent,
 
@@ -12,20 +13,30 @@ paired difference d_s = loss[v, s] - loss[w, s] has Var = 2 sigma^2. With two gr
 residual SS is sum_s (d_s - mean d)^2 / 2 on n - 1 df, so 2 sigma^2 hat is exactly the paired differences' own
 variance: the per-comparison test is the special case.
 
-Three levels, per comparison and look (results.json "variance"):
+Three levels, per comparison and look (results.json "variance"), each a variance of d with its df:
 
-- ``pooled``: sigma^2 = sum SS / sum df over every size, when the sizes' residual variances pass Bartlett's test
-  of equal variances at HOMOGENEITY_ALPHA (it needs two sizes with residual df; normal-theory, like the t-test
-  it feeds);
-- ``size``: the model of the comparison's own size, when Bartlett rejects or the experiment has one size;
-- ``cell``: the comparison's own paired differences (s_d^2 on n - 1 df) when its spread is incompatible with the
-  rest of the pool: a two-sided F test of s_d^2 / 2 against the pool refitted without the comparison's two groups
-  (independent of d: disjoint runs, and the seed effects cancel in d) rejects at HOMOGENEITY_ALPHA; or when that
-  test cannot run (fewer than 2 paired seeds, or nothing in the pool beyond the two groups).
+- ``pooled``: 2 sum SS / sum df over every size;
+- ``size``: 2 SS / df of the comparison's own size, when that size's residual variance is larger than the other
+  sizes' pooled (one-sided F test, SS_k/df_k against the rest, at ACROSS_ALPHA), or the experiment has one size
+  (or one with residual df);
+- ``cell``: the comparison's own paired differences, s_d^2 on n - 1 df, when s_d^2 is at least the level's
+  variance above and larger than the rest of that level's pool (one-sided F test of s_d^2 / 2 against the level
+  refitted without the pair's two groups, at WITHIN_ALPHA: independent of d, since the runs are disjoint and the
+  seed effects cancel in d); or when that test cannot run (fewer than 2 paired seeds, or nothing in the level
+  beyond the two groups: Noise.checked False).
 
-Why three and not two: a size mixes groups whose paired spreads can differ (a noisy variant, or the same
-function twice with a spread of 1e-7); the F test sends such a comparison to its own variance, both ways, while
-Bartlett guards the pooling across sizes, whose noise grows or shrinks with width and horizon.
+Each narrower level is taken only where its variance is the larger one, on fewer df: so every test it passes,
+the test on the pooled variance passes too, and under the model (one sigma^2) the error rates are those of the
+pooled test, which is exact t. A size or comparison that is detectably noisier than the rest keeps its own,
+larger variance; one that is quieter keeps the pool, and verdicts.py tests its own spread beside it on a share
+of alpha (OWN_SHARE), which is how the same function computed twice (seeds agreeing to 1e-6) is found
+equivalent while its neighbours' noise fills the pool. Two levels would not do: the noise of a size grows or
+shrinks with width and horizon (size vs pooled), and run groups of one size can differ (cell vs size).
+
+Cost and limits (Monte Carlo on the ladder's design, docs/verdicts.md, tests/test_pooled_mc.py): the tests'
+levels of 0.5 keep false better/worse within alpha for a noisier size at any variance ratio and for one noisier
+run group up to 4x its neighbours' variance (at 8x: 0.060 at two fixed seeds, where 1 df cannot show it); a
+comparison whose own 1-df spread happens to exceed the pool's (about 3 in 10 at two seeds) stays undecided.
 
 The estimate is the paired mean over the two groups' common seeds (what the report's Δ has always been), not the
 least-squares contrast: it is unbiased whatever the other groups do, and when the two groups have the same
