@@ -21,10 +21,12 @@ def seeds_of(out: Path, variant: str) -> list[int]:
     return [r["seed"] for r in results(out)["variants"][variant]["runs"]]
 
 
-COMPARISON_KEYS = {"verdict", "low", "high", "equivalence_margin", "compute_multiplier", "seeds_needed", "diff_std"}
+COMPARISON_KEYS = {"verdict", "low", "high", "estimable", "equivalence_margin", "compute_multiplier", "seeds_needed",
+                   "diff_std", "df", "variance"}
 
 
-def test_the_same_function_is_equivalent_after_the_first_look_and_gets_no_more_seeds(tmp_path, cache):
+def test_the_same_function_is_equivalent_at_the_third_seed_and_gets_no_more(tmp_path, cache):
+    # Two seeds give its own spread 1 df and there is nothing else to pool with: a third seed decides.
     exp = write_experiment(tmp_path, cache, seeds={"min": 2, "max": 4}, baseline="sdpa",
                            variants="  sdpa: {}\n  naive: {model: {attention: naive}}")
     out = tmp_path / "out"
@@ -32,8 +34,9 @@ def test_the_same_function_is_equivalent_after_the_first_look_and_gets_no_more_s
     comparison = results(out)["variants"]["naive"]["comparison"]
     assert COMPARISON_KEYS <= set(comparison)
     assert comparison["verdict"] == "equivalent" and comparison["equivalence_margin"] == pytest.approx(0.01)
-    assert -0.01 < comparison["low"] <= comparison["high"] < 0.01
-    assert seeds_of(out, "naive") == seeds_of(out, "sdpa") == [0, 1]
+    assert -0.01 < comparison["low"] <= comparison["high"] < 0.01 and comparison["estimable"] is True
+    assert (comparison["df"], comparison["variance"]) == (2, "cell")
+    assert seeds_of(out, "naive") == seeds_of(out, "sdpa") == [0, 1, 2]
     report = (out / "report.md").read_text()
     assert "equivalent" in report
     # Speed: every variant's step timed in one process, paired with its baseline, with an interval.
@@ -80,6 +83,10 @@ def test_three_sizes_give_a_verdict_and_multiplier_per_size_and_a_labelled_cross
         comparison = data["variants"][f"ln@n_layers{k}"]["comparison"]
         assert comparison["baseline"] == f"rms@n_layers{k}" and comparison["verdict"] in {"better", "worse", "equivalent", "undecided"}
         assert comparison["compute_multiplier"]["mean"] > 0
+        # Two seeds per size: one df each alone; pooled across the sizes, 3 (no verdict, no interval from fewer than 2).
+        assert (comparison["variance"], comparison["df"]) in {("pooled", 3), ("cell", 1)}
+        if comparison["df"] < 2:
+            assert comparison["verdict"] == "undecided" and comparison["low"] is None and not comparison["estimable"]
     scale = data["scale"]["by_arch"]["ln"]
     assert [row["size"] for row in scale["by_size"]] == ["n_layers1", "n_layers2", "n_layers3"]
     assert scale["crossing"] is None or isinstance(scale["crossing"]["extrapolated"], bool)
