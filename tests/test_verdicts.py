@@ -305,7 +305,8 @@ def test_sequential_runner_decides_by_seeds_needed():
 
 def test_method_text_states_the_method():
     text = method_text(0.01, SeedPolicy(), 3)
-    for part in ["paired", "Holm", "3 comparisons", "±0.01 nats", "2 up to 8", "at most 5%", "equivalent"]:
+    for part in ["paired", "Holm", "3 comparisons", "±0.01 nats", "2 up to 8", "at most 5%", "equivalent",
+                 "pooled across the sizes", "20% of the error rate", "fewer than 2 degrees of freedom"]:
         assert part in text
     single = method_text(0.02, SeedPolicy(4, 4), 1)
     assert "4 seeds and is tested once" in single and "Holm" not in single and "±0.02" in single

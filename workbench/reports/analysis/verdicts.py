@@ -446,9 +446,10 @@ def method_text(margin: float, policy: SeedPolicy, m: int) -> str:
         f"is at most {a}, and separately the chance of calling equivalent a difference of {margin:g} nats or more "
         f"is at most {a}. " + intervals + "The noise each test sees through is estimated from the whole "
         "experiment: one model of the final loss per size (run group plus seed, every completed run), its residual "
-        "variance pooled across the sizes unless a size's is significantly larger (then that size's alone), and a "
-        "comparison's own spread used instead where it is significantly larger than the pool's; each comparison "
-        "shows its degrees of freedom and that source. No verdict rests on a variance with fewer than 2 degrees "
-        "of freedom, and no interval the data cannot bound is given as digits. Seeds needed is how many seeds "
-        "would give 80% power to resolve the observed difference (or show equivalence) at the error rate spent "
-        "there.")
+        "variance pooled across the sizes unless a size's is larger than the others' (then that size's alone); a "
+        "comparison whose own spread is larger than that keeps its own, and one whose own spread is smaller is "
+        f"tested on it as well, with {OWN_SHARE:.0%} of the error rate (the pool gets the rest). Each comparison "
+        "shows the degrees of freedom and the source of its variance. No verdict rests on a variance with fewer "
+        "than 2 degrees of freedom, and no interval the data cannot bound is given as digits. Seeds needed is how "
+        "many seeds would give 80% power to resolve the observed difference (or show equivalence) at the error "
+        "rate spent there.")
