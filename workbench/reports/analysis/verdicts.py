@@ -111,9 +111,10 @@ class SeedPolicy:
 class Verdict:
     """One comparison (variant - baseline, paired by seed) after the current look.
 
-    n: finite paired differences; mean: their mean. diff_std: the std of one paired difference the test used,
-    sqrt of a variance on `df` degrees of freedom from `variance` (pooled.py: "pooled" | "size" | "cell", the
-    last being the differences' own sample std, ddof=1); None without an estimate (df 0).
+    n: finite paired differences; mean: their mean. diff_std: the std of one paired difference behind the shown
+    interval, sqrt of a variance on `df` degrees of freedom from `variance` (pooled.py: "pooled" | "size" |
+    "cell", the last being the differences' own sample std, ddof=1; beside a pool, the own one where its interval
+    is the narrower); None without an estimate (df 0).
     low, high: the two-sided interval at this look, at `level` = 1 - look_alpha(seeds) / m (Bonferroni over the
     m comparisons; before the first look, the first look's level): inside (-margin, margin) the verdict is
     equivalent, else excluding 0 it is better/worse; Holm and earlier looks can decide before the interval
