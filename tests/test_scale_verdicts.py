@@ -83,7 +83,7 @@ def test_a_flip_between_the_last_two_sizes_is_interpolated_in_log_compute(tmp_pa
     assert all(r["low"] < r["mean"] < r["high"] for r in rows)
     for r, m in zip(rows, [2.0, 1.5, 0.8]):
         assert r["multiplier"] == {"mean": pytest.approx(m), "low": pytest.approx(m), "high": pytest.approx(m),
-                                   "extrapolated": False}
+                                   "n": 3, "extrapolated": False}
     # By hand: Δ goes from -0.04 at 10^13 to +0.02 at 10^14, zero 0.04 / 0.06 = 2/3 of the decade on.
     assert v["crossing"] == {"compute": pytest.approx(10 ** (13 + 2 / 3)), "extrapolated": False}
     assert v["crossing_note"] == "Δ changes sign between s1 (-0.0400) and s2 (+0.0200)"
@@ -252,3 +252,16 @@ def test_an_arch_with_no_runs_at_any_size_is_left_out(tmp_path):
     (run_dir / "results.json").write_text(json.dumps(data))
     results = load_results(run_dir)
     assert sorted(scale_summary(results, compare(results, run_dir))["by_arch"]) == ["v"]
+
+
+def test_a_row_the_data_cannot_bound_reads_not_estimable_with_its_seeds():
+    """The stored scale rows keep n, so the section (and docs/findings/table.py) print the point estimate and
+    'not estimable at n = k', never a bare number that looks exact or an interval of absurd digits."""
+    from workbench.reports.scale_verdicts_section import _delta_text, _multiplier_text
+
+    row = {"mean": 0.4, "low": None, "high": None, "n": 2}
+    assert _delta_text(row) == "+0.4000 (not estimable at n = 2)"
+    assert _delta_text({"mean": -0.01, "low": -0.02, "high": 0.0, "n": 3}) == "-0.0100 [-0.0200, +0.0000]"
+    assert _multiplier_text({"mean": 6.48, "low": None, "high": None, "n": 2, "extrapolated": False}) == \
+        "6.48x (not estimable at n = 2)"
+    assert _multiplier_text(None) == "—"

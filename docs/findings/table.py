@@ -16,7 +16,7 @@ def _interval(row: dict) -> str:
     if row["mean"] is None:
         return "n/a"
     if row["low"] is None:
-        return f"{row['mean']:+.3f}"
+        return f"{row['mean']:+.3f} (not estimable at n = {row.get('n')})"
     return f"{row['mean']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}]"
 
 
@@ -26,6 +26,8 @@ def _multiplier(m: dict | None) -> str:
     text = f"{m['mean']:.2f}x"
     if m.get("low") is not None:
         text += f" [{m['low']:.2f}, {m['high']:.2f}]"
+    else:
+        text += f" (not estimable at n = {m.get('n')})"
     return text + (" (extrapolated)" if m.get("extrapolated") else "")
 
 

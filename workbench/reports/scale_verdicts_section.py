@@ -12,14 +12,25 @@ from .doc import Block, Bullets, Heading, Image, Para, Span, Table, bold, text
 from .load import Results
 from .plots import Plot, _figure, _png, colour, label
 from .analysis.scale_verdicts import EXTRAPOLATE
+from .analysis.estimable import not_estimable
 from .analysis.multipliers import Multiplier
 
 MULTIPLIER = ("multiplier_vs_compute", "Compute multiplier vs training compute")
 DELTA = ("delta_vs_compute", "Δ val loss vs training compute")
 
 
-def _multiplier(m: dict | None) -> Multiplier | None:
-    return None if m is None else Multiplier(m["mean"], m["low"], m["high"], [], m["extrapolated"])
+def _delta_text(r: dict) -> str:
+    """A stored row's Δ with its interval, or 'not estimable at n = k' beside the mean where it has none."""
+    if r["mean"] is not None and r["low"] is None:
+        return f"{r['mean']:+.{fmt.LOSS_DIGITS}f} ({not_estimable(r.get('n'))})"
+    return fmt.interval(r["mean"], r["low"], r["high"])
+
+
+def _multiplier_text(m: dict | None) -> str:
+    """A stored row's compute multiplier, as fmt.multiplier prints one (n seeds behind it)."""
+    if m is None:
+        return fmt.DASH
+    return fmt.multiplier(Multiplier(m["mean"], m["low"], m["high"], [m["mean"]] * (m.get("n") or 0), m["extrapolated"]))
 
 
 def _crossing_text(arch: str, entry: dict) -> list[Span]:
@@ -158,8 +169,8 @@ def scale_verdicts_section(results: Results, scale: dict) -> tuple[list[Block], 
         plots.append(Plot(name, title, png, None if png else "no comparison has a value and a training compute"))
     if not scale:
         return [], plots
-    rows = [[arch, r["size"], fmt.human_flops(r["compute"]), r["verdict"], fmt.interval(r["mean"], r["low"], r["high"]),
-             fmt.multiplier(_multiplier(r["multiplier"]))] for arch, entry in archs.items() for r in entry["by_size"]]
+    rows = [[arch, r["size"], fmt.human_flops(r["compute"]), r["verdict"], _delta_text(r),
+             _multiplier_text(r["multiplier"])] for arch, entry in archs.items() for r in entry["by_size"]]
     blocks: list[Block] = [
         Heading(2, "Verdicts across scale"),
         Para([text(f"Each {'rung' if results.ladder else 'variant'} against the {against} at every size: its verdict, "

@@ -52,9 +52,9 @@ def training_compute(group: Variant | None) -> float | None:
 def _row(results: Results, size: str, c: Comparison) -> dict:
     m = c.multiplier
     return {"size": size, "compute": training_compute(results.variant(c.baseline)), "verdict": c.verdict,
-            "mean": c.mean, "low": c.low, "high": c.high,
+            "mean": c.mean, "low": c.low, "high": c.high, "n": c.n, "df": c.df, "variance": c.variance,
             "multiplier": None if m is None or m.mean is None else
-            {"mean": m.mean, "low": m.low, "high": m.high, "extrapolated": m.extrapolated}}
+            {"mean": m.mean, "low": m.low, "high": m.high, "n": len(m.per_seed), "extrapolated": m.extrapolated}}
 
 
 def crossing(rows: list[dict]) -> tuple[dict | None, str]:
@@ -93,11 +93,12 @@ def scale_summary(results: Results, comparisons: Mapping[str, Comparison]) -> di
 
 
 def by_arch(results: Results, comparisons: Mapping[str, Comparison]) -> dict:
-    """{arch: {"by_size": [{size, compute, verdict, mean, low, high, multiplier}], "crossing", "crossing_note"}}
+    """{arch: {"by_size": [{size, compute, verdict, mean, low, high, n, df, variance, multiplier}], "crossing", "crossing_note"}}
     for every arch with a paired Δ at some size, sizes in sweep order.
 
     compute: the mean training FLOPs of the run group compared with there (the baseline; in a ladder, the previous
-    rung); multiplier: {mean, low, high, extrapolated} or None; crossing: {compute, extrapolated} or None, the
+    rung); low/high null where not estimable (n: the paired seeds behind it); multiplier: {mean, low, high, n,
+    extrapolated} or None; crossing: {compute, extrapolated} or None, the
     note saying why.
     """
     out = {}
