@@ -20,6 +20,11 @@ def _interval(row: dict) -> str:
     return f"{row['mean']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}]"
 
 
+def _noise(row: dict) -> str:
+    """The degrees of freedom of the variance behind the verdict and where it comes from (pooled, size, cell)."""
+    return "n/a" if row.get("df") is None else f"{row['df']} df, {row['variance']}"
+
+
 def _multiplier(m: dict | None) -> str:
     if not m:
         return "n/a"
@@ -33,15 +38,15 @@ def _multiplier(m: dict | None) -> str:
 
 def table(results: dict) -> str:
     """One markdown table: every compared arch at every scale, then each arch's crossing note."""
-    lines = ["| variant | scale | training FLOPs | Δ val loss [interval] | verdict | compute multiplier [interval] |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| variant | scale | training FLOPs | Δ val loss [interval] | noise (df, source) | verdict | compute multiplier [interval] |",
+             "|---|---|---|---|---|---|---|"]
     notes = []
     for arch, summary in ((results.get("scale") or {}).get("by_arch") or {}).items():
         if all(row["mean"] is None for row in summary["by_size"]):  # not trained (left out by --variant)
             continue
         for row in summary["by_size"]:
             compute = f"{row['compute']:.2e}" if row["compute"] else "n/a"
-            lines.append(f"| {arch} | {row['size']} | {compute} | {_interval(row)} | {row['verdict']} | "
+            lines.append(f"| {arch} | {row['size']} | {compute} | {_interval(row)} | {_noise(row)} | {row['verdict']} | "
                          f"{_multiplier(row['multiplier'])} |")
         notes.append(f"- {arch}: {summary['crossing_note']}"
                      + (f" (at {summary['crossing']['compute']:.2e} FLOPs)" if summary["crossing"] else ""))
