@@ -133,9 +133,9 @@ def test_table_numbers_equal_direct_computation(main_report):
     # run), so its variance is its own on 1 df: no verdict and no interval, the point estimate and what would decide.
     d = np.subtract(list(WORSE.values()), [BASE[s] for s in WORSE])
     assert worse[8] == f"{d.mean():+.4f} (not estimable at n = 2)"
-    needed = seeds_needed(d.mean(), d.std(ddof=1), 2, DEFAULT_MARGIN, SeedPolicy(3, 3), m=2)
     assert worse[7] == ("undecided (variance from 1 degree of freedom: a 3rd seed, or run groups of comparable noise "
-                        f"to pool with, would allow a decision; ~{needed} seeds for 80% power)") and needed >= 3
+                        "to pool with, would allow a decision; how many seeds it needs is not estimable from 1 degree "
+                        "of freedom)")
     assert worse[10] == "2 of 3" and numbers(worse[11])[0] == pytest.approx(d.std(ddof=1), abs=6e-5)
     assert worse[11].endswith(" (1 df, cell)")
     assert re.fullmatch(r"0\.\d\dx \(not estimable at n = 2\)", worse[9])  # worse: the baseline needs less compute
@@ -162,14 +162,17 @@ def test_verdicts_in_rendered_table(tmp_path):
     assert got["same"] == "equivalent" and re.fullmatch(r"undecided \(~\d+ seeds to decide\)", got["noisy"])
 
 
-def test_two_seed_borderline_is_undecided_with_the_seeds_it_needs(tmp_path):
-    runs = {"base": {0: ("completed", 3.20, 1.0, None), 1: ("completed", 3.25, 1.0, None)},
-            "v": {0: ("completed", 3.18, 1.0, None), 1: ("completed", 3.22, 1.0, None)}}
-    d = [-0.02, -0.03]
-    needed = seeds_needed(np.mean(d), np.std(d, ddof=1), 2, DEFAULT_MARGIN, SeedPolicy(2, 2), m=1)
+def test_two_seeds_that_agree_promise_no_decision(tmp_path):
+    """Two seeds whose differences agree by chance (the main job's -0.0281 and -0.0289; its 3rd seed gave +0.0167)
+    would, read as a variance, promise a decision at the 3rd seed: from 1 df neither a verdict nor the seeds it
+    needs is estimable, and the report says so instead of printing a count."""
+    runs = {"base": {0: ("completed", 4.2611, 1.0, None), 1: ("completed", 4.3185, 1.0, None)},
+            "v": {0: ("completed", 4.2330, 1.0, None), 1: ("completed", 4.2896, 1.0, None)}}
+    d = [4.2330 - 4.2611, 4.2896 - 4.3185]
+    assert seeds_needed(np.mean(d), np.std(d, ddof=1), 2, DEFAULT_MARGIN, SeedPolicy(2, 2), m=1) == 3
     assert verdict_column(tmp_path, runs, seeds=(0, 1))["v"] == (
         "undecided (variance from 1 degree of freedom: a 3rd seed, or run groups of comparable noise to pool with, "
-        f"would allow a decision; ~{needed} seeds for 80% power)")
+        "would allow a decision; how many seeds it needs is not estimable from 1 degree of freedom)")
 
 
 def test_single_seed_renders_undecided(tmp_path):

@@ -100,14 +100,13 @@ def verdict_text(c: Comparison) -> str:
     """The verdict; an undecided one says why and what would decide it."""
     if c.verdict != UNDECIDED:
         return c.verdict
-    power = (f"~{c.seeds_needed} seeds for 80% power" if c.seeds_needed is not None else
-             "over 10,000 seeds for 80% power")
     if c.n < 2:
         return f"{UNDECIDED} (fewer than 2 paired seeds)"
     if c.df is not None and c.df < MIN_DF:
         dof = f"{c.df} degree{'s' * (c.df != 1)} of freedom"
         return (f"{UNDECIDED} (variance from {dof}: a {_ordinal(c.n + MIN_DF - c.df)} seed, or run groups of "
-                f"comparable noise to pool with, would allow a decision; {power})")
+                f"comparable noise to pool with, would allow a decision; how many seeds it needs is not estimable "
+                f"from {dof})")
     if c.seeds_needed is not None:
         return f"{UNDECIDED} (~{c.seeds_needed} seeds to decide)"
     return f"{UNDECIDED} (over 10,000 seeds to decide)"

@@ -121,7 +121,8 @@ class Verdict:
     shows it. None where the data cannot bound it (estimable.py: df < 2, or wider than 10x the experiment's
     largest |Δ|) and before the first look.
     seeds_needed: for an undecided comparison, the total seeds at which the test that would resolve it (the
-    difference if |mean| >= margin, else equivalence) has 80% power at the observed mean and std; None otherwise.
+    difference if |mean| >= margin, else equivalence) has 80% power at the observed mean and std; None otherwise,
+    and None from a variance on fewer than 2 df (not estimable: the report says so).
     """
 
     verdict: str
@@ -373,8 +374,10 @@ def decide(diffs: Mapping[str, Sequence[float | None]], margin: float = DEFAULT_
                                                                         max(scale, margin)):
             low, high = mean - half, mean + half
         verdict = str(verdicts[i])
+        # From a variance on fewer than MIN_DF df the seeds a decision needs are not estimable either (two seeds
+        # agreeing by chance would promise a decision at the third): None, and the report says so.
         needed = (seeds_needed(mean, std, n, margin, policy, m, z.df, share) if verdict == UNDECIDED and n >= 2
-                  and std is not None else None)
+                  and std is not None and z.df >= MIN_DF else None)
         out[name] = Verdict(verdict, n, mean, low, high, 1.0 - share * look_alpha, std, needed, margin,
                             None if z is None else z.df, None if z is None else z.source)
     return out
