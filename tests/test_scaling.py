@@ -140,9 +140,9 @@ def test_report_states_fit_winner_and_crossing(tmp_path):
     # Per-size deltas: each variant against the baseline of its own size.
     assert "| gpt2@s4 | 1/1 completed |" in md and "| llama@s4 (baseline) |" in md
     # Verdicts across scale: Δ = 0.2 - 0.5 (C/1e12)^-0.4 goes from -0.0506 at 5.62T to +0.0744 at 31.6T; linear in
-    # log C between them it is 0 at 11.3T, near the fits' 9.88T (one seed: no verdict, no interval).
+    # log C between them it is 0 at 11.3T, near the fits' 9.88T (one seed: no verdict, Δ not estimable).
     scale = md[md.index("## Verdicts across scale"):]
-    assert "| gpt2 | s0 | 1T | undecided | -0.3000 | — |" in scale
+    assert "| gpt2 | s0 | 1T | undecided | -0.3000 (not estimable at n = 1) | — |" in scale
     assert "**gpt2: Δ = 0 at 11.3T FLOPs (interpolated)** — Δ changes sign between s1 (-0.0506) and s2 (+0.0744)." in scale
 
 
