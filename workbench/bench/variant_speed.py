@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import math
 import random
 import time
 from collections.abc import Mapping
