@@ -10,6 +10,7 @@ from ..config.specs import flat_config as _flatten
 from . import fmt
 from .analysis.comparisons import Comparison
 from .compute import budget_text
+from .corpus_line import corpus_text
 from .doc import Block, Bullets, Heading, Image, Para, Span, Table, bold, code, text
 from .load import COMPLETED, DIVERGED, FAILED, MISSING, Results, Run, Variant
 from .plots import Plot
@@ -37,16 +38,6 @@ def _budget(config: dict) -> str | None:
     return f"{steps} steps × {batch} sequences × {seq} tokens = {fmt.human(steps * batch * seq)} training tokens per run"
 
 
-def _corpus(data: dict) -> str | None:
-    """The corpus in one line, with the unigram loss every model must beat to have learned anything."""
-    tokens, unigram = data.get("train_tokens"), data.get("unigram_val_loss")
-    if not isinstance(tokens, (int, float)) or not isinstance(unigram, (int, float)):
-        return None
-    return (f"{fmt.human(tokens)} training / {fmt.human(data.get('val_tokens') or 0)} validation tokens, "
-            f"vocabulary {data.get('vocab_size')}; unigram baseline val loss {unigram:.4f} nats/token "
-            "(a model below it has learned more than token frequencies)")
-
-
 def header(results: Results, no_curves: list[Run]) -> list[Block]:
     items: list[list[Span]] = []
     if results.baseline:
@@ -65,7 +56,7 @@ def header(results: Results, no_curves: list[Run]) -> list[Block]:
     budget = budget_text(results.budget) or (_budget(base.config) if base else None)
     if budget:
         items.append([bold("Budget: "), text(budget)])
-    corpus = _corpus(base.data) if base else None
+    corpus = corpus_text(base.data) if base else None
     if corpus:
         items.append([bold("Data: "), text(corpus)])
     total = sum(len(v.runs) for v in results.variants)

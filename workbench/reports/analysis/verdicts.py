@@ -55,6 +55,9 @@ from .estimable import MIN_DF, delta_estimable
 from .pooled import CELL, Noise
 
 BETTER, WORSE, EQUIVALENT, UNDECIDED = "better", "worse", "equivalent", "undecided"
+# No verdict between two variants when either has not learned: its final val loss is not clearly below the
+# unigram floor (the rule and its margin live in analysis/learned.py).
+NOT_LEARNED = "not learned yet"
 
 # 0.01 nats is a 1% change in perplexity (e^0.01 = 1.010): smaller than anything an architecture choice is made
 # on, and about the seed-to-seed noise of the small runs this workbench makes: "equivalent" means "does not matter".
