@@ -30,7 +30,7 @@ from torch import nn
 from .hardware import cpu_has_fast_bf16
 from .registry import registry
 
-FLASH_INSTALL = "pip install 'workbench[flash]' (or: pip install flash-attn --no-build-isolation) on a CUDA machine"
+FLASH_INSTALL = "pip install 'lm-ablation-components[flash]' (or: pip install flash-attn --no-build-isolation) on a CUDA machine"
 
 
 class FlashAttentionUnavailable(RuntimeError):

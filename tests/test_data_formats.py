@@ -25,8 +25,8 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 HAVE_PYARROW = importlib.util.find_spec("pyarrow") is not None
 HAVE_ZSTD = importlib.util.find_spec("zstandard") is not None
 HAVE_TOKENIZERS = importlib.util.find_spec("tokenizers") is not None
-NO_PYARROW = "pyarrow is not installed (pip install 'workbench[parquet]')"
-NO_ZSTD = "zstandard is not installed (pip install 'workbench[zstd]')"
+NO_PYARROW = "pyarrow is not installed (pip install 'lm-ablation-workbench[parquet]')"
+NO_ZSTD = "zstandard is not installed (pip install 'lm-ablation-workbench[zstd]')"
 NO_TOKENIZERS = "the tokenizers library is not installed (it comes with transformers)"
 
 EXPERIMENT = """
@@ -358,7 +358,7 @@ def test_a_missing_optional_library_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "zstandard", None)  # import fails as if not installed
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
-    for name, extra in (("a.txt.zst", "workbench[zstd]"), ("a.parquet", "workbench[parquet]")):
+    for name, extra in (("a.txt.zst", "lm-ablation-workbench[zstd]"), ("a.parquet", "lm-ablation-workbench[parquet]")):
         with pytest.raises(DataError, match=extra.replace("[", r"\[").replace("]", r"\]")) as err:
             prepare(DataSettings(source="files", paths=[name], cache_dir=str(tmp_path)), tmp_path)
         assert name in str(err.value) and "\n" not in str(err.value)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ transformers = pytest.importorskip("transformers")
 from e2e import results  # noqa: E402
 from workbench import export as export_module  # noqa: E402
 from workbench.cli import main  # noqa: E402
-from workbench.export import PLAIN_LOAD, PLAIN_LOAD_TORCH, PLAIN_TOKENIZERS, export_run, hf_tokenizer  # noqa: E402
+from workbench.export import PLAIN_DECODE, PLAIN_GENERATE, PLAIN_LOAD, PLAIN_TOKENIZERS, export_run, hf_tokenizer  # noqa: E402
 from workbench.load import load_run  # noqa: E402
 from workbench.report_samples import MAX_PARAMS, PROMPT, SAMPLE_TOKENS, new_samples, record_samples  # noqa: E402
 from workbench.reports.fmt import md  # noqa: E402
@@ -136,6 +135,25 @@ def test_the_transformers_export_loads_with_auto_classes_and_computes_the_same_l
     assert text.startswith("def main():") and len(text) > len("def main():")
 
 
+def test_the_transformers_tokenizer_pads_a_batch_with_eos_on_the_left(trained, tmp_path):
+    out = tmp_path / "hf"
+    export_run(trained, "rms", out)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    hf_tok = transformers.AutoTokenizer.from_pretrained(out)
+    _, tokenizer = load_run(trained, "rms")
+    texts = ["x", "def main():\n    return 0"]
+    batch = hf_tok(texts, padding=True, return_tensors="pt")
+    short, long = (tokenizer.encode(t) for t in texts)
+    pad = len(long) - len(short)
+    assert hf_tok.pad_token_id == hf_tok.eos_token_id == tokenizer.eos_id and hf.config.pad_token_id is None
+    assert batch["input_ids"][0].tolist() == [tokenizer.eos_id] * pad + short
+    assert batch["attention_mask"][0].tolist() == [0] * pad + [1] * len(short)
+    with torch.no_grad():  # the last position is every row's next-token logits (RoPE: relative positions only)
+        last = hf(**batch).logits[:, -1]
+        torch.testing.assert_close(last[0], hf(torch.tensor([short])).logits[0, -1], rtol=0, atol=1e-4)
+        torch.testing.assert_close(last[1], hf(torch.tensor([long])).logits[0, -1], rtol=0, atol=1e-4)
+
+
 def test_the_plain_export_loads_back_with_the_documented_lines(trained, tmp_path, capsys):
     out = tmp_path / "plain"
     code, printed, _ = cli(capsys, "export", trained, "--variant", "ln", "--out", out)
@@ -157,20 +175,12 @@ def test_the_plain_export_loads_back_with_the_documented_lines(trained, tmp_path
     assert tokenizer_line.format(dir="DIR") in (out / "README.md").read_text() and tokenizer_line.format(dir="DIR") in readme
     exec(tokenizer_line.format(dir=out), namespace)
     assert namespace["tokenizer"].encode(TEXT) == tokenizer.encode(TEXT)
-
-
-def test_without_safetensors_the_plain_export_is_a_torch_state_dict(trained, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "safetensors.torch", None)  # import fails
-    out = tmp_path / "plain_pt"
-    done = export_run(trained, "ln", out)
-    assert done.form == "plain" and (out / "model.pt").is_file() and not (out / "model.safetensors").exists()
-    monkeypatch.undo()
-    namespace = {}
-    exec(PLAIN_LOAD_TORCH.format(dir=out), namespace)
-    model, tokenizer = load_run(trained, "ln")
-    x = torch.tensor([tokenizer.encode(TEXT)])
-    with torch.no_grad():
-        torch.testing.assert_close(namespace["model"](x), model(x), rtol=0, atol=0)
+    generate = PLAIN_GENERATE["sentencepiece"].format(prompt="def main():")
+    assert generate + "\n" + PLAIN_DECODE in (out / "README.md").read_text()
+    assert "pip install lm-ablation-components safetensors sentencepiece" in (out / "README.md").read_text()
+    exec(generate, namespace)  # sentencepiece's eos_id() is a method: the line calls it
+    prompt = torch.tensor([tokenizer.encode("def main():")])
+    assert torch.equal(namespace["ids"], model.generate(prompt, 50, temperature=0.8, seed=0, eos_id=tokenizer.eos_id))
 
 
 def test_a_conversion_that_computes_other_logits_falls_back_to_the_plain_export(trained, tmp_path, monkeypatch):

@@ -8,14 +8,16 @@ Two forms, chosen by what the architecture is:
   and ``pipeline("text-generation", model=DIR)`` work with no extra arguments. Every special token is one of
   the sentencepiece model's own pieces (``<unk>``, ``</s>``; the workbench trains no ``<s>``), so no id
   falls outside the model's vocabulary; ``</s>`` is ``eos_token_id`` in the model's config and
-  generation config. Before anything is written, the transformers model's logits are checked against the
+  generation config, and the tokenizer's pad token (``tokenizer(texts, padding=True)``), padding on the
+  left as batched generation with a causal LM needs. Before anything is written, the transformers model's logits are checked against the
   workbench model's: an architecture ``to_hf`` converts but transformers computes differently is
   exported in the plain form, not silently changed.
-- **plain** (every other architecture): ``model.safetensors`` (``model.pt`` where safetensors is not
-  installed), ``config.json`` (``TransformerConfig.to_dict()``) and the run's tokenizer file
-  (``tokenizer.model`` for sentencepiece, ``tokenizer.json`` for a ``tokenizers`` one, none for a run
-  trained on token ids), loaded by ``components`` in three lines plus the tokenizer's (PLAIN_LOAD,
-  PLAIN_TOKENIZERS, also in the folder's README.md).
+- **plain** (every other architecture): ``model.safetensors``, ``config.json`` (``TransformerConfig.to_dict()``)
+  and the run's tokenizer file (``tokenizer.model`` for sentencepiece, ``tokenizer.json`` for a ``tokenizers``
+  one, none for a run trained on token ids), loaded by ``components`` in three lines plus the tokenizer's
+  (PLAIN_LOAD, PLAIN_TOKENIZERS), then generating with it (PLAIN_GENERATE); all in the folder's README.md.
+
+Either folder gets the umask's permissions (0755 / 0644 under umask 022), not a temporary folder's 0700 / 0600.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import safetensors.torch
 import torch
 
 from components import TransformerLM
 
 from .data.tokenizer import Tokenizer
+from .distribution import COMPONENTS_DISTRIBUTION
 from .fileio import STORAGE_ERRORS, normal_permissions, remove_stale_temps, staging_folder
 from .load import load_run
 from .results import RunFolderError
@@ -40,10 +44,6 @@ PLAIN_LOAD = """\
 import json, safetensors.torch, components  # plus the experiment's plugin modules, if it used any
 model = components.TransformerLM(components.TransformerConfig.from_dict(json.load(open("{dir}/config.json"))))
 safetensors.torch.load_model(model, "{dir}/model.safetensors"); model.eval()"""
-# Without safetensors installed the weights are a torch state dict, model.pt, and the last line reads:
-PLAIN_LOAD_TORCH = PLAIN_LOAD.replace("safetensors.torch, ", "torch, ").replace(
-    'safetensors.torch.load_model(model, "{dir}/model.safetensors")',
-    'model.load_state_dict(torch.load("{dir}/model.pt", weights_only=True))')
 # The tokenizer of a plain folder, by the run's tokenizer kind: (file name, the line that loads it).
 PLAIN_TOKENIZERS = {
     "sentencepiece": ("tokenizer.model",
@@ -51,6 +51,16 @@ PLAIN_TOKENIZERS = {
     "huggingface": ("tokenizer.json", 'import tokenizers; tokenizer = tokenizers.Tokenizer.from_file("{dir}/tokenizer.json")'),
 }
 NO_TOKENIZER = "# no tokenizer: the run was trained on token ids (data.source 'bin')"
+# Generating with that model and tokenizer, by kind ({eos}: the run's end-of-document id). Each library spells
+# encode and the end id its own way: sentencepiece's eos_id() is a method, tokenizers' encode returns an Encoding.
+PLAIN_GENERATE = {
+    "sentencepiece": 'import torch; ids = model.generate(torch.tensor([tokenizer.encode("{prompt}")]), max_new_tokens=50, temperature=0.8, seed=0, eos_id=tokenizer.eos_id())',
+    "huggingface": 'import torch; ids = model.generate(torch.tensor([tokenizer.encode("{prompt}", add_special_tokens=False).ids]), max_new_tokens=50, temperature=0.8, seed=0, eos_id={eos})',
+}
+PLAIN_DECODE = "print(tokenizer.decode(ids[0].tolist()))"
+PLAIN_PROMPT = "def main():"
+# What loading a plain folder needs installed, by tokenizer kind (the workbench itself is not needed).
+PLAIN_REQUIREMENTS = {"sentencepiece": " sentencepiece", "huggingface": " tokenizers", "none": ""}
 LOGIT_TOLERANCE = 1e-4  # fp32: the two implementations differ by rounding only
 
 
@@ -167,7 +177,9 @@ def _spm_merges(sp, vocab: dict[str, int], special: set[str]) -> list[tuple[str,
 
 
 def hf_tokenizer(tokenizer: Tokenizer):
-    """The run's sentencepiece BPE model as a transformers fast tokenizer with the same ids for any text.
+    """The run's sentencepiece BPE model as a transformers fast tokenizer with the same ids for any text, and a
+    pad token (eos where the model has no pad piece; the model config's pad_token_id stays None, so eos's
+    embedding still learns when fine-tuned).
 
     The workbench's tokenizer has identity normalisation, no dummy prefix and byte fallback, so the
     pipeline is: spaces -> '▁', BPE with sentencepiece's merge order and byte fallback, no
@@ -188,8 +200,12 @@ def hf_tokenizer(tokenizer: Tokenizer):
     backend.normalizer = normalizers.Replace(" ", "▁")
     backend.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
     ids = {"unk_token": sp.unk_id(), "eos_token": sp.eos_id(), "bos_token": sp.bos_id(), "pad_token": sp.pad_id()}
+    if ids["pad_token"] < 0:  # the workbench trains no pad piece: pad with eos, as transformers does for causal LMs
+        ids["pad_token"] = ids["eos_token"]
     tokens = {name: sp.id_to_piece(i) for name, i in ids.items() if i >= 0}
-    return PreTrainedTokenizerFast(tokenizer_object=backend, clean_up_tokenization_spaces=False, **tokens)
+    # Left padding: a batch's last positions are then every row's next-token logits (generate warns on right).
+    return PreTrainedTokenizerFast(tokenizer_object=backend, clean_up_tokenization_spaces=False, padding_side="left",
+                                   **tokens)
 
 
 def _portable_tokenizer_class(path: Path) -> None:
@@ -201,23 +217,20 @@ def _portable_tokenizer_class(path: Path) -> None:
 
 
 def _write_plain(folder: Path, model: TransformerLM, tokenizer: Tokenizer, reason: str) -> None:
-    try:
-        import safetensors.torch  # a dependency of transformers, not of the workbench
-    except ImportError:
-        torch.save(model.state_dict(), folder / "model.pt")
-        load = PLAIN_LOAD_TORCH.format(dir="DIR")
-    else:
-        safetensors.torch.save_model(model, str(folder / "model.safetensors"))  # ties (embed / lm_head) kept once
-        load = PLAIN_LOAD.format(dir="DIR")
+    safetensors.torch.save_model(model, str(folder / "model.safetensors"))  # ties (embed / lm_head) kept once
     (folder / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n", encoding="utf-8")
+    lines = [PLAIN_LOAD]
     if tokenizer.kind in PLAIN_TOKENIZERS:
         name, line = PLAIN_TOKENIZERS[tokenizer.kind]
         tokenizer.save(folder / name)
-        load += "\n" + line.format(dir="DIR")
+        lines += [line, PLAIN_GENERATE[tokenizer.kind], PLAIN_DECODE]
     else:
-        load += "\n" + NO_TOKENIZER
+        lines.append(NO_TOKENIZER)
+    code = "\n".join(lines).format(dir="DIR", prompt=PLAIN_PROMPT, eos=tokenizer.eos_id)
+    requirements = f"{COMPONENTS_DISTRIBUTION} safetensors{PLAIN_REQUIREMENTS[tokenizer.kind]}"
     (folder / "README.md").write_text(
         "# A workbench model (components.TransformerLM)\n\n"
         f"transformers cannot express this architecture: {reason}\n\n"
-        f"Load it (DIR: this folder) with the workbench's `components` package installed:\n\n```python\n{load}\n```\n",
+        f"Load it and generate (DIR: this folder) after `pip install {requirements}` (the workbench itself is not "
+        f"needed):\n\n```python\n{code}\n```\n",
         encoding="utf-8")

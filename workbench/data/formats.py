@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from ..distribution import install_hint
 from .errors import DataError
 
 BIG_DOC = 32 << 20  # bytes: a text file larger than this is streamed in blocks, never held whole
@@ -293,7 +294,7 @@ def _optional(kind: str, path: Path):
         return __import__(module)
     except ImportError:
         raise DataError("data.paths", f"{path}: reading it needs {module}, not installed here: "
-                                      f"pip install 'workbench[{extra}]'") from None
+                                      f"{install_hint(extra)}") from None
 
 
 def _short(err: BaseException) -> str:
