@@ -20,6 +20,7 @@ import torch
 
 from components.registry import ENTRY_POINT_GROUP
 
+from .distribution import DISTRIBUTION
 from .results import describe_changes
 
 log = logging.getLogger("workbench")
@@ -36,7 +37,7 @@ def current_environment(imports: list[str]) -> dict:
         "platform": platform.platform(),
         **{name: _version(name) for name in LIBRARIES},
         "cuda": torch.version.cuda,  # the CUDA torch was built with; None on a CPU build
-        "workbench": {"version": _version("workbench"), **git_state(ROOT)},
+        "workbench": {"version": _version(DISTRIBUTION), **git_state(ROOT)},
         "plugins": [_module_info(name) for name in imports] + _entry_points(),
     }
 

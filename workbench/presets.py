@@ -15,6 +15,8 @@ import functools
 from importlib import metadata
 from pathlib import Path
 
+from .distribution import DISTRIBUTION
+
 SUFFIX = ".yaml"
 _INSTALLED = "share/workbench/configs"
 
@@ -26,7 +28,7 @@ def presets_dir() -> Path | None:
     if (checkout / "model").is_dir():
         return checkout
     try:
-        files = metadata.distribution("workbench").files or []
+        files = metadata.distribution(DISTRIBUTION).files or []
     except metadata.PackageNotFoundError:
         return None
     for file in files:
