@@ -11,6 +11,8 @@ import pytest
 from components import registry
 from e2e import cli, results, write_experiment
 from workbench.cli import main
+from workbench.config import files
+from workbench.config.files import SHIPPED_EXPERIMENTS
 
 REQUIRED = {
     "norm": ["layernorm", "rmsnorm"], "norm_placement": ["pre", "post"], "ffn": ["relu", "gelu", "swiglu", "geglu", "reglu"],
@@ -90,6 +92,29 @@ def test_missing_file_and_unknown_variant_exit_2(exp, tmp_path, capsys):
     assert main(["run", str(exp), "--variant", "nope", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "nope" in err and "rms" in err and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", ["show", "data", "run"])
+@pytest.mark.parametrize("given,hint", [("ablate_norm", "the shipped ablate_norm is "),
+                                        ("ablate_nrom.yaml", "did you mean the shipped ablate_norm, ")])
+def test_missing_file_names_the_shipped_experiment(tmp_path, monkeypatch, capsys, command, given, hint):
+    monkeypatch.chdir(tmp_path)  # outside the repository, as a new user types it
+    assert main([command, given]) == 2
+    err = capsys.readouterr().err.strip()
+    shipped = SHIPPED_EXPERIMENTS / "ablate_norm.yaml"
+    assert err == f"error: {given}: file not found; {hint}{shipped}" + ("?" if "did you" in hint else "")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_file_from_an_install_says_where_experiments_are(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(files, "SHIPPED_EXPERIMENTS", tmp_path / "absent")  # a wheel: no experiments/ beside the package
+    monkeypatch.chdir(tmp_path)
+    assert main(["show", "ablate_norm"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ablate_norm: file not found; the shipped experiments are not installed")
+    assert "experiments/" in err and "workbench init NAME" in err and len(err.splitlines()) == 1
+    assert main(["show", str(tmp_path / "sub" / "mine.yaml")]) == 2  # a path of the user's own: no hint
+    assert capsys.readouterr().err.strip().endswith("mine.yaml: file not found")
 
 
 def test_real_process_exit_code_and_no_traceback(exp, tmp_path):

@@ -8,6 +8,7 @@ preset, in list order. A file that (indirectly) lists itself is an error.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,27 @@ from typing import Any
 import yaml
 
 from ..presets import is_name, preset_names, preset_path, presets_dir
-from .errors import ConfigError, did_you_mean
+from .errors import ConfigError, did_you_mean, display_path
 from .schema import SECTIONS
 
 PRESET_KEYS = ("defaults",) + SECTIONS
+SHIPPED_EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"  # in a checkout; wheels leave it out
+
+
+def shipped_hint(path: Path) -> str:
+    """Where a missing experiment file may be meant: ``; the shipped ablate_norm is experiments/ablate_norm.yaml``
+    (or the one its name is closest to) in a checkout; from an install, which has no experiments,
+    where they are. ``""`` for a path that names none of them."""
+    name = path.name.removesuffix(".yaml")
+    if not SHIPPED_EXPERIMENTS.is_dir():
+        bare = len(path.parts) == 1
+        return ("; the shipped experiments are not installed with the package: they are in the repository's experiments/ "
+                "folder (or `python -m workbench init NAME` writes a starter here)") if bare else ""
+    shipped = {p.stem: p for p in SHIPPED_EXPERIMENTS.glob("*.yaml")}
+    if name in shipped:
+        return f"; the shipped {name} is {display_path(shipped[name])}"
+    close = difflib.get_close_matches(name, list(shipped), n=1, cutoff=0.75)
+    return f"; did you mean the shipped {close[0]}, {display_path(shipped[close[0]])}?" if close else ""
 
 
 def _yaml_loader():
@@ -34,7 +52,7 @@ def _yaml_loader():
 def read_yaml(path: Path) -> dict[str, Any]:
     """The mapping in ``path``; an empty file is ``{}``. Every failure is a one-line ConfigError."""
     if not path.exists():
-        raise ConfigError(path, None, "file not found")
+        raise ConfigError(path, None, "file not found" + shipped_hint(path))
     if not path.is_file():
         raise ConfigError(path, None, "not a file")
     try:
