@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
-from workbench.data import DataSettings, formats, load_corpus, prepare, split_documents, stdlib_files, stdlib_root
+from workbench.data import DataSettings, formats, load_corpus, prepare, stdlib_files, stdlib_root
 from workbench.data import encode, progress
 from workbench.data.corpus import segment
+from workbench.data.split import RULE
+from workbench.data.stream import split_pieces
 from workbench.data.tokenizer import CHUNK_CHARS, SUBSAMPLE_SEED, TRAIN_CHARS, TRAINER_OPTIONS, Sample, line_chunks
 from workbench.data.tokenizer import _line_chunks_slow, train_tokenizer
 
@@ -84,24 +86,26 @@ def assert_same_files(entry: Path, reference: dict) -> None:
 
 def test_default_corpus_matches_the_whole_corpus_computation(tmp_path):
     """The embedded corpus: fingerprint, tokenizer and token files equal the in-memory definition (all
-    documents loaded, split, tokenizer trained on the train texts, each document encoded + EOS), so
-    cache entries and run folders of earlier versions keep their fingerprint."""
+    documents loaded, split into pieces, tokenizer trained on the train pieces, each piece encoded, EOS
+    after the last of each run)."""
     config = DataSettings(max_bytes=300_000, vocab_size=400, cache_dir=str(tmp_path))
     data = prepare(config, tmp_path)
-    train, val = split_documents(load_corpus(config, tmp_path), config.val_fraction)
-    head = {"format": 1, "vocab_size": 400, "trainer": TRAINER_OPTIONS, "chunk_chars": CHUNK_CHARS,
-            "train_chars": TRAIN_CHARS, "seed": SUBSAMPLE_SEED}
+    stream = split_pieces(load_corpus(config, tmp_path), config.val_fraction)
+    head = {"format": 2, "vocab_size": 400, "trainer": TRAINER_OPTIONS, "chunk_chars": CHUNK_CHARS,
+            "train_chars": TRAIN_CHARS, "seed": SUBSAMPLE_SEED, "split": RULE}
     digest = hashlib.sha256(json.dumps(head, sort_keys=True).encode("utf-8"))
-    for split, docs in (("train", train), ("val", val)):
-        for doc in docs:
-            text = doc.text.encode("utf-8")
-            digest.update(f"\0{split}\0{doc.name}\0{len(text)}\0".encode("utf-8") + text)
+    for split in ("train", "val"):
+        for piece in stream:
+            if piece.split == split:
+                text = piece.text.encode("utf-8")
+                digest.update(f"\0{split}\0{piece.name}\0{len(text)}\0".encode("utf-8") + text)
     assert data.fingerprint == digest.hexdigest()[:16]
-    model = train_tokenizer([d.text for d in train], 400)
+    model = train_tokenizer([p.text for p in stream if p.split == "train"], 400)
     assert (data.path / "tokenizer.model").read_bytes() == model
     sp = spm.SentencePieceProcessor(model_proto=model)
-    for tokens, docs in ((data.train, train), (data.val, val)):
-        expected = np.concatenate([np.asarray(sp.encode(d.text) + [sp.eos_id()], dtype=np.uint16) for d in docs])
+    for tokens, split in ((data.train, "train"), (data.val, "val")):
+        expected = np.concatenate([np.asarray(sp.encode(p.text) + [sp.eos_id()] * p.end, dtype=np.uint16)
+                                   for p in stream if p.split == split])
         np.testing.assert_array_equal(np.asarray(tokens), expected)
 
 

@@ -6,10 +6,11 @@
 The batch functions (torch) are imported on first use, so encoding worker processes stay light.
 """
 
-from .corpus import Document, LongDocument, iter_documents, load_corpus, split_documents, stdlib_files, stdlib_root
+from .corpus import Document, LongDocument, iter_documents, load_corpus, stdlib_files, stdlib_root
 from .errors import DataError
 from .pipeline import TokenData, check_sizes, fingerprint_head, prepare, token_dtype, unigram_loss, vocab_size_of
 from .settings import DataSettings
+from .stream import split_documents
 from .tokenizer import Tokenizer, train_tokenizer
 
 _BATCHES = ("batch_fingerprint", "batch_offsets", "step_seed", "train_batch", "val_batches", "val_offsets", "windows")

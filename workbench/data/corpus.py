@@ -1,9 +1,8 @@
 """The raw text: documents from the standard library or from files, capped at `max_bytes`, as a stream.
 
-A document is one text file, one JSON line or one Parquet row (see `formats`). The split is by
-document name (crc32 vs `val_fraction`), so it is deterministic, independent of file order, and
-stable when documents are added; a corpus of one document holds out its tail instead.
-Documents are yielded one at a time; a text file over `formats.BIG_DOC` bytes is never held whole but
+A document is one text file, one JSON line or one Parquet row (see `formats`); the split into train
+and val is `split`'s. Documents are yielded one at a time, and a `Reading` records whether the cap
+stopped the reading early; a text file over `formats.BIG_DOC` bytes is never held whole but
 comes as a `LongDocument` of line-aligned segments.
 """
 
@@ -14,7 +13,6 @@ import glob
 import logging
 import os
 import sysconfig
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +47,15 @@ class LongDocument:
     segments: Iterator[str]
 
 
+@dataclass
+class Reading:
+    """What the last pass of `iter_documents` read of its input files: for the note on the cap."""
+
+    files: int  # input files found
+    files_opened: int = 0
+    capped: bool = False  # max_bytes stopped the reading with input left (a document cut, or more to read)
+
+
 def stdlib_root() -> Path:
     """The running interpreter's standard library (the base install's, also inside a venv)."""
     return Path(sysconfig.get_paths()["stdlib"])
@@ -74,13 +81,19 @@ def source_files(settings: DataSettings, base_dir: Path) -> list[tuple[str, Path
 
 
 def iter_documents(settings: DataSettings, base_dir: Path, files: list[tuple[str, Path]] | None = None,
-                   count: Counter | None = None) -> Iterator[Document | LongDocument]:
+                   count: Counter | None = None, reading: Reading | None = None) -> Iterator[Document | LongDocument]:
     """The non-blank documents `settings` name, in order, until `max_bytes` bytes of UTF-8 (the last one
-    cut at a line end). `count` is told the on-disk bytes read (progress)."""
+    cut at a line end). `count` is told the on-disk bytes read (progress); `reading`, what was read."""
     files = source_files(settings, base_dir) if files is None else files
+    reading = reading or Reading(len(files))
+    reading.files, reading.files_opened, reading.capped = len(files), 0, False
     budget = _Budget(settings.max_bytes)
-    for name, path in files:
+    for opened, (name, path) in enumerate(files, 1):
         for raw in _raw_documents(settings, name, path, count):
+            if budget.left == 0:  # the cap was reached at a document's end, and there is more
+                reading.capped = True
+                return
+            reading.files_opened = opened
             if raw.data is not None:
                 full = len(raw.data) <= budget.left
                 data = raw.data if full else _cut(raw.data, budget.left)
@@ -88,14 +101,17 @@ def iter_documents(settings: DataSettings, base_dir: Path, files: list[tuple[str
                 text = data.decode("utf-8", errors="replace")
                 if text.strip():
                     yield Document(raw.name, text)
-                if not full or budget.left == 0:
+                if not full:
+                    reading.capped = True
                     return
-            elif budget.left <= formats.BIG_DOC:  # the cap ends within BIG_DOC: read what it keeps, as a small document
+            elif budget.left <= formats.BIG_DOC:  # the cap cuts this file (over BIG_DOC): read what it keeps
                 yield from _held(raw, budget)
+                reading.capped = True
                 return
             else:
                 yield LongDocument(raw.name, segment(_decode(_capped(raw.blocks, budget))))
-                if budget.stop:
+                if budget.cut:
+                    reading.capped = True
                     return
 
 
@@ -112,38 +128,6 @@ def load_corpus(settings: DataSettings, base_dir: Path) -> list[Document]:
 def empty_corpus(settings: DataSettings) -> DataError:
     where = "the standard library" if settings.source == "stdlib" else ", ".join(settings.paths)
     return DataError("data.paths", f"empty corpus: no text in {where}")
-
-
-def draw(name: str) -> float:
-    """The document's split draw in [0, 1): val when below `val_fraction`."""
-    return zlib.crc32(name.encode("utf-8")) / 2**32
-
-
-def split_documents(docs: list[Document], val_fraction: float) -> tuple[list[Document], list[Document]]:
-    """Deterministic (train, val), both non-empty: by document, or by text when there is one document."""
-    if len(docs) == 1:
-        return split_text(docs[0], val_fraction)
-    draws = [draw(d.name) for d in docs]
-    is_val = [u < val_fraction for u in draws]
-    if not any(is_val):  # too few documents for the fraction: hold out the one with the lowest draw
-        is_val[min(range(len(docs)), key=draws.__getitem__)] = True
-    if all(is_val):
-        is_val[max(range(len(docs)), key=draws.__getitem__)] = False
-    train = [d for d, v in zip(docs, is_val) if not v]
-    val = [d for d, v in zip(docs, is_val) if v]
-    return train, val
-
-
-def split_text(doc: Document, val_fraction: float) -> tuple[list[Document], list[Document]]:
-    """The last `val_fraction` of a single document, cut at a line start when there is one, is val."""
-    text = doc.text
-    if len(text) < 2:
-        raise DataError("data.paths", f"corpus too small to split into train and val ({len(text)} characters)")
-    cut = min(max(round(len(text) * (1.0 - val_fraction)), 1), len(text) - 1)
-    line_start = text.rfind("\n", 0, cut) + 1
-    if 0 < line_start < len(text):
-        cut = line_start
-    return [Document(doc.name, text[:cut])], [Document(doc.name + "#val", text[cut:])]
 
 
 def segment(texts: Iterable[str], limit: int = SEGMENT_CHARS) -> Iterator[str]:
@@ -165,11 +149,11 @@ def segment(texts: Iterable[str], limit: int = SEGMENT_CHARS) -> Iterator[str]:
 
 
 class _Budget:
-    """Bytes left under `max_bytes`; `stop` once a streamed document reached it."""
+    """Bytes left under `max_bytes`; `cut` once the cap cut a streamed document."""
 
     def __init__(self, max_bytes: int | None):
         self.left = float("inf") if max_bytes is None else max_bytes
-        self.stop = False
+        self.cut = False
 
 
 def _raw_documents(settings: DataSettings, name: str, path: Path, count: Counter | None) -> Iterator[RawDocument]:
@@ -210,7 +194,7 @@ def _capped(blocks: Iterator[bytes], budget: _Budget) -> Iterator[bytes]:
             if end == 0 and not emitted:
                 end = len(_cut(data, left))
             budget.left -= end
-            budget.stop = True
+            budget.cut = True
             if end:
                 yield data[:end]
             return
@@ -225,7 +209,6 @@ def _capped(blocks: Iterator[bytes], budget: _Budget) -> Iterator[bytes]:
     if held:
         budget.left -= len(held)
         yield held
-    budget.stop = budget.left == 0
 
 
 def _decode(blocks: Iterable[bytes]) -> Iterator[str]:
@@ -281,5 +264,5 @@ def _cut(raw: bytes, budget: int) -> bytes:
     return raw[:budget]
 
 
-__all__ = ["Document", "LongDocument", "draw", "empty_corpus", "iter_documents", "load_corpus", "looks_like_text",
-           "segment", "source_files", "split_documents", "split_text", "stdlib_files", "stdlib_root"]
+__all__ = ["Document", "LongDocument", "Reading", "empty_corpus", "iter_documents", "load_corpus", "looks_like_text",
+           "segment", "source_files", "stdlib_files", "stdlib_root"]

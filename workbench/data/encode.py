@@ -40,7 +40,7 @@ MIN_CHUNK = 16 << 10  # characters
 CHAR_BYTES = 4  # memory per character of a chunk in flight: its text, pickled copies, ids and result bytes
 PARALLEL_CHARS = 8_000_000  # below this, starting worker processes costs about what they save
 # Not covered by memory_mb: each worker's interpreter (~35 MiB) and a tokenizer call's working memory
-# (sentencepiece: ~45 bytes per character, so up to ~50 MiB for a SEGMENT_CHARS piece).
+# (sentencepiece: ~45 bytes per character, so ~3 MiB for a split.UNIT_CHARS piece).
 CHECKPOINT_SECONDS = 10.0
 PROGRESS_FILE = "progress.json"
 SPLITS = (TRAIN, VAL)

@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,18 +29,19 @@ import numpy as np
 
 from .. import fileio
 from . import cache
-from .corpus import empty_corpus, iter_documents, source_files
+from .corpus import Reading, empty_corpus, iter_documents, source_files
 from .encode import Layout, chunk_layout, encode_stream
 from .errors import DataError
 from .progress import Progress
 from .settings import DataSettings
+from .split import RULE
 from .stream import Scan, pieces, scan
 from .tokenizer import (CHUNK_CHARS, SUBSAMPLE_SEED, TRAIN_CHARS, TRAINER_OPTIONS, Sample, Tokenizer, ids_only,
                         load_tokenizer, train_on_sentences)
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # bump when the cache layout or the token stream changes
+FORMAT = 2  # 2: the split in bytes (split.py); bump when the cache layout or the token stream changes
 MANIFEST, TOKENIZER_RECORD, MODEL = "manifest.json", "tokenizer.json", "tokenizer.model"
 MODEL_FILES = {"sentencepiece": MODEL, "huggingface": "tokenizer.hf.json", "none": "tokenizer.ids.json"}
 BLOCK_TOKENS = 1 << 24  # tokens per block when counting over a memory-mapped split
@@ -59,6 +61,7 @@ class TokenData:
     stats: dict = field(default_factory=dict)  # documents, tokens and bytes per split
     cache_hit: bool = False
     timings: dict = field(default_factory=dict)  # this preparation: seconds per phase, how encoding was spread
+    corpus: dict = field(default_factory=dict)  # what was read: the source, and how much of it (`corpus_facts`)
 
     @property
     def vocab_size(self) -> int:
@@ -75,7 +78,7 @@ class TokenData:
         """JSON-able facts for results and reports."""
         return {"fingerprint": self.fingerprint, "vocab_size": self.vocab_size, "tokenizer": self.tokenizer.kind,
                 "val_bytes_per_token": self.val_bytes_per_token, "unigram_val_loss": self.unigram_val_loss,
-                **self.stats}
+                "corpus": self.corpus, **self.stats}
 
     def describe(self) -> str:
         """What `python -m workbench data` prints: documents, bytes, tokens, bytes per token, the cache."""
@@ -84,16 +87,23 @@ class TokenData:
                 "none": "none (token ids given)"}[self.tokenizer.kind]
         per_token = (f"{self.val_bytes_per_token:.4f} (val split)" if self.val_bytes_per_token is not None else
                      "unknown: token ids were given (set data.bytes_per_token to report bits per byte)")
+        val_share = _val_share(s)
         rows = [
+            ("source", _source_text(self.corpus)),
             ("corpus", f"{self.fingerprint} ({'cached' if self.cache_hit else 'prepared now'})"),
             ("cache", str(self.path)),
             ("tokenizer", f"{kind}, vocabulary {self.vocab_size}"),
-            ("documents", _pair(s.get("train_documents"), s.get("val_documents"))),
-            ("bytes", _pair(s.get("train_bytes"), s.get("val_bytes"))),
+            ("documents", _pair(s.get("train_documents"), s.get("val_documents")) + _shared(s, self.corpus)),
+            ("bytes", _pair(s.get("train_bytes"), s.get("val_bytes"))
+             + (f" (val {val_share:.1%} of the bytes, data.val_fraction {self.corpus['val_fraction']})"
+                if val_share is not None and "val_fraction" in self.corpus else "")),
             ("tokens", _pair(s.get("train_tokens"), s.get("val_tokens"))),
             ("bytes/token", per_token),
             ("unigram loss", f"{self.unigram_val_loss:.4f} nats/token on val (the floor a model must beat)"),
         ]
+        note = cap_note(self.corpus)
+        if note:
+            rows.append(("cap", note))
         return "\n".join(f"  {k:<13}{v}" for k, v in rows)
 
     def __repr__(self) -> str:
@@ -117,15 +127,19 @@ def prepare(settings: DataSettings, base_dir: Path | None = None) -> TokenData:
     root = settings.cache_root(base_dir)
     on_disk = sum(_size(p) for _, p in files)
     reading = Progress("reading", min(on_disk, settings.max_bytes or on_disk))  # the cap, roughly, when it binds
+    read = Reading(len(files))
     timings = {}
     try:
-        result = scan(lambda: iter_documents(settings, base_dir, files, count=reading.advance), settings.val_fraction,
+        result = scan(lambda: iter_documents(settings, base_dir, files, reading.advance, read), settings.val_fraction,
                       fingerprint_head(given.vocab_size if given else settings.vocab_size),
                       {"tokenizer": {"kind": given.kind, "sha256": given.sha256}} if given else {},
                       None if given else Sample, root, empty_corpus(settings))
     finally:
         reading.close()
     timings["read_s"] = time.perf_counter() - start
+    corpus = corpus_facts(settings, read, result, on_disk)
+    if corpus["capped"]:
+        log.warning("%s", cap_note(corpus))
     entry = root / result.fingerprint
     with fileio.locked(entry.with_name(entry.name + ".lock")):
         manifest = fileio.read_json(entry / MANIFEST)
@@ -137,6 +151,7 @@ def prepare(settings: DataSettings, base_dir: Path | None = None) -> TokenData:
             manifest = _build(entry, result, settings, given, layout,
                               lambda: iter_documents(settings, base_dir, files), timings)
         data = _load(entry, manifest, hit)
+    data.corpus = corpus
     data.timings = {**timings, "total_s": time.perf_counter() - start}
     log.info("data %s: %d train / %d val tokens, vocab %d, %.2f bytes/token (%s, %.1f s)", data.fingerprint,
              len(data.train), len(data.val), data.vocab_size, data.val_bytes_per_token, "cached" if hit else "built",
@@ -147,7 +162,29 @@ def prepare(settings: DataSettings, base_dir: Path | None = None) -> TokenData:
 def fingerprint_head(vocab_size: int) -> dict:
     """What shapes the tokens besides the text: hashed first into every text corpus's fingerprint."""
     return {"format": FORMAT, "vocab_size": vocab_size, "trainer": TRAINER_OPTIONS, "chunk_chars": CHUNK_CHARS,
-            "train_chars": TRAIN_CHARS, "seed": SUBSAMPLE_SEED}
+            "train_chars": TRAIN_CHARS, "seed": SUBSAMPLE_SEED, "split": RULE}
+
+
+def corpus_facts(settings: DataSettings, read: Reading, result: Scan, on_disk: int) -> dict:
+    """What results.json and the report say about the text read: where from, how much, whether capped."""
+    source = ({"source": "stdlib", "python": f"{sys.version_info.major}.{sys.version_info.minor}"}
+              if settings.source == "stdlib" else {"source": settings.source, "paths": list(settings.paths)})
+    return {**source, "files": read.files, "files_read": read.files_opened, "documents_read": result.documents,
+            "bytes_read": result.total_bytes, "bytes_on_disk": on_disk, "max_bytes": settings.max_bytes,
+            "capped": read.capped, "val_fraction": settings.val_fraction}
+
+
+def cap_note(corpus: dict) -> str | None:
+    """One sentence when `data.max_bytes` stopped the reading early (None otherwise)."""
+    if not corpus.get("capped"):
+        return None
+    files, opened, docs = corpus.get("files"), corpus.get("files_read"), corpus.get("documents_read")
+    text, disk = corpus.get("bytes_read", 0) / 1e6, corpus.get("bytes_on_disk", 0) / 1e6
+    where = (f"it read {opened:,} of {files:,} files ({docs:,} documents, {text:.2f} MB of text; {disk:.2f} MB on disk)"
+             if opened < files else f"it stopped after {docs:,} documents ({text:.2f} MB of text) in the last of its "
+                                    f"{files:,} file{'s' if files != 1 else ''} ({disk:.2f} MB on disk)")
+    return (f"data.max_bytes={corpus.get('max_bytes'):,} capped the corpus: {where}; the rest is not used (raise "
+            "data.max_bytes, or set it to null to read everything)")
 
 
 def vocab_size_of(settings: DataSettings, base_dir: Path | None = None) -> int:
@@ -301,7 +338,8 @@ def prepare_ids(settings: DataSettings, base_dir: Path) -> TokenData:
         log.info("data %s: token ids given without data.bytes_per_token: bits per byte is not reported", fp)
     return TokenData(train=train, val=val, tokenizer=Tokenizer(entry / model_file),
                      val_bytes_per_token=settings.bytes_per_token, unigram_val_loss=manifest["unigram_val_loss"],
-                     fingerprint=fp, path=entry, stats=dict(manifest["stats"]), cache_hit=hit)
+                     fingerprint=fp, path=entry, stats=dict(manifest["stats"]), cache_hit=hit,
+                     corpus={"source": "bin", "paths": list(settings.paths), "capped": False})
 
 
 def _ids_file(path: str, base_dir: Path, dtype: np.dtype) -> Path:
@@ -332,6 +370,25 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
+
+
+def _source_text(corpus: dict) -> str:
+    if corpus.get("source") == "stdlib":
+        return f"the embedded corpus: this Python's standard library {corpus.get('python')}"
+    paths = corpus.get("paths") or []
+    return f"{', '.join(paths)} ({corpus['files']:,} files)" if "files" in corpus else ", ".join(paths) or "unknown"
+
+
+def _shared(stats: dict, corpus: dict) -> str:
+    """The documents split between train and val, as the rule does with one larger than a unit."""
+    read = corpus.get("documents_read")
+    runs = (stats.get("train_documents") or 0) + (stats.get("val_documents") or 0)
+    return f" ({runs - read} cut between the two)" if isinstance(read, int) and runs > read else ""
+
+
+def _val_share(stats: dict) -> float | None:
+    train, val = stats.get("train_bytes"), stats.get("val_bytes")
+    return val / (train + val) if isinstance(train, int) and isinstance(val, int) and train + val else None
 
 
 def _pair(train, val) -> str:
