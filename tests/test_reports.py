@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import stats as sps
 
 from workbench.reports import ReportError, summarize, write_report
 from workbench.reports.analysis.verdicts import DEFAULT_MARGIN, SeedPolicy, method_text, seeds_needed
@@ -39,9 +38,10 @@ def _metrics(final: float, seed: int, steps: int = STEPS) -> dict:
 
 
 def make_run_dir(root: Path, runs: dict[str, dict[int, tuple]], *, baseline: str, seeds=(0, 1, 2),
-                 metrics: bool = True, **top) -> Path:
+                 metrics: bool = True, data: dict | None = None, **top) -> Path:
     """runs: variant -> {seed: (status, final_val_loss, tokens_per_sec, error)}; absent seeds are MISSING.
-    top: further top-level keys of results.json (seed_policy, reference, speed, ...)."""
+    data: every variant's corpus summary (results.json "data", e.g. the unigram floor); top: further top-level keys of
+    results.json (seed_policy, reference, speed, ...)."""
     variants = {}
     for i, (name, by_seed) in enumerate(runs.items()):
         entries = []
@@ -61,7 +61,7 @@ def make_run_dir(root: Path, runs: dict[str, dict[int, tuple]], *, baseline: str
         variants[name] = {"config": {"model": {"norm": name if i else "rmsnorm", "dim": 64},
                                      "train": {"steps": STEPS, "batch_size": BATCH, "seq_len": SEQ}},
                           "params": 1_234_567 + i, "non_embedding_params": 800_000, "flops_per_token": FLOPS_PER_TOKEN,
-                          "runs": entries}
+                          "runs": entries, **({"data": data} if data else {})}
     root.mkdir(parents=True, exist_ok=True)
     (root / "results.json").write_text(json.dumps({
         "experiment": "ablate_norm", "description": "LayerNorm vs RMSNorm.", "baseline": baseline,
@@ -257,7 +257,7 @@ def test_missing_diverged_failed_are_named(main_report):
     assert "layernorm seed 0" in lines["- **MISSING (not run yet, or interrupted)"]
     assert "post_norm seed 1 (loss is NaN at step 120)" in lines["- **DIVERGED"]
     assert "post_norm seed 2 (RuntimeError: out of memory)" in lines["- **FAILED"]
-    assert "6/9 completed" in lines["- **Runs"]
+    assert "**Runs:** 6/9 completed;" in lines["- **Baseline"]
     run_lines = [line for line in md[md.index("## Per-run results"):].splitlines() if line.startswith("| ")][2:]
     assert len(run_lines) == 9 and any("| missing |" in line for line in run_lines)
 
@@ -266,8 +266,8 @@ def test_every_linked_plot_exists(main_report):
     md = main_report.read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert sorted(Path(p).name for p in links) == sorted(
-        ["val_loss_vs_step.png", "val_loss_vs_flops.png", "train_loss_vs_step.png", "final_val_loss.png",
-         "throughput.png"])
+        ["paired_differences.png", "val_loss_vs_step.png", "val_loss_vs_flops.png", "train_loss_vs_step.png",
+         "final_val_loss.png", "throughput.png"])
     for link in links:
         assert (main_report.parent / link).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Skipped" not in md
@@ -312,7 +312,7 @@ def test_minimal_results_without_optional_keys(tmp_path):
         {"variants": {"a": {"runs": [{"seed": 0, "status": "completed"}]}, "b": {}}}))
     md = write_report(tmp_path).read_text()
     assert "none given, so no Δ is computed" in md and "1/1 completed" in md and "0/0 completed" in md
-    assert "Skipped: no completed run reports a final validation loss" in md
+    assert "plots/final_val_loss.png" not in md and "paired_differences" not in md  # nothing to draw, nothing shown
 
 
 @pytest.mark.parametrize("content, message", [

@@ -1,4 +1,4 @@
-"""Command line: run, show, data, report, components, init, bench, sample, export. Heavy imports (Lightning) happen only in ``run``.
+"""Command line: run, show, data, report, figure, components, init, bench, sample, export. Heavy imports (Lightning) happen only in ``run``.
 
 Exit codes: 0 success (diverged runs are results); 2 bad input or a refused run folder (one line
 naming the file, key, value and allowed values, no traceback); 3 the sweep ran but some run failed;
@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from .fileio import STORAGE_ERRORS
+from .log_lines import configure_logging
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", type=Path)
     report.add_argument("--rebuild", action="store_true",
                         help="first write results.json anew from the run folders (each run's record.json)")
+
+    figure = sub.add_parser("figure", help="draw the top of RUN_DIR's report as one PNG: a sentence per comparison, the "
+                                           "paired per-seed differences the verdicts test, the unpaired means below")
+    figure.add_argument("run_dir", type=Path, help="a run folder with results.json, e.g. runs/ablate_norm")
+    figure.add_argument("out", type=Path, help="the PNG to write, e.g. docs/report.png")
 
     sub.add_parser("components", help="every registered component, by kind, with its description")
 
@@ -233,6 +239,13 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_figure(args) -> int:
+    from .reports.answer_figure import write_figure
+
+    print(f"wrote {write_figure(args.run_dir, args.out)}")
+    return 0
+
+
 def cmd_sample(args) -> int:
     from .sample import SampleError, describe_settings, format_samples, sample_run
 
@@ -290,9 +303,9 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    configure_logging(args.verbose)  # time-stamped lines unless stderr is a terminal
     command = {"run": cmd_run, "show": cmd_show, "report": cmd_report, "components": cmd_components, "data": cmd_data,
-               "bench": cmd_bench, "init": cmd_init, "sample": cmd_sample, "export": cmd_export}[args.command]
+               "bench": cmd_bench, "init": cmd_init, "sample": cmd_sample, "export": cmd_export, "figure": cmd_figure}[args.command]
     try:
         code = command(args)
         sys.stdout.flush()  # a reader that went away (| head) shows here rather than at exit

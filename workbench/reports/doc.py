@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass, field
 
 from .fmt import md, md_code
@@ -41,6 +42,7 @@ class Para:
 @dataclass
 class Bullets:
     items: list[list[Span]]
+    role: str = ""  # HTML only: the list's class ("header": compact, "headline": the answer, larger)
 
 
 @dataclass
@@ -94,21 +96,29 @@ def to_markdown(blocks: list[Block]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-# Fits a 1280 px window with no horizontal scrolling and no column hidden behind a scroll bar: tables
-# take at most the page's width and their cells wrap (text anywhere, numbers only at their spaces, so
-# "5.39 ± 0.01" or "-0.003 [-0.01, +0.004]" break between parts, never inside a number).
+# Cells never split a word: they wrap only at spaces (and inside a long identifier at its / _ . after a <wbr>,
+# _cell below), so "better" or "layernorm" stays whole. At 1280 px every table fits the page (the results table is
+# shown as two, Table.html_groups); under 900 px the tables take a smaller font and padding, and a table that is still
+# wider than the page scrolls on its own, never the page.
 _CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1200px;margin:2em auto;
-padding:0 1em;color:#1a1a1a;line-height:1.45;overflow-wrap:break-word}
-h1{border-bottom:2px solid #ddd;padding-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #eee}
-table{border-collapse:collapse;margin:.8em 0;font-size:.85em;max-width:100%}
-th,td{border:1px solid #ccc;padding:.25em .45em;vertical-align:top;overflow-wrap:anywhere}
-th{background:#f3f3f3;text-align:left;font-weight:600;hyphens:auto}
-td.r{text-align:right;font-variant-numeric:tabular-nums;white-space:normal;overflow-wrap:normal}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1200px;margin:1.2em auto;
+padding:0 1em;color:#1a1a1a;line-height:1.45}
+p,li{overflow-wrap:break-word}
+h1{border-bottom:2px solid #ddd;padding-bottom:.2em;margin:.2em 0 .4em;font-size:1.7em}
+h2{margin-top:1.6em;border-bottom:1px solid #eee}
+ul.header{margin:.3em 0;padding-left:1.2em;font-size:.92em}ul.header li{margin:0}
+ul.headline{margin:.6em 0;padding-left:1.2em;font-size:1.08em}ul.headline li{margin:.15em 0}
+.tw{overflow-x:auto;max-width:100%}
+table{border-collapse:collapse;margin:.8em 0;font-size:.85em}
+th,td{border:1px solid #ccc;padding:.25em .45em;vertical-align:top;overflow-wrap:normal;word-break:normal;hyphens:none}
+th{background:#f3f3f3;text-align:left;font-weight:600}
+td.r{text-align:right;font-variant-numeric:tabular-nums}
+.nw{white-space:nowrap}
 tr:nth-child(even) td{background:#fafafa}
 code{background:#f2f2f2;padding:.1em .3em;border-radius:3px;overflow-wrap:anywhere}
-img{max-width:100%;height:auto;border:1px solid #eee}figure{margin:1em 0}
+img{max-width:100%;height:auto;border:1px solid #eee}figure{margin:.6em 0}
 caption{text-align:left;font-weight:600;padding:.2em 0;caption-side:top}
+@media (max-width:900px){body{padding:0 .6em}table{font-size:.78em}th,td{padding:.2em .3em}}
 """
 
 
@@ -117,12 +127,28 @@ def _html_spans(spans: list[Span]) -> str:
     return "".join(f"<{tags[k]}>{html.escape(s)}</{tags[k]}>" if k in tags else html.escape(s) for k, s in spans)
 
 
+LONG_WORD = 24  # characters: a longer word in a cell (a path, a config key) may wrap after its / _ . characters
+_PIECES = re.compile(r"(?<=[/_.])(?=.)")  # after each / _ . that does not end the word
+_BREAKS = re.compile(r"[-/\u2010\u2013\u2014]")  # where a browser would otherwise wrap inside a word
+
+
+def _cell(value: str) -> str:
+    """A table cell's text, escaped, that wraps at its spaces only: a word a browser could break (at a hyphen, a
+    slash) is kept on one line, and one longer than LONG_WORD may wrap after its / _ . characters (<wbr>), between
+    the parts of an identifier."""
+    def piece(p: str) -> str:
+        return f'<span class="nw">{html.escape(p)}</span>' if _BREAKS.search(p) else html.escape(p)
+
+    return " ".join("<wbr>".join(piece(p) for p in (_PIECES.split(w) if len(w) > LONG_WORD else [w]))
+                    for w in value.split(" "))
+
+
 def _html_table(b: Table, caption: str, columns: list[int]) -> str:
-    head = "".join(f"<th>{html.escape(b.headers[i])}</th>" for i in columns)
+    head = "".join(f"<th>{_cell(b.headers[i])}</th>" for i in columns)
     cls = {i: '<td class="r">' if i in b.right else "<td>" for i in columns}
-    rows = "".join("<tr>" + "".join(f"{cls[i]}{html.escape(r[i])}</td>" for i in columns) + "</tr>" for r in b.rows)
+    rows = "".join("<tr>" + "".join(f"{cls[i]}{_cell(r[i])}</td>" for i in columns) + "</tr>" for r in b.rows)
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    return f'<div class="tw"><table>{cap}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>'
 
 
 def to_html(blocks: list[Block], title: str) -> str:
@@ -134,7 +160,8 @@ def to_html(blocks: list[Block], title: str) -> str:
         elif isinstance(b, Para):
             body.append(f"<p>{_html_spans(b.spans)}</p>")
         elif isinstance(b, Bullets):
-            body.append("<ul>" + "".join(f"<li>{_html_spans(i)}</li>" for i in b.items) + "</ul>")
+            role = f' class="{b.role}"' if b.role else ""
+            body.append(f"<ul{role}>" + "".join(f"<li>{_html_spans(i)}</li>" for i in b.items) + "</ul>")
         elif isinstance(b, Table):
             for caption, columns in b.html_groups or [("", list(range(len(b.headers))))]:
                 body.append(_html_table(b, caption, columns))

@@ -11,9 +11,11 @@ from . import scaling_section as scaling_report
 from . import sections
 from . import tuning_section as tuning_report
 from .analysis.comparisons import compare, cumulative
+from .answer_figure import answer_images, answer_plots
 from .compute import attention_section, compute_section
 from .control_section import control_section
 from .doc import to_html, to_markdown
+from .headline import headline
 from .ladder import ladder_section
 from .literature import literature_section
 from .load import COMPLETED, DIVERGED, load_curves, load_results
@@ -55,12 +57,15 @@ def write_report(run_dir: str | Path) -> Path:
     speed_blocks = speed_section(results, order)
     scale_blocks, scale_plots = scale_verdicts_section(results, scale_summary(results, comparisons))
 
+    answer = answer_plots(results, order, comparisons, summaries)
+
     against = "previous rung" if results.ladder else "baseline"
-    blocks = (sections.header(results, no_curves)
+    # The answer first (headline sentences, the paired differences, the unpaired means), then the tables.
+    blocks = (sections.header(results, no_curves) + headline(results, order, comparisons) + answer_images(answer)
               + sections.results_section(summaries, bool(speed_blocks), against, results=results)
               + control_section(results, comparisons)
               + ladder_section(results, comparisons, to_first) + tuning_blocks
-              + sections.how_to_read(str(run_dir), results, comparisons)
+              + sections.how_to_read(str(run_dir), results, comparisons, bool(speed_blocks))
               # published claims are against the baseline: a ladder's rungs are checked by their cumulative view
               + literature_section(results, to_first if results.ladder else comparisons)
               + speed_blocks + scaling_blocks + scale_blocks + length_blocks
@@ -71,7 +76,7 @@ def write_report(run_dir: str | Path) -> Path:
     sectioned = [p or Plot(m.NAME, m.TITLE, None) for m, p in ((tuning_report, tuning_plot), (scaling_report, scaling_plot),
                                                                (length_report, length_plot))]
     sectioned += scale_plots
-    for p in plots + sectioned:
+    for p in answer + plots + sectioned:
         path = run_dir / "plots" / f"{p.name}.png"
         if p.png:
             write_bytes(path, p.png)
@@ -80,5 +85,5 @@ def write_report(run_dir: str | Path) -> Path:
     write_text(run_dir / "report.html", to_html(blocks, f"Ablation report: {results.experiment}"))
     md_path = run_dir / "report.md"
     write_text(md_path, to_markdown(blocks))
-    logger.info("wrote %s and report.html (%d plots)", md_path, sum(1 for p in plots + sectioned if p.png))
+    logger.info("wrote %s and report.html (%d plots)", md_path, sum(1 for p in answer + plots + sectioned if p.png))
     return md_path

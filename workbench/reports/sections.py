@@ -17,7 +17,8 @@ from .plots import Plot
 from .summary import VariantSummary, problem_runs, status_text
 from .tuning_section import quantity, section_title, value_text
 from .analysis.estimable import MIN_DF
-from .analysis.verdicts import UNDECIDED, method_text
+from .analysis.learned import MARGIN as LEARNED_MARGIN
+from .analysis.verdicts import NOT_LEARNED, UNDECIDED, method_text
 
 _STATUS_LABEL = {
     MISSING: "MISSING (not run yet, or interrupted)",
@@ -39,19 +40,25 @@ def _budget(config: dict) -> str | None:
 
 
 def header(results: Results, no_curves: list[Run]) -> list[Block]:
-    items: list[list[Span]] = []
+    """The title and a compact list: baseline, seeds and runs on one line, then budget, data and any run to know
+    about; the answer (headline.py) follows it."""
     if results.baseline:
-        items.append([bold("Baseline: "), text(results.baseline)])
+        base_text = results.baseline
     elif results.baseline_named:
-        items.append([bold("Baseline: "), text(f"none — results.json names '{results.baseline_named}', "
-                                               "which is not among the variants, so no Δ is computed")])
+        base_text = (f"none — results.json names '{results.baseline_named}', which is not among the variants, so no Δ "
+                     "is computed")
     else:
-        items.append([bold("Baseline: "), text("none given, so no Δ is computed")])
+        base_text = "none given, so no Δ is computed"
     policy = results.seed_policy
     added = (f" (added one at a time to the undecided comparisons, {policy.min} to {policy.max} each)"
              if policy.min < policy.max else "")
-    items.append([bold("Seeds: "), text((", ".join(str(s) for s in results.seeds) or "none") + added)])
-    items.append([bold("Results updated: "), text(results.updated or "unknown")])
+    total = sum(len(v.runs) for v in results.variants)
+    done = sum(r.status == COMPLETED for v in results.variants for r in v.runs)
+    problems = problem_runs(results)
+    runs = f"{done}/{total} completed" + ("" if problems else " — nothing missing, diverged or failed")
+    items: list[list[Span]] = [[bold("Baseline: "), text(base_text + "; "), bold("Seeds: "),
+                                text((", ".join(str(s) for s in results.seeds) or "none") + added + "; "),
+                                bold("Runs: "), text(f"{runs}; updated {results.updated or 'at an unknown time'}.")]]
     base = results.variant(results.baseline) or (results.variants[0] if results.variants else None)
     budget = budget_text(results.budget) or (_budget(base.config) if base else None)
     if budget:
@@ -59,20 +66,15 @@ def header(results: Results, no_curves: list[Run]) -> list[Block]:
     corpus = corpus_text(base.data) if base else None
     if corpus:
         items.append([bold("Data: "), text(corpus)])
-    total = sum(len(v.runs) for v in results.variants)
-    done = sum(r.status == COMPLETED for v in results.variants for r in v.runs)
-    problems = problem_runs(results)
-    items.append([bold("Runs: "), text(f"{done}/{total} completed" + ("." if problems else " — nothing missing, "
-                                                                        "diverged or failed."))])
-    for status, runs in problems.items():
-        names = "; ".join(_run_name(r) + (f" ({r.error})" if r.error else "") for r in runs)
+    for status, failed in problems.items():
+        names = "; ".join(_run_name(r) + (f" ({r.error})" if r.error else "") for r in failed)
         items.append([bold(f"{_STATUS_LABEL.get(status, status.upper())}: "), text(names)])
     if no_curves:
         items.append([bold("No metrics.json (no curves): "), text(", ".join(_run_name(r) for r in no_curves))])
     blocks: list[Block] = [Heading(1, f"Ablation report: {results.experiment}")]
     if results.description:
         blocks.append(Para([text(results.description)]))
-    return blocks + [Bullets(items)]
+    return blocks + [Bullets(items, role="header")]
 
 
 def result_headers(against: str = "baseline") -> list[str]:
@@ -176,43 +178,47 @@ def results_section(summaries: list[VariantSummary], has_speed: bool, against: s
     ]
 
 
-def how_to_read(run_dir: str, results: Results, comparisons: dict[str, Comparison]) -> list[Block]:
+def how_to_read(run_dir: str, results: Results, comparisons: dict[str, Comparison], has_speed: bool = False) -> list[Block]:
+    """Every method the page uses, one item each: the figure, the verdict's test (verdicts.method_text), Δ std,
+    not estimable, not learned, the compute multiplier and, where timed, the paired speed ratio."""
     families = Counter(c.size for c in comparisons.values())  # Holm's families: one per size
-    if families:
-        m = max(families.values())
-        up_to = f", up to {m} of them" if len(set(families.values())) > 1 else ""
-        members = "rungs against each other" if results.ladder else "variants against the baseline of that size"
-        sweep = (f" In this scaling sweep each size is a family of its own, its {members}{up_to}: the error rates "
-                 "hold per size." if len(families) > 1 else "")
-        ladder = ("This experiment is a ladder: each rung adds one change to the rung before it and is compared with "
-                  "that rung, which plays the baseline's part in what follows; Holm's family is all the rungs "
-                  "compared. " if results.ladder else "")
-        method = [Para([text(ladder + method_text(results.margin, results.seed_policy, m) + sweep)])]
-    else:
-        method = [Para([text("No baseline to compare with, so there are no verdicts.")])]
-    return [
-        Heading(2, "How to read this"),
-        Para([text("Δ is the variant's final validation loss minus the baseline's with the same seed (same data "
-                   "order), averaged over the seeds both completed; negative means lower loss than the baseline. "
-                   "The bracket is its interval at the level shown. Δ std is the standard deviation of one per-seed "
-                   "difference, the noise the verdict has to see through, with its degrees of freedom and where it "
-                   "was estimated: pooled (the runs of every size), size (the runs of this size), cell (this "
-                   "comparison's own seeds). Seeds (paired) counts the seeds both completed, of those run where they "
-                   "differ. An interval the data cannot bound (fewer than 2 degrees of freedom, or wider than 10 "
-                   "times the largest Δ of the experiment) is printed as not estimable at n = the paired seeds, "
-                   "beside the point estimate. Compute multiplier: the training FLOPs the "
-                   "baseline needed to reach the loss the variant ended at, divided by the FLOPs the variant spent, "
-                   "read off the baseline's validation curve of the same seed (both losses from the evaluations "
-                   "during training, on one fixed subset of validation batches); 2.00x means the variant reaches that "
-                   "loss with half the baseline's compute, below 1x it needs more. It is the geometric mean over "
-                   "seeds with a 95% t-interval on the logs, shown from 3 seeds on and only when it spans at most "
-                   "100x (else not estimable); "
-                   "extrapolated: the variant's loss lies beyond the baseline's curve, where a straight line in log "
-                   "FLOPs through the baseline's nearest evaluations stands in, which errs low.")]),
-        *method,
-        Para([text("To overlay every variant's and seed's curves interactively, run "),
-              code(f"tensorboard --logdir {run_dir}"), text(".")]),
+    if not families:
+        return [Heading(2, "How to read this"), Para([text("No baseline to compare with, so there are no verdicts.")])]
+    m = max(families.values())
+    up_to = f", up to {m} of them" if len(set(families.values())) > 1 else ""
+    members = "rungs against each other" if results.ladder else "variants against the baseline of that size"
+    sweep = (f" In this scaling sweep each size is a family of its own, its {members}{up_to}: the error rates "
+             "hold per size." if len(families) > 1 else "")
+    ladder = ("This experiment is a ladder: each rung is compared with the rung before it, which plays the "
+              "baseline's part; Holm's family is all the rungs compared. " if results.ladder else "")
+    items = [
+        [bold("The first figure: "), text(
+            "a point is one seed's paired difference (variant minus baseline final validation loss, same seed and "
+            "data order), the diamond their mean Δ, the bar the verdict's interval, the grey band ±margin. The "
+            "unpaired means ± std below it keep the seed-to-seed variation that pairing cancels.")],
+        [bold("Verdicts: "), text(ladder + method_text(results.margin, results.seed_policy, m) + sweep)],
+        [bold("Δ std (df, variance): "), text(
+            "the std of one paired difference, its degrees of freedom and where it was estimated: pooled (every "
+            "size's runs), size (this size's runs) or cell (this comparison's seeds).")],
+        [bold("Not estimable at n = k: "), text(
+            "an interval on fewer than 2 degrees of freedom or wider than 10 times the experiment's largest |Δ|, or "
+            "a multiplier's spanning over 100x: only the point estimate is given, k being the paired seeds.")],
+        [bold(f"{NOT_LEARNED.capitalize()}: "), text(
+            f"some completed seed ends less than {LEARNED_MARGIN:g} nats below the unigram floor (the Data line), so "
+            "no verdict is drawn: train longer (train.steps, or the budget).")],
+        [bold("Compute multiplier: "), text(
+            "the baseline's training FLOPs to reach the variant's final loss (on its validation curve, same seed) "
+            "over the variant's FLOPs; 2.00x: half the compute, below 1x: more. Geometric mean over seeds with a 95% "
+            "t-interval on the logs; extrapolated: read past the baseline's curve on a line in log FLOPs (errs low).")],
     ]
+    if has_speed:
+        items.append([bold("Step time vs baseline (Speed): "), text(
+            "one process times every variant's training step in rounds, the variants in shuffled order on identical "
+            "batches; the ratio is the geometric mean of the per-round step-time ratios to the baseline, with a "
+            "t-interval on their logs (3 rounds at least), so a load on the machine cancels.")])
+    return [Heading(2, "How to read this"), Bullets(items),
+            Para([text("To overlay every variant's and seed's curves interactively, run "),
+                  code(f"tensorboard --logdir {run_dir}"), text(".")])]
 
 
 def config_diff(config: dict, base: dict, same: str = "identical to baseline") -> str:
