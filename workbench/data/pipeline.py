@@ -180,9 +180,10 @@ def cap_note(corpus: dict) -> str | None:
         return None
     files, opened, docs = corpus.get("files"), corpus.get("files_read"), corpus.get("documents_read")
     text, disk = corpus.get("bytes_read", 0) / 1e6, corpus.get("bytes_on_disk", 0) / 1e6
-    where = (f"it read {opened:,} of {files:,} files ({docs:,} documents, {text:.2f} MB of text; {disk:.2f} MB on disk)"
-             if opened < files else f"it stopped after {docs:,} documents ({text:.2f} MB of text) in the last of its "
-                                    f"{files:,} file{'s' if files != 1 else ''} ({disk:.2f} MB on disk)")
+    where = (f"it read {opened:,} of {files:,} files ({_count(docs, 'document')}, {text:.2f} MB of text; {disk:.2f} "
+             "MB on disk)" if opened < files else
+             f"it stopped after {_count(docs, 'document')} ({text:.2f} MB of text) in the last of its "
+             f"{_count(files, 'file')} ({disk:.2f} MB on disk)")
     return (f"data.max_bytes={corpus.get('max_bytes'):,} capped the corpus: {where}; the rest is not used (raise "
             "data.max_bytes, or set it to null to read everything)")
 
@@ -389,6 +390,10 @@ def _shared(stats: dict, corpus: dict) -> str:
 def _val_share(stats: dict) -> float | None:
     train, val = stats.get("train_bytes"), stats.get("val_bytes")
     return val / (train + val) if isinstance(train, int) and isinstance(val, int) and train + val else None
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def _pair(train, val) -> str:
