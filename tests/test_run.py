@@ -184,6 +184,8 @@ def test_tensorboard_holds_val_loss_and_hparams_for_every_run(tmp_path, cache):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
+    from workbench.training.tensorboard import FINAL_VAL_LOSS, column
+
     exp = write_experiment(tmp_path, cache, seeds=[0, 1], variants="  rms: {}\n  ln: {model: {norm: layernorm}}")
     out = tmp_path / "out"
     assert main(["run", str(exp), "--out", str(out)]) == 0
@@ -197,7 +199,9 @@ def test_tensorboard_holds_val_loss_and_hparams_for_every_run(tmp_path, cache):
             plugins = acc.PluginTagToContent("hparams")
             start = plugin_data_pb2.HParamsPluginData.FromString(plugins["_hparams_/session_start_info"]).session_start_info
             verdict = results(out)["variants"]["ln"]["comparison"]["verdict"] if variant == "ln" else "baseline"
-            assert start.hparams["variant"].string_value == variant and start.hparams["verdict"].string_value == verdict
-            # final metrics live in HPARAMS, not as step-0 scalars
-            assert start.hparams["final_val_loss"].number_value == pytest.approx(runs(out)[variant, seed]["final_val_loss"], rel=1e-6)
+            assert start.hparams[column("variant")].string_value == variant
+            assert start.hparams[column("verdict")].string_value == verdict
+            # HPARAMS' metric: one whole-split point at the last step, the record's final loss (no step-0 scalars)
+            (final,) = acc.Scalars(FINAL_VAL_LOSS)
+            assert final.step == 12 and final.value == pytest.approx(runs(out)[variant, seed]["final_val_loss"], rel=1e-6)
             assert not any(t.startswith("final") for t in acc.Tags()["scalars"])

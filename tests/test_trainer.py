@@ -101,3 +101,38 @@ def test_no_mfu_without_a_known_peak():
     from workbench.training.tensorboard import peak_flops
 
     assert peak_flops(torch.device("cpu"), "32-true") is None and peak_flops(torch.device("cpu"), "bf16-mixed") is None
+
+
+def test_plain_log_lines_carry_the_sweeps_progress_and_the_bar_shows_it(tmp_path, caplog):
+    import logging
+    from types import SimpleNamespace
+
+    import torch
+
+    from workbench.sweep_eta import SweepEta
+    from workbench.training.callbacks import RunRecorder
+    from workbench.training.progress import RunProgressBar
+
+    now = [0.0]
+    eta = SweepEta(clock=lambda: now[0])
+    eta.plan([("rms", 0, 16, 100), ("ln", 0, 16, 100)])
+    eta.start("rms", 0)
+    train = {"steps": 16, "eval_every": 16, "log_every": 2, "checkpoint_every": 16}  # no evaluation before step 8
+    recorder = RunRecorder(tmp_path / "metrics.json", [], train, "run 1/2 rms seed0", 100, plain_lines=True,
+                           clock=lambda: now[0], eta=eta)
+    model = torch.nn.Linear(2, 2)
+    trainer = SimpleNamespace(global_step=0, world_size=1, optimizers=[torch.optim.SGD(model.parameters(), lr=0.1)],
+                              logger=None, is_global_zero=True)
+    module = SimpleNamespace(grad_norm=None)
+    with caplog.at_level(logging.INFO, logger="workbench"):
+        for step in (1, 2, 3, 4):  # one second per step
+            recorder.on_train_batch_start(trainer, module, None, step)
+            trainer.global_step, now[0] = step, float(step)
+            recorder.on_train_batch_end(trainer, module, {"loss": torch.tensor(3.0)}, None, step)
+    lines = [r.getMessage() for r in caplog.records]
+    # step 2: the first reported step (no rate yet); step 4: 2 steps x 100 tokens in 2 s, 12 + 16 steps left
+    assert lines[0].endswith("sweep 0/2 runs done, 2s elapsed, time left unknown yet")
+    assert lines[1].startswith("[run 1/2 rms seed0] step 4/16  loss 3.0000") and lines[1].endswith(
+        "sweep 0/2 runs done, 4s elapsed, ~28s left")
+    bar = RunProgressBar("run 1/2 rms seed0", recorder, eta)
+    assert bar.get_metrics(None, None)["sweep"] == "0/2 runs done, 4s elapsed, ~28s left"

@@ -83,43 +83,56 @@ def test_logged_learning_rate_is_warmup_then_cosine(sweep):
         assert event.value == pytest.approx(expected(event.step), rel=1e-6)
 
 
-def test_hparams_row_has_variant_verdict_and_marks_the_compared_key(sweep):
-    from tensorboard.plugins.hparams import plugin_data_pb2
+def test_hparams_view_shows_variant_and_verdict_first_and_marks_the_compared_key(sweep):
+    from tensorboard_api import default_hparam_columns, hparams_experiment, session_groups, tensorboard_client
+    from workbench.training import tensorboard as tb
 
     out, _, _ = sweep
-    plugins = _events(out / "ln" / "seed0").PluginTagToContent("hparams")
-    start = plugin_data_pb2.HParamsPluginData.FromString(plugins["_hparams_/session_start_info"]).session_start_info
-    verdict = results(out)["variants"]["ln"]["comparison"]["verdict"]
-    assert start.hparams["variant"].string_value == "ln" and start.hparams["verdict"].string_value == verdict
-    assert start.hparams["final_val_loss"].number_value == pytest.approx(
-        results(out)["variants"]["ln"]["runs"][0]["final_val_loss"], rel=1e-6)
-    experiment = plugin_data_pb2.HParamsPluginData.FromString(plugins["_hparams_/experiment"]).experiment
-    differs = {h.name: h.differs for h in experiment.hparam_infos}
-    assert differs["variant"] and differs["model/norm"] and not differs["model/dim"] and not differs["train/lr"]
-    assert [m.name.tag for m in experiment.metric_infos] == ["loss/val", "speed/tokens_per_sec"]
+    client = tensorboard_client(out)
+    experiment = hparams_experiment(client)
+    assert default_hparam_columns(experiment)[:4] == ["variant", "verdict", "seed", "model/norm"]
+    differs = {h["name"]: h["differs"] for h in experiment["hparamInfos"]}
+    assert differs["model/norm"] and not differs["model/dim"] and not differs["train/lr"]
+    assert not [name for name in differs if "tokens" in name]  # wall-clock tokens/s is not compared: a curve only
+    assert [m["name"]["tag"] for m in experiment["metricInfos"]] == [tb.FINAL_VAL_LOSS]
+    row = session_groups(client, experiment)["ln/seed0"]
+    assert row["hparams"][tb.column("verdict")] == results(out)["variants"]["ln"]["comparison"]["verdict"]
+    assert row["metrics"][tb.FINAL_VAL_LOSS] == pytest.approx(results(out)["variants"]["ln"]["runs"][0]["final_val_loss"],
+                                                              rel=1e-6)
 
 
-def test_custom_scalars_layout_is_written_once_at_the_top(sweep):
-    from tensorboard.plugins.custom_scalar import layout_pb2
+def test_custom_scalars_layout_makes_no_run_of_its_own_and_no_empty_mfu_chart(sweep):
+    from tensorboard_api import custom_scalar_charts, runs, tensorboard_client
 
     out, _, _ = sweep
-    assert len(list(out.glob("events.out.tfevents.*"))) == 1
-    tensor = _events(out).Tensors("custom_scalars__config__")[0].tensor_proto
-    layout = layout_pb2.Layout.FromString(tensor.string_val[0])
-    charts = {c.title: list(c.multiline.tag) for cat in layout.category for c in cat.chart}
-    assert charts["validation loss"] == ["^loss/val$"] and "learning rate" in charts and "tokens / s" in charts
+    assert not list(out.glob("events.out.tfevents.*"))
+    client = tensorboard_client(out)
+    assert sorted(runs(client)) == ["ln/seed0", "rms/seed0"]
+    charts = [title for _, title in custom_scalar_charts(client)]
+    assert charts == ["validation loss", "training loss", "learning rate", "tokens / s", "gradient norm"]  # on a CPU
 
 
 # ---------------------------------------------------------------- the log of a run without a terminal
 
 def test_log_file_has_a_train_line_every_log_every_steps_and_ends_with_the_result(sweep):
     out, log, stdout = sweep
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "  # every line of a log file starts with its time
+    duration = r"\d+(?:h\d\dm|m\d\ds|s)"
+    run_lines = [line for line in log.splitlines() if "[run " in line]
+    assert run_lines and all(re.match(stamp, line) for line in run_lines), log[:2000]
     for variant, run in (("rms", "run 1/2"), ("ln", "run 2/2")):
-        lines = re.findall(rf"\[{run} {variant} seed0\] step (\d+)/{STEPS}  loss (\S+)  lr (\S+)  (\S+) tok/s", log)
+        lines = re.findall(rf"(?m)^{stamp}\[{run} {variant} seed0\] step (\d+)/{STEPS}  loss (\S+)  lr (\S+)  (\S+) tok/s  "
+                           rf"sweep (\d)/2 runs done, {duration} elapsed, ", log)
         assert [int(s) for s, *_ in lines] == list(range(LOG_EVERY, STEPS + 1, LOG_EVERY)), log[-2000:]
-        assert all(math.isfinite(float(loss)) and float(lr) > 0 for _, loss, lr, _ in lines)
+        assert all(math.isfinite(float(loss)) and float(lr) > 0 for _, loss, lr, _, _ in lines)
+        assert {done for *_, done in lines} == {"0" if run == "run 1/2" else "1"}
+        # the two final losses say which is which: the curve's batches, the whole split
+        assert re.search(rf"\[{run} {variant} seed0\] step {STEPS}/{STEPS}  val loss \S+ \(\d+ batches\)", log)
+        final = results(out)["variants"][variant]["runs"][0]["final_val_loss"]
+        assert f"[{run} {variant} seed0] completed, final val loss {final:.4f} (whole val split); sweep " in log
+    assert re.search(rf"\[run 2/2 ln seed0\] training \(sweep 1/2 runs done, {duration} elapsed, ~{duration} left\)", log)
     tail = log[log.index("results of tiny"):]
-    rows = {line.split()[0]: line for line in tail.splitlines()[2:4]}
+    rows = {line.split()[2]: line for line in tail.splitlines()[2:4]}
     verdict = results(out)["variants"]["ln"]["comparison"]["verdict"]
     assert rows["rms"].rstrip().endswith("baseline") and rows["ln"].rstrip().endswith(verdict)
     final = results(out)["variants"]["ln"]["runs"][0]["final_val_loss"]

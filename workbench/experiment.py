@@ -26,6 +26,7 @@ from .results import ResultsStore
 from .run_folder import RunFolder, RunFolderError, identity, run_label
 from .run_groups import entry_cell
 from .run_record import FAILED, RunRecord
+from .sweep_eta import SweepEta
 from .tune_sweep import tune_grids
 
 log = logging.getLogger("workbench")
@@ -148,6 +149,7 @@ class _Sweep:
     def __init__(self, experiment, data: dict, folder: RunFolder, idents: dict, lead: bool):
         self.experiment, self.data, self.folder, self.idents, self.lead = experiment, data, folder, idents, lead
         self.horizons = Horizons(experiment, folder)  # WSD steps sweeps: shorter horizons branch off longer ones
+        self.eta = SweepEta()  # runs done, elapsed and time left, on the log lines and the progress bar
 
     def claim(self, name: str, seed: int, wait: bool):
         """The run's lock, checked against the variant's registration (rank 0 only: the others follow it)."""
@@ -159,6 +161,8 @@ class _Sweep:
         here if that process did not finish it."""
         held: list[tuple[str, int]] = []
         plan = self.horizons.order(plan)
+        trains = {n: self.experiment.variants[n].train for n, _ in plan}
+        self.eta.plan([(n, s, trains[n].steps, trains[n].tokens_per_step) for n, s in plan])
         for i, (name, seed) in enumerate(plan, 1):
             label = f"run {i}/{len(plan)} {run_label(name, seed)}"
             if self.horizons.waits(name, seed, held):
@@ -182,11 +186,13 @@ class _Sweep:
 
         if self.folder.kept(name, seed, self.idents[name]) if self.lead else self.folder.store.finished(name, seed):
             log.info("[%s] already finished, kept", label)
+            self.eta.skip(name, seed)
             return
-        log.info("[%s] training", label)
+        log.info("[%s] training (%s)", label, self.eta.line())
+        self.eta.start(name, seed)
         try:
             record = train_run(self.experiment.variants[name], seed, self.data[name], self.folder.root, label,
-                               self.horizons.horizon(name, seed))
+                               self.horizons.horizon(name, seed), eta=self.eta)
         except (KeyboardInterrupt, RunFolderError):
             raise
         except OSError as exc:
@@ -205,8 +211,10 @@ class _Sweep:
                 write_report(self.folder.root)
             except Exception as exc:  # a report problem must never cost a finished run
                 log.warning("report not written: %s", exc)
-        log.info("[%s] %s%s", label, record.status,
-                 f", final val loss {record.final_val_loss:.4f}" if record.final_val_loss is not None else "")
+        self.eta.finish(name, seed, int(record.steps or 0) - (record.resumed_from_step or 0))
+        log.info("[%s] %s%s; %s", label, record.status,
+                 f", final val loss {record.final_val_loss:.4f} (whole val split)" if record.final_val_loss is not None else "",
+                 self.eta.line())
 
 
 def wait_for_records(store: ResultsStore, plan: list[tuple[str, int]], timeout_s: float = 24 * 3600,

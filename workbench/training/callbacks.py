@@ -13,6 +13,7 @@ import lightning as L
 
 from ..config.schema import TrainSettings
 from ..fileio import read_json, write_json
+from ..sweep_eta import SweepEta
 from . import tensorboard as tb
 from .module import Diverged, eval_forward, evaluate
 
@@ -70,7 +71,9 @@ class RunRecorder(L.Callback):
     Every ``train.log_every`` steps it writes the TensorBoard scalars (``tensorboard.py``: train loss,
     learning rate, gradient norm, tokens/s and MFU over the window since the last logging step) at
     ``trainer.global_step``, the step axis of the validation loss too; with ``plain_lines`` (no
-    terminal for a progress bar) it also logs one line with loss, lr and tokens/s.
+    terminal for a progress bar) it also logs one line with loss, lr, tokens/s and the sweep's progress
+    (``eta``). At train start it writes the CUSTOM SCALARS layout into the run's own events, with the
+    MFU chart only where the device's peak is known (``tensorboard.layout``).
 
     Its state (curves, timing, and for a WSD branch the run it branched from) travels in every checkpoint,
     so a resumed run continues from exactly the checkpoint's step: metrics.json is an output, rewritten
@@ -82,8 +85,9 @@ class RunRecorder(L.Callback):
 
     def __init__(self, metrics_path: Path, val_batches, train: TrainSettings | Mapping, label: str, tokens_per_step: int,
                  flops_per_token: int = 0, plain_lines: bool = False, clock=time.perf_counter,
-                 also_evaluate: frozenset[int] = frozenset()):
+                 also_evaluate: frozenset[int] = frozenset(), eta: SweepEta | None = None):
         self.clock = clock  # seconds, monotonic: injected by tests
+        self.eta = eta
         self.path = Path(metrics_path)
         self.val_batches = val_batches
         train = TrainSettings.of(train)
@@ -131,6 +135,8 @@ class RunRecorder(L.Callback):
     def on_train_start(self, trainer, pl_module):
         if self.flops_per_token:
             self.peak_flops = tb.peak_flops(pl_module.device, str(trainer.precision))
+        if trainer.is_global_zero and trainer.logger is not None:
+            tb.write_layout(trainer.logger.experiment, mfu=self.peak_flops is not None)
         if trainer.is_global_zero and self.path.exists():
             if read_json(self.path) is None:
                 log.warning("[%s] %s was damaged: rewritten from the checkpoint of step %d", self.label, self.path,
@@ -185,8 +191,8 @@ class RunRecorder(L.Callback):
         if trainer.logger is not None:
             trainer.logger.log_metrics(scalars, step=step)
         if self.plain_lines and trainer.is_global_zero:
-            log.info("[%s] step %d/%d  loss %.4f  lr %.2e  %s", self.label, step, self.total_steps, loss, lr,
-                     format_rate(rate))
+            log.info("[%s] step %d/%d  loss %.4f  lr %.2e  %s%s", self.label, step, self.total_steps, loss, lr,
+                     format_rate(rate), f"  {self.eta.line(step)}" if self.eta is not None else "")
 
     def evaluate(self, trainer, pl_module) -> float:
         step = trainer.global_step
@@ -199,7 +205,8 @@ class RunRecorder(L.Callback):
             trainer.logger.log_metrics({tb.VAL_LOSS: loss}, step=step)
         if trainer.is_global_zero:
             write_json(self.path, self.curves)
-            log.info("[%s] step %d/%d  val loss %.4f  %s", self.label, step, self.total_steps, loss, self._speed())
+            log.info("[%s] step %d/%d  val loss %.4f (%d batches)  %s", self.label, step, self.total_steps, loss,
+                     len(self.val_batches), self._speed())
         return loss
 
     def _speed(self) -> str:

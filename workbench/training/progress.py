@@ -1,4 +1,4 @@
-"""The terminal's progress bar: one per run, "run 2/4 layernorm seed1", steps, loss and tokens/s.
+"""The terminal's progress bar: one per run, "run 2/4 layernorm seed1", steps, loss, tokens/s and the sweep's ETA.
 
 Our train stream is infinite (steps are the budget, not epochs), so the stock bar shows neither a
 total nor which run of the sweep it is, and its metrics are Lightning's (a cut version string,
@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from tqdm import tqdm
 
+from ..sweep_eta import SweepEta
 from .callbacks import RunRecorder, format_rate
 
 
@@ -34,12 +35,13 @@ class _AboveTheBar(logging.Handler):
 
 class RunProgressBar(TQDMProgressBar):
     """Description = the run's label, total = train.steps, position = global step, postfix = the loss
-    and tokens/s of the last logging step."""
+    and tokens/s of the last logging step and the sweep's runs done, elapsed and time left (``eta``)."""
 
-    def __init__(self, label: str, recorder: RunRecorder):
+    def __init__(self, label: str, recorder: RunRecorder, eta: SweepEta | None = None):
         super().__init__()
         self.label = label
         self.recorder = recorder
+        self.eta = eta
         self._swapped: list[tuple[logging.Handler, logging.Handler]] = []
 
     def init_train_tqdm(self) -> Tqdm:
@@ -54,6 +56,8 @@ class RunProgressBar(TQDMProgressBar):
         shown = {"loss": f"{last.loss:.4f}"}
         if last.tokens_per_sec:
             shown["speed"] = format_rate(last.tokens_per_sec)
+        if self.eta is not None:
+            shown["sweep"] = self.eta.line(last.step).removeprefix("sweep ")
         return shown
 
     def on_train_start(self, trainer, pl_module) -> None:

@@ -30,10 +30,10 @@ from ..config.schema import TrainSettings, variant_defaults
 from ..config.specs import flat_config
 from ..data import TokenData, batch_fingerprint, val_batches
 from ..fileio import write_json, write_text
-from ..distributed import is_global_zero
 from ..results import ResultsStore
 from ..run_folder import RunFolder, identity
 from ..run_record import RunRecord
+from ..sweep_eta import SweepEta
 from . import tensorboard
 from .allocator import keep_freed_memory
 from .batches import StepBatches
@@ -155,11 +155,13 @@ def resume_point(ckpt_dir: Path, identity: dict, train: TrainSettings, horizon: 
     return resume, step, inherited
 
 
-def build_run(variant, seed: int, data: TokenData, run_dir: Path, label: str, horizon: Horizon = Horizon()) -> Run:
+def build_run(variant, seed: int, data: TokenData, run_dir: Path, label: str, horizon: Horizon = Horizon(),
+              eta: SweepEta | None = None) -> Run:
     """Model, Lightning module, trainer and callbacks of one run, and the checkpoint it resumes from
     (refused with RunFolderError when that checkpoint was trained under another config). ``horizon``: its
     WSD horizon family (``training.branch``): checkpoints it keeps for shorter horizons, and, when its own
-    checkpoints are not past its decay start, the longer runs whose checkpoint there it may start from."""
+    checkpoints are not past its decay start, the longer runs whose checkpoint there it may start from.
+    ``eta``: the sweep's progress, shown on the run's log lines and progress bar."""
     train = variant.train
     folder = RunFolder(run_dir).seed_dir(variant.name, seed)
     config = variant.transformer_config(data.tokenizer.vocab_size)
@@ -171,8 +173,6 @@ def build_run(variant, seed: int, data: TokenData, run_dir: Path, label: str, ho
     model = TransformerLM(config, init_seed=init_seed(seed, train.seed_stream))
     module = LMModule(model, train, identity)
     tokens_per_step = train.tokens_per_step
-    if is_global_zero():  # the custom-scalars layout, once per run folder
-        tensorboard.write_layout(run_dir)
     logger = TensorBoardLogger(
         save_dir=str(run_dir), name=variant.name, version=folder.name, default_hp_metric=False,
         **({"purge_step": resumed_step} if resume else {}),
@@ -183,12 +183,12 @@ def build_run(variant, seed: int, data: TokenData, run_dir: Path, label: str, ho
     keep, also_evaluate = branch_points(horizon)
     recorder = RunRecorder(folder / "metrics.json", val_batches(data.val, train.batch_size, train.seq_len, train.eval_batches),
                            train, label, tokens_per_step, flops_per_token=model.flops_per_token(train.seq_len),
-                           plain_lines=not interactive, also_evaluate=also_evaluate)
+                           plain_lines=not interactive, also_evaluate=also_evaluate, eta=eta)
     callbacks = run_callbacks(recorder, folder / "checkpoints", train.checkpoint_every)
     if keep:
         callbacks.insert(callbacks.index(recorder) + 1, KeepBranchPoints(folder / "checkpoints", keep))
     if interactive:
-        callbacks.append(RunProgressBar(label, recorder))
+        callbacks.append(RunProgressBar(label, recorder, eta))
     trainer = build_trainer(train, train.steps, logger, callbacks, progress_bar=interactive)
     return Run(variant, seed, data, folder, label, module, trainer, recorder, logger, resume, resumed_step)
 
@@ -260,6 +260,8 @@ def record_run(run: Run, status: str, error: str | None) -> RunRecord:
         batch_fingerprint=batch_fingerprint(run.data.train, run.seed, train.steps, train.batch_size, train.seq_len),
         **(_length_eval(run) if completed and run.variant.eval_lengths else {}))
     if trainer.is_global_zero:
+        if final_val is not None:  # HPARAMS' metric column: the number results.json and the verdict use
+            run.logger.log_metrics({tensorboard.FINAL_VAL_LOSS: final_val}, step=steps)
         run.logger.finalize("success")
         write_json(run.folder / "record.json", record.as_json())
     return record
@@ -267,19 +269,17 @@ def record_run(run: Run, status: str, error: str | None) -> RunRecord:
 
 def log_hparams(run_dir: Path, variant, record: RunRecord, verdict: str) -> None:
     """The run's TensorBoard HPARAMS row (written after the sweep's comparisons, in an event file of its
-    own in the run's folder): variant, verdict, seed and final metrics first, then the config keys that
-    differ between the experiment's variants (marked so TensorBoard lists them first), then every other
-    key. No scalar is written: the final metrics are columns of the row, not points on a curve."""
+    own in the run's folder): variant, verdict and seed first, then the config keys that differ between the
+    experiment's variants (marked so TensorBoard lists them next), then every other key. Its metric column,
+    the final val loss on the whole split, is the scalar ``record_run`` wrote; wall-clock tokens/s, which
+    is not compared between runs, stays a curve."""
     configs = {name: hparam_values(entry["config"])
                for name, entry in ResultsStore(run_dir).load().get("variants", {}).items() if "config" in entry}
     own = hparam_values(variant.to_dict())
     differing = tensorboard.differing_keys(list(configs.values()) or [own])
-    head = {"variant": variant.name, "verdict": verdict, "seed": record.seed,
-            "final_val_loss": record.final_val_loss, "tokens_per_sec": record.tokens_per_sec}
-    values = {**head, **{k: own[k] for k in sorted(own, key=lambda k: k not in differing)}}
-    many = len(configs) > 1
-    differing |= {"final_val_loss", "tokens_per_sec", "seed"} | ({"variant", "verdict"} if many else set())
-    tensorboard.write_hparams(RunFolder(run_dir).seed_dir(variant.name, record.seed), values, differing,
+    config = {k: own[k] for k in sorted(own, key=lambda k: k not in differing)}
+    tensorboard.write_hparams(RunFolder(run_dir).seed_dir(variant.name, record.seed),
+                              {"variant": variant.name, "verdict": verdict, "seed": record.seed}, config, differing,
                               completed=record.status == "completed")
 
 
@@ -294,9 +294,10 @@ def _length_eval(run: Run) -> dict:
     return {"length_eval": lengths, "length_eval_notes": notes}
 
 
-def train_run(variant, seed: int, data: TokenData, run_dir: Path, label: str, horizon: Horizon = Horizon()) -> RunRecord:
+def train_run(variant, seed: int, data: TokenData, run_dir: Path, label: str, horizon: Horizon = Horizon(),
+              eta: SweepEta | None = None) -> RunRecord:
     """Train ``variant`` (a workbench.config.Variant) with ``seed``; return its run record. ``horizon``: its
     WSD horizon family, where it keeps checkpoints for shorter horizons and may start from a longer one."""
-    run = build_run(variant, seed, data, run_dir, label, horizon)
+    run = build_run(variant, seed, data, run_dir, label, horizon, eta)
     status, error = fit_run(run)
     return record_run(run, status, error)
