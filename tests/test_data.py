@@ -64,15 +64,13 @@ def data(corpus_dir, tmp_path_factory):
 
 # --- corpus and split ---------------------------------------------------------------------------
 
-def test_split_is_deterministic_disjoint_and_order_independent():
+def test_split_is_deterministic_disjoint_and_complete():
     docs = [Document(f"pkg/mod{i}.py", f"x = {i}\n") for i in range(200)]
     train, val = split_documents(docs, 0.1)
     assert split_documents(docs, 0.1) == (train, val)
     names_train, names_val = {d.name for d in train}, {d.name for d in val}
     assert names_train.isdisjoint(names_val) and names_train | names_val == {d.name for d in docs}
-    assert 5 <= len(val) <= 40  # about 10% of 200
-    shuffled = docs[::-1]
-    assert {d.name for d in split_documents(shuffled, 0.1)[1]} == names_val
+    assert 10 <= len(val) <= 30  # 10% of the bytes of 200 documents of (nearly) one size
 
 
 def test_split_never_leaves_a_split_empty():

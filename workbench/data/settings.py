@@ -24,7 +24,7 @@ class DataSettings:
     source: str = "stdlib"
     paths: list[str] = field(default_factory=list)  # files or globs; relative ones resolve against base_dir
     max_bytes: int | None = 4_000_000  # corpus cap (None: no cap); 4 MB keeps a cold prepare to seconds on 2 cores
-    val_fraction: float = 0.05  # share of documents (or of the text, for one document) held out
+    val_fraction: float = 0.05  # share of the bytes held out for validation (the rule: split.py)
     vocab_size: int = 2048  # trained sentencepiece vocabulary (256 byte pieces included); source bin: the ids' range
     text_field: str = "text"  # JSON lines / Parquet: the field holding each document's text
     tokenizer: str | None = None  # None: train sentencepiece on the train split | a .model file | a tokenizer.json
