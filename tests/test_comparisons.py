@@ -148,7 +148,10 @@ def test_as_json_is_the_stored_record(tmp_path):
     c = compare(load_results(write_run_dir(tmp_path, groups)), tmp_path)["v"]
     record = json.loads(json.dumps(c.as_json()))
     assert set(record) == {"baseline", "verdict", "n", "seeds", "mean", "low", "high", "estimable", "level",
-                           "equivalence_margin", "diff_std", "df", "variance", "seeds_needed", "compute_multiplier"}
+                           "equivalence_margin", "diff_std", "df", "variance", "seeds_needed", "compute_multiplier",
+                           "learned"}
+    # No unigram floor in this results.json: whether either side learned is unknown, and said so, not guessed.
+    assert record["learned"] == {"variant": None, "baseline": None, "floor": None, "margin": 0.1}
     assert (record["df"], record["variance"], record["estimable"], record["seeds"]) == (2, "cell", True, 3)
     assert record["baseline"] == "base" and record["verdict"] == "worse" and record["n"] == 3
     assert record["mean"] == pytest.approx(0.1) and record["equivalence_margin"] == DEFAULT_MARGIN

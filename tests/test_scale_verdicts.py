@@ -101,14 +101,17 @@ def test_a_flip_between_the_last_two_sizes_is_interpolated_in_log_compute(tmp_pa
 
 
 def test_a_trend_towards_zero_is_extrapolated_and_labelled(tmp_path):
-    run_dir = sweep(tmp_path, [-0.10, -0.06, -0.03], [2.0, 1.5, 1.2])
+    run_dir = sweep(tmp_path / "near", [-0.10, -0.06, -0.015], [2.0, 1.5, 1.2])
     v = summary_of(run_dir)["by_arch"]["v"]
-    # From -0.06 at 10^13 to -0.03 at 10^14 the line reaches 0 one decade on.
-    assert v["crossing"] == {"compute": pytest.approx(1e15), "extrapolated": True}
-    assert "reaches zero at 10× the largest compute" in v["crossing_note"]
+    # From -0.06 at 10^13 to -0.015 at 10^14 the line reaches 0 a third of a decade on (2.15x).
+    assert v["crossing"] == {"compute": pytest.approx(10 ** (14 + 1 / 3)), "extrapolated": True}
+    assert "reaches zero at 2.15× the largest compute" in v["crossing_note"]
     md = write_report(run_dir).read_text()
-    assert "**v: Δ = 0 at 1P FLOPs (extrapolated)** — Δ shrinks towards zero from s1 (-0.0600) to s2 (-0.0300)" in md
+    assert "**v: Δ = 0 at 215T FLOPs (extrapolated)** — Δ shrinks towards zero from s1 (-0.0600) to s2 (-0.0150)" in md
     assert "<h2>Verdicts across scale</h2>" in (run_dir / "report.html").read_text()
+    # From -0.06 to -0.03 it would reach 0 a decade on: beyond half a decade past the data, no digits.
+    v = summary_of(sweep(tmp_path / "far", [-0.10, -0.06, -0.03], [2.0, 1.5, 1.2]))["by_arch"]["v"]
+    assert v["crossing"] is None and "zero beyond the data (not estimable" in v["crossing_note"]
 
 
 def test_a_trend_away_from_zero_has_no_crossing_in_range(tmp_path):
@@ -121,16 +124,19 @@ def test_a_trend_away_from_zero_has_no_crossing_in_range(tmp_path):
 
 
 def rows(*points) -> list[dict]:
-    return [{"size": f"s{i}", "compute": c, "mean": y} for i, (c, y) in enumerate(points)]
+    return [{"size": f"s{i}", "compute": c, "mean": y, "verdict": "undecided"} for i, (c, y) in enumerate(points)]
 
 
 def test_crossing_edge_cases():
     # Several sign changes: the last, past which the sign holds.
     point, note = crossing(rows((1e12, -0.1), (1e13, 0.1), (1e14, -0.1), (1e15, 0.1)))
     assert point == {"compute": pytest.approx(10 ** 14.5), "extrapolated": False} and "3 times" in note
-    # Towards zero, but too slowly: beyond 1000x the largest compute is no crossing.
+    # Towards zero, but too slowly: the line through the last two reaches 0 at 10^4 x the largest compute, beyond
+    # half a decade: not estimable, no digits. Faster, at 10^0.4 = 2.5x: an extrapolated crossing.
     point, note = crossing(rows((1e12, -0.05), (1e13, -0.04)))
-    assert point is None and "only beyond 1000×" in note
+    assert point is None and "beyond the data (not estimable: more than 3.2× the largest compute)" in note
+    point, note = crossing(rows((1e12, -0.05), (1e13, -0.02 / 1.4)))
+    assert point == {"compute": pytest.approx(10 ** 13.4), "extrapolated": True} and "2.51× the largest" in note
     # An equal-FLOPs budget, missing Δ or compute: nothing to interpolate in.
     assert crossing(rows((1e13, -0.05), (1e13, 0.04)))[0] is None
     assert crossing(rows((1e12, -0.05), (None, 0.04), (1e14, None)))[1].startswith("no crossing: fewer than two")
@@ -259,9 +265,10 @@ def test_a_row_the_data_cannot_bound_reads_not_estimable_with_its_seeds():
     'not estimable at n = k', never a bare number that looks exact or an interval of absurd digits."""
     from workbench.reports.scale_verdicts_section import _delta_text, _multiplier_text
 
-    row = {"mean": 0.4, "low": None, "high": None, "n": 2}
+    row = {"mean": 0.4, "low": None, "high": None, "n": 2, "verdict": "undecided"}
     assert _delta_text(row) == "+0.4000 (not estimable at n = 2)"
-    assert _delta_text({"mean": -0.01, "low": -0.02, "high": 0.0, "n": 3}) == "-0.0100 [-0.0200, +0.0000]"
+    assert _delta_text({**row, "verdict": "not learned yet"}) == "+0.4000 (no interval: not learned yet)"
+    assert _delta_text({"mean": -0.01, "low": -0.02, "high": 0.0, "n": 3, "verdict": "better"}) == "-0.0100 [-0.0200, +0.0000]"
     assert _multiplier_text({"mean": 6.48, "low": None, "high": None, "n": 2, "extrapolated": False}) == \
         "6.48x (not estimable at n = 2)"
     assert _multiplier_text(None) == "—"

@@ -1,8 +1,10 @@
 """What ``workbench run`` prints when the sweep ends: the result, not only where it is.
 
 A compact table (variant, final validation loss, Δ against its baseline with the interval, verdict)
-from results.json, then both report files and the TensorBoard command. It goes to the log (stderr),
-so a batch job's log file ends with the answer.
+from results.json, of the run groups this folder has run (one without a single run record, e.g. left out by
+``--variant``, is named on a line of its own), then which run groups have not learned (learned.py, with the
+unigram floor), both report files and the TensorBoard command. It goes to the log (stderr), so a batch job's log
+file ends with the answer.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .reports import Comparison, compare, fmt, load_results
-from .reports.load import COMPLETED
+from .reports.load import COMPLETED, MISSING, Results, Variant
+from .reports.analysis.learned import learned_text, learning
 from .reports.analysis.stats import summarize
 from .reports.summary import table_order
 
@@ -27,13 +30,19 @@ def _delta(c: Comparison) -> str:
     return fmt.delta(c) if c.mean is not None else "n/a"
 
 
+def _has_run(variant: Variant) -> bool:
+    """Whether this folder holds any run record of the group (one left out by ``--variant`` has none)."""
+    return any(r.status != MISSING for r in variant.runs)
+
+
 def result_rows(run_dir: Path) -> tuple[str, list[str], list[list[str]]]:
-    """(what the numbers are, headers, rows), baseline first (per size in a scaling sweep); a variant
-    without a comparison (no completed run, or no baseline to compare with) says why as its verdict."""
+    """(what the numbers are, headers, rows), baseline first (per size in a scaling sweep), of the run groups
+    with a run record in this folder; a variant without a comparison (no completed run, or no baseline to
+    compare with) says why as its verdict."""
     results = load_results(run_dir)
     comparisons = compare(results, run_dir)  # as the report computes them, also before the sweep stored them
     rows = []
-    for variant in table_order(results):
+    for variant in filter(_has_run, table_order(results)):
         done = [r.final_val_loss for r in variant.runs if r.status == COMPLETED]
         seeds = f"{len(done)}/{len(variant.runs)}" if variant.runs else "0"
         comparison = comparisons.get(variant.name)
@@ -55,12 +64,38 @@ def result_rows(run_dir: Path) -> tuple[str, list[str], list[list[str]]]:
     return title, headers, rows
 
 
+def notes(results: Results) -> list[str]:
+    """The lines under the table: the run groups with no run in this folder, and those that have not learned
+    (with the unigram floor and what to change), or the floor they all beat; the floor said unknown where
+    results.json lacks it."""
+    lines = []
+    absent = [v.name for v in table_order(results) if not _has_run(v)]
+    if absent:
+        lines.append(f"not run in this folder (left out by --variant, or not started): {', '.join(absent)}")
+    ran = [v for v in table_order(results) if _has_run(v)]
+    states = {v.name: learning(v) for v in ran}
+    unlearned = [name for name, state in states.items() if state.not_learned]
+    for name in unlearned:
+        lines.append(f"{name}: {learned_text(states[name])}")
+    if unlearned:
+        lines.append("no verdict is drawn against a run group that has not learned: more seeds cannot change that, "
+                     "more training steps (train.steps) can")
+    floors = sorted({f"{s.floor:.4f}" for s in states.values() if s.floor is not None})
+    if ran and not unlearned and floors:
+        lines.append(f"every run group has learned: each completed seed ends at least {states[ran[0].name].margin:g} "
+                     f"nats below the unigram floor ({', '.join(floors)} nats/token)")
+    elif ran and not floors:
+        lines.append("whether the models learned is not checked: results.json records no unigram floor")
+    return lines
+
+
 def results_table(run_dir: Path) -> list[str]:
-    """The result rows as aligned text lines under a title line."""
+    """The result rows as aligned text lines under a title line, then the notes on them."""
     title, headers, rows = result_rows(run_dir)
     widths = [max(len(r[i]) for r in [headers] + rows) for i in range(len(headers))]
-    return [f"results of {title}:"] + ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
-                                       for row in [headers] + rows]
+    return ([f"results of {title}:"] + ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
+                                        for row in [headers] + rows]
+            + ["  " + line for line in notes(load_results(run_dir))])
 
 
 def end_of_run_lines(run_dir: Path, report_md: Path) -> list[str]:

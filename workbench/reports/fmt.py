@@ -9,7 +9,7 @@ import numpy as np
 from .analysis.estimable import not_estimable
 from .analysis.stats import Summary
 from .analysis.multipliers import Multiplier
-from .analysis.verdicts import Verdict
+from .analysis.verdicts import NOT_LEARNED, Verdict
 
 DASH = "—"
 LOSS_DIGITS = 4
@@ -80,9 +80,12 @@ def interval(mean: float | None, low: float | None, high: float | None, at: floa
 
 def delta(c: Verdict) -> str:
     """A comparison's Δ: '+0.0123 [-0.0050, +0.0296] at 97.5%'; '+0.4000 (not estimable at n = 2)' where the data
-    cannot bound it (analysis/estimable.py); '—' without a mean."""
+    cannot bound it (analysis/estimable.py); '+0.0280 (no interval: not learned yet)' where no test was taken; '—'
+    without a mean."""
     if c.mean is None:
         return DASH
+    if c.verdict == NOT_LEARNED:  # no test was taken: the point estimate only (analysis/learned.py)
+        return f"{c.mean:+.{LOSS_DIGITS}f} (no interval: {NOT_LEARNED})"
     if not c.estimable:
         return f"{c.mean:+.{LOSS_DIGITS}f} ({not_estimable(c.n)})"
     return interval(c.mean, c.low, c.high, c.level)

@@ -11,16 +11,20 @@ from . import fmt
 from .doc import Block, Bullets, Heading, Image, Para, Span, Table, bold, text
 from .load import Results
 from .plots import Plot, _figure, _png, colour, label
-from .analysis.scale_verdicts import EXTRAPOLATE
+from .analysis.scaling import EXTRAPOLATE
 from .analysis.estimable import not_estimable
 from .analysis.multipliers import Multiplier
+from .analysis.verdicts import NOT_LEARNED
 
 MULTIPLIER = ("multiplier_vs_compute", "Compute multiplier vs training compute")
 DELTA = ("delta_vs_compute", "Δ val loss vs training compute")
 
 
 def _delta_text(r: dict) -> str:
-    """A stored row's Δ with its interval, or 'not estimable at n = k' beside the mean where it has none."""
+    """A stored row's Δ with its interval, or 'not estimable at n = k' beside the mean where it has none ('no
+    interval: not learned yet' where no test was taken)."""
+    if r["mean"] is not None and r["verdict"] == NOT_LEARNED:
+        return f"{r['mean']:+.{fmt.LOSS_DIGITS}f} (no interval: {NOT_LEARNED})"
     if r["mean"] is not None and r["low"] is None:
         return f"{r['mean']:+.{fmt.LOSS_DIGITS}f} ({not_estimable(r.get('n'))})"
     return fmt.interval(r["mean"], r["low"], r["high"])
@@ -102,7 +106,8 @@ def _plot(results: Results, scale: dict, value, ylabel: str, title: str, at: flo
 
 
 def _delta(r: dict):
-    return None if r["mean"] is None else (r["mean"], r["low"], r["high"])
+    """A row's Δ to draw; none between models that have not learned."""
+    return None if r["mean"] is None or r["verdict"] == NOT_LEARNED else (r["mean"], r["low"], r["high"])
 
 
 def _mult(r: dict):
@@ -149,7 +154,8 @@ def agreement_blocks(agreement: dict | None, against: str) -> list[Block]:
                    f"smaller size has the sign of its Δ at {target}, the largest point (most training FLOPs); DataDecide "
                    "(Magnusson et al. 2025) calls the share decision accuracy. A decided verdict (better or worse at "
                    f"the smaller size) holds when Δ at {target} has the decided sign. Pairs without a Δ at either point, "
-                   "and ties (Δ exactly 0), are not counted. Each share gives its k of n: a few pairs say little.")]),
+                   "ties (Δ exactly 0) and pairs with a model that has not learned (final loss not clearly below the "
+                   "unigram floor) are not counted. Each share gives its k of n: a few pairs say little.")]),
         Table(["Size", f"Pairs ordered as at {target}", f"Decided verdicts that hold at {target}"], summary),
         Table(["Size", "Pair (Δ = second − first)", "Δ there", "Verdict there", f"Δ at {target}", "Order holds",
                "Verdict holds"], pairs, right={2, 4}),
@@ -177,8 +183,9 @@ def scale_verdicts_section(results: Results, scale: dict) -> tuple[list[Block], 
                    "Δ val loss with the interval of the Results table, and compute multiplier, against the training "
                    f"FLOPs of the {against} there. Where Δ changes sign is read off the Δ means, linearly in log "
                    "compute: interpolated between the sizes where the sign changes (the last such pair), else "
-                   f"extended from the last two sizes when Δ shrinks towards zero (extrapolated, up to {EXTRAPOLATE:g}× "
-                   "the largest compute). It is a point estimate: an effect whose intervals include 0 has no resolved "
+                   f"extended from the last two sizes when Δ shrinks towards zero (extrapolated, up to {EXTRAPOLATE:.2g}× "
+                   "the largest compute; further out it is beyond the data, not estimable), from the sizes where both models have learned. It is a point estimate: an "
+                   "effect whose intervals include 0 has no resolved "
                    "sign to change. The plots mark it on the Δ = 0 line and on the 1x multiplier line.")]),
     ]
     if archs:

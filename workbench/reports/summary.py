@@ -6,13 +6,15 @@ from collections import Counter
 from dataclasses import dataclass
 
 from .analysis.comparisons import Comparison
+from .analysis.learned import Learning, learning
 from .load import COMPLETED, DIVERGED, FAILED, MISSING, Results, Run, Variant
 from .analysis.stats import Summary, summarize
 
 
 @dataclass
 class VariantSummary:
-    """Means are over completed seeds only; the comparison (verdict, Δ, multiplier) pairs seeds with the baseline."""
+    """Means are over completed seeds only; the comparison (verdict, Δ, multiplier) pairs seeds with the baseline.
+    learning: whether the run group has learned (every completed seed clearly below the unigram floor; learned.py)."""
 
     variant: Variant
     counts: Counter
@@ -23,6 +25,7 @@ class VariantSummary:
     wall_time_s: Summary
     is_baseline: bool
     comparison: Comparison | None  # None for a baseline, or without a baseline at this size
+    learning: Learning
 
 
 def status_text(counts: Counter, total: int) -> str:
@@ -45,6 +48,7 @@ def summarize_variant(variant: Variant, is_baseline: bool, comparison: Compariso
         wall_time_s=summarize(r.wall_time_s for r in done),
         is_baseline=is_baseline,
         comparison=comparison,
+        learning=learning(variant),
     )
 
 

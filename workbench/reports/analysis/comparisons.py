@@ -14,6 +14,12 @@ baseline. In a ladder (results.json "ladder": true) each rung is compared with t
 family being all rungs of the size; cumulative() gives the report each rung against the first rung as well. An A/A
 control's comparison with the run group it copies is a family of its own (m = 1 per size): the measured
 false-positive check never costs the design's comparisons any alpha.
+
+Not learned (learned.py): a pair where either run group has not learned (a completed seed not clearly below the
+unigram floor) gets the verdict NOT_LEARNED, with its Δ point estimate but no interval, seeds_needed or multiplier;
+it is left out of its Holm family (it costs the others no alpha), of the noise pool and of the scale behind the
+estimable rule. The runner adds seeds only to undecided comparisons (post_sweep.undecided), so it adds none here:
+more seeds cannot make a model learn, more steps can.
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ import numpy as np
 
 from ..load import COMPLETED, MISSING, Curve, Results, RunCurves, Variant, load_curves
 from .design import design_noise
+from .learned import Learning, learning
 from .pooled import SOURCES, Noise
 from .multipliers import Multiplier, combine_multipliers, compute_multiplier
-from .verdicts import Verdict, decide
+from .verdicts import NOT_LEARNED, Verdict, decide
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +51,17 @@ class Comparison(Verdict):
     seeds: how many seeds the comparison has run (the look), n of them paired (both runs completed).
     multiplier: the baseline's training FLOPs to reach the variant's final loss over the variant's own FLOPs
     (> 1: the variant is the more compute-efficient), per seed then combined; None without usable curves.
+    learned: (the variant's, the baseline's) Learning (learned.py); with either not learned the verdict is
+    NOT_LEARNED (low, high, level, diff_std, df, variance, seeds_needed and multiplier None). In results.json:
+    "learned": {"variant": true | false | null, "baseline": ..., "floor": the unigram val loss (the variant's, else
+    the baseline's; null: not recorded), "margin": nats below it every completed seed must reach}.
     """
 
     baseline: str = ""
     size: str | None = None
     seeds: int = 0
     multiplier: Multiplier | None = None
+    learned: tuple[Learning, Learning] | None = None
 
     def as_json(self) -> dict:
         m = self.multiplier
@@ -59,7 +71,13 @@ class Comparison(Verdict):
                 "variance": self.variance, "seeds_needed": self.seeds_needed,
                 "compute_multiplier": None if m is None else {"mean": m.mean, "low": m.low, "high": m.high,
                                                               "n": len(m.per_seed), "estimable": m.estimable,
-                                                              "extrapolated": m.extrapolated}}
+                                                              "extrapolated": m.extrapolated},
+                "learned": None if self.learned is None else _learned_json(*self.learned)}
+
+
+def _learned_json(ours: Learning, theirs: Learning) -> dict:
+    return {"variant": ours.learned, "baseline": theirs.learned,
+            "floor": ours.floor if ours.floor is not None else theirs.floor, "margin": ours.margin}
 
 
 def paired_diffs(results: Results, variant: Variant, baseline: Variant) -> list[float | None]:
@@ -114,11 +132,14 @@ def multiplier(val_curve: Callable[[Variant, int], Curve | None], variant: Varia
     return m if m.mean is not None else None
 
 
-def _seed_losses(results: Results) -> np.ndarray:
-    """(run groups, seeds through the policy's max) final val losses, NaN where a run did not complete."""
+def _seed_losses(results: Results, left_out: set[str] = frozenset()) -> np.ndarray:
+    """(run groups, seeds through the policy's max) final val losses, NaN where a run did not complete or its
+    group is left out (one that has not learned: its noise is not that of the models compared)."""
     seeds = results.seeds[:results.seed_policy.max]
     losses = np.full((len(results.variants), len(seeds)), np.nan)
     for g, v in enumerate(results.variants):
+        if v.name in left_out:
+            continue
         for k, seed in enumerate(seeds):
             r = v.run(seed)
             if r is not None and r.status == COMPLETED and r.final_val_loss is not None:
@@ -126,12 +147,13 @@ def _seed_losses(results: Results) -> np.ndarray:
     return losses
 
 
-def noise(results: Results, pairs: list[tuple[Variant, Variant]]) -> dict[str, list[Noise]]:
+def noise(results: Results, pairs: list[tuple[Variant, Variant]],
+          left_out: set[str] = frozenset()) -> dict[str, list[Noise]]:
     """Per pair (by the variant's name), the Noise of its paired difference at the look with r seeds in entry
-    r - 1, from every run group's completed runs (pooled.py)."""
+    r - 1, from every run group's completed runs but those of the groups ``left_out`` (pooled.py)."""
     index = {v.name: g for g, v in enumerate(results.variants)}
     sizes = list(dict.fromkeys(v.size for v in results.variants))
-    losses = _seed_losses(results)
+    losses = _seed_losses(results, left_out)
     var, df, src, checked = design_noise(losses, [sizes.index(v.size) for v in results.variants],
                                          [(index[v.name], index[base.name]) for v, base in pairs],
                                          range(1, losses.shape[1] + 1))
@@ -155,13 +177,16 @@ def _compare_pairs(results: Results, run_dir: str | Path, pairs: list[tuple[Vari
             c = read[key]
         return c.val if c is not None else None
 
+    states = {v.name: learning(v) for v in results.variants}
+    unlearned = {name for name, state in states.items() if state.not_learned}
+    decided = [(v, base) for v, base in pairs if not {v.name, base.name} & unlearned]
     families: dict[tuple[str | None, bool], list[tuple[Variant, Variant]]] = {}
-    for v, base in pairs:
+    for v, base in decided:
         families.setdefault((v.size, v.control is not None), []).append((v, base))
     diffs = {v.name: paired_diffs(results, v, base) for v, base in pairs}
-    finite = [[x for x in d if x is not None] for d in diffs.values()]
+    finite = [[x for x in diffs[v.name] if x is not None] for v, _ in decided]
     scale = max((abs(sum(x) / len(x)) for x in finite if x), default=0.0)  # the experiment's largest |Δ|
-    noises = noise(results, pairs)
+    noises = noise(results, decided, unlearned)
     out: dict[str, Comparison] = {}
     for members in families.values():
         names = [v.name for v, _ in members]
@@ -170,8 +195,20 @@ def _compare_pairs(results: Results, run_dir: str | Path, pairs: list[tuple[Vari
         for v, base in members:
             paired = [s for s, d in zip(results.seeds, diffs[v.name]) if d is not None]
             out[v.name] = Comparison(**asdict(verdicts[v.name]), baseline=base.name, size=v.size, seeds=len(diffs[v.name]),
-                                     multiplier=multiplier(val_curve, v, base, paired))
+                                     multiplier=multiplier(val_curve, v, base, paired),
+                                     learned=(states[v.name], states[base.name]))
+    for v, base in pairs:
+        if v.name not in out:
+            out[v.name] = _not_learned(diffs[v.name], results.margin, v, base, (states[v.name], states[base.name]))
     return {v.name: out[v.name] for v in results.variants if v.name in out}
+
+
+def _not_learned(diffs: list[float | None], margin: float, v: Variant, base: Variant,
+                 states: tuple[Learning, Learning]) -> Comparison:
+    """A pair where either side has not learned: its Δ point estimate, no test, no interval, no seeds needed."""
+    x = [d for d in diffs if d is not None]
+    return Comparison(NOT_LEARNED, len(x), sum(x) / len(x) if x else None, None, None, None, None, None, margin,
+                      None, None, baseline=base.name, size=v.size, seeds=len(diffs), learned=states)
 
 
 def compare(results: Results, run_dir: str | Path, curves: CurveMap | None = None) -> dict[str, Comparison]:

@@ -5,8 +5,10 @@ often a smaller size orders them as the largest does (decision accuracy).
 The sign change is read off the Δ means (not the multipliers: every comparison with a paired seed has a Δ, a
 multiplier needs curves), linearly in log10 compute: between the adjacent sizes where the sign changes (the last
 such pair, past which the sign holds up to the largest size), else extended from the last two sizes when their
-trend points towards zero (labelled extrapolated). It is a point estimate: the intervals say whether the signs
-themselves are resolved.
+trend points towards zero (labelled extrapolated), at most EXTRAPOLATE (half a decade, scaling.py) past the largest
+compute; further out it is beyond the data and not estimable. It is a point estimate: the intervals say whether the signs
+themselves are resolved. A size whose comparison is NOT_LEARNED (learned.py) gives no point: its Δ measures how far
+each model got from initialisation, not the architecture.
 
 Decision accuracy (DataDecide, Magnusson et al. 2025: the share of pairs whose small-scale order holds at the target
 scale). The target is the largest point of the sweep: the one whose run groups train with the most FLOPs (the
@@ -16,7 +18,8 @@ variants of the design (every pair, not only against the baseline; A/A controls 
 compared (the baseline, or a ladder's earlier rung, first), its Δ = second - first mean final val loss over the
 seeds both completed at that size. At each smaller size:
   - ``pairs``: the share of pairs whose Δ there has the sign of their Δ at the target. A pair with no common
-    completed seed at either point is listed but not counted, nor is a tie (Δ exactly 0: no order).
+    completed seed at either point is listed but not counted, nor is a tie (Δ exactly 0: no order), nor a pair
+    with a run group that has not learned at either point (learned.py: its order says nothing about the variants).
   - ``decided``: among the pairs that are a comparison there with a better or worse verdict, the share whose Δ at
     the target has the decided sign (better: < 0, worse: > 0); one whose target order is missing or tied is not
     counted. "no decided verdicts" when there are none.
@@ -33,10 +36,10 @@ from typing import Mapping
 import numpy as np
 
 from .comparisons import Comparison
-from .verdicts import BETTER, WORSE
+from .learned import learning
+from .scaling import EXTRAPOLATE
+from .verdicts import BETTER, NOT_LEARNED, WORSE
 from ..load import COMPLETED, Results, Variant
-
-EXTRAPOLATE = 1000.0  # an extrapolated crossing is given up to this factor beyond the largest compute, as in scaling
 
 
 def training_compute(group: Variant | None) -> float | None:
@@ -60,9 +63,10 @@ def _row(results: Results, size: str, c: Comparison) -> dict:
 def crossing(rows: list[dict]) -> tuple[dict | None, str]:
     """Where the Δ means change sign, linear in log10 compute: ({"compute", "extrapolated"} or None, a note)."""
     pts = sorted((math.log10(r["compute"]), r["mean"], r["size"]) for r in rows
-                 if r["compute"] and r["compute"] > 0 and r["mean"] is not None)
+                 if r["compute"] and r["compute"] > 0 and r["mean"] is not None and r["verdict"] != NOT_LEARNED)
     if len(pts) < 2:
-        return None, "no crossing: fewer than two sizes have both a Δ and a training compute"
+        return None, ("no crossing: fewer than two sizes have a Δ between models that have learned, and a training "
+                      "compute")
     if any(a[0] == b[0] for a, b in zip(pts, pts[1:])):
         return None, "no crossing: some sizes were trained with the same compute"
     flips = [i for i in range(len(pts) - 1) if np.sign(pts[i][1]) != np.sign(pts[i + 1][1])]
@@ -78,7 +82,8 @@ def crossing(rows: list[dict]) -> tuple[dict | None, str]:
     beyond = y2 * (x2 - x1) / (y1 - y2)  # decades past the largest compute where the line through both reaches 0
     trend = f"Δ shrinks towards zero from {s1} ({y1:+.4f}) to {s2} ({y2:+.4f})"
     if beyond > math.log10(EXTRAPOLATE):
-        return None, f"no crossing in range: {trend}, but on that trend reaches zero only beyond {EXTRAPOLATE:g}× the largest compute"
+        return None, (f"no crossing in range: {trend}; on that trend it reaches zero beyond the data (not estimable: "
+                      f"more than {EXTRAPOLATE:.2g}× the largest compute)")
     return ({"compute": 10 ** (x2 + beyond), "extrapolated": True},
             f"{trend}; extended on that trend it reaches zero at {10 ** beyond:.3g}× the largest compute")
 
@@ -168,8 +173,9 @@ def agreement(results: Results, comparisons: Mapping[str, Comparison]) -> dict |
     """Decision accuracy against the largest point (see the module docstring): {"target": size, "by_size":
     [{"size", "pairs": {agree, n, share}, "decided": {agree, n, share}, "list": [{"first", "second", "delta",
     "verdict", "target_delta", "agrees", "verdict_holds"}]}]}, smaller sizes in sweep order; share None for n = 0;
-    verdict None where the pair is not a comparison there; agrees None where either order is missing or tied;
-    verdict_holds None unless the verdict is better/worse and the target has an order. None with fewer than two
+    verdict None where the pair is not a comparison there; agrees None where either order is missing or tied, or a
+    run group of the pair has not learned at either point; verdict_holds None unless the verdict is better/worse and
+    the target has an order between learned run groups. None with fewer than two
     sizes or two variants that ran."""
     ran = [a for a in results.archs if any(_completed(results.group(a, s)) for s in results.sizes)]
     if len(results.sizes) < 2 or len(ran) < 2:
@@ -180,13 +186,15 @@ def agreement(results: Results, comparisons: Mapping[str, Comparison]) -> dict |
         pairs = []
         for first, second in _pairs(results, ran):
             a, b = results.group(first, size), results.group(second, size)
-            here, there = pair_delta(a, b), pair_delta(results.group(first, target), results.group(second, target))
+            at_target = results.group(first, target), results.group(second, target)
+            here, there = pair_delta(a, b), pair_delta(*at_target)
             c = comparisons.get(b.name) if a is not None and b is not None else None
             verdict = c.verdict if c is not None and c.baseline == a.name else None
             signs = _sign(here), _sign(there)
+            unlearned = any(g is not None and learning(g).not_learned for g in (a, b, *at_target))
             pairs.append({"first": first, "second": second, "delta": here, "verdict": verdict, "target_delta": there,
-                          "agrees": None if None in signs else signs[0] == signs[1],
-                          "verdict_holds": None if verdict not in (BETTER, WORSE) or signs[1] is None
+                          "agrees": None if None in signs or unlearned else signs[0] == signs[1],
+                          "verdict_holds": None if verdict not in (BETTER, WORSE) or signs[1] is None or unlearned
                           else signs[1] == (-1 if verdict == BETTER else 1)})
         out.append({"size": size, "pairs": _share([p["agrees"] for p in pairs]),
                     "decided": _share([p["verdict_holds"] for p in pairs]), "list": pairs})

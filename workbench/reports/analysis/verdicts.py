@@ -122,7 +122,7 @@ class Verdict:
     m comparisons; before the first look, the first look's level): inside (-margin, margin) the verdict is
     equivalent, else excluding 0 it is better/worse; Holm and earlier looks can decide before the interval
     shows it. None where the data cannot bound it (estimable.py: df < 2, or wider than 10x the experiment's
-    largest |Δ|) and before the first look.
+    largest |Δ|) and before the first look. level None: no test was taken (NOT_LEARNED, comparisons.py).
     seeds_needed: for an undecided comparison, the total seeds at which the test that would resolve it (the
     difference if |mean| >= margin, else equivalence) has 80% power at the observed mean and std; None otherwise,
     and None from a variance on fewer than 2 df (not estimable: the report says so).
@@ -133,7 +133,7 @@ class Verdict:
     mean: float | None
     low: float | None
     high: float | None
-    level: float
+    level: float | None
     diff_std: float | None
     seeds_needed: int | None
     margin: float
