@@ -146,16 +146,21 @@ def test_report_states_fit_winner_and_crossing(tmp_path):
     assert "**gpt2: Δ = 0 at 11.3T FLOPs (interpolated)** — Δ changes sign between s1 (-0.0506) and s2 (+0.0744)." in scale
 
 
-def test_report_labels_a_crossing_beyond_the_data_as_extrapolation(tmp_path):
-    # The laws cross at x = 0.5^(-1/0.3) ~ 10, i.e. 1.0e13 FLOPs; the data stop at 1e12 (shift 1e-3),
-    # where gpt2 is still ahead.
+def test_report_labels_a_crossing_past_the_data_as_extrapolation_and_further_out_as_not_estimable(tmp_path):
+    # The laws cross at x = 0.5^(-1/0.3) ~ 10, i.e. 1.0e13 FLOPs, whatever the shift of the measured compute.
     f, g = law(1.5, 2.0, 0.3), law(2.0, 1.0, 0.3)
     exact = 1e12 * 0.5 ** (-1 / 0.3)
-    run_dir = scaling_run_dir(tmp_path, {"llama": (1.5, 2.0, 0.3, 1e-3), "gpt2": (2.0, 1.0, 0.3, 1e-3)})
-    md = write_report(run_dir).read_text()
-    assert f"cross** at {exact / 1e12:.3g}T FLOPs (extrapolation: " in md and "beyond the compute both measured" in md
-    assert "the fits rank: gpt2" in md
     assert float(f(exact)) == pytest.approx(float(g(exact)))
+    # The data stop at 5e12 (shift 5e-3): the crossing is 2.0x past them, within half a decade: given, labelled.
+    run_dir = scaling_run_dir(tmp_path / "near", {"llama": (1.5, 2.0, 0.3, 5e-3), "gpt2": (2.0, 1.0, 0.3, 5e-3)})
+    md = write_report(run_dir).read_text()
+    assert f"cross** at {exact / 1e12:.3g}T FLOPs (extrapolation: 2.02× beyond the compute both measured)" in md
+    assert "the fits rank: gpt2" in md
+    # The data stop at 1e12 (shift 1e-3): 10x past them, beyond half a decade: no digits, not estimable.
+    run_dir = scaling_run_dir(tmp_path / "far", {"llama": (1.5, 2.0, 0.3, 1e-3), "gpt2": (2.0, 1.0, 0.3, 1e-3)})
+    md = write_report(run_dir).read_text()
+    assert "cross** beyond the data (not estimable): more than 3.2× past the compute both measured." in md
+    assert f"{exact / 1e12:.3g}T" not in md and "the fits rank: gpt2" in md
 
 
 # ------------------------------------------------------------------ end to end

@@ -1,6 +1,7 @@
 """The scaling report: final loss vs training FLOPs per variant across sizes, a power law fitted to each,
-the winner at the largest measured compute, and where the fits cross (within the data, or beyond it
-as a labelled extrapolation)."""
+the winner at the largest measured compute, and where the fits cross: within the data, up to EXTRAPOLATE (half a
+decade, analysis/scaling.py) beyond it as a labelled extrapolation, and further out only as "beyond the data (not
+estimable)", never as digits. Each fit is drawn no further than EXTRAPOLATE past its own data."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from . import fmt
 from .doc import Block, Bullets, Heading, Image, Para, Span, Table, bold, text
 from .load import COMPLETED, Results
 from .plots import Plot, _figure, _png, colour, label
-from .analysis.scaling import PowerLaw, crossings, fit_power_law, reference_compute
+from .analysis.scaling import EXTRAPOLATE, PowerLaw, crossings, fit_power_law, reference_compute
 
 NAME = "scaling_loss_vs_flops"
 TITLE = "Final validation loss vs training compute (scaling)"
-EXTRAPOLATE = 1000.0  # search for crossings this factor beyond the measured compute, either side
+SEARCH = 1000.0  # crossings are looked for this factor beyond the measured compute, to say one lies beyond the data
+BEYOND = "beyond the data (not estimable)"
 
 
 @dataclass
@@ -40,8 +42,8 @@ class Arch:
 class Crossing:
     a: str
     b: str
-    compute: float
-    where: str  # "within the data" or "extrapolation: ..."
+    compute: float | None  # None: beyond the data, more than EXTRAPOLATE past what both measured (not estimable)
+    where: str  # "within the data", "extrapolation: ..." or BEYOND
 
 
 def collect(results: Results) -> list[Arch]:
@@ -70,16 +72,17 @@ def find_crossings(archs: list[Arch], baseline: str | None) -> tuple[list[Crossi
     found, none = [], []
     for a, b in pairs:
         lo_in, hi_in = max(a.fit.c_min, b.fit.c_min), min(a.fit.c_max, b.fit.c_max)
-        lo, hi = min(a.fit.c_min, b.fit.c_min) / EXTRAPOLATE, max(a.fit.c_max, b.fit.c_max) * EXTRAPOLATE
+        lo, hi = min(a.fit.c_min, b.fit.c_min) / SEARCH, max(a.fit.c_max, b.fit.c_max) * SEARCH
         here = []
         for c in crossings(a.fit, b.fit, lo, hi):
             if lo_in <= c <= hi_in:
-                where = "within the data"
-            elif c > hi_in:
-                where = f"extrapolation: {c / hi_in:.3g}× beyond the compute both measured"
-            else:
-                where = f"extrapolation: {lo_in / c:.3g}× below the compute both measured"
-            here.append(Crossing(a.name, b.name, c, where))
+                here.append(Crossing(a.name, b.name, c, "within the data"))
+            elif hi_in < c <= hi_in * EXTRAPOLATE:
+                here.append(Crossing(a.name, b.name, c, f"extrapolation: {c / hi_in:.3g}× beyond the compute both measured"))
+            elif lo_in / EXTRAPOLATE <= c < lo_in:
+                here.append(Crossing(a.name, b.name, c, f"extrapolation: {lo_in / c:.3g}× below the compute both measured"))
+            elif not any(x.compute is None for x in here):  # how far out is not estimable: said once per pair
+                here.append(Crossing(a.name, b.name, None, BEYOND))
         found += here
         if not here:
             none.append(f"{a.name} and {b.name}: the fits do not cross between {fmt.human_flops(lo)} and "
@@ -105,19 +108,26 @@ def fit_table(archs: list[Arch]) -> Table:
 
 
 def winner(archs: list[Arch]) -> list[Span] | None:
-    """Which fitted variant has the lowest loss at the largest compute any run measured."""
+    """Which fitted variant has the lowest loss at the largest compute any run measured; a fit whose data end more
+    than EXTRAPOLATE below it is not read there (not estimable)."""
     fitted = [a for a in archs if a.fit]
     if len(fitted) < 2:
         return None
     top = max(a.c_max for a in fitted)
-    values = sorted((float(a.fit(top)), a) for a in fitted)
-    (best, first), (second, _) = values[0], values[1]
-    extrapolated = [a.name for _, a in values if a.c_max < top]
+    values = sorted(((float(a.fit(top)), a) for a in fitted if a.c_max * EXTRAPOLATE >= top), key=lambda p: p[0])
+    far = [a.name for a in fitted if a.c_max * EXTRAPOLATE < top]
     spans: list[Span] = [bold(f"At the largest measured compute ({fmt.human_flops(top)} FLOPs) "),
-                         text(f"the fits rank: " + ", ".join(f"{a.name} {v:.4f}" for v, a in values)
-                              + f"; {first.name} wins by {second - best:.4f} nats/token.")]
+                         text("the fits rank: " + ", ".join(f"{a.name} {v:.4f}" for v, a in values))]
+    if len(values) >= 2:
+        (best, first), (second, _) = values[0], values[1]
+        spans.append(text(f"; {first.name} wins by {second - best:.4f} nats/token."))
+    else:
+        spans.append(text("."))
+    extrapolated = [a.name for _, a in values if a.c_max < top]
     if extrapolated:
         spans.append(text(f" ({', '.join(extrapolated)} extrapolated to reach it.)"))
+    if far:
+        spans.append(text(f" {', '.join(far)}: {BEYOND} there, its data ending more than {EXTRAPOLATE:.2g}× below."))
     return spans
 
 
@@ -139,7 +149,7 @@ def scaling_plot(archs: list[Arch], found: list[Crossing]) -> bytes | None:
     fig, ax = _figure(10.0, 5.5)
     measured = [c for a in archs for c, _, _ in a.points]
     lo, hi = min(measured) / 1.5, max(measured) * 1.5
-    shown = [x for x in found if lo / 1e3 <= x.compute <= hi * 1e3]  # beyond 1000x the plot loses the data
+    shown = [x for x in found if x.compute is not None]  # within EXTRAPOLATE of the data by find_crossings
     if shown:
         lo, hi = min([lo] + [x.compute / 1.5 for x in shown]), max([hi] + [x.compute * 1.5 for x in shown])
     ys = [y for a in archs for _, y, _ in a.points]
@@ -154,7 +164,10 @@ def scaling_plot(archs: list[Arch], found: list[Crossing]) -> bytes | None:
             inside = np.geomspace(f.c_min, f.c_max, 200)
             ax.plot(inside, f(inside), color=col, lw=2,
                     label=label(f"{a.name}: L = {f.E:.2f} + {f.A:.3g}·(C/{f.c0:.0e})^-{f.alpha:.3f}"))
-            for seg in (np.geomspace(lo, f.c_min, 100), np.geomspace(f.c_max, hi, 100)):
+            for start, end in ((max(lo, f.c_min / EXTRAPOLATE), f.c_min), (f.c_max, min(hi, f.c_max * EXTRAPOLATE))):
+                if start >= end:
+                    continue
+                seg = np.geomspace(start, end, 100)
                 ax.plot(seg, f(seg), color=col, lw=1.5, ls="--")
                 ys += [float(f(seg).min()), float(f(seg).max())]
     for x in shown:
@@ -175,7 +188,7 @@ def scaling_plot(archs: list[Arch], found: list[Crossing]) -> bytes | None:
     ax.set_xlabel("training FLOPs (log scale)")
     ax.set_ylabel("final validation loss (nats / token, log scale)")
     if any(a.fit for a in archs):
-        ax.plot([], [], color="grey", ls="--", label="fit, extrapolated beyond the variant's data")
+        ax.plot([], [], color="grey", ls="--", label=f"fit, extrapolated (at most {EXTRAPOLATE:.2g}× beyond the variant's data)")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _png(fig)
 
@@ -201,7 +214,9 @@ def scaling_section(results: Results) -> tuple[list[Block], Plot | None]:
     if top:
         statements.append(top)
     for x in found:
-        statements.append([bold(f"{x.a} and {x.b} cross "), text(f"at {fmt.human_flops(x.compute)} FLOPs ({x.where}).")])
+        statements.append([bold(f"{x.a} and {x.b} cross "),
+                           text(f"{BEYOND}: more than {EXTRAPOLATE:.2g}× past the compute both measured." if x.compute is None
+                                else f"at {fmt.human_flops(x.compute)} FLOPs ({x.where}).")])
     statements += [[text(line + ".")] for line in none]
     png = scaling_plot(archs, found)
     plot = Plot(NAME, TITLE, png, None if png else "no completed run records training FLOPs and a final loss")

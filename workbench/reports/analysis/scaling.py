@@ -1,5 +1,5 @@
 """Compute scaling laws: fit L(C) = E + A * (C / c0)^(-alpha) to (training FLOPs, final loss) points,
-and find where two fitted laws cross.
+and find where two fitted laws cross (read at most EXTRAPOLATE beyond the data).
 
 Pure numpy/scipy, no report types, so it can be tested on points drawn from a known law. ``c0`` (the
 smallest measured compute, rounded down to a power of ten) keeps A of order one; C spans many
@@ -16,6 +16,10 @@ from typing import Sequence
 import numpy as np
 from scipy import optimize
 
+# A fit, or a trend through the last two sizes, is read at most this factor (half a decade) beyond the compute
+# measured, either side: three points inside one decade do not bound a power law decades away, so a crossing further
+# out is reported as beyond the data (not estimable), never as digits, and a fit is drawn no further.
+EXTRAPOLATE = 10 ** 0.5
 MAX_ALPHA = 5.0
 MIN_POINTS = 3  # three parameters
 MIN_SPAN = 2.0  # largest / smallest compute: below this the data says nothing about a power of C
