@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from browser import NO_BROWSER, find_browser, measure
 from e2e import REPO, results, write_experiment
 from workbench.cli import main
 
@@ -149,54 +150,22 @@ def test_no_browser_needed_short_curves_are_drawn_with_markers_and_a_note(tmp_pa
     assert "**Note:** only 2 logged training points per run" in report
 
 
-# ---------------------------------------------------------------- report.html at 1280 px
+# ---------------------------------------------------------------- report.html in a browser
 
-def _browser():
-    """('playwright', None) or ('chromium', path) where a headless browser is installed, else None."""
-    try:
-        from playwright.sync_api import sync_playwright  # noqa: F401
-
-        return "playwright", None
-    except ImportError:
-        pass
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome", "headless_shell"):
-        path = shutil.which(name)
-        if path:
-            return "chromium", path
-    return None
-
-
-def _page_width(html_file: Path, browser) -> tuple[int, int]:
-    """(document scrollWidth, viewport width) of ``html_file`` in a 1280 px wide headless browser."""
-    kind, path = browser
-    if kind == "playwright":
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as p:
-            page = p.chromium.launch().new_page(viewport={"width": 1280, "height": 900})
-            page.goto(html_file.as_uri())
-            return page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
-    probe = html_file.with_name("probe.html")
-    script = ("<script>window.addEventListener('load',()=>{const d=document.documentElement;"
-              "document.title='W:'+d.scrollWidth+':'+d.clientWidth;});</script>")
-    probe.write_text(html_file.read_text().replace("</body>", script + "</body>"))
-    dom = subprocess.run([path, "--headless", "--disable-gpu", "--no-sandbox", "--window-size=1280,900",
-                          "--virtual-time-budget=3000", "--dump-dom", probe.as_uri()],
-                         capture_output=True, text=True, timeout=120).stdout
-    width, client = re.search(r"<title>W:(\d+):(\d+)</title>", dom).groups()
-    return int(width), int(client)
-
-
-def test_report_html_has_no_horizontal_overflow_at_1280px(sweep, tmp_path):
-    browser = _browser()
+@pytest.mark.parametrize("width", [800, 1280])
+def test_report_html_fits_the_window_opens_on_the_answer_and_splits_no_word(sweep, tmp_path, width):
+    browser = find_browser()
     if browser is None:
-        pytest.skip("no headless browser here (neither playwright nor a chromium/chrome binary on PATH); "
-                    "the table layout is checked by test_report_html_tables_are_split_to_fit")
+        pytest.skip(f"{NO_BROWSER}; the table layout is checked by test_report_html_tables_are_split_to_fit")
     out, _, _ = sweep
     page = tmp_path / "report.html"
     shutil.copy(out / "report.html", page)
-    width, client = _page_width(page, browser)
-    assert width <= client, f"report.html is {width}px wide in a {client}px window"
+    seen = measure(page, width, 800, browser)
+    width_used, client = seen["page"][:2]
+    assert width_used <= client, f"report.html is {width_used}px wide in a {client}px window"
+    assert seen["split"] == [], f"words split inside table cells at {width} px: {seen['split']}"
+    assert seen["headline"]["text"].startswith("ln vs rms: ") and seen["headline"]["bottom"] <= 800
+    assert seen["figure"]["bottom"] <= 800
 
 
 def _narrowest_px(table: str) -> float:
@@ -220,7 +189,6 @@ def test_report_html_tables_are_split_to_fit(sweep):
     assert max(_narrowest_px(t) for t in tables) < body
     # the 14-column results table is two tables on the page, each starting with the variant
     assert "<caption>Loss and verdict</caption>" in page and "<caption>Size and cost</caption>" in page
-    assert "overflow-x" not in page and "nowrap" not in page  # no column hidden behind a scroll bar
 
 
 # ---------------------------------------------------------------- show

@@ -72,7 +72,7 @@ def draw_paired(ax, rows: list[Row], margin: float) -> None:
             xs += [c.low, c.high]
         if c.mean is not None:
             ax.plot([c.mean], [i], marker="D", ms=8, color=col, mec="black", mew=0.8, lw=0, zorder=5)
-        ax.text(0.005, i - 0.28, label(_status(c)), transform=ax.get_yaxis_transform(), va="center", ha="left",
+        ax.text(0.005, i - 0.3, label(_status(c)), transform=ax.get_yaxis_transform(), va="center", ha="left",
                 fontsize="small", fontweight="bold", color=VERDICT_COLOURS.get(c.verdict, "#1a1a1a"), zorder=6)
     ax.axvspan(-margin, margin, color="#9e9e9e", alpha=0.22, lw=0, zorder=1)
     ax.axvline(0.0, color="black", lw=1.1, zorder=2)
@@ -94,7 +94,7 @@ def draw_paired(ax, rows: list[Row], margin: float) -> None:
 
 
 def _paired_height(rows: int) -> float:
-    return 1.3 + 0.75 * rows  # inches: axis label, legend and title, then one row per comparison
+    return 1.15 + 0.5 * rows  # inches: axis label, legend and title, then one row per comparison
 
 
 def paired_plot(results: Results, pairs: list[tuple[Variant, Comparison]]) -> bytes | None:

@@ -107,7 +107,7 @@ p,li{overflow-wrap:break-word}
 h1{border-bottom:2px solid #ddd;padding-bottom:.2em;margin:.2em 0 .4em;font-size:1.7em}
 h2{margin-top:1.6em;border-bottom:1px solid #eee}
 ul.header{margin:.3em 0;padding-left:1.2em;font-size:.92em}ul.header li{margin:0}
-ul.headline{margin:.6em 0;padding-left:1.2em;font-size:1.08em}ul.headline li{margin:.15em 0}
+ul.headline{margin:.5em 0;padding-left:1.2em;font-size:1.05em}ul.headline li{margin:.15em 0}
 .tw{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;margin:.8em 0;font-size:.85em}
 th,td{border:1px solid #ccc;padding:.25em .45em;vertical-align:top;overflow-wrap:normal;word-break:normal;hyphens:none}
