@@ -67,3 +67,13 @@ def test_runs_are_variant_slash_seed_so_the_colour_regex_groups_them_by_variant(
     import re
 
     assert [re.match(tb.VARIANT_OF_RUN, run).group(1) for run in ("ln/seed0", "ln/seed1", "rms/seed0")] == ["ln", "ln", "rms"]
+
+
+def test_an_unset_config_key_gets_no_column_rather_than_the_text_none(tmp_path):
+    from workbench.training.run import hparam_values
+
+    values = hparam_values({"data": {"max_bytes": None, "vocab_size": 400}, "model": {"norm": {"name": "rmsnorm", "eps": 1e-6}}})
+    assert values["data/max_bytes"] is None and values["data/vocab_size"] == 400 and isinstance(values["model/norm"], str)
+    tb.write_hparams(tmp_path / "a" / "seed0", {"variant": "a", "verdict": "baseline", "seed": 0}, values, set(), True)
+    names = [info["name"] for info in hparams_experiment(tensorboard_client(tmp_path))["hparamInfos"]]
+    assert "data/max_bytes" not in names and "data/vocab_size" in names

@@ -59,8 +59,9 @@ for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accele
 
 def hparam_values(config: dict) -> dict:
     """A stored config as TensorBoard HPARAMS columns: ``model/norm`` (a component spec one column,
-    whether or not it has options), every value a scalar or its text."""
-    return {key.replace(".", "/"): value if isinstance(value, (int, float, str, bool)) else str(value)
+    whether or not it has options), every value a scalar or its text; an unset key (None) stays None, so
+    its column is left out rather than filled with the text 'None'."""
+    return {key.replace(".", "/"): value if value is None or isinstance(value, (int, float, str, bool)) else str(value)
             for key, value in flat_config(config).items()}
 
 
