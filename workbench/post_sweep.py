@@ -120,8 +120,9 @@ def record_samples(store: ResultsStore) -> None:
 
 
 def log_verdicts(experiment, store: ResultsStore, names: list[str], comparisons: dict) -> None:
-    """Each finished run's TensorBoard HPARAMS row: config, seed, final metrics and its comparison's verdict
-    ('baseline' for a baseline), written once the sweep's comparisons are known."""
+    """Each finished run's TensorBoard HPARAMS row (``training.run.log_hparams``): its variant and its comparison's
+    verdict first ('baseline' for a baseline, 'not learned yet' where either side has not learned), then seed and
+    config, with the whole-split final val loss as the metric column; written once the sweep's comparisons are known."""
     from .training.run import log_hparams
 
     recorded = store.load().get("variants", {})
