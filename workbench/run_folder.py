@@ -406,26 +406,52 @@ def rebuild_results(run_dir: str | Path, defaults: dict | None = None) -> dict:
             "equivalence_margin": spec.get("equivalence_margin"), "reference": spec.get("reference"),
             "ladder": bool(spec.get("ladder")), "budget": spec.get("budget"), "eval": spec.get("eval", {}),
             "sizes": sizes, "tune": tune, "controls": spec.get("controls") or [], "variants": variants, "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    with locked(folder.root / ".results.lock"):  # the old file is read for its samples only: it may be what is broken
-        data["samples"] = _kept_samples(folder, variants)
+    with locked(folder.root / ".results.lock"):  # the old file is read for what the runner made: it may be broken
+        old = _old_results(folder)
+        data["samples"] = _kept_samples(old.get("samples"), variants)
+        data["speed"] = _kept_speed(old.get("speed"), variants)
         write_json(folder.results_file, data)
     return data
 
 
-def _kept_samples(folder: RunFolder, variants: dict) -> dict | None:
+def _old_results(folder: RunFolder) -> dict:
+    """The results.json a rebuild replaces, as far as it is readable; {} when it is not."""
+    try:
+        old = json.loads(read_regular(folder.results_file, LIMITS["json"], folder.root).decode("utf-8"))
+        json.dumps(old, allow_nan=False)  # NaN would not be written back
+    except (OSError, ValueError):  # missing, not a regular file, too large, outside the folder, not JSON
+        return {}
+    return old if isinstance(old, dict) else {}
+
+
+def _completed_seeds(variants: dict) -> dict[str, set]:
+    return {name: {r.get("seed") for r in entry["runs"] if r.get("status") == "completed"}
+            for name, entry in variants.items()}
+
+
+def _kept_speed(speed, variants: dict) -> dict | None:
+    """The old results.json's paired timing (``post_sweep.record_speed``: made by the runner, not kept in the run
+    folders), kept while every variant it timed is still a run group with a completed run; else, when two or more
+    groups could be timed, a ``lost`` note the report prints (the next ``run`` of the experiment times them again)."""
+    timed = speed.get("variants") if isinstance(speed, dict) else None
+    done = [name for name, seeds in _completed_seeds(variants).items() if seeds]
+    if isinstance(timed, dict) and timed and all(name in done for name in timed):
+        return speed
+    if len(done) < 2:
+        return None
+    why = ("it timed run groups this folder no longer has" if isinstance(timed, dict) and timed else
+           "the results.json it replaced held none, or could not be read")
+    return {"lost": f"report --rebuild could not keep the paired timing: {why}; the next run of the experiment "
+                    "times the variants again"}
+
+
+def _kept_samples(samples, variants: dict) -> dict | None:
     """The old results.json's report samples (``report_samples``: made by the runner, not kept in the run folders),
     each kept while the seed it was sampled from is a completed run of its variant; None when the old file is
     unreadable or keeps none (the next ``run`` of the experiment samples them again)."""
-    try:
-        old = json.loads(read_regular(folder.results_file, LIMITS["json"], folder.root).decode("utf-8"))
-        samples = old.get("samples") if isinstance(old, dict) else None
-        json.dumps(samples, allow_nan=False)  # NaN would not be written back
-    except (OSError, ValueError):  # missing, not a regular file, too large, outside the folder, not JSON
-        return None
     if not isinstance(samples, dict) or not isinstance(samples.get("variants"), dict):
         return None
-    completed = {name: {r.get("seed") for r in entry["runs"] if r.get("status") == "completed"}
-                 for name, entry in variants.items()}
+    completed = _completed_seeds(variants)
     kept = {name: entry for name, entry in samples["variants"].items() if isinstance(entry, dict)
             and isinstance(entry.get("seed"), int) and entry["seed"] in completed.get(name, ())}
     return {**samples, "variants": kept} if kept or isinstance(samples.get("skipped"), dict) else None

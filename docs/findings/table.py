@@ -9,12 +9,18 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from workbench.reports.analysis.scale_verdicts import crossing  # noqa: E402  (the repository's, run from anywhere)
+from workbench.reports.analysis.verdicts import NOT_LEARNED  # noqa: E402
+
 SWEEPS = ("ladder", "ffn_horizon", "placement_depth", "norm_width", "positions_width")
 
 
 def _interval(row: dict) -> str:
     if row["mean"] is None:
         return "n/a"
+    if row["verdict"] == NOT_LEARNED:
+        return f"{row['mean']:+.3f} (no interval: {NOT_LEARNED})"
     if row["low"] is None:
         return f"{row['mean']:+.3f} (not estimable at n = {row.get('n')})"
     return f"{row['mean']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}]"
@@ -48,8 +54,10 @@ def table(results: dict) -> str:
             compute = f"{row['compute']:.2e}" if row["compute"] else "n/a"
             lines.append(f"| {arch} | {row['size']} | {compute} | {_interval(row)} | {_noise(row)} | {row['verdict']} | "
                          f"{_multiplier(row['multiplier'])} |")
-        notes.append(f"- {arch}: {summary['crossing_note']}"
-                     + (f" (at {summary['crossing']['compute']:.2e} FLOPs)" if summary["crossing"] else ""))
+        # Recomputed from the stored rows, so a results.json from before the half-decade limit on extrapolation
+        # (analysis/scaling.py EXTRAPOLATE) prints no crossing further out as digits.
+        point, note = crossing(summary["by_size"])
+        notes.append(f"- {arch}: {note}" + (f" (at {point['compute']:.2e} FLOPs)" if point else ""))
     return "\n".join(lines + [""] + notes)
 
 

@@ -8,17 +8,32 @@ the variants' steps in rounds and takes the ratio to the baseline round by round
 from __future__ import annotations
 
 from . import fmt
+from .analysis.estimable import not_estimable
 from .doc import Block, Heading, Para, Table, text
 from .load import Results, Variant, as_number
 
 
-def _ratio(entry: dict) -> str:
-    """'1.120x [1.080, 1.160], slower' (time ratio: above 1 is slower); 'no clear difference' when the CI holds 1."""
+def method_text(results: Results) -> str | None:
+    """One sentence for "How to read this" on the speed table's ratios; None without a paired timing."""
+    speed = results.speed or {}
+    if not isinstance(speed.get("variants"), dict):
+        return None
+    rounds = as_number(speed.get("rounds"))
+    conf = as_number(speed.get("confidence")) or 0.95
+    return (f"Step time vs baseline is timed, not trained: each variant's training step alternates with its baseline's "
+            f"in one process over {f'{rounds:g} ' if rounds else ''}rounds, and the ratio is the geometric mean of the "
+            f"per-round time ratios with a {conf:.0%} t-interval on their logs over the rounds (not over seeds), "
+            "given only from 3 rounds and when it spans at most 100x.")
+
+
+def _ratio(entry: dict, rounds: float | None) -> str:
+    """'1.120x [1.080, 1.160], slower' (time ratio: above 1 is slower); 'no clear difference' when the CI holds 1;
+    '1.120x (not estimable at n = 2 rounds)' where the rounds cannot bound it (analysis/estimable.py)."""
     ratio, low, high = (as_number(entry.get(k)) for k in ("ratio", "low", "high"))
     if ratio is None:
         return fmt.DASH
     if low is None or high is None:
-        return f"{ratio:.3f}x"
+        return f"{ratio:.3f}x ({not_estimable(None if rounds is None else int(rounds))}{' rounds' if rounds else ''})"
     reading = "slower" if low > 1 else "faster" if high < 1 else "no clear difference"
     return f"{ratio:.3f}x [{low:.3f}, {high:.3f}], {reading}"
 
@@ -30,9 +45,12 @@ def _note(entry: dict) -> str:
 
 
 def speed_section(results: Results, order: list[Variant]) -> list[Block]:
-    """The table and its method; [] when results.json has no paired timing."""
+    """The table and its method; one line where a rebuild could not keep it (results.json "speed": {"lost"}); []
+    when results.json has no paired timing."""
     speed = results.speed or {}
     timed = speed.get("variants")
+    if speed.get("lost"):
+        return [Heading(2, "Speed (paired timing)"), Para([text(str(speed["lost"]).rstrip(".") + ".")])]
     if not isinstance(timed, dict) or not timed:
         return []
     bases = {v.name for v in order if results.baseline_for(v) is v}
@@ -44,7 +62,8 @@ def speed_section(results: Results, order: list[Variant]) -> list[Block]:
         own = name in bases or base in (None, name)  # a baseline is timed against itself
         ms, tps = as_number(entry.get("ms_per_step")), as_number(entry.get("tokens_per_sec"))
         rows.append([name + (" (baseline)" if name in bases else ""), fmt.DASH if ms is None else f"{ms:.2f}",
-                     fmt.human(tps), fmt.DASH if own else _ratio(entry), fmt.DASH if own else str(base),
+                     fmt.human(tps), fmt.DASH if own else _ratio(entry, as_number(speed.get("rounds"))),
+                     fmt.DASH if own else str(base),
                      _note(entry)])
     conf = as_number(speed.get("confidence")) or 0.95
     device = speed.get("device")
