@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,31 @@ def test_tuned_estimate_counts_extension_points_in_the_most_only():
 def test_gpu_runs_carry_a_caveat(capsys):
     assert main(["show", NORM, "train.steps=10", "train.accelerator=cuda"]) == 0
     assert "only CPU time is estimated" in capsys.readouterr().out
+
+
+HEAVY = ("lightning", "matplotlib", "scipy", "tensorboard", "transformers", "torch._dynamo", "workbench.reports")
+
+
+def test_show_imports_no_training_or_plotting_stack():
+    """``show`` needs torch (it counts on the meta device) and nothing heavier: each of HEAVY cost it
+    0.5-2 s of start-up (issue 26: 6-10 s)."""
+    code = ("import sys; from workbench.cli import main; code = main(['show', sys.argv[1]]); "
+            f"print(code, [m for m in {HEAVY!r} if m in sys.modules])")
+    proc = subprocess.run([sys.executable, "-c", code, NORM], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "0 []"
+
+
+def test_meta_build_skips_init_and_counts_as_a_real_build():
+    """``on_meta`` builds without the random init (whose meta kernel imports torch._dynamo), with the
+    parameters a real build has."""
+    code = ("import sys, torch; from components import TransformerConfig, TransformerLM; "
+            "from workbench.config.model_size import on_meta\n"
+            "config = TransformerConfig(vocab_size=64, max_seq_len=16, dim=32, n_layers=2, n_heads=2, tie_embeddings=False)\n"
+            "with on_meta(): meta = TransformerLM(config)\n"
+            "real = TransformerLM(config)\n"
+            "print('torch._dynamo' in sys.modules, all(p.is_meta for p in meta.parameters()), "
+            "[(n, p.shape) for n, p in meta.named_parameters()] == [(n, p.shape) for n, p in real.named_parameters()], "
+            "real.embed.weight.std().item() > 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["False", "True", "True", "True"], proc.stderr

@@ -16,7 +16,6 @@ import dataclasses
 from . import estimate as est
 from .config.machine import machine_needs, machine_problems
 from .config.specs import format_value
-from .experiment import variant_summary
 from .horizon_sweep import family_costs
 
 WIDTH = 100
@@ -68,6 +67,14 @@ def _listing(variant) -> list[str]:
             for line in _wrapped(f"  {section}: ", [f"{k}={v}" for k, v in values.items()])]
 
 
+def model_sizes(variant) -> dict[str, int]:
+    """Parameters (all, non-embedding) and FLOPs/token, counted on the meta device. Not the runner's
+    ``variant_summary``: its K/V memory lives in ``workbench.reports``, whose import ``show`` spares."""
+    model = variant.meta_model()
+    return {"params": model.num_params(), "non_embedding_params": model.num_params(non_embedding=True),
+            "flops_per_token": model.flops_per_token(variant.train.seq_len)}
+
+
 def _header(name: str, info: dict, note: str = "") -> str:
     return (f"== {name} =={note}  params {info['params']:,} (non-embedding {info['non_embedding_params']:,})  "
             f"FLOPs/token {info['flops_per_token']:,}")
@@ -97,7 +104,7 @@ def full_lines(experiment) -> list[str]:
     """Every key of every variant (``show --full``)."""
     lines = []
     for name, variant in experiment.variants.items():
-        info = variant_summary(variant, variant.data["vocab_size"])
+        info = model_sizes(variant)
         lines += ["", _header(name, info)]
         lines += _listing(variant)
     return lines
@@ -105,7 +112,7 @@ def full_lines(experiment) -> list[str]:
 
 def diff_lines(experiment) -> list[str]:
     """The baseline in full, then every other variant as what differs from its reference (``_reference``)."""
-    infos = {n: variant_summary(v, v.data["vocab_size"]) for n, v in experiment.variants.items()}
+    infos = {n: model_sizes(v) for n, v in experiment.variants.items()}
     lines = []
     for name, variant in experiment.variants.items():
         base = _reference(experiment, variant)

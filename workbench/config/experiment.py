@@ -15,13 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from components import TransformerConfig, TransformerLM
 
 from ..run_groups import cell_name
 from .errors import ConfigError
-from .model_size import counting_config
+from .model_size import counting_config, on_meta
 from .schema import TrainSettings
 from .tune import GridPoint, Tune
 
@@ -80,7 +78,7 @@ class Variant:
     def meta_model(self, vocab_size: int | None = None) -> TransformerLM:
         """The model on the meta device (shapes only: no memory, no time), for counting parameters and
         FLOPs on any machine: a kernel this one cannot run is counted as one that it can (``counting_config``)."""
-        with torch.device("meta"):
+        with on_meta():
             return TransformerLM(counting_config(self.transformer_config(vocab_size)))
 
     def to_dict(self) -> dict:

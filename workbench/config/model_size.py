@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from contextlib import contextmanager
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from components import TransformerConfig, TransformerLM, registry
 from components.config import COMPONENT_FIELDS
@@ -30,6 +32,26 @@ MACHINE_KERNELS = {"attention": ("flash",)}
 STAND_IN = {"attention": "sdpa"}
 
 
+class _NoNormalOnMeta(TorchFunctionMode):
+    """``normal_`` on a meta tensor has nothing to fill: skipped, because its meta kernel is Python code
+    whose first call imports torch._dynamo (1-2 s of every ``show``, ``data`` and ``run`` start-up)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in (torch.Tensor.normal_, torch.nn.init.normal_):
+            tensor = args[0] if args else kwargs.get("tensor")
+            if isinstance(tensor, torch.Tensor) and tensor.is_meta:
+                return tensor
+        return func(*args, **kwargs)
+
+
+@contextmanager
+def on_meta():
+    """Build modules on the meta device (shapes only: no memory, no time), random init skipped."""
+    with torch.device("meta"), _NoNormalOnMeta():
+        yield
+
+
 def counting_config(config: TransformerConfig) -> TransformerConfig:
     """``config`` to build on the meta device for counting and shape checks: a kernel this machine may
     lack replaced by its stand-in (whether it can run here is the machine check's question)."""
@@ -39,7 +61,7 @@ def counting_config(config: TransformerConfig) -> TransformerConfig:
 
 def parameter_count(config: TransformerConfig) -> tuple[int, int]:
     """(parameters of the model, parameters of one layer), tied weights once."""
-    with torch.device("meta"):
+    with on_meta():
         one = TransformerLM(dataclasses.replace(counting_config(config), n_layers=1))
     per_layer = sum(p.numel() for p in one.blocks[0].parameters())
     return one.num_params() + (config.n_layers - 1) * per_layer, per_layer

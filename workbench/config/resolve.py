@@ -15,8 +15,6 @@ import glob
 import os
 from pathlib import Path
 
-import torch
-
 from components import InvalidConfig, TransformerLM
 from components.config import COMPONENT_FIELDS
 from workbench.data.errors import DataError
@@ -28,7 +26,7 @@ from .budget import budget_steps
 from .errors import COMMAND_LINE
 from .experiment import Experiment, Variant
 from .lengths import eval_lengths
-from .model_size import counting_config, size_problem
+from .model_size import counting_config, on_meta, size_problem
 from .specs import ComponentSpec
 
 
@@ -109,7 +107,7 @@ def _check_build(blame: Blame, built: set[str]) -> None:
 def build_problem(config) -> str | None:
     """Why ``TransformerLM(config)`` fails, or None; built on the meta device (shapes only: no memory, no time)."""
     try:
-        with torch.device("meta"):
+        with on_meta():
             TransformerLM(config)
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
