@@ -183,3 +183,24 @@ def test_the_figure_command_draws_the_top_of_the_report_without_loading_a_model(
             "print(sorted({'lightning', 'torch'} & set(sys.modules)))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_unpaired_means_show_the_unigram_floor_only_where_a_side_has_not_learned(tmp_path):
+    from workbench.reports.answer_figure import _floor
+    from workbench.reports.plots import draw_final_losses
+    from workbench.reports.summary import summarize_all
+
+    def floor_lines(runs) -> list[float]:
+        run_dir = make_run_dir(tmp_path / str(len(list(tmp_path.iterdir()))), runs, baseline="base", seeds=(0, 1),
+                               metrics=False, data=DATA)
+        results = load_results(run_dir)
+        comparisons = compare(results, run_dir)
+        ax = Figure().add_subplot()
+        draw_final_losses(ax, summarize_all(results, comparisons),
+                          _floor(compared(results, table_order(results), comparisons)))
+        return [line.get_ydata()[0] for line in ax.lines if line.get_linestyle() == ":"]
+
+    assert floor_lines({"base": {0: ("completed", 6.70, 1.0, None), 1: ("completed", 6.69, 1.0, None)},
+                        "plug": {0: ("completed", 6.72, 1.0, None), 1: ("completed", 6.73, 1.0, None)}}) == [FLOOR]
+    assert floor_lines({"base": {0: ("completed", 4.20, 1.0, None), 1: ("completed", 4.29, 1.0, None)},
+                        "plug": {0: ("completed", 4.22, 1.0, None), 1: ("completed", 4.23, 1.0, None)}}) == []

@@ -57,6 +57,11 @@ def _status(c: Comparison) -> str:
     return f"{c.verdict}; interval {not_estimable(c.n)}"
 
 
+def _short(name: str, most: int = 24) -> str:
+    """A tick label that leaves the axes their width (the full name is in the sentence above the figure)."""
+    return name if len(name) <= most else name[:most - 1] + "…"
+
+
 def draw_paired(ax, rows: list[Row], margin: float) -> None:
     """One row per comparison, top to bottom in table order; x: Δ in nats/token (negative: the variant is better)."""
     xs = [0.0, -margin, margin]
@@ -73,17 +78,18 @@ def draw_paired(ax, rows: list[Row], margin: float) -> None:
         if c.mean is not None:
             ax.plot([c.mean], [i], marker="D", ms=8, color=col, mec="black", mew=0.8, lw=0, zorder=5)
         ax.text(0.005, i - 0.3, label(_status(c)), transform=ax.get_yaxis_transform(), va="center", ha="left",
-                fontsize="small", fontweight="bold", color=VERDICT_COLOURS.get(c.verdict, "#1a1a1a"), zorder=6)
+                fontsize="small", fontweight="bold", color=VERDICT_COLOURS.get(c.verdict, "#1a1a1a"), zorder=6,
+                bbox={"facecolor": "white", "alpha": 0.75, "lw": 0, "pad": 1.0})
     ax.axvspan(-margin, margin, color="#9e9e9e", alpha=0.22, lw=0, zorder=1)
     ax.axvline(0.0, color="black", lw=1.1, zorder=2)
     low, high = min(xs), max(xs)
     pad = 0.08 * (high - low or 1.0)
     ax.set_xlim(low - pad, high + pad)
     ax.set_ylim(len(rows) - 0.55, -0.6)  # first row on top, room for its label above it
-    ax.set_yticks(range(len(rows)), [label(f"{v.name}\nvs {c.baseline}") for v, c, _ in rows])
+    ax.set_yticks(range(len(rows)), [label(f"{_short(v.name)}\nvs {_short(c.baseline)}") for v, c, _ in rows])
     ax.grid(True, axis="x", alpha=0.35)
     ax.grid(False, axis="y")
-    ax.set_xlabel("Δ = variant − baseline final validation loss, same seed (nats / token; below 0: the variant is better)")
+    ax.set_xlabel("Δ = variant − baseline final val loss, same seed (nats / token; below 0: the variant is better)")
     ax.set_title("Paired differences per seed: what the verdict tests", fontsize="medium", loc="left", pad=20)
     handles = [Line2D([], [], color="dimgrey", marker="o", mfc="white", lw=0, label="one seed"),
                Line2D([], [], color="dimgrey", marker="D", mec="black", lw=0, label="mean Δ"),
@@ -106,12 +112,17 @@ def paired_plot(results: Results, pairs: list[tuple[Variant, Comparison]]) -> by
     return _png(fig)
 
 
+def _floor(pairs: list[tuple[Variant, Comparison]]) -> float | None:
+    """The unigram floor, for the means panel, where some comparison has not learned (its losses sit near it)."""
+    return next((s.floor for _, c in pairs if c.verdict == NOT_LEARNED for s in c.learned if s.not_learned), None)
+
+
 def answer_plots(results: Results, order: list[Variant], comparisons: dict[str, Comparison],
                  summaries: list[VariantSummary]) -> list[Plot]:
     """The report's opening figures: the paired differences, then the unpaired means (each None if nothing to draw)."""
     pairs = compared(results, order, comparisons)
     return [Plot(NAME, TITLE, paired_plot(results, pairs), "no comparison with a baseline has paired seeds"),
-            Plot("final_val_loss", "Final validation loss per variant (unpaired)", final_loss_plot(summaries),
+            Plot("final_val_loss", "Final validation loss per variant (unpaired)", final_loss_plot(summaries, _floor(pairs)),
                  "no completed run reports a final validation loss")]
 
 
@@ -153,7 +164,7 @@ def figure_png(run_dir: str | Path) -> bytes:
         draw_paired(fig.add_subplot(grid[1]), _rows(results, pairs), results.margin)
     means = fig.add_subplot(grid[-1])
     means.grid(True, alpha=0.35)
-    draw_final_losses(means, summaries)
+    draw_final_losses(means, summaries, _floor(pairs))
     return _png(fig)
 
 

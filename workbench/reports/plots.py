@@ -194,11 +194,13 @@ def _seed_points(ax, i: int, values: list[float], col) -> None:
     ax.scatter(i + offsets, values, s=28, facecolors="white", edgecolors=col, linewidths=1.4, zorder=3)
 
 
-def _legend(ax, mean: Artist, baseline: bool = False) -> None:
+def _legend(ax, mean: Artist, baseline: bool = False, floor: bool = False) -> None:
     """Grey proxy entries: the colours already name the variants on the x axis."""
     handles = [mean, Line2D([], [], color="dimgrey", marker="o", mfc="white", lw=0, label="individual seeds")]
     if baseline:
         handles.append(Line2D([], [], color="grey", ls="--", lw=1, label="baseline mean"))
+    if floor:
+        handles.append(Line2D([], [], color="#c62828", ls=":", lw=1.5, label="unigram floor"))
     ax.legend(handles=handles, fontsize="small", loc="upper center", ncols=len(handles))
 
 
@@ -210,9 +212,10 @@ UNPAIRED_TITLE = ("Final validation loss per variant, unpaired: mean ± std over
                   "(each variant on its own, seed-to-seed noise included: not what the verdict tests)")
 
 
-def draw_final_losses(ax, summaries: list[VariantSummary]) -> None:
+def draw_final_losses(ax, summaries: list[VariantSummary], floor: float | None = None) -> None:
     """Mean final val loss ± std per variant (table order), each completed seed as a hollow point: each variant's
-    spread on its own, which includes the seed-to-seed variation the paired differences cancel."""
+    spread on its own, which includes the seed-to-seed variation the paired differences cancel. floor: the unigram
+    val loss, drawn where a variant has not learned (it sits near it)."""
     for i, s in enumerate(summaries):
         vals, col = _done_values(s.variant, "final_val_loss"), colour(s.variant.index)
         if not vals:
@@ -222,20 +225,23 @@ def draw_final_losses(ax, summaries: list[VariantSummary]) -> None:
         _seed_points(ax, i, vals, col)
         if s.is_baseline:
             ax.axhline(s.val_loss.mean, color="grey", ls="--", lw=1, zorder=1)
+    if floor is not None:
+        ax.axhline(floor, color="#c62828", ls=":", lw=1.5, zorder=1)
     _categories(ax, summaries, [s.val_loss.n for s in summaries])
     low, high = ax.get_ylim()
     ax.set_ylim(low, high + 0.18 * (high - low))  # headroom for the legend
     ax.set_title(UNPAIRED_TITLE, fontsize="medium")
     ax.set_ylabel("validation loss (nats / token)")
-    _legend(ax, Line2D([], [], color="dimgrey", marker="s", lw=2, label="mean ± std"), baseline=any(s.is_baseline and s.val_loss.n for s in summaries))
+    _legend(ax, Line2D([], [], color="dimgrey", marker="s", lw=2, label="mean ± std"),
+            baseline=any(s.is_baseline and s.val_loss.n for s in summaries), floor=floor is not None)
 
 
-def final_loss_plot(summaries: list[VariantSummary]) -> bytes | None:
+def final_loss_plot(summaries: list[VariantSummary], floor: float | None = None) -> bytes | None:
     """draw_final_losses as a figure of its own; None without a completed seed."""
     if not any(s.val_loss.n for s in summaries):
         return None
     fig, ax = _figure(max(8.0, 1.1 * len(summaries) + 2), 3.6)
-    draw_final_losses(ax, summaries)
+    draw_final_losses(ax, summaries, floor)
     return _png(fig)
 
 
