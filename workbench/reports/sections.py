@@ -193,29 +193,29 @@ def how_to_read(run_dir: str, results: Results, comparisons: dict[str, Compariso
               "baseline's part; Holm's family is all the rungs compared. " if results.ladder else "")
     items = [
         [bold("The first figure: "), text(
-            "a point is one seed's paired difference (variant minus baseline final validation loss, same seed and "
-            "data order), the diamond their mean Δ, the bar the verdict's interval, the grey band ±margin. The "
-            "unpaired means ± std below it keep the seed-to-seed variation that pairing cancels.")],
+            "a point per seed: its paired difference (variant minus baseline, same seed and data); the diamond their "
+            "mean Δ, the bar the verdict's interval, the grey band ±margin. The unpaired means below it keep the "
+            "seed-to-seed noise that pairing cancels.")],
         [bold("Verdicts: "), text(ladder + method_text(results.margin, results.seed_policy, m) + sweep)],
         [bold("Δ std (df, variance): "), text(
-            "the std of one paired difference, its degrees of freedom and where it was estimated: pooled (every "
-            "size's runs), size (this size's runs) or cell (this comparison's seeds).")],
+            "the std of one paired difference, its degrees of freedom and source: pooled (every size's runs), size "
+            "(this size's) or cell (this comparison's seeds).")],
         [bold("Not estimable at n = k: "), text(
-            "an interval on fewer than 2 degrees of freedom or wider than 10 times the experiment's largest |Δ|, or "
-            "a multiplier's spanning over 100x: only the point estimate is given, k being the paired seeds.")],
+            "an interval on fewer than 2 df or wider than 10x the largest |Δ|, or a multiplier's over 100x; only the "
+            "point estimate is given (k: paired seeds).")],
         [bold(f"{NOT_LEARNED.capitalize()}: "), text(
-            f"some completed seed ends less than {LEARNED_MARGIN:g} nats below the unigram floor (the Data line), so "
-            "no verdict is drawn: train longer (train.steps, or the budget).")],
+            f"a seed ended less than {LEARNED_MARGIN:g} nats below the unigram floor (Data line): no verdict; train "
+            "longer (train.steps, or the budget).")],
         [bold("Compute multiplier: "), text(
-            "the baseline's training FLOPs to reach the variant's final loss (on its validation curve, same seed) "
-            "over the variant's FLOPs; 2.00x: half the compute, below 1x: more. Geometric mean over seeds with a 95% "
-            "t-interval on the logs; extrapolated: read past the baseline's curve on a line in log FLOPs (errs low).")],
+            "the baseline's training FLOPs to reach the variant's final loss (its validation curve, same seed) over "
+            "the variant's; 2.00x: half the compute. Geometric mean over seeds, 95% t-interval on the logs; "
+            "extrapolated: read past the baseline's curve on a line in log FLOPs (errs low).")],
     ]
     if has_speed:
         items.append([bold("Step time vs baseline (Speed): "), text(
-            "one process times every variant's training step in rounds, the variants in shuffled order on identical "
-            "batches; the ratio is the geometric mean of the per-round step-time ratios to the baseline, with a "
-            "t-interval on their logs (3 rounds at least), so a load on the machine cancels.")])
+            "every variant's training step timed in one process, in rounds, in shuffled order on identical batches; "
+            "the geometric mean of the per-round ratios to the baseline, with a t-interval on their logs (3 rounds "
+            "at least): a load on the machine cancels.")])
     return [Heading(2, "How to read this"), Bullets(items),
             Para([text("To overlay every variant's and seed's curves interactively, run "),
                   code(f"tensorboard --logdir {run_dir}"), text(".")])]
