@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import sys
-import time
 
 import pytest
 
@@ -128,7 +127,7 @@ def test_components_lists_every_required_name(capsys):
     assert main(["components"]) == 0
     out = capsys.readouterr().out
     for kind, names in REQUIRED.items():
-        assert f"{kind}:" in out
+        assert f"{kind} (model.{kind}):" in out  # each kind with the model key that picks it
         for name in names:
             assert any(line.split()[:1] == [name] for line in out.splitlines()), (kind, name)
             assert registry.get(kind, name).description  # every entry has its one-line description

@@ -103,12 +103,9 @@ def _out_folder(text: str) -> Path:
 
 
 def cmd_components(args) -> int:
-    from components import registry
+    from .components_listing import listing_lines
 
-    for kind in registry.kinds():
-        print(f"{kind}:")
-        for entry in registry.entries(kind):
-            print(f"  {entry.name:<12} {entry.description}")
+    print("\n".join(listing_lines()))
     return 0
 
 
