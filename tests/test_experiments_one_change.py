@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from workbench.config import load_experiment
+from workbench.init_template import write_starter
 from workbench.show import flat_config
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
@@ -78,3 +79,11 @@ def test_ablate_norm_builds_both_norms_with_the_same_eps():
     experiment = load_experiment(EXPERIMENTS_DIR / "ablate_norm.yaml", machine=False)
     eps = {name: {m.eps for m in v.meta_model().modules() if hasattr(m, "eps")} for name, v in experiment.variants.items()}
     assert eps == {"rmsnorm": {1e-6}, "layernorm": {1e-6}}
+
+
+def test_the_init_starter_changes_only_the_norm(tmp_path):
+    """``workbench init``'s starter is an ablation too: its layernorm keeps the preset's norm_eps."""
+    experiment = load_experiment(write_starter("starter", tmp_path), machine=False)
+    (variant, reference), = comparisons(experiment)
+    mine, theirs = flat_config(variant), flat_config(reference)
+    assert {k for k in mine if mine[k] != theirs[k]} == {"model.norm"}

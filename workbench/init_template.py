@@ -25,7 +25,7 @@ train: {{steps: 200}}
 # Each variant lists only what differs from the presets (python -m workbench components lists every name).
 variants:
   rmsnorm: {{}}
-  layernorm: {{model: {{norm: layernorm, norm_eps: 1.0e-5}}}}
+  layernorm: {{model: {{norm: layernorm}}}}   # one change: the norm (its eps stays the preset's norm_eps)
 # Your own component: list its module here (imports run that code; only list modules you trust).
 # imports: [my_components]
 """
