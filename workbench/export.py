@@ -230,7 +230,7 @@ def _write_plain(folder: Path, model: TransformerLM, tokenizer: Tokenizer, reaso
     requirements = f"{COMPONENTS_DISTRIBUTION} safetensors{PLAIN_REQUIREMENTS[tokenizer.kind]}"
     (folder / "README.md").write_text(
         "# A workbench model (components.TransformerLM)\n\n"
-        f"transformers cannot express this architecture: {reason}\n\n"
+        f"Not a transformers folder: {reason}\n\n"
         f"Load it and generate (DIR: this folder) after `pip install {requirements}` (the workbench itself is not "
         f"needed):\n\n```python\n{code}\n```\n",
         encoding="utf-8")
