@@ -46,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     figure.add_argument("run_dir", type=Path, help="a run folder with results.json, e.g. runs/ablate_norm")
     figure.add_argument("out", type=Path, help="the PNG to write, e.g. docs/report.png")
 
-    sub.add_parser("components", help="every registered component, by kind, with its description")
+    sub.add_parser("components", help="every registered component, by kind, with its description and options (with "
+                                      "defaults)")
 
     init = sub.add_parser("init", help="write a starter experiment NAME.yaml in the current folder (never overwrites)")
     init.add_argument("name", help="the experiment's name (and file name)")
@@ -56,6 +57,18 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("experiment", type=Path)
     data.add_argument("overrides", nargs="*", metavar="key=value")
 
+    _add_model_commands(sub)
+    from .bench.cli import add_parser as add_bench_parser  # argparse only; the bench's imports stay lazy
+
+    add_bench_parser(sub)
+    return parser
+
+
+MAX_SAMPLING_SEED = 2**64 - 1  # what torch.Generator.manual_seed takes
+
+
+def _add_model_commands(sub) -> None:
+    """`sample` and `export`: the commands that load a trained variant from a run folder."""
     sample = sub.add_parser("sample", help="continue a prompt with each variant's trained model, one after another")
     sample.add_argument("run_dir", type=Path)
     sample.add_argument("--prompt", required=True, help="the text to continue")
@@ -74,13 +87,6 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--variant", required=True, metavar="NAME")
     export.add_argument("--seed", type=int, help="the trained seed (default: the first completed one)")
     export.add_argument("--out", required=True, help="a new (or empty) folder")
-    from .bench.cli import add_parser as add_bench_parser  # argparse only; the bench's imports stay lazy
-
-    add_bench_parser(sub)
-    return parser
-
-
-MAX_SAMPLING_SEED = 2**64 - 1  # what torch.Generator.manual_seed takes
 
 
 def _bad_input_types() -> tuple[type[BaseException], ...]:
