@@ -82,8 +82,9 @@ def test_the_example_plugin_depends_on_components_alone():
 
 
 def build_wheel(source: Path, out: Path) -> zipfile.ZipFile:
-    """``pip wheel --no-deps`` of ``source`` (a copy: the build's egg-info and build/ stay out of the checkout)."""
-    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+    """``pip wheel --no-deps`` of ``source``, built as pip builds it (isolated, with the build-system's setuptools);
+    ``source`` is a copy, so the build's egg-info and build/ stay out of the checkout."""
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
                              "-w", str(out), str(source)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     return zipfile.ZipFile(next(out.glob("*.whl")))
