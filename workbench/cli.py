@@ -275,9 +275,9 @@ def cmd_export(args) -> int:
         print(f"exported {done.variant} (seed {done.seed}) to {done.out}: load it with "
               f"transformers.AutoModelForCausalLM.from_pretrained and AutoTokenizer.from_pretrained")
     else:
-        print(f"exported {done.variant} (seed {done.seed}) to {done.out} as a plain workbench folder (weights, "
-              f"config.json, tokenizer.model; how to load them: {done.out / 'README.md'}), not a transformers one: "
-              f"{done.reason}")
+        files = ", ".join(sorted(p.name for p in done.out.iterdir() if p.name != "README.md"))
+        print(f"exported {done.variant} (seed {done.seed}) to {done.out} as a plain workbench folder ({files}; how "
+              f"to load them: {done.out / 'README.md'}), not a transformers one: {done.reason}")
     return 0
 
 
