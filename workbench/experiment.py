@@ -36,14 +36,7 @@ def variant_summary(variant, vocab_size: int) -> dict:
     """Config, parameter counts, FLOPs/token and K/V memory of a variant, from a model on the meta device."""
     from .reports.attention import attention_memory
 
-    model = variant.meta_model(vocab_size)
-    info = {
-        "config": variant.to_dict(),
-        "params": model.num_params(),
-        "non_embedding_params": model.num_params(non_embedding=True),
-        "flops_per_token": model.flops_per_token(variant.train.seq_len),
-        "attention": attention_memory(variant.model),
-    }
+    info = {"config": variant.to_dict(), **variant.sizes(vocab_size), "attention": attention_memory(variant.model)}
     if variant.size is not None or variant.point is not None:
         info.update(arch=variant.arch, size=variant.size)
     if variant.point is not None:

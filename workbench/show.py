@@ -67,14 +67,6 @@ def _listing(variant) -> list[str]:
             for line in _wrapped(f"  {section}: ", [f"{k}={v}" for k, v in values.items()])]
 
 
-def model_sizes(variant) -> dict[str, int]:
-    """Parameters (all, non-embedding) and FLOPs/token, counted on the meta device. Not the runner's
-    ``variant_summary``: its K/V memory lives in ``workbench.reports``, whose import ``show`` spares."""
-    model = variant.meta_model()
-    return {"params": model.num_params(), "non_embedding_params": model.num_params(non_embedding=True),
-            "flops_per_token": model.flops_per_token(variant.train.seq_len)}
-
-
 def _header(name: str, info: dict, note: str = "") -> str:
     return (f"== {name} =={note}  params {info['params']:,} (non-embedding {info['non_embedding_params']:,})  "
             f"FLOPs/token {info['flops_per_token']:,}")
@@ -104,7 +96,7 @@ def full_lines(experiment) -> list[str]:
     """Every key of every variant (``show --full``)."""
     lines = []
     for name, variant in experiment.variants.items():
-        info = model_sizes(variant)
+        info = variant.sizes()
         lines += ["", _header(name, info)]
         lines += _listing(variant)
     return lines
@@ -112,7 +104,7 @@ def full_lines(experiment) -> list[str]:
 
 def diff_lines(experiment) -> list[str]:
     """The baseline in full, then every other variant as what differs from its reference (``_reference``)."""
-    infos = {n: model_sizes(v) for n, v in experiment.variants.items()}
+    infos = {n: v.sizes() for n, v in experiment.variants.items()}
     lines = []
     for name, variant in experiment.variants.items():
         base = _reference(experiment, variant)

@@ -81,6 +81,13 @@ class Variant:
         with on_meta():
             return TransformerLM(counting_config(self.transformer_config(vocab_size)))
 
+    def sizes(self, vocab_size: int | None = None) -> dict[str, int]:
+        """Parameters (all, non-embedding) and FLOPs/token, counted on the meta device: what ``show`` prints and
+        results.json records per variant."""
+        model = self.meta_model(vocab_size)
+        return {"params": model.num_params(), "non_embedding_params": model.num_params(non_embedding=True),
+                "flops_per_token": model.flops_per_token(self.train.seq_len)}
+
     def to_dict(self) -> dict:
         """``{"model": ..., "data": ..., "train": ...}``, plain and a deep copy: the stored form."""
         return copy.deepcopy({"model": self.model, "data": self.data, "train": self.train.as_dict()})
