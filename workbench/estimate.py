@@ -45,11 +45,11 @@ def planned_runs(experiment) -> list[Planned]:
     tuning = len(experiment.tuning_seeds())
     out, cells = [], {}
     for variant in experiment.variants.values():
-        on_grid = variant.point.step == 0
-        out.append(Planned(variant, "tuning", tuning if on_grid else 0, tuning))
-        cells.setdefault(variant.cell, variant.untuned())
+        own = tuning if variant.point.tuning else 0  # a transfer point (tune.at: smallest) runs no tuning seed
+        out.append(Planned(variant, "tuning", own if variant.point.step == 0 else 0, own))
+        cells.setdefault(variant.cell, (variant.untuned(), own))
     # the verdict seeds run at each cell's optimum, unknown before tuning: its untuned form stands in
-    return out + [Planned(v, "verdict", max(0, low - tuning), max(0, high - tuning)) for v in cells.values()]
+    return out + [Planned(v, "verdict", max(0, low - done), max(0, high - done)) for v, done in cells.values()]
 
 
 def training_flops(variant, per_token: dict | None = None, steps: int | None = None) -> float:

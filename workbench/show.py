@@ -6,7 +6,9 @@ against the baseline's. ``--full`` lists every key of every variant instead. ``s
 checks (``workbench.config.machine``): what training needs beyond a CPU is one line, and whether this
 machine has it. Then how many runs ``run`` trains (for a WSD steps sweep, how many steps: its shorter horizons
 branch off the longest, ``workbench.horizon_sweep``) and a rough CPU time (``workbench.estimate``). A tuned
-experiment shows each variant once, at its own value, with its grid on a ``tune:`` line.
+experiment shows each variant once, at its own value, with its grid on a ``tune:`` line (with ``at: smallest``,
+which sizes train at which smaller size's optimum). A μP / CompleteP variant says its base shape on a line of
+its own, and whether the base was resolved from the smallest size (``config/base_shape.py``).
 """
 
 from __future__ import annotations
@@ -72,6 +74,25 @@ def _header(name: str, info: dict, note: str = "") -> str:
             f"FLOPs/token {info['flops_per_token']:,}")
 
 
+def parametrization_line(variant) -> str | None:
+    """``  parametrization: mup, base_dim 32 (the smallest size's dim; width x2)``; None under standard."""
+    model = variant.model
+    scheme = model.get("parametrization", "standard")
+    if scheme == "standard":
+        return None
+    parts, ratios = [], []
+    for base, shape, what in (("base_dim", "dim", "width"), ("base_layers", "n_layers", "depth")):
+        if base not in model or (base == "base_layers" and scheme != "completep"):
+            continue
+        value = model[base]
+        resolved = variant.origins.get(f"model.{base}", ("", ""))[1].startswith("sizes")
+        parts.append(f"{base} {value if value is not None else f'= {shape} (its own base)'}"
+                     + (f" (the smallest size's {shape})" if resolved else ""))
+        if value:
+            ratios.append(f"{what} x{model[shape] / value:g}")
+    return f"  parametrization: {scheme}, " + ", ".join(parts) + (f"; {', '.join(ratios)}" if ratios else "")
+
+
 def _relative(value: int, base: int) -> str:
     return f"{(value - base) / base:+.1%}" if base else "n/a"
 
@@ -109,14 +130,16 @@ def diff_lines(experiment) -> list[str]:
     for name, variant in experiment.variants.items():
         base = _reference(experiment, variant)
         info = infos[name]
+        scheme = parametrization_line(variant)
         if base is None:
             lines += ["", _header(name, info, " (first rung)" if experiment.ladder else " (baseline)")]
-            lines += _listing(variant)
+            lines += ([scheme] if scheme else []) + _listing(variant)
             continue
         b_info = infos[base.name]
         note = " (baseline)" if variant.arch == experiment.baseline and not experiment.ladder else ""
         lines += ["", _header(name, info, note) + f"  (vs {base.name}: params {_relative(info['params'], b_info['params'])}, "
                   f"FLOPs/token {_relative(info['flops_per_token'], b_info['flops_per_token'])})"]
+        lines += [scheme] if scheme else []
         mine, theirs = flat_config(variant), flat_config(base)
         changed = [k for k in mine if mine[k] != theirs.get(k)] + [k for k in theirs if k not in mine]
         for key in changed:
@@ -164,16 +187,24 @@ def tune_lines(experiment) -> list[str]:
     seeds = experiment.tuning_seeds()
     extend = (f"up to {tune.extend} point{'s' * (tune.extend != 1)} per side beyond the grid, trained only while "
               f"an optimum sits on that edge" if tune.extend else "none")
-    lines = [f"tune: {tune.key} over {how}; tuning seed{'s' * (len(seeds) != 1)} {seeds}"]
+    where = "; the grid at each variant's smallest size only (tune.at: smallest)" if tune.at == "smallest" else ""
+    lines = [f"tune: {tune.key} over {how}; tuning seed{'s' * (len(seeds) != 1)} {seeds}{where}"]
     grids: dict[str, list[float]] = {}
+    transfers: dict[str, list[str]] = {}
     for variant in experiment.variants.values():
-        if variant.point.step == 0:
+        if not variant.point.tuning:
+            transfers.setdefault(variant.point.source, [])
+            if variant.cell not in transfers[variant.point.source]:
+                transfers[variant.point.source].append(variant.cell)
+        elif variant.point.step == 0:
             grids.setdefault(variant.cell, []).append(variant.point.value)
     by_grid: dict[str, list[str]] = {}
     for cell, values in grids.items():
         by_grid.setdefault(_grid_text(sorted(values)), []).append(cell)
     for grid, cells in by_grid.items():
         lines += _wrapped(f"  grid {grid}: ", cells)
+    for source, cells in transfers.items():
+        lines += _wrapped(f"  no grid, verdict seeds at {source}'s optimum: ", cells)
     return lines + [f"  extension: {extend}"]
 
 

@@ -2,8 +2,9 @@
 in, the second of the three steps of loading (after ``checks.py``, before ``machine.py``).
 
 Per variant: ``data.paths`` and ``data.tokenizer`` as absolute paths that exist (relative ones against
-the file that set them), the vocabulary of a given tokenizer, the model built on the meta device
-(within the size bound, ``model_size``), then ``budget:`` into train.steps (``budget.py``) and
+the file that set them), the vocabulary of a given tokenizer, an unset μP / CompleteP base of a sized
+variant (``base_shape.py``), the model built on the meta device (within the size bound, ``model_size``); then
+``tune: {at: smallest}``'s transfer points (``transfer.py``), ``budget:`` into train.steps (``budget.py``) and
 ``eval.lengths`` into tokens (``lengths.py``). The result is a new Experiment; the one given is left
 as it was. Nothing here asks what this machine has beyond its files.
 """
@@ -24,21 +25,28 @@ from workbench.data.tokenizer import load_tokenizer
 from .blame import Blame
 from .budget import budget_steps
 from .errors import COMMAND_LINE
+from .base_shape import base_origins, resolved_bases
 from .experiment import Experiment, Variant
 from .lengths import eval_lengths
 from .model_size import counting_config, on_meta, size_problem
 from .specs import ComponentSpec
+from .transfer import check_transfer, with_transfers
 
 
 def resolve_experiment(exp: Experiment) -> Experiment:
     """``exp`` resolved (see the module doc); ConfigError naming the file and key on the first problem."""
-    variants, built = {}, set()
+    variants, built, bases = {}, set(), resolved_bases(exp)
     for name, variant in exp.variants.items():
-        variant = dataclasses.replace(variant, data=_resolved_data(Blame(exp, variant)), model=dict(variant.model),
-                                      train=dataclasses.replace(variant.train), origins=dict(variant.origins))
+        fill = bases.get(name, {})
+        variant = dataclasses.replace(variant, data=_resolved_data(Blame(exp, variant)), model={**variant.model, **fill},
+                                      train=dataclasses.replace(variant.train),
+                                      origins={**variant.origins, **base_origins(exp, fill)})
         _check_build(Blame(exp, variant), built)
         variants[name] = variant
     resolved = dataclasses.replace(exp, variants=variants)
+    if exp.tune is not None and exp.tune.at == "smallest":
+        check_transfer(resolved)
+        variants = resolved.variants = with_transfers(resolved)
     steps, lengths = budget_steps(resolved), eval_lengths(resolved)
     resolved.variants = {name: _with(v, steps.get(name), lengths[name]) for name, v in variants.items()}
     return resolved

@@ -155,6 +155,7 @@ class TuneSchema:
     multipliers: Optional[List[float]] = None  # multiples of each variant's own value; neither: [0.25, 0.5, 1, 2, 4]
     seeds: int = 1  # tuning seeds (the experiment's first) per grid point
     extend: int = 2  # extension points per side while the optimum is on that edge
+    at: str = "every"  # every size, or smallest: the grid at the smallest size, its optimum transferred (``transfer.py``)
 
 
 @dataclass

@@ -9,6 +9,10 @@ Each variant (at each size) becomes one run group per grid point, named ``<varia
 (the edge steps repeated), which the runner trains only while the optimum sits on that edge
 (``reports.analysis.tuning``). ``seeds`` tuning seeds (the experiment's first) train every point; the
 verdict seeds then run at each variant's optimum, where the tuning run counts as one of them.
+
+``at: smallest`` (with ``sizes:`` or a ``sweep:`` of the model's width or depth) runs the grid at each variant's
+smallest size only; every larger size declares one run group per point of that grid, ``source`` naming the cell
+it takes the optimum from, and trains its verdict seeds at the one the smallest size chose (``transfer.py``).
 """
 
 from __future__ import annotations
@@ -28,21 +32,31 @@ DEFAULT_KEY = "train.lr"
 DEFAULT_MULTIPLIERS = (0.25, 0.5, 1.0, 2.0, 4.0)  # 5 points in x2 steps around the configured value
 MAX_EXTEND = 4  # extension points per side at most
 MAX_POINTS = 32
+AT = ("every", "smallest")  # tune.at: the grid at every size, or at the smallest only (its optimum transferred)
 SECTIONS = ("model", "train")
 
 
 @dataclass(frozen=True)
 class GridPoint:
     """Where one run group sits on its variant's grid: the tuned key, its value there, the variant's
-    configured value, and ``step`` (0 on the configured grid; -k/+k the k-th extension below/above)."""
+    configured value, ``step`` (0 on the configured grid; -k/+k the k-th extension below/above), and ``source``:
+    None on the cell's own grid, or the cell whose grid point it mirrors (``at: smallest``): it trains only if
+    that cell's optimum lands there, at the verdict seeds."""
 
     key: str
     value: float
     base: float
     step: int
+    source: str | None = None
+
+    @property
+    def tuning(self) -> bool:
+        """Whether it is a point of its cell's own grid, trained at the tuning seeds (else a transfer point)."""
+        return self.source is None
 
     def as_json(self) -> dict:
-        return {"key": self.key, "value": self.value, "step": self.step}
+        return {"key": self.key, "value": self.value, "step": self.step,
+                **({"from": self.source} if self.source is not None else {})}
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,7 @@ class Tune:
     multipliers: tuple[float, ...] | None = None
     seeds: int = 1
     extend: int = 2
+    at: str = "every"  # one of AT
 
     @property
     def leaf(self) -> str:
@@ -79,7 +94,7 @@ class Tune:
     def as_dict(self) -> dict:
         return {"key": self.key, "values": list(self.values) if self.values is not None else None,
                 "multipliers": list(self.multipliers) if self.values is None else None,
-                "seeds": self.seeds, "extend": self.extend}
+                "seeds": self.seeds, "extend": self.extend, "at": self.at}
 
 
 def _round(value: float) -> float:
@@ -117,15 +132,18 @@ def parse_tune(spec: Any, source: str) -> Tune | None:
     for name, given in (("values", values), ("multipliers", multipliers)):
         if given is not None:
             _check_grid(source, f"tune.{name}", given)
-    seeds, extend = spec.get("seeds", 1), spec.get("extend", 2)
+    seeds, extend, at = spec.get("seeds", 1), spec.get("extend", 2), spec.get("at") or "every"
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(source, "tune.seeds", f"invalid value {seeds!r}", "an integer >= 1 (tuning seeds per grid point)")
     if isinstance(extend, bool) or not isinstance(extend, int) or not 0 <= extend <= MAX_EXTEND:
         raise ConfigError(source, "tune.extend", f"invalid value {extend!r}", f"an integer in [0, {MAX_EXTEND}] (extension points per side)")
+    if at not in AT:
+        raise ConfigError(source, "tune.at", f"invalid value {at!r}{did_you_mean(str(at), AT)}",
+                          "every (a grid at every size) or smallest (the grid at the smallest size, its optimum transferred)")
     if values is None and multipliers is None:
         multipliers = DEFAULT_MULTIPLIERS
     return Tune(key, tuple(map(float, values)) if values is not None else None,
-                tuple(map(float, multipliers)) if values is None else None, seeds, extend)
+                tuple(map(float, multipliers)) if values is None else None, seeds, extend, at)
 
 
 def _check_grid(source: str, key: str, given: Any) -> None:

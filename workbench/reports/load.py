@@ -22,7 +22,7 @@ from ..results import RunFolderError, read_results
 from ..run_folder import RunFolder
 from ..run_groups import cell_name
 from ..run_record import COMPLETED, DIVERGED, FAILED, MISSING, RunRecord, as_number  # noqa: F401 (report modules import them here)
-from .analysis.tuning import Point, Tuning, init_loss, tune
+from .analysis.tuning import Point, Tuning, init_loss, transferred, tune
 from .analysis.verdicts import DEFAULT_MARGIN, SeedPolicy
 
 logger = logging.getLogger(__name__)
@@ -235,7 +235,7 @@ def load_results(run_dir: str | Path) -> Results:
     sizes = sizes or list(dict.fromkeys(v.size for v in variants if v.size is not None))
     spec = data.get("tune") if isinstance(data.get("tune"), dict) else None
     tuning = _tunings(spec, variants) if spec else {}
-    grid = [v for v in variants if v.tuned is not None]
+    grid = [v for v in variants if v.tuned is not None and "from" not in v.tuned]  # not a transfer point
     chosen = {t.best_group for t in tuning.values() if t.complete and t.best_group}
     variants = [v for v in variants if v.tuned is None or v.name in chosen]
     for index, v in enumerate(variants):  # colours follow the variants compared
@@ -261,11 +261,13 @@ def _tuned(raw: Any) -> dict | None:
     """A grid point's ``tuned`` entry, or None when absent or malformed."""
     if not isinstance(raw, dict) or as_number(raw.get("value")) is None or not isinstance(raw.get("step"), int):
         return None
-    return {"key": str(raw.get("key") or ""), "value": as_number(raw["value"]), "step": raw["step"]}
+    source = {"from": raw["from"]} if isinstance(raw.get("from"), str) else {}  # a transfer point (tune.at: smallest)
+    return {"key": str(raw.get("key") or ""), "value": as_number(raw["value"]), "step": raw["step"], **source}
 
 
 def _tunings(spec: dict, variants: list[Variant]) -> dict[str, Tuning]:
-    """Each cell's tuning (``analysis.tuning``) from its grid points' runs at the tuning seeds."""
+    """Each cell's tuning (``analysis.tuning``) from its grid points' runs at the tuning seeds; a cell of transfer
+    points (``tune.at: smallest``) takes the tuning of the cell they name."""
     seeds = [s for s in spec.get("tuning_seeds") or [] if isinstance(s, int)] or [0]
     cells: dict[str, list[Variant]] = {}
     for v in variants:
@@ -273,6 +275,8 @@ def _tunings(spec: dict, variants: list[Variant]) -> dict[str, Tuning]:
             cells.setdefault(v.cell, []).append(v)
     out = {}
     for cell, groups in cells.items():
+        if "from" in groups[0].tuned:  # a transfer cell: after its source, below
+            continue
         points = []
         for v in groups:
             runs = [v.run(s) for s in seeds]
@@ -282,7 +286,11 @@ def _tunings(spec: dict, variants: list[Variant]) -> dict[str, Tuning]:
                                 any(r is not None and r.status == FAILED for r in runs)))
         vocab = as_number(groups[0].data.get("vocab_size")) or as_number((groups[0].config.get("data") or {}).get("vocab_size"))
         out[cell] = tune(cell, str(spec.get("key") or groups[0].tuned["key"]), points, init_loss(int(vocab or 2)))
-    return out
+    for cell, groups in cells.items():
+        source = out.get(groups[0].tuned.get("from"))
+        if source is not None:
+            out[cell] = transferred(source, cell, {v.tuned["value"]: v.name for v in groups})
+    return {cell: out[cell] for cell in cells if cell in out}  # in results order
 
 
 @dataclass

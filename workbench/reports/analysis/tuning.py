@@ -13,6 +13,8 @@ verdict seeds run at) and the report read the same decision.
 - **Edge rule**: an optimum on the edge of the grid run so far asks for the next extension point on that
   side (declared ahead: ``tune.extend`` per side); once those are spent it is flagged ``edge``, never
   reported as interior.
+- **Transfer** (``tune: {at: smallest}``): a larger size runs no grid of its own; its tuning is its smallest
+  size's, with ``best_group`` its own run group at that value and ``transferred_from`` that size's cell.
 - **Sensitivity** (Wortsman et al. 2023, "Small-scale proxies for large-scale Transformer training
   instabilities"): the mean over the grid run of ``min(loss, loss at init) - best loss``, in nats.
 """
@@ -72,6 +74,7 @@ class Tuning:
     pending: list[str] = field(default_factory=list)  # groups to train (all tuning seeds) before it is complete
     failed: list[float] = field(default_factory=list)  # values whose tuning run failed: left out of the grid
     note: str = ""  # why there is no optimum, when there is none
+    transferred_from: str | None = None  # the cell whose optimum this one trains at (tune.at: smallest); None: tuned here
 
     @property
     def grid(self) -> list[float]:
@@ -83,7 +86,8 @@ class Tuning:
                 "diverged": [any(p.diverged) for p in self.points], "best": self.best, "fitted": self.fitted,
                 "best_loss": self.best_loss, "fitted_loss": self.fitted_loss, "sensitivity": self.sensitivity,
                 "edge": self.edge, "loss_at_init": self.init_loss, "groups": [p.group for p in self.points],
-                "failed": self.failed, "note": self.note or None}
+                "failed": self.failed, "note": self.note or None, "transferred_from": self.transferred_from,
+                "origin": f"transferred from {self.transferred_from}" if self.transferred_from else "tuned here"}
 
 
 def init_loss(vocab_size: int) -> float:
@@ -109,6 +113,17 @@ def tune(name: str, key: str, declared: Sequence[Point], init: float) -> Tuning:
             high += 1
         else:
             return result
+
+
+def transferred(source: Tuning, cell: str, groups: dict[float, str]) -> Tuning:
+    """The tuning of ``cell``, which trains at ``source``'s optimum: ``groups`` maps each value of its transfer
+    points to its run group. Complete when ``source`` is; no grid, loss or sensitivity of its own."""
+    best = next((g for v, g in groups.items() if source.best is not None and math.isclose(v, source.best, rel_tol=1e-9)), None)
+    note = ("" if not source.complete or best else f"{source.name}: {source.note}" if source.best is None
+            else f"no run group at {source.name}'s optimum {source.best:g}")
+    return Tuning(cell, source.key, source.init_loss, [], best=source.best if best else None, best_group=best,
+                  fitted=source.fitted if best else None, edge=source.edge if best else None, complete=source.complete,
+                  note=note, transferred_from=source.name)
 
 
 def _outermost(considered: list[Point], result: Tuning, side: str) -> bool:
