@@ -83,7 +83,7 @@ def _check_window(window: int | None) -> None:
         raise ValueError(f"window must be a positive integer or None, got {window!r}")
 
 
-@registry.register("attention", "naive", window=True, slopes=True)
+@registry.register("attention", "naive", window=True, slopes=True, weights={})
 class NaiveAttention(nn.Module):
     """Explicit masked softmax; materialises the (T, T) score matrix, so memory grows quadratically."""
 
@@ -104,7 +104,7 @@ class NaiveAttention(nn.Module):
         return probs @ v  # (B, H, T, D)
 
 
-@registry.register("attention", "sdpa", window=True, slopes=True)
+@registry.register("attention", "sdpa", window=True, slopes=True, weights={})
 class SDPAttention(nn.Module):
     """PyTorch's fused scaled_dot_product_attention (flash / memory-efficient / math backends).
 
@@ -157,7 +157,7 @@ def flash_unavailable_reason() -> str | None:
     return None
 
 
-@registry.register("attention", "flash", window=True, slopes=True)
+@registry.register("attention", "flash", window=True, slopes=True, weights={})
 class FlashAttention(nn.Module):
     """The flash-attn package's fused kernel (Dao, 2023); CUDA, fp16/bf16 only, head_dim <= 256.
 

@@ -11,12 +11,14 @@ component's signature (``registry.validate``) and kept canonical: a mapping with
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, Union
 
 from .contract import KINDS
 from .ffn import glu_hidden_dim, mlp_hidden_dim
+from .parametrization import PARAMETRIZATIONS
 from .registry import InvalidOption, UnknownComponentError, registry, split_spec
 
 # Field -> registry kind, for the component-name fields.
@@ -36,6 +38,13 @@ INIT_SCHEMES = ("gpt2", "fan_in", "olmo2")
 
 # Where CausalSelfAttention normalises q and k (the ``qk_norm`` field).
 QK_NORMS = ("none", "head", "proj")
+
+
+def _one_of(field_name: str, value: Any, allowed: tuple[str, ...], what: str) -> None:
+    if value not in allowed:
+        close = difflib.get_close_matches(str(value), allowed, n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise InvalidConfig(field_name, value, f"unknown {what} ({hint}available: {', '.join(allowed)})")
 
 
 class InvalidConfig(ValueError):
@@ -94,6 +103,13 @@ class TransformerConfig:
     #          N(0, init_std), so the logits still start small. No depth scaling.
     #   olmo2  every matrix and table N(0, init_std) truncated at +-3 std, no depth scaling (OLMo 2, 2024).
     init: str = "gpt2"
+    # How init, learning rates and multipliers scale with width and depth (components.parametrization,
+    # docs/parametrization.md): standard | mup (Yang et al. 2022) | completep (Dey et al. 2025).
+    parametrization: str = "standard"
+    # The width (mup, completep) and depth (completep) the hyperparameters were tuned at; m_d = dim / base_dim,
+    # m_L = n_layers / base_layers. None: this config is its own base.
+    base_dim: int | None = None
+    base_layers: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "max_seq_len", "dim", "n_layers", "n_heads", "multiple_of"):
@@ -106,14 +122,9 @@ class TransformerConfig:
             if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
                                           and math.isfinite(value) and value > 0):
                 raise InvalidConfig(name, value, "must be a finite positive number")
-        if self.qk_norm not in QK_NORMS:
-            close = difflib.get_close_matches(str(self.qk_norm), QK_NORMS, n=1, cutoff=0.5)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise InvalidConfig("qk_norm", self.qk_norm, f"unknown QK-norm ({hint}available: {', '.join(QK_NORMS)})")
-        if self.init not in INIT_SCHEMES:
-            close = difflib.get_close_matches(str(self.init), INIT_SCHEMES, n=1, cutoff=0.5)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise InvalidConfig("init", self.init, f"unknown init scheme ({hint}available: {', '.join(INIT_SCHEMES)})")
+        _one_of("qk_norm", self.qk_norm, QK_NORMS, "QK-norm")
+        _one_of("init", self.init, INIT_SCHEMES, "init scheme")
+        _one_of("parametrization", self.parametrization, PARAMETRIZATIONS, "parametrization")
         for name, kind in COMPONENT_FIELDS.items():
             value = getattr(self, name)
             try:  # the sizes the model passes are not options; canonical form kept
@@ -123,7 +134,40 @@ class TransformerConfig:
         if self.norm_eps is not None:
             self._check_norm_eps()
         self._check_declared()
+        self._check_parametrization()
         self._resolve_sizes()
+
+    def _check_parametrization(self) -> None:
+        """base_dim / base_layers only where read; under mup / completep every component declares its
+        weights' roles, and under completep the placement applies the branch multiplier itself."""
+        reads = {"base_dim": self.parametrization != "standard", "base_layers": self.parametrization == "completep"}
+        for name, read in reads.items():
+            value = getattr(self, name)
+            if value is not None and not read:
+                where = "mup or completep" if name == "base_dim" else "completep"
+                raise InvalidConfig(name, value, f"is read only under parametrization {where}, not "
+                                    f"{self.parametrization!r} (it would be silently ignored)")
+            if value is not None:
+                self._positive(name)
+        if self.parametrization == "standard":
+            return
+        if self.base_dim is not None and self.head_dim is None and self.base_dim % self.n_heads:
+            raise InvalidConfig("base_dim", self.base_dim, f"must be divisible by n_heads={self.n_heads} "
+                                "(the base head_dim is base_dim / n_heads)")
+        for name, kind in COMPONENT_FIELDS.items():
+            entry = registry.get(kind, self.component(name)[0])
+            if entry.traits["weights"] is None:
+                raise InvalidConfig(name, getattr(self, name), f"{kind} '{entry.name}' does not declare its weights' "
+                                    f"roles, which parametrization {self.parametrization!r} scales by; register it "
+                                    "with weights={pattern: 'hidden' | 'input' | 'output', ...} (docs/parametrization.md)")
+        if self.parametrization == "completep":
+            entry = registry.get("norm_placement", self.component("norm_placement")[0])
+            if entry.traits["residual_init"] is not None:
+                raise InvalidConfig("norm_placement", self.norm_placement, f"norm_placement '{entry.name}' declares its own "
+                                    "depth init (residual_init), which completep's depth rule would contradict")
+            if "branch_multiplier" not in inspect.signature(entry.factory).parameters:
+                raise InvalidConfig("norm_placement", self.norm_placement, f"norm_placement '{entry.name}' does not take "
+                                    "branch_multiplier, so completep cannot scale its residual branches by 1/m_L")
 
     def _check_declared(self) -> None:
         """The kernel takes what the model passes it (``window=``, ALiBi ``slopes=``: traits it declares), and

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from .parametrization import multipliers
 from .registry import registry
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ class BuildContext:
     theta: float  # the RoPE base, config.rope_theta
     init_std: float
     norm: Any  # the norm spec, with config.norm_eps as its eps option when set
+    # What each residual branch is multiplied by where it joins the stream: 1/m_L under completep, else 1.0.
+    branch_multiplier: float = 1.0
 
     @classmethod
     def from_config(cls, cfg: TransformerConfig, layer_idx: int = 0) -> BuildContext:
@@ -52,6 +55,7 @@ class BuildContext:
             dim=cfg.dim, n_layers=cfg.n_layers, layer_idx=layer_idx, n_heads=cfg.n_heads, n_kv_heads=cfg.n_kv_heads,
             head_dim=cfg.head_dim, hidden_dim=cfg.ffn_hidden_dim, max_seq_len=cfg.max_seq_len, bias=cfg.bias,
             theta=cfg.rope_theta, init_std=cfg.init_std, norm={"name": name, **options},
+            branch_multiplier=multipliers(cfg).branch,
         )
 
     def make_norm(self, dim: int | None = None) -> nn.Module:

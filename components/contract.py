@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Callable, Mapping
 
 import torch
 from torch import nn
+
+from .parametrization import ROLES
 
 
 class ContractWarning(UserWarning):
@@ -151,6 +153,21 @@ POSITION_SLOPES = Trait(
     "Whether ``attention_slopes`` gives per-head slopes (ALiBi) the kernel must add to its scores.",
 )
 
+def _weights(value: Any) -> bool:
+    return value is None or (isinstance(value, Mapping) and all(
+        isinstance(k, str) and k and v in ROLES for k, v in value.items()))
+
+
+WEIGHTS = Trait(
+    "weights", None, _weights, "None or a mapping {fnmatch pattern: 'hidden' | 'input' | 'output'}",
+    "The μP role of each of the component's own parameters (components.parametrization): a mapping of "
+    "fnmatch patterns over its parameter names, as in ``module.named_parameters()``, to 'hidden' (a "
+    "matrix both of whose dimensions grow with width), 'input' (a vector, table, bias or scalar) or "
+    "'output' (a matrix from the width to a fixed size, e.g. a router); the first matching pattern "
+    "wins. A norm built with ``make_norm`` declares its own parameters. {}: it has none. None "
+    "(undeclared): refused under model.parametrization mup / completep.",
+)
+
 MAX_LEN = Trait(
     "max_len", None, lambda v: v is None or v == "max_seq_len" or (type(v) is int and v > 0),
     "None, 'max_seq_len' or a positive int",
@@ -182,17 +199,18 @@ KINDS: dict[str, Kind] = {
     kind.name: kind
     for kind in (
         Kind("norm", "module(dim, ...) ; forward(x (..., dim)) -> (..., dim), same dtype",
-             sizes=("dim",), settings=("bias",), traits=(REFERENCE,)),
+             sizes=("dim",), settings=("bias",), traits=(WEIGHTS, REFERENCE)),
         Kind("ffn", "module(dim, hidden_dim, ...) ; forward(x (B, T, dim)) -> (B, T, dim), same dtype",
-             sizes=("dim", "hidden_dim"), settings=("bias",), traits=(WIDTH, RESIDUAL, REFERENCE)),
-        Kind("norm_placement", "module(dim, n_layers, layer_idx, make_norm, ...) ; forward(x (B, T, dim), attn, ffn) -> (B, T, dim), a whole block",
-             sizes=("dim", "n_layers", "layer_idx", "make_norm"), settings=(), traits=(FINAL_NORM, RESIDUAL_INIT, REFERENCE),
+             sizes=("dim", "hidden_dim"), settings=("bias",), traits=(WIDTH, RESIDUAL, WEIGHTS, REFERENCE)),
+        Kind("norm_placement", "module(dim, n_layers, layer_idx, make_norm, branch_multiplier, ...) ; forward(x (B, T, dim), attn, ffn) -> (B, T, dim), a whole block",
+             sizes=("dim", "n_layers", "layer_idx", "make_norm", "branch_multiplier"), settings=(),
+             traits=(FINAL_NORM, RESIDUAL_INIT, WEIGHTS, REFERENCE),
              base=nn.Module),
         Kind("positions", "Positions module: embed(x, offset) on (B, T, dim), rotate(q, k, offset) on (B, H, T, head_dim)",
              sizes=("dim", "head_dim", "n_heads", "max_seq_len"), settings=("theta", "init_std"),
-             traits=(MAX_LEN, POSITION_SLOPES, REFERENCE)),
+             traits=(MAX_LEN, POSITION_SLOPES, WEIGHTS, REFERENCE)),
         Kind("attention", "kernel module; forward(q (B, H, T, D), k, v (B, Hkv, T, D)) -> (B, H, T, D), causal",
-             sizes=(), settings=(), traits=(KERNEL_WINDOW, KERNEL_SLOPES, REFERENCE)),
+             sizes=(), settings=(), traits=(KERNEL_WINDOW, KERNEL_SLOPES, WEIGHTS, REFERENCE)),
     )
 }
 

@@ -104,7 +104,11 @@ def glu_reference(ffn: GLU, x: torch.Tensor) -> torch.Tensor:
     return _linear64(_REFERENCE_ACTIVATIONS[ffn.activation](_linear64(x, ffn.gate)) * _linear64(x, ffn.up), ffn.down)
 
 
-@registry.register("ffn", "relu", width="mlp", residual=("down",), reference=mlp_reference)
+# Every matrix of an MLP or GLU grows with width on both sides (μP hidden weights); biases are vectors.
+FFN_WEIGHTS = {"*.weight": "hidden", "*.bias": "input"}
+
+
+@registry.register("ffn", "relu", width="mlp", residual=("down",), weights=FFN_WEIGHTS, reference=mlp_reference)
 class ReluMLP(MLP):
     """ReLU MLP, 4*dim wide: the original Transformer's FFN."""
 
@@ -112,7 +116,7 @@ class ReluMLP(MLP):
         super().__init__(dim, hidden_dim, "relu", bias)
 
 
-@registry.register("ffn", "gelu", width="mlp", residual=("down",), reference=mlp_reference)
+@registry.register("ffn", "gelu", width="mlp", residual=("down",), weights=FFN_WEIGHTS, reference=mlp_reference)
 class GeluMLP(MLP):
     """GELU MLP (exact erf GELU), 4*dim wide: BERT's FFN."""
 
@@ -120,7 +124,7 @@ class GeluMLP(MLP):
         super().__init__(dim, hidden_dim, "gelu", bias)
 
 
-@registry.register("ffn", "gelu_tanh", width="mlp", residual=("down",), reference=mlp_reference)
+@registry.register("ffn", "gelu_tanh", width="mlp", residual=("down",), weights=FFN_WEIGHTS, reference=mlp_reference)
 class GeluTanhMLP(MLP):
     """GELU MLP with the tanh approximation, 4*dim wide: GPT-2's FFN ('gelu_new')."""
 
@@ -128,7 +132,7 @@ class GeluTanhMLP(MLP):
         super().__init__(dim, hidden_dim, "gelu_tanh", bias)
 
 
-@registry.register("ffn", "relu2", width="mlp", residual=("down",), reference=mlp_reference)
+@registry.register("ffn", "relu2", width="mlp", residual=("down",), weights=FFN_WEIGHTS, reference=mlp_reference)
 class Relu2MLP(MLP):
     """Squared-ReLU MLP, 4*dim wide (So et al., 2021, Primer)."""
 
@@ -136,7 +140,7 @@ class Relu2MLP(MLP):
         super().__init__(dim, hidden_dim, "relu2", bias)
 
 
-@registry.register("ffn", "swiglu", width="glu", residual=("down",), reference=glu_reference)
+@registry.register("ffn", "swiglu", width="glu", residual=("down",), weights=FFN_WEIGHTS, reference=glu_reference)
 class SwiGLU(GLU):
     """SwiGLU: SiLU-gated linear unit, LLaMA's FFN (Shazeer, 2020)."""
 
@@ -144,7 +148,7 @@ class SwiGLU(GLU):
         super().__init__(dim, hidden_dim, "silu", bias)
 
 
-@registry.register("ffn", "geglu", width="glu", residual=("down",), reference=glu_reference)
+@registry.register("ffn", "geglu", width="glu", residual=("down",), weights=FFN_WEIGHTS, reference=glu_reference)
 class GeGLU(GLU):
     """GeGLU: GELU-gated linear unit (Shazeer, 2020)."""
 
@@ -152,7 +156,7 @@ class GeGLU(GLU):
         super().__init__(dim, hidden_dim, "gelu", bias)
 
 
-@registry.register("ffn", "reglu", width="glu", residual=("down",), reference=glu_reference)
+@registry.register("ffn", "reglu", width="glu", residual=("down",), weights=FFN_WEIGHTS, reference=glu_reference)
 class ReGLU(GLU):
     """ReGLU: ReLU-gated linear unit (Shazeer, 2020)."""
 

@@ -15,8 +15,14 @@ from .context import BuildContext
 from .contract import AuxLossSource, SparseCompute
 from .generation import KVCache, check_sampling, sample_next
 from .loss import linear_cross_entropy
+from .parametrization import READOUT, multipliers
 from .positions import LearnedPositions
 from .registry import registry
+
+
+# The roles of the parameters the model owns itself; every other one is declared by its component.
+MODEL_WEIGHTS = {"embed.weight": "input", "lm_head.weight": READOUT,
+                 "blocks.*.attn.qkv.weight": "hidden", "blocks.*.attn.out.weight": "hidden", "blocks.*.attn.*.bias": "input"}
 
 
 class TransformerLM(nn.Module):
@@ -37,6 +43,9 @@ class TransformerLM(nn.Module):
         # Each placement's parameters are stored as its block's own (blocks.N.attn_norm.*), as before placements were modules.
         self.register_state_dict_post_hook(flatten_placements)
         self.register_load_state_dict_pre_hook(nest_placements)
+        self.multipliers = multipliers(cfg)
+        if self.multipliers.parametrization != "standard":
+            self.weight_roles()  # a parameter no declaration covers is refused here, before any draw
         self.init_weights(init_seed)
 
     def forward(self, tokens: torch.Tensor, offset: int = 0, targets: torch.Tensor | None = None) -> torch.Tensor:
@@ -47,7 +56,7 @@ class TransformerLM(nn.Module):
         ``aux_loss`` of every ``AuxLossSource`` submodule that set one. Inside ``forward`` so that
         ``model.compile()`` covers the loss too.
         """
-        h = self.hidden_states(tokens, offset)
+        h = self._readout(self.hidden_states(tokens, offset))
         if targets is None:
             return self.lm_head(h)
         loss = linear_cross_entropy(h, self.lm_head.weight, targets)
@@ -73,7 +82,11 @@ class TransformerLM(nn.Module):
         x = self.positions.embed(self.embed(tokens), offset)  # (B, T, dim)
         for block, layer in zip(self.blocks, cache.layers):
             x = block(x, self.positions, offset, cache=layer)
-        return self.lm_head(self.norm(x))
+        return self.lm_head(self._readout(self.norm(x)))
+
+    def _readout(self, h: torch.Tensor) -> torch.Tensor:
+        """The final hidden states times the logits multiplier (μP's 1/m_d readout in multiplier form)."""
+        return h if self.multipliers.output == 1.0 else h * self.multipliers.output
 
     @torch.inference_mode()
     def generate(self, tokens: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
@@ -207,27 +220,62 @@ class TransformerLM(nn.Module):
     def init_stds(self) -> dict[str, float]:
         """{parameter name: the std ``init_weights`` draws it with} under ``config.init``, for every
         linear layer's weight, the token embedding and a learned position table (nothing else is drawn).
-        A placement's ``residual_init`` trait replaces the residual projections' depth scaling."""
-        cfg = self.config
+        A placement's ``residual_init`` trait replaces the residual projections' depth scaling. Under
+        mup / completep each std is multiplied by its role's init factor (``Multipliers.init``; under
+        fan_in a matrix's 1/sqrt(fan_in) already holds the hidden factor m_d^-1/2), and completep
+        evaluates gpt2's depth scaling at base_layers, so the init does not change with depth."""
+        cfg, mult = self.config, self.multipliers
         std = cfg.init_std
-        residual_std = std / math.sqrt(2 * cfg.n_layers) if cfg.init == "gpt2" else std
+        depth = cfg.base_layers if cfg.parametrization == "completep" and cfg.base_layers is not None else cfg.n_layers
+        residual_std = std / math.sqrt(2 * depth) if cfg.init == "gpt2" else std
         # A placement may declare the residual projections' init its stability argument needs (DeepNorm's beta).
         gain = registry.get("norm_placement", cfg.component("norm_placement")[0]).traits["residual_init"]
         if gain is not None:
             residual_std = std * gain(cfg.n_layers)
         residual = self.residual_projections()
+        roles = self.weight_roles() if mult.parametrization != "standard" else {}
         stds: dict[str, float] = {}
         for mod_name, module in self.named_modules():
             prefix = f"{mod_name}." if mod_name else ""
+            name = prefix + "weight"
+            factor = mult.init(roles[name]) if name in roles else 1.0
             if isinstance(module, (nn.Embedding, LearnedPositions)) or module is self.lm_head:
-                stds[prefix + "weight"] = std
+                stds[name] = std * factor
             elif isinstance(module, nn.Linear):
                 if cfg.init == "fan_in":
                     fan_in_std = 1.0 / math.sqrt(module.in_features)
-                    stds[prefix + "weight"] = fan_in_std * gain(cfg.n_layers) if gain and mod_name in residual else fan_in_std
+                    base = fan_in_std * gain(cfg.n_layers) if gain and mod_name in residual else fan_in_std
+                    # 1/sqrt(fan_in) already scales a width-fed matrix (hidden, output) by m_d^-1/2
+                    widthwise = roles.get(name) in ("hidden", "output")
+                    stds[name] = base * factor * math.sqrt(mult.width) if widthwise else base * factor
                 else:
-                    stds[prefix + "weight"] = residual_std if mod_name in residual else std
+                    stds[name] = (residual_std if mod_name in residual else std) * factor
         return stds
+
+    def weight_roles(self) -> dict[str, str]:
+        """{parameter name: its μP role} (components.parametrization), tied weights once. A parameter
+        inside a module a registry entry built takes the role the innermost such entry's ``weights``
+        trait declares for it (a norm built by a placement: the norm's); the model declares its own
+        (``MODEL_WEIGHTS``). Raises ValueError for a component that declares nothing or a parameter
+        no pattern covers."""
+        roots = {name: entry for name, module in self.named_modules() if (entry := registry.built_by(module)) is not None}
+        roles = {}
+        for name, _ in self.named_parameters():
+            root = max((r for r in roots if name.startswith(f"{r}.")), key=len, default=None)
+            if root is None:
+                owner, declared, local = "the model", MODEL_WEIGHTS, name
+            else:
+                entry = roots[root]
+                owner, declared, local = f"{entry.kind} '{entry.name}'", entry.traits["weights"], name[len(root) + 1:]
+                if declared is None:
+                    raise ValueError(f"{owner} does not declare its weights' roles (register it with weights={{...}}), "
+                                     f"so {name} has none")
+            role = next((r for pattern, r in declared.items() if fnmatch.fnmatchcase(local, pattern)), None)
+            if role is None:
+                raise ValueError(f"{owner} declares weights={dict(declared)!r}, but no pattern covers its parameter "
+                                 f"{local!r} ({name})")
+            roles[name] = role
+        return roles
 
     def num_params(self, non_embedding: bool = False) -> int:
         """Parameter count (tied weights once). non_embedding drops the token and position tables

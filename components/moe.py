@@ -46,7 +46,8 @@ MAX_EXPERTS = 1024
 Experts = Annotated[int, Bound(ge=1, le=MAX_EXPERTS)]
 
 
-@registry.register("ffn", "moe", width="glu", residual=("experts.*.down",), reference=moe_reference)
+@registry.register("ffn", "moe", width="glu", residual=("experts.*.down",),
+                   weights={"router.weight": "output", "*.weight": "hidden", "*.bias": "input"}, reference=moe_reference)
 class MoE(AuxLossSource, SparseCompute):
     """Mixtral-style mixture of SwiGLU experts, top-k routing, Switch load-balancing loss (Jiang et al., 2024).
 

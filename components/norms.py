@@ -48,7 +48,7 @@ def rmsnorm_reference(module: RMSNorm, x: torch.Tensor) -> torch.Tensor:
     return x / torch.sqrt((x * x).mean(-1, keepdim=True) + module.eps) * module.weight.double()
 
 
-@registry.register("norm", "rmsnorm", reference=rmsnorm_reference)
+@registry.register("norm", "rmsnorm", weights={"*": "input"}, reference=rmsnorm_reference)
 class RMSNorm(nn.Module):
     """RMSNorm: x / sqrt(mean(x^2) + eps) * weight, no centring, no bias (Zhang & Sennrich, 2019)."""
 
@@ -89,7 +89,7 @@ def layernorm_reference(module: LayerNorm, x: torch.Tensor) -> torch.Tensor:
     return y if module.bias is None else y + module.bias.double()
 
 
-@registry.register("norm", "layernorm", reference=layernorm_reference)
+@registry.register("norm", "layernorm", weights={"*": "input"}, reference=layernorm_reference)
 class LayerNorm(nn.Module):
     """LayerNorm: centre, scale to unit variance, then affine weight (and optional bias) (Ba et al., 2016)."""
 
@@ -123,7 +123,7 @@ def dyt_reference(module: DyT, x: torch.Tensor) -> torch.Tensor:
     return y if module.bias is None else y + module.bias.double()
 
 
-@registry.register("norm", "dyt", reference=dyt_reference)
+@registry.register("norm", "dyt", weights={"*": "input"}, reference=dyt_reference)
 class DyT(nn.Module):
     """Dynamic Tanh: weight * tanh(alpha * x) + bias, a drop-in for the norm with no statistics
     (Zhu et al., 2025, "Transformers without Normalization").

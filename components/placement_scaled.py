@@ -8,7 +8,8 @@
 
 Their parameters (``attn_scale``, ``ffn_scale``, ``alpha``) are stored as the block's own
 (``blocks.N.attn_scale``) and set by their ``reset_parameters``, which ``TransformerLM.init_weights``
-calls. DeepNorm also declares the init of the residual projections it relies on (``residual_init``).
+calls. DeepNorm also declares the init of the residual projections it relies on (``residual_init``), so
+it is refused under completep; the others multiply each branch by ``branch_multiplier`` (1/m_L there).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from .contract import Positive
-from .placement import Sublayer
+from .placement import Placement, Sublayer, scale_branch
 from .registry import registry
 
 
@@ -39,16 +40,16 @@ def deepnorm_beta(n_layers: int) -> float:
 
 
 def _layerscale_reference(p, x, attn, ffn):
-    x = x.double()
-    h = x + p.attn_scale.double() * attn(p.attn_norm(x))
-    return h + p.ffn_scale.double() * ffn(p.ffn_norm(h))
+    x, b = x.double(), p.branch_multiplier
+    h = x + b * p.attn_scale.double() * attn(p.attn_norm(x))
+    return h + b * p.ffn_scale.double() * ffn(p.ffn_norm(h))
 
 
 def _rezero_reference(p, x, attn, ffn):
-    x = x.double()
+    x, b = x.double(), p.branch_multiplier
     a = p.alpha.double()
-    h = x + a * attn(x)
-    return h + a * ffn(h)
+    h = x + b * a * attn(x)
+    return h + b * a * ffn(h)
 
 
 def _deepnorm_reference(p, x, attn, ffn):
@@ -58,16 +59,18 @@ def _deepnorm_reference(p, x, attn, ffn):
     return p.ffn_norm(a * h + ffn(h))
 
 
-@registry.register("norm_placement", "layerscale", final_norm=True, residual_init=None, reference=_layerscale_reference)
-class LayerScale(nn.Module):
+@registry.register("norm_placement", "layerscale", final_norm=True, residual_init=None,
+                   weights={"attn_scale": "input", "ffn_scale": "input"}, reference=_layerscale_reference)
+class LayerScale(Placement):
     """Pre-norm with a learned per-channel scale on each branch, x + diag(g) f(norm(x)) (CaiT, Touvron et al., 2021).
 
     g starts at a small ``init_value`` so each block begins near the identity; None takes CaiT's choice
     by depth (``cait_init``: 0.1 up to 18 layers, 1e-5 up to 24, 1e-6 deeper).
     """
 
-    def __init__(self, dim: int, n_layers: int, make_norm: Callable[[], nn.Module], init_value: Positive | None = None):
-        super().__init__()
+    def __init__(self, dim: int, n_layers: int, make_norm: Callable[[], nn.Module], init_value: Positive | None = None,
+                 branch_multiplier: float = 1.0):
+        super().__init__(branch_multiplier)
         self.init_value = cait_init(n_layers) if init_value is None else init_value
         self.attn_norm, self.ffn_norm = make_norm(), make_norm()
         self.attn_scale = nn.Parameter(torch.empty(dim))
@@ -80,23 +83,25 @@ class LayerScale(nn.Module):
         self.ffn_scale.fill_(self.init_value)
 
     def forward(self, x: torch.Tensor, attn: Sublayer, ffn: Sublayer) -> torch.Tensor:
-        x = x + self.attn_scale * attn(self.attn_norm(x))
-        return x + self.ffn_scale * ffn(self.ffn_norm(x))
+        b = self.branch_multiplier
+        x = x + scale_branch(self.attn_scale * attn(self.attn_norm(x)), b)
+        return x + scale_branch(self.ffn_scale * ffn(self.ffn_norm(x)), b)
 
     def extra_repr(self) -> str:
         return f"init_value={self.init_value:g}"
 
 
-@registry.register("norm_placement", "rezero", final_norm=False, residual_init=None, reference=_rezero_reference)
-class ReZero(nn.Module):
+@registry.register("norm_placement", "rezero", final_norm=False, residual_init=None, weights={"alpha": "input"},
+                   reference=_rezero_reference)
+class ReZero(Placement):
     """ReZero x + a * f(x): no norm at all, one scalar a per block shared by both sublayers, initialised to 0 (Bachlechner et al., 2020).
 
     Every block starts as the identity. As in the paper, nothing is normalised, so the model gets no
     final norm either (the configured ``norm`` is unused).
     """
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, branch_multiplier: float = 1.0):
+        super().__init__(branch_multiplier)
         self.alpha = nn.Parameter(torch.zeros(()))
 
     @torch.no_grad()
@@ -104,11 +109,13 @@ class ReZero(nn.Module):
         self.alpha.zero_()
 
     def forward(self, x: torch.Tensor, attn: Sublayer, ffn: Sublayer) -> torch.Tensor:
-        x = x + self.alpha * attn(x)
-        return x + self.alpha * ffn(x)
+        b = self.branch_multiplier
+        x = x + scale_branch(self.alpha * attn(x), b)
+        return x + scale_branch(self.alpha * ffn(x), b)
 
 
-@registry.register("norm_placement", "deepnorm", final_norm=False, residual_init=deepnorm_beta, reference=_deepnorm_reference)
+@registry.register("norm_placement", "deepnorm", final_norm=False, residual_init=deepnorm_beta, weights={},
+                   reference=_deepnorm_reference)
 class DeepNorm(nn.Module):
     """DeepNorm: post-norm with the stream up-weighted, norm(alpha * x + f(x)), alpha = (2N)^(1/4) (DeepNet, Wang et al., 2022).
 

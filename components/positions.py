@@ -40,12 +40,12 @@ class Positions(nn.Module):
         return None
 
 
-@registry.register("positions", "none")
+@registry.register("positions", "none", weights={})
 class NoPositions(Positions):
     """No position information (NoPE): causal masking alone orders tokens (Haviv et al., 2022)."""
 
 
-@registry.register("positions", "learned", max_len="max_seq_len")
+@registry.register("positions", "learned", max_len="max_seq_len", weights={"weight": "input"})
 class LearnedPositions(Positions):
     """Learned absolute position table added to embeddings (GPT-2); cannot go past ``max_seq_len``."""
 
@@ -64,7 +64,7 @@ class LearnedPositions(Positions):
         return x + self.weight[offset : offset + T]
 
 
-@registry.register("positions", "sinusoidal")
+@registry.register("positions", "sinusoidal", weights={})
 class SinusoidalPositions(Positions):
     """Fixed sinusoidal encodings added to embeddings, any length (Vaswani et al., 2017).
 
@@ -126,7 +126,7 @@ class _Rotary(torch.autograd.Function):
         return _rotate(grad, cos, -sin).to(ctx.input_dtype), None, None
 
 
-@registry.register("positions", "rope")
+@registry.register("positions", "rope", weights={})
 class RotaryEmbedding(Positions):
     """Rotary position embedding, RoPE (Su et al., 2021): rotates q and k by position-dependent angles.
 
@@ -195,7 +195,7 @@ def alibi_slopes(n_heads: int) -> list[float]:
     return power_of_two(c) + power_of_two(2 * c)[0::2][: n_heads - c]
 
 
-@registry.register("positions", "alibi", slopes=True)
+@registry.register("positions", "alibi", slopes=True, weights={})
 class AlibiPositions(Positions):
     """ALiBi, attention with linear biases (Press et al., 2022): no embedding, no rotation; head h's
     score for a key d tokens back is lowered by slope_h * d, which holds at any length."""

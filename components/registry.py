@@ -16,9 +16,12 @@ import logging
 import types
 import typing
 import warnings
+import weakref
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Callable, Mapping
+
+from torch import nn
 
 from .contract import ContractWarning, bounds_of, kind_contract
 
@@ -144,6 +147,7 @@ class Registry:
     def __init__(self) -> None:
         self._entries: dict[str, dict[str, Entry]] = {}
         self._plugins_loaded = False
+        self._built: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> the Entry that built it
 
     def register(self, kind: str, name: str, description: str | None = None, **traits: Any):
         """Decorator: ``@registry.register("ffn", "swiglu", width="glu", residual=("down",))``.
@@ -282,6 +286,14 @@ class Registry:
             sizes = {**{k: getattr(context, k) for k in contract.sizes + contract.settings}, **sizes}
         kwargs = {k: v for k, v in sizes.items() if takes_any or k in named}
         kwargs.update(options)
-        return factory(**kwargs)
+        built = factory(**kwargs)
+        if isinstance(built, nn.Module):
+            self._built[built] = self.get(kind, name)
+        return built
+
+    def built_by(self, module: Any) -> Entry | None:
+        """The entry whose ``build`` made ``module`` (None for one built otherwise): the model reads the
+        roles of a component's parameters from the entry's ``weights`` declaration."""
+        return self._built.get(module) if isinstance(module, nn.Module) else None
 
 registry = Registry()

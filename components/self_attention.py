@@ -9,6 +9,7 @@ from torch import nn
 from .config import TransformerConfig
 from .context import BuildContext
 from .generation import LayerCache
+from .parametrization import multipliers
 from .positions import Positions
 from .registry import registry
 
@@ -21,7 +22,8 @@ class CausalSelfAttention(nn.Module):
     (H * head_dim) and the whole k projection (H_kv * head_dim) before the head split (OLMo 2).
     ``cfg.window`` (sliding window) and the positions' ALiBi slopes reach the kernel as its ``window``
     and ``slopes`` keywords, passed only when set, so a kernel with the plain (q, k, v) signature
-    still serves full causal attention.
+    still serves full causal attention. Under μP the queries are multiplied by
+    ``Multipliers.q_scale`` after the positions, so the scores scale as 1/head_dim across widths.
 
     With a ``cache`` (incremental decoding, ``TransformerLM.generate``), x holds the tokens at absolute
     positions ``offset``.. only; their keys and values, after QK-norm and positions, are appended to the
@@ -33,6 +35,7 @@ class CausalSelfAttention(nn.Module):
         context = context or BuildContext.from_config(cfg)
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         self.window, self.qk_norm = cfg.window, cfg.qk_norm
+        self.q_scale = multipliers(cfg).q_scale
         # One fused projection for q, k and v: one GEMM instead of three.
         self.qkv = nn.Linear(cfg.dim, (self.n_heads + 2 * self.n_kv_heads) * self.head_dim, bias=cfg.bias)
         self.out = nn.Linear(self.n_heads * self.head_dim, cfg.dim, bias=cfg.bias)
@@ -56,6 +59,8 @@ class CausalSelfAttention(nn.Module):
         q, k = q.transpose(1, 2), k.transpose(1, 2)  # (B, H, T, D), (B, Hkv, T, D)
         v = v.view(B, T, Hkv, D).transpose(1, 2)  # (B, Hkv, T, D)
         q, k = positions.rotate(q, k, offset)
+        if self.q_scale != 1.0:  # μP: scores scaled by sqrt(base_head_dim) / head_dim, the kernel's 1/sqrt(head_dim) included
+            q = q * self.q_scale
         if cache is not None:
             k, v = cache.update(k, v)  # (B, Hkv, offset + T, D)
         options = {}

@@ -188,7 +188,7 @@ def test_traits_are_read_only_with_the_kinds_defaults_filled(sandbox_registry):
             return x
 
     traits = registry.get("norm_placement", "wbtest_declared").traits
-    assert dict(traits) == {"final_norm": False, "residual_init": None, "reference": None}
+    assert dict(traits) == {"final_norm": False, "residual_init": None, "weights": None, "reference": None}
     with pytest.raises(TypeError):
         traits["final_norm"] = True
 
@@ -209,7 +209,7 @@ def test_importing_the_builtins_raises_no_contract_warning():
 @pytest.mark.parametrize(
     "kind, traits, message",
     [
-        ("ffn", dict(widht="glu"), r"ffn 'wbtest_x': unknown trait 'widht' \(traits of ffn: width, residual, reference\)"),
+        ("ffn", dict(widht="glu"), r"ffn 'wbtest_x': unknown trait 'widht' \(traits of ffn: width, residual, weights, reference\)"),
         ("ffn", dict(width="wide"), r"ffn 'wbtest_x': trait width='wide' must be 'mlp' or 'glu'"),
         ("ffn", dict(residual="down"), r"trait residual='down' must be a tuple of fnmatch patterns"),
         ("norm_placement", dict(final_norm=1), r"trait final_norm=1 must be True or False"),
@@ -217,7 +217,7 @@ def test_importing_the_builtins_raises_no_contract_warning():
         ("attention", dict(window="yes"), r"attention 'wbtest_x': trait window='yes' must be True or False"),
         ("positions", dict(max_len="seq_len"), r"trait max_len='seq_len' must be None, 'max_seq_len' or a positive int"),
         ("norm", dict(reference=3), r"trait reference=3 must be a callable"),
-        ("norm", dict(final_norm=True), r"norm 'wbtest_x': unknown trait 'final_norm' \(traits of norm: reference\)"),
+        ("norm", dict(final_norm=True), r"norm 'wbtest_x': unknown trait 'final_norm' \(traits of norm: weights, reference\)"),
     ],
 )
 def test_an_unknown_or_ill_typed_trait_is_a_type_error_naming_it(kind, traits, message, sandbox_registry):

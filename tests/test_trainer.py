@@ -53,11 +53,11 @@ def test_run_callbacks_leave_out_lightnings_monitors():
 def test_learning_rate_tags_are_one_curve_or_named_by_weight_decay():
     import torch
 
-    from workbench.training.optim import param_groups
+    from components.parametrization import param_groups
     from workbench.training.tensorboard import lr_scalars
 
     model = TransformerLM(TransformerConfig(vocab_size=64, max_seq_len=16, dim=32, n_layers=1, n_heads=2))
-    optimizer = torch.optim.AdamW(param_groups(model, 0.1), lr=3e-3)
+    optimizer = torch.optim.AdamW(param_groups(model, 3e-3, 0.1), lr=3e-3)
     assert lr_scalars(optimizer) == {"lr": 3e-3}  # both groups follow the one schedule: one curve
     optimizer.param_groups[1]["lr"] = 1e-3
     assert lr_scalars(optimizer) == {"lr/decay": 3e-3, "lr/no_decay": 1e-3}

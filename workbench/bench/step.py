@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from components import TransformerConfig, TransformerLM
+from components.parametrization import param_groups
 
-from ..training.optim import param_groups
 from . import profile
 from .compile_cost import compile_costs
 from .flops import achieved_flops, matmul_flops, mfu, paired_mfu
@@ -60,7 +60,7 @@ def training_step(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor]
                   device: torch.device, grad_clip: float = 1.0) -> Callable[[], None]:
     """A closure running one optimiser step of ``model``: what LMModule does per step, minus Lightning."""
     context = autocast_context(precision, device)
-    optimizer = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-4, fused=device.type in ("cpu", "cuda"))
+    optimizer = torch.optim.AdamW(param_groups(model, 1e-4, 0.1), lr=1e-4, fused=device.type in ("cpu", "cuda"))
 
     def step() -> None:
         with context():
