@@ -2,17 +2,19 @@
 
 Two forms, chosen by what the architecture is:
 
-- **transformers** (``workbench.interop.to_hf`` expresses it as LLaMA or GPT-2): ``save_pretrained`` of the
-  model, its generation config and a fast tokenizer (``tokenizer.json``) rebuilt from the run's
-  sentencepiece model, so ``AutoModelForCausalLM.from_pretrained(DIR)``, ``AutoTokenizer.from_pretrained(DIR)``
-  and ``pipeline("text-generation", model=DIR)`` work with no extra arguments. Every special token is one of
+- **transformers** (``workbench.interop.to_hf`` expresses it as LLaMA or GPT-2; a μP / CompleteP model with its
+  multipliers folded into its weights, ``workbench.interop.fold``): ``save_pretrained`` of the model, its
+  generation config and a fast tokenizer (``tokenizer.json``) rebuilt from the run's sentencepiece model, so
+  ``AutoModelForCausalLM.from_pretrained(DIR)``, ``AutoTokenizer.from_pretrained(DIR)`` and
+  ``pipeline("text-generation", model=DIR)`` work with no extra arguments. Every special token is one of
   the sentencepiece model's own pieces (``<unk>``, ``</s>``; the workbench trains no ``<s>``), so no id
   falls outside the model's vocabulary; ``</s>`` is ``eos_token_id`` in the model's config and
   generation config, and the tokenizer's pad token (``tokenizer(texts, padding=True)``), padding on the
-  left as batched generation with a causal LM needs. Before anything is written, the transformers model's logits are checked against the
-  workbench model's: an architecture ``to_hf`` converts but transformers computes differently is
-  exported in the plain form, not silently changed.
-- **plain** (every other architecture): ``model.safetensors``, ``config.json`` (``TransformerConfig.to_dict()``)
+  left as batched generation with a causal LM needs. Before anything is written, the transformers model's
+  logits are checked against the workbench model's (the μP one, multipliers and all): an architecture
+  ``to_hf`` converts but transformers computes differently is exported in the plain form, not silently changed.
+- **plain** (every other architecture, and a μP / CompleteP model whose multipliers do not fold exactly, its
+  config keeping them): ``model.safetensors``, ``config.json`` (``TransformerConfig.to_dict()``)
   and the run's tokenizer file (``tokenizer.model`` for sentencepiece, ``tokenizer.json`` for a ``tokenizers``
   one, none for a run trained on token ids), loaded by ``components`` in three lines plus the tokenizer's
   (PLAIN_LOAD, PLAIN_TOKENIZERS), then generating with it (PLAIN_GENERATE); all in the folder's README.md.

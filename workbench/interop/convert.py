@@ -14,6 +14,7 @@ import torch
 from components import TransformerConfig, TransformerLM
 
 from .family import AXES, CONVERTIBLE_OPTIONS, Family, Map, describe, features
+from .fold import fold_multipliers
 from .gpt2 import GPT2
 from .llama import LLAMA, MISTRAL, OLMO2, QWEN3
 from .mixtral import MIXTRAL
@@ -141,10 +142,12 @@ def to_hf(model: TransformerLM, family: str | None = None, **config_overrides):
     family in FAMILIES that fits (a model without window, QK-norm or MoE is a LLaMA, not a Mistral).
     ``config_overrides`` go to the transformers config (e.g. ``bos_token_id``, ``attn_implementation``).
     Raises ValueError when the architecture has no transformers equivalent (post-norm, ALiBi, LayerNorm
-    with RoPE, ...), naming the settings in the way.
+    with RoPE, ...), naming the settings in the way. A μP / CompleteP model is first folded into the
+    standard model with the same logits (``fold_multipliers``), or refused where that is not exact.
     """
     import transformers
 
+    model = fold_multipliers(model)
     family = family_of(model.config, family)
     hf_config = getattr(transformers, family.config_class)(**{**family.hf_kwargs(model), **config_overrides})
     hf_model = getattr(transformers, family.model_class)(hf_config)
