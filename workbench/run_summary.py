@@ -3,7 +3,8 @@
 A compact table (variant, final validation loss, Δ against its baseline with the interval, verdict)
 from results.json, of the run groups this folder has run (one without a single run record, e.g. left out by
 ``--variant``, is named on a line of its own), then which run groups have not learned (learned.py, with the
-unigram floor), both report files and the TensorBoard command. It goes to the log (stderr), so a batch job's log
+unigram floor), with ``tune: {at: smallest}`` which sizes trained at a smaller size's optimum, both report files and
+the TensorBoard command. It goes to the log (stderr), so a batch job's log
 file ends with the answer.
 """
 
@@ -16,6 +17,7 @@ from .reports.load import COMPLETED, MISSING, Results, Variant
 from .reports.analysis.learned import learned_text, learning
 from .reports.analysis.stats import summarize
 from .reports.summary import table_order
+from .reports.tuning_section import transfer_lines
 
 
 def _loss(values: list[float]) -> str:
@@ -86,7 +88,7 @@ def notes(results: Results) -> list[str]:
                      f"nats below the unigram floor ({', '.join(floors)} nats/token)")
     elif ran and not floors:
         lines.append("whether the models learned is not checked: results.json records no unigram floor")
-    return lines
+    return lines + transfer_lines(results)  # tune.at: smallest: which sizes ran no grid of their own
 
 
 def results_table(run_dir: Path) -> list[str]:

@@ -3,6 +3,8 @@ moves with size, and final loss vs the tuned value plotted per variant.
 
 It reads ``results.tuning`` (``analysis.tuning``): the same decisions the runner made, so the report shows
 the grid point each verdict ran at, and flags an optimum on the grid's edge rather than calling it interior.
+With ``tune: {at: smallest}`` it says which sizes were tuned and which trained at a smaller size's optimum
+(``transfer_lines``, which the run summary prints too).
 """
 
 from __future__ import annotations
@@ -51,6 +53,36 @@ def edge_text(t: Tuning) -> str:
     return f"on the {t.edge} edge: the optimum may lie {side} the grid"
 
 
+TRANSFERS = {"mup": ("μP", "width"), "completep": ("CompleteP", "width and depth")}  # config/transfer.py
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def transfer_lines(results: Results) -> list[str]:
+    """'tuned at d64 only; d128 and d256 trained at d64's optimum (μP transfers the learning rate across width,
+    docs/parametrization.md)', one line per distinct plan (variants that share one share the line); [] when no
+    size trains at another's optimum."""
+    grid = {v.cell: v for v in results.grid}
+    plans: dict[tuple, list[str]] = {}
+    for cell, t in results.tuning.items():
+        source = grid.get(t.transferred_from) if t.transferred_from else None
+        if source is None:
+            continue
+        scheme = (source.config.get("model") or {}).get("parametrization", "standard")
+        plan = plans.setdefault((source.arch, source.size, scheme), [])
+        plan.append(cell[len(source.arch) + 1:])
+    by_text: dict[str, list[str]] = {}
+    for (arch, small, scheme), larger in plans.items():
+        name, across = TRANSFERS.get(scheme, (scheme, "what the sizes change"))
+        text_ = (f"tuned at {small} only; {_and(larger)} trained at {small}'s optimum ({name} transfers the "
+                 f"{quantity(next(iter(results.tuning.values())).key)} across {across}, docs/parametrization.md)")
+        by_text.setdefault(text_, []).append(arch)
+    archs = list(dict.fromkeys(v.arch for v in results.grid))
+    return [line if len(users) == len(archs) else f"{', '.join(users)}: {line}" for line, users in by_text.items()]
+
+
 def _groups(results: Results) -> dict[str, list[Variant]]:
     """Each cell's grid-point run groups."""
     out: dict[str, list[Variant]] = {}
@@ -84,9 +116,17 @@ def status_text(t: Tuning, groups: list[Variant]) -> str:
     return "; ".join(parts) or "complete"
 
 
+def _transfer_row(cell: str, t: Tuning) -> list[str]:
+    """A size that ran no grid: the value its verdict seeds ran at, and where it came from."""
+    status = (f"transferred from {t.transferred_from} (tune.at: smallest)" if t.best is not None
+              else f"{t.note}; no verdict" if t.note else f"waiting for {t.transferred_from}'s tuning; no verdict yet")
+    return [cell, f"none ({t.transferred_from}'s optimum)", value_text(t.best), fmt.DASH, fmt.DASH, fmt.DASH, edge_text(t), status]
+
+
 def tuning_table(results: Results) -> Table:
     groups = _groups(results)
-    rows = [[cell, _grid_text(groups.get(cell, []), t), value_text(t.best),
+    rows = [_transfer_row(cell, t) if t.transferred_from else
+            [cell, _grid_text(groups.get(cell, []), t), value_text(t.best),
              value_text(t.fitted) + (" (no fit)" if t.fitted is not None and t.fitted_loss is None else ""),
              fmt.number(t.best_loss), fmt.number(t.sensitivity), edge_text(t), status_text(t, groups.get(cell, []))]
             for cell, t in results.tuning.items()]
@@ -107,15 +147,16 @@ def method_blocks(results: Results) -> list[Block]:
     beyond = (f"; an optimum on the grid's edge adds up to {extend} more point(s) on that side, and one still on the "
               "edge after those is flagged" if isinstance(extend, int) and extend > 0 else
               "; an optimum on the grid's edge is flagged")
+    transfers = transfer_lines(results)
     return [Para([
         text("Every variant was trained at every grid value of "), code(key),
-        text(f" with {n} tuning seed{'s' if n != 1 else ''}. Its optimum is the minimum of a quadratic in log(value) "
+        text(f"{' at its smallest size' if transfers else ''} with {n} tuning seed{'s' if n != 1 else ''}. Its optimum is the minimum of a quadratic in log(value) "
              "through its best point and that point's two neighbours (no fit: the best point itself); the verdicts "
              "compare each variant at its own optimum, the grid point nearest the fitted one, where its verdict seeds "
              f"run{beyond}. A diverged run counts as the loss at init, ln(vocabulary) = "
              f"{', '.join(f'{x:.2f}' for x in init)} nats. Sensitivity (Wortsman et al. 2023) is the mean over the grid "
              "of min(loss, loss at init) − best loss: the loss a variant gives up away from its optimum, lower is "
-             "more robust.")])]
+             "more robust.")])] + [Para([text(line[0].upper() + line[1:] + ".")]) for line in transfers]
 
 
 def _sensitivity_row(results: Results, cell: str, arch: str, size: str | None) -> list[str] | None:
@@ -136,7 +177,7 @@ def _sensitivity_row(results: Results, cell: str, arch: str, size: str | None) -
 def sensitivity_blocks(results: Results) -> list[Block]:
     """Each variant's sensitivity minus its baseline's, paired by tuning seed; said plainly when one seed cannot bound it."""
     groups = _groups(results)
-    rows = [row for cell, g in groups.items() if cell in results.tuning
+    rows = [row for cell, g in groups.items() if cell in results.tuning and not results.tuning[cell].transferred_from
             if (row := _sensitivity_row(results, cell, g[0].arch, g[0].size)) is not None]
     if not rows:
         return []
@@ -154,10 +195,11 @@ def sensitivity_blocks(results: Results) -> list[Block]:
 
 def sizes_blocks(results: Results) -> list[Block]:
     """How each arch's fitted optimum moves across the sizes of a sweep."""
-    sizes = [s for s in results.sizes if any(v.size == s for v in results.grid)]
-    if not sizes:
-        return []
     archs = list(dict.fromkeys(v.arch for v in results.grid))
+    sizes = [s for s in results.sizes if any(not t.transferred_from for t in
+                                             filter(None, (results.tuning.get(f"{a}@{s}") for a in archs)))]
+    if len(sizes) < 2:  # one tuned size (tune.at: smallest): nothing moves
+        return []
     rows = []
     for arch in archs:
         cells = [results.tuning.get(f"{arch}@{s}") for s in sizes]
