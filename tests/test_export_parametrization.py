@@ -30,6 +30,7 @@ FOLD_CASES = {
     "mup_qk_proj_layernorm": dict(MUP, qk_norm="proj", norm="layernorm", bias=True),
     "mup_dyt_tied_qk_head": dict(MUP, norm="dyt", tie_embeddings=True, qk_norm="head"),
     "mup_moe": dict(MUP, ffn=MOE),
+    "mup_alibi_window": dict(MUP, positions="alibi", window=6),  # q's multiplier leaves the ALiBi bias as it is
     "completep_pre": dict(CP),
     "completep_depth_only": dict(CP, base_dim=None, tie_embeddings=True),
     "completep_parallel_gpt2": dict(CP, **GPT2, norm_placement="parallel"),

@@ -62,24 +62,22 @@ def fold_multipliers(model: TransformerLM) -> TransformerLM:
                              f"(one with an affine output folds it: {', '.join(AFFINE_NORMS)})")
         else:
             scale(affine("norm"), m.output)
-    for i in range(cfg.n_layers):
-        block = f"blocks.{i}"
-        if m.q_scale != 1.0:
-            if cfg.qk_norm == "none":
-                rows = cfg.n_heads * cfg.head_dim  # the fused qkv's first rows are q's
-                for name in affine(f"{block}.attn.qkv"):
-                    if name in state:
-                        state[name][:rows] *= m.q_scale
-            elif norm in AFFINE_NORMS:
-                scale(affine(f"{block}.attn.q_norm"), m.q_scale)
-            else:
-                raise ValueError(f"{why}: the attention's q multiplier {m.q_scale:g} comes after qk_norm={cfg.qk_norm!r} "
-                                 f"with norm {norm!r}, which has no affine output to take it "
-                                 f"(norms that do: {', '.join(AFFINE_NORMS)})")
+    if m.q_scale != 1.0:
+        if cfg.qk_norm == "none":
+            rows = cfg.n_heads * cfg.head_dim  # the fused qkv's first rows are q's
+            for name in [p for i in range(cfg.n_layers) for p in affine(f"blocks.{i}.attn.qkv")]:
+                if name in state:
+                    state[name][:rows] *= m.q_scale
+        elif norm in AFFINE_NORMS:
+            scale([p for i in range(cfg.n_layers) for p in affine(f"blocks.{i}.attn.q_norm")], m.q_scale)
+        else:
+            raise ValueError(f"{why}: the attention's q multiplier {m.q_scale:g} comes after qk_norm={cfg.qk_norm!r} "
+                             f"with norm {norm!r}, which has no affine output to take it "
+                             f"(norms that do: {', '.join(AFFINE_NORMS)})")
     if m.branch != 1.0:
         placement = cfg.component("norm_placement")[0]
         if placement in BRANCH_LINEAR:
-            scale([f"{layer}.{p}" for layer in sorted(model.residual_projections()) for p in ("weight", "bias")], m.branch)
+            scale([f"{layer}.{p}" for layer in model.residual_projections() for p in ("weight", "bias")], m.branch)
         elif placement in BRANCH_NORMS and norm in AFFINE_NORMS:
             scale([p for i in range(cfg.n_layers) for n in BRANCH_NORMS[placement] for p in affine(f"blocks.{i}.{n}")],
                   m.branch)
@@ -91,13 +89,10 @@ def fold_multipliers(model: TransformerLM) -> TransformerLM:
 
 
 def _standard_model(model: TransformerLM, state: dict[str, torch.Tensor]) -> TransformerLM:
-    """A ``standard`` TransformerLM of ``model``'s architecture holding ``state``."""
+    """A ``standard`` TransformerLM of ``model``'s architecture holding ``state``. Built for real, not on the
+    meta device: a component may keep plain tensors of its own (ALiBi's slopes) that to_empty would not fill."""
     fields = dict(model.config.to_dict(), parametrization="standard", base_dim=None, base_layers=None)
-    with torch.device("meta"):  # skip a random init that ``state`` overwrites
-        folded = TransformerLM(TransformerConfig.from_dict(fields))
+    folded = TransformerLM(TransformerConfig.from_dict(fields))
     reference = model.embed.weight
-    folded.to_empty(device=reference.device).to(reference.dtype)
-    if folded.config.tie_embeddings:  # to_empty gives each module its own tensor: tie again
-        folded.lm_head.weight = folded.embed.weight
-    folded.load_state_dict(state, strict=True)
+    folded.to(device=reference.device, dtype=reference.dtype).load_state_dict(state, strict=True)
     return folded.train(model.training)
