@@ -80,3 +80,15 @@ def test_an_experiment_importing_the_doc_plugin_trains_to_completion(plugin, cac
     done = runs(out)
     assert set(done) == {(name, 0) for name in doc_experiment["variants"]}
     assert all(r["status"] == "completed" and r["steps"] == 4 for r in done.values())
+
+
+def test_the_doc_plugin_is_layerscale_under_completep_too(plugin):
+    # It takes branch_multiplier and declares its weights, so completep scales its branches as the built-in's.
+    __import__(MODULE)
+    tokens = torch.randint(0, 64, (2, 9))
+    base = dict(vocab_size=64, dim=64, n_layers=4, n_heads=4, max_seq_len=16, parametrization="completep", base_dim=32,
+                base_layers=2)
+    ours = TransformerLM(TransformerConfig(**base, norm_placement={"name": NAME, "init_value": 0.5}), init_seed=0)
+    builtin = TransformerLM(TransformerConfig(**base, norm_placement={"name": "layerscale", "init_value": 0.5}), init_seed=0)
+    assert ours.blocks[0].place.branch_multiplier == 0.5
+    torch.testing.assert_close(ours(tokens), builtin(tokens), rtol=0, atol=0)
