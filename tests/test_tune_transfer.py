@@ -38,6 +38,15 @@ def test_a_sized_mup_variant_takes_its_smallest_sizes_dim_as_base_and_without_si
     assert [v.model["base_dim"] for v in std.variants.values()] == [None, None]  # standard reads no base
 
 
+def test_a_resolved_base_the_model_refuses_is_one_line_naming_where_it_came_from(tmp_path, cache):
+    with pytest.raises(ConfigError) as err:
+        load(tmp_path, cache, "sizes: [{name: d32, dim: 32, n_heads: 2}, {name: d96, dim: 96, n_heads: 3}]",
+             "  rms: {model: {parametrization: mup}}")
+    message = str(err.value)
+    assert "tiny.yaml: model.base_dim (unset: the smallest size's dim): base_dim=32: must be divisible" in message
+    assert "\n" not in message
+
+
 def test_completep_over_a_depth_sweep_takes_the_smallest_depth_and_width(tmp_path, cache):
     exp = load(tmp_path, cache, "sweep: {model.n_layers: [4, 2]}", "  rms: {model: {parametrization: completep}}")
     assert {n: (v.model["base_dim"], v.model["base_layers"]) for n, v in exp.variants.items()} == {

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 
 from . import estimate as est
+from .config.base_shape import RESOLVED
 from .config.machine import machine_needs, machine_problems
 from .config.specs import format_value
 from .horizon_sweep import family_costs
@@ -85,7 +86,7 @@ def parametrization_line(variant) -> str | None:
         if base not in model or (base == "base_layers" and scheme != "completep"):
             continue
         value = model[base]
-        resolved = variant.origins.get(f"model.{base}", ("", ""))[1].startswith("sizes")
+        resolved = RESOLVED in variant.origins.get(f"model.{base}", ("", ""))[1]
         parts.append(f"{base} {value if value is not None else f'= {shape} (its own base)'}"
                      + (f" (the smallest size's {shape})" if resolved else ""))
         if value:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from .experiment import Experiment, Origins
 
 # base key -> (the shape key it refers to, the parametrizations that read it)
+RESOLVED = "unset: the smallest size's"  # how an origin says the base was resolved here
 BASES = {"base_dim": ("dim", ("mup", "completep")), "base_layers": ("n_layers", ("completep",))}
 
 
@@ -44,4 +45,4 @@ def base_origins(exp: Experiment, fill: dict[str, int]) -> Origins:
     """Where a filled-in base came from, for errors that blame it: the file that lists the sizes."""
     sizes = [o for k, o in exp.origins.items() if k == "sizes" or k.startswith("sizes.") or k.startswith("sweep.")]
     source = sizes[-1][0] if sizes else str(exp.path)
-    return {f"model.{base}": (source, f"sizes (model.{base} unset: the smallest size's {BASES[base][0]})") for base in fill}
+    return {f"model.{base}": (source, f"model.{base} ({RESOLVED} {BASES[base][0]})") for base in fill}

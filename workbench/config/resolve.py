@@ -99,7 +99,10 @@ def resolve_path(blame: Blame, path: str, key: str = "data.paths") -> str:
 
 def _check_build(blame: Blame, built: set[str]) -> None:
     """The variant's model within the size bound and built on the meta device, once per distinct config."""
-    config = counting_config(blame.variant.transformer_config())
+    try:  # a base resolved from the sizes (base_shape.py) is checked here first, naming where it came from
+        config = counting_config(blame.variant.transformer_config())
+    except InvalidConfig as exc:
+        blame.fail(f"model.{exc.field}", str(exc))
     fingerprint = repr(sorted(config.to_dict().items()))
     if fingerprint in built:
         return
