@@ -1,4 +1,4 @@
-"""Command line: run, show, data, report, figure, components, init, bench, sample, export. Heavy imports (Lightning) happen only in ``run``.
+"""Command line: run, show, data, report, figure, components, init, bench, coordcheck, sample, export. Heavy imports (Lightning) happen only in ``run``.
 
 Exit codes: 0 success (diverged runs are results); 2 bad input or a refused run folder (one line
 naming the file, key, value and allowed values, no traceback); 3 the sweep ran but some run failed;
@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     from .bench.cli import add_parser as add_bench_parser  # argparse only; the bench's imports stay lazy
 
     add_bench_parser(sub)
+    from .coordcheck.cli import add_parser as add_coordcheck_parser  # argparse only: torch loads when it runs
+
+    add_coordcheck_parser(sub)
     return parser
 
 
@@ -287,6 +290,12 @@ def cmd_bench(args) -> int:
     return run(args)
 
 
+def cmd_coordcheck(args) -> int:
+    from .coordcheck.cli import run
+
+    return run(args)
+
+
 def _stdout_closed() -> int:
     """Where stdout's reader has gone (``show EXP | head -1``): end quietly, as Unix tools do, with
     128 + SIGPIPE; stdout goes to /dev/null so the interpreter's final flush raises nothing."""
@@ -308,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     configure_logging(args.verbose)  # time-stamped lines unless stderr is a terminal
     command = {"run": cmd_run, "show": cmd_show, "report": cmd_report, "components": cmd_components, "data": cmd_data,
-               "bench": cmd_bench, "init": cmd_init, "sample": cmd_sample, "export": cmd_export, "figure": cmd_figure}[args.command]
+               "bench": cmd_bench, "init": cmd_init, "sample": cmd_sample, "export": cmd_export, "figure": cmd_figure,
+               "coordcheck": cmd_coordcheck}[args.command]
     try:
         code = command(args)
         sys.stdout.flush()  # a reader that went away (| head) shows here rather than at exit
