@@ -49,6 +49,15 @@ def test_mup_keeps_every_kind_within_2x_over_widths_while_standard_logits_grow_o
 
 
 @pytest.mark.e2e
+def test_mup_is_flat_over_widths_with_tied_embeddings_learned_positions_and_biases(tmp_path, cache, capsys):
+    """GPT-2's family: the tied LM head is the embedding (input role, logits x 1/m_d), biases, LayerNorm, GELU."""
+    exp = write_experiment(tmp_path, cache, variants="  gpt2: {}", baseline="gpt2", seeds=(0,))
+    exp.write_text(exp.read_text().replace("model/llama.yaml", "model/gpt2.yaml"))
+    mup = coordcheck_json(exp, tmp_path, capsys, "--widths", *WIDTHS, "model.parametrization=mup")
+    assert set(mup["verdicts"].values()) == {"flat"}, mup
+
+
+@pytest.mark.e2e
 def test_completep_is_flat_over_depth_where_standard_residual_stream_grows(exp, tmp_path, capsys):
     depths = ["--depths", "2", "4", "8", "16", "model.dim=64"]
     completep = coordcheck_json(exp, tmp_path, capsys, *depths, "model.parametrization=completep")
