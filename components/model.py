@@ -44,8 +44,8 @@ class TransformerLM(nn.Module):
         self.register_state_dict_post_hook(flatten_placements)
         self.register_load_state_dict_pre_hook(nest_placements)
         self.multipliers = multipliers(cfg)
-        if self.multipliers.parametrization != "standard":
-            self.weight_roles()  # a parameter no declaration covers is refused here, before any draw
+        # Resolved once, here: a parameter no declaration covers is refused before any draw, and copies keep them.
+        self._roles = None if self.multipliers.parametrization == "standard" else self._resolve_roles()
         self.init_weights(init_seed)
 
     def forward(self, tokens: torch.Tensor, offset: int = 0, targets: torch.Tensor | None = None) -> torch.Tensor:
@@ -256,8 +256,12 @@ class TransformerLM(nn.Module):
         """{parameter name: its μP role} (components.parametrization), tied weights once. A parameter
         inside a module a registry entry built takes the role the innermost such entry's ``weights``
         trait declares for it (a norm built by a placement: the norm's); the model declares its own
-        (``MODEL_WEIGHTS``). Raises ValueError for a component that declares nothing or a parameter
-        no pattern covers."""
+        (``MODEL_WEIGHTS``). Under mup / completep resolved when the model is built (so a deep copy
+        keeps them); under standard on each call. Raises ValueError for a component that declares
+        nothing or a parameter no pattern covers."""
+        return dict(self._roles) if self._roles is not None else self._resolve_roles()
+
+    def _resolve_roles(self) -> dict[str, str]:
         roots = {name: entry for name, module in self.named_modules() if (entry := registry.built_by(module)) is not None}
         roles = {}
         for name, _ in self.named_parameters():

@@ -353,3 +353,13 @@ def test_stored_configs_without_the_new_keys_load_as_standard():
     assert (cfg.parametrization, cfg.base_dim, cfg.base_layers) == ("standard", None, None)
     again = config(parametrization="completep", base_dim=16, base_layers=1)
     assert TransformerConfig.from_dict(again.to_dict()) == again
+
+
+def test_a_deep_copy_keeps_its_roles_and_groups():
+    import copy
+
+    model = TransformerLM(config(dim=64, parametrization="mup", base_dim=16, ffn="moe"))
+    clone = copy.deepcopy(model)  # its modules are new objects: the registry never built them
+    assert clone.weight_roles() == model.weight_roles()
+    assert [(g["role"], g["lr"], len(g["params"])) for g in param_groups(clone, 1e-3, 0.1)] == \
+           [(g["role"], g["lr"], len(g["params"])) for g in param_groups(model, 1e-3, 0.1)]
