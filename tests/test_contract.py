@@ -336,3 +336,32 @@ def test_the_example_plugin_builds_a_model_that_trains(example_plugin):
         losses.append(loss.item())
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < 0.7 * losses[0]
+
+
+@pytest.mark.parametrize("parametrization, base", [("mup", {"base_dim": 32}), ("completep", {"base_dim": 32, "base_layers": 1})])
+def test_the_example_plugin_runs_under_mup_and_completep(example_plugin, parametrization, base):
+    """Its declared weights give every parameter a role, and its placement takes CompleteP's branch multiplier."""
+    from components.parametrization import param_groups
+
+    cfg = TransformerConfig(vocab_size=64, dim=64, n_layers=2, n_heads=4, max_seq_len=16, norm="example_scalenorm",
+                            norm_placement="example_normformer", ffn="example_bilinear",
+                            parametrization=parametrization, **base)
+    model = TransformerLM(cfg, init_seed=0)
+    roles = model.weight_roles()
+    assert roles["blocks.0.ffn.w_gate.weight"] == "hidden" and roles["blocks.0.place.attn_norm.g"] == "input"
+    assert model.blocks[1].place.branch_multiplier == (0.5 if parametrization == "completep" else 1.0)
+    groups = param_groups(model, 1e-2, 0.1)
+    hidden = next(g for g in groups if g["role"] == "hidden")
+    assert hidden["lr"] == pytest.approx(1e-2 / 2)  # m_d = 64 / 32
+    torch.manual_seed(0)
+    batch = torch.randint(0, 64, (4, 17))
+    opt = torch.optim.AdamW(groups)
+    losses = []
+    for _ in range(15):
+        loss = model(batch[:, :-1], targets=batch[:, 1:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < 0.8 * losses[0]

@@ -63,6 +63,18 @@ def test_learning_rate_tags_are_one_curve_or_named_by_weight_decay():
     assert lr_scalars(optimizer) == {"lr/decay": 3e-3, "lr/no_decay": 1e-3}
 
 
+def test_learning_rate_tags_under_mup_are_named_by_role():
+    import torch
+
+    from components.parametrization import param_groups
+    from workbench.training.tensorboard import lr_scalars
+
+    config = TransformerConfig(vocab_size=64, max_seq_len=16, dim=64, n_layers=1, n_heads=2, parametrization="mup", base_dim=16)
+    optimizer = torch.optim.AdamW(param_groups(TransformerLM(config), 4e-3, 0.1))
+    # Hidden weights at lr / m_d (m_d = 4); input weights (embedding, norms) and the readout at lr.
+    assert lr_scalars(optimizer) == {"lr/hidden": 1e-3, "lr/input": 4e-3, "lr/readout": 4e-3}
+
+
 def test_window_throughput_counts_the_steps_since_the_last_logging_step(tmp_path):
     from types import SimpleNamespace
 

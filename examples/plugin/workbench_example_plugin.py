@@ -1,8 +1,9 @@
 """Example third-party components, registered through the ``workbench.components`` entry point.
 
 Each registration declares what the workbench relies on (docs/components.md): the FFN its width rule
-and its residual projection, the placement whether the model needs a final norm, and each a float64
-reference the workbench's tests check it against.
+and its residual projection, the placement whether the model needs a final norm, each its weights'
+roles (what μP/CompleteP scale: docs/parametrization.md), and each a float64 reference the workbench's
+tests check it against.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def scalenorm_reference(norm: ScaleNorm, x: torch.Tensor) -> torch.Tensor:
     return norm.g.double() * x / length
 
 
-@registry.register("norm", "example_scalenorm", reference=scalenorm_reference)
+@registry.register("norm", "example_scalenorm", weights={"g": "input"}, reference=scalenorm_reference)
 class ScaleNorm(nn.Module):
     """ScaleNorm: g * x / ||x||, one learned scalar gain g, initialised to sqrt(dim) (Nguyen & Salazar, 2019)."""
 
@@ -51,7 +52,8 @@ def bilinear_reference(ffn: BilinearGLU, x: torch.Tensor) -> torch.Tensor:
     return (gate * up) @ ffn.w_out.weight.double().T
 
 
-@registry.register("ffn", "example_bilinear", width="glu", residual=("w_out",), reference=bilinear_reference)
+@registry.register("ffn", "example_bilinear", width="glu", residual=("w_out",), weights={"w_*": "hidden"},
+                   reference=bilinear_reference)
 class BilinearGLU(nn.Module):
     """Bilinear GLU, a gated unit without activation: w_out((w_gate x) * (w_up x)) (Shazeer, 2020)."""
 
@@ -69,19 +71,23 @@ class BilinearGLU(nn.Module):
 
 
 def normformer_reference(place: NormFormer, x, attn, ffn):
-    h = x + place.attn_post_norm(attn(place.attn_norm(x)))
-    return h + ffn(place.ffn_norm(h))
+    b = place.branch_multiplier
+    h = x + b * place.attn_post_norm(attn(place.attn_norm(x)))
+    return h + b * ffn(place.ffn_norm(h))
 
 
-@registry.register("norm_placement", "example_normformer", final_norm=True, reference=normformer_reference)
+@registry.register("norm_placement", "example_normformer", final_norm=True, weights={}, reference=normformer_reference)
 class NormFormer(nn.Module):
     """Pre-norm plus a norm on the attention output, NormFormer's post-attention norm (Shleifer et al., 2021)."""
 
-    def __init__(self, make_norm):
+    def __init__(self, make_norm, branch_multiplier: float = 1.0):
         super().__init__()
         # Each norm is the model's configured kind; the block stores it as blocks.N.<attribute>.
         self.attn_norm, self.attn_post_norm, self.ffn_norm = make_norm(), make_norm(), make_norm()
+        # CompleteP's 1/m_L (1.0 otherwise): each branch is scaled where it joins the stream.
+        self.branch_multiplier = branch_multiplier
 
     def forward(self, x, attn, ffn):
-        x = x + self.attn_post_norm(attn(self.attn_norm(x)))
-        return x + ffn(self.ffn_norm(x))
+        b = self.branch_multiplier
+        x = x + b * self.attn_post_norm(attn(self.attn_norm(x)))
+        return x + b * ffn(self.ffn_norm(x))

@@ -54,16 +54,21 @@ def column(label: str) -> str:
 
 
 def lr_scalars(optimizer: torch.optim.Optimizer) -> dict[str, float]:
-    """``{"lr": x}`` while all parameter groups share one learning rate (optim.py's decay and no-decay
-    groups follow one schedule), else one tag per group named by its weight decay."""
+    """``{"lr": x}`` while all parameter groups share one learning rate (standard: optim.py's decay and
+    no-decay groups follow one schedule); else one tag per group name: its μP role where it has one
+    (``lr/hidden``, ``lr/input``: components.parametrization), else its weight decay (``lr/decay``).
+    Groups that share a name and a rate share a tag; where they do not, ``lr/group{i}``."""
     groups = optimizer.param_groups
     rates = [float(g["lr"]) for g in groups]
     if len(set(rates)) == 1:
         return {LR: rates[0]}
-    names = [f"{LR}/{'decay' if g['weight_decay'] > 0 else 'no_decay'}" for g in groups]
-    if len(set(names)) < len(names):
-        names = [f"{LR}/group{i}" for i in range(len(groups))]
-    return dict(zip(names, rates))
+    by_name: dict[str, set[float]] = {}
+    for group, rate in zip(groups, rates):
+        name = group.get("role") or ("decay" if group["weight_decay"] > 0 else "no_decay")
+        by_name.setdefault(f"{LR}/{name}", set()).add(rate)
+    if any(len(r) > 1 for r in by_name.values()):
+        return {f"{LR}/group{i}": rate for i, rate in enumerate(rates)}
+    return {name: r.pop() for name, r in by_name.items()}
 
 
 _PRECISION_DTYPES = {"bf16-mixed": torch.bfloat16, "bf16-true": torch.bfloat16, "16-mixed": torch.float16,
