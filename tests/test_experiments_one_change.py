@@ -41,16 +41,24 @@ CHANGES: dict[str, dict[str, set[str]]] = {
     "llama_ladder": LADDER_RUNGS,
     "llama_ladder_scale": LADDER_RUNGS,
     # an architecture comparison, not a one-change ablation (its yaml says so); the token budget sets steps
+    # the parametrization, with the base it resolves to (the smallest size's dim / n_layers)
+    "transfer_depth": {"completep": {"model.parametrization", "model.base_dim", "model.base_layers"}},
+    "transfer_width": {"mup": {"model.parametrization", "model.base_dim"}},
     "scaling_llama_vs_gpt": {"gpt2": {"model.norm", "model.norm_eps", "model.ffn", GLU_WIDTH, "model.positions",
                                       "model.bias", "model.tie_embeddings", "train.steps"}},
 }
 
 
 def comparisons(experiment):
-    """(variant, reference) for every variant compared: with its baseline, or a ladder's previous rung."""
+    """(variant, reference) for every variant compared: with its baseline, or a ladder's previous rung, at the
+    same size and (in a tuned experiment) the same grid point."""
     variants = list(experiment.variants.values())
+
+    def cell(v):
+        return v.size, None if v.point is None else (v.point.step, v.point.value)
+
     for variant in variants:
-        same = [v for v in variants if v.size == variant.size]
+        same = [v for v in variants if cell(v) == cell(variant)]
         if experiment.ladder:
             if same.index(variant):
                 yield variant, same[same.index(variant) - 1]
