@@ -137,11 +137,16 @@ def test_base_shape_is_the_smallest_size_only_where_the_config_leaves_it_unset()
     assert {m["base_dim"] for m in models} == {None} and "base_layers 2" in note  # one width: its own base
 
 
-def test_probe_measures_each_kind_as_a_hand_written_forward_does():
-    """The hooks against the pre-norm block written out by hand, in float64."""
+@pytest.mark.parametrize("shape", [{}, {"parametrization": "mup", "base_dim": 8},
+                                   {"parametrization": "completep", "base_dim": 8, "base_layers": 1}], ids=str)
+def test_probe_measures_each_kind_as_a_hand_written_forward_does(shape):
+    """The hooks against the pre-norm block written out by hand, in float64: sublayer outputs before the
+    completep branch multiplier, the stream after it, the logits after mup's output multiplier."""
     torch.manual_seed(0)
-    config = TransformerConfig(vocab_size=50, max_seq_len=8, dim=16, n_layers=3, n_heads=2)
+    config = TransformerConfig(vocab_size=50, max_seq_len=8, dim=16, n_layers=3, n_heads=2, **shape)
     model = TransformerLM(config, init_seed=0).double()
+    branch = 1 / 3 if shape.get("parametrization") == "completep" else 1.0
+    output = 0.5 if shape else 1.0
     tokens = torch.randint(0, 50, (2, 8))
     measured = ActivationProbe(model).measure(tokens)
 
@@ -150,14 +155,15 @@ def test_probe_measures_each_kind_as_a_hand_written_forward_does():
 
     with torch.no_grad():
         x = model.positions.embed(model.embed(tokens), 0)
-        expected = {"embedding": mean_abs(x), "attention": 0.0, "ffn": 0.0, "block": 0.0}
+        expected = {"embedding": mean_abs(x), "attention": 0.0, "ffn": 0.0}
         for block in model.blocks:
             a = block.attn(block.attn_norm(x), model.positions, 0)
-            f = block.ffn(block.ffn_norm(x + a))
-            x = x + a + f
-            for kind, value in (("attention", a), ("ffn", f), ("block", x)):
+            f = block.ffn(block.ffn_norm(x + branch * a))
+            x = x + branch * a + branch * f
+            for kind, value in (("attention", a), ("ffn", f)):
                 expected[kind] += mean_abs(value) / config.n_layers
-        expected["logits"] = mean_abs(model.lm_head(model.norm(x)))
+        expected["block"] = mean_abs(x)  # the last block's output only
+        expected["logits"] = mean_abs(model.lm_head(model.norm(x) * output))
     assert list(measured) == list(KINDS)
     for kind in KINDS:
         assert measured[kind] == pytest.approx(expected[kind], rel=1e-12), kind

@@ -4,9 +4,13 @@ The kinds (nanoGPT-mup's coordinate-check hooks, plus the residual stream):
     embedding  the input of the first block: token embedding (+ absolute positions)
     attention  each block's attention sublayer output (``block.attn``), before any branch multiplier
     ffn        each block's FFN output (``block.ffn``), before any branch multiplier
-    block      the residual stream after each block
+    block      the residual stream after the last block, what the final norm and LM head read
+               (nanoGPT-mup's ``last_layer``)
     logits     the model's output logits (any output multiplier applied: what the loss sees)
-A kind with one value per layer is averaged over the layers.
+attention and ffn, one value per layer, are averaged over the layers. The residual stream is not: its
+layer l of L sits at relative depth l / L, so a layer average compares the first block of a 16-layer
+model with the first of a 2-layer one and shrinks with depth even where the output stream does not
+(measured: docs/coordcheck.md).
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ class ActivationProbe:
         self._handles = [first.register_forward_pre_hook(lambda module, args: self._record("embedding", args[0]))]
         for block in model.blocks:
             self._handles += [block.attn.register_forward_hook(self._output_hook("attention")),
-                              block.ffn.register_forward_hook(self._output_hook("ffn")),
-                              block.register_forward_hook(self._output_hook("block"))]
+                              block.ffn.register_forward_hook(self._output_hook("ffn"))]
+        self._handles.append(model.blocks[-1].register_forward_hook(self._output_hook("block")))
 
     def _output_hook(self, kind: str) -> Callable:
         return lambda module, args, output: self._record(kind, output)

@@ -100,7 +100,7 @@ def plot_png(check: CoordCheck, title: str) -> bytes:
         ax.set_xlabel(check.sweep.axis)
         ax.grid(True, alpha=0.35)
     axes[0].set_ylabel("mean |activation|")
-    axes[-1].legend(fontsize="x-small", loc="best")
+    axes[-1].legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.02, 0.5))  # beside the panels, not on a line
     base = f" ({check.base})" if check.base else ""
     fig.suptitle(f"coordinate check of {title}: parametrization {check.parametrization}{base}, mean |activation| "
                  f"after each of {check.steps} steps")
