@@ -115,6 +115,20 @@ def test_bad_input_is_one_line_and_exit_2(exp, capsys, args, needle):
     assert needle in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
 
 
+def test_flags_alone_mean_their_defaults_and_overrides_caught_in_a_size_list_stay_overrides(tmp_path):
+    from workbench.cli import _parser
+    from workbench.coordcheck.cli import DEFAULT_DEPTHS, DEFAULT_WIDTHS, parse_request
+
+    def request(*args):
+        return parse_request(_parser().parse_args(["coordcheck", "exp.yaml", *args]))
+
+    assert (request().axis, request().sizes, request().steps, request().seeds) == ("width", DEFAULT_WIDTHS, 10, 2)
+    assert (request("--depths").axis, request("--depths").sizes) == ("depth", DEFAULT_DEPTHS)
+    moved = request("model.norm=layernorm", "--widths", "256", "64", "train.lr=0.01", "--steps", "4")
+    assert moved.sizes == (64, 256) and moved.steps == 4
+    assert moved.overrides == ("model.norm=layernorm", "train.lr=0.01")
+
+
 def test_verdicts_from_the_max_min_ratio():
     assert verdict([1.0, 1.5, 2.0]) == "flat"  # exactly 2x is flat
     assert verdict([1.0, 1.5, 2.01]) == "growing"
