@@ -122,7 +122,7 @@ def test_flags_alone_mean_their_defaults_and_overrides_caught_in_a_size_list_sta
     def request(*args):
         return parse_request(_parser().parse_args(["coordcheck", "exp.yaml", *args]))
 
-    assert (request().axis, request().sizes, request().steps, request().seeds) == ("width", DEFAULT_WIDTHS, 10, 2)
+    assert (request().axis, request().sizes, request().steps, request().seeds) == ("width", DEFAULT_WIDTHS, 3, 2)
     assert (request("--depths").axis, request("--depths").sizes) == ("depth", DEFAULT_DEPTHS)
     moved = request("model.norm=layernorm", "--widths", "256", "64", "train.lr=0.01", "--steps", "4")
     assert moved.sizes == (64, 256) and moved.steps == 4
