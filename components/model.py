@@ -15,7 +15,7 @@ from .context import BuildContext
 from .contract import AuxLossSource, SparseCompute
 from .generation import KVCache, check_sampling, sample_next
 from .loss import linear_cross_entropy
-from .parametrization import READOUT, multipliers
+from .parametrization import READOUT, Parametrized, multipliers
 from .positions import LearnedPositions
 from .registry import registry
 
@@ -25,7 +25,7 @@ MODEL_WEIGHTS = {"embed.weight": "input", "lm_head.weight": READOUT,
                  "blocks.*.attn.qkv.weight": "hidden", "blocks.*.attn.out.weight": "hidden", "blocks.*.attn.*.bias": "input"}
 
 
-class TransformerLM(nn.Module):
+class TransformerLM(Parametrized):
     """Decoder-only language model assembled from registry components by a TransformerConfig."""
 
     def __init__(self, config: TransformerConfig, init_seed: int | None = None):

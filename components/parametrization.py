@@ -108,6 +108,17 @@ def multipliers(config: TransformerConfig) -> Multipliers:
                        branch=1.0 / depth)
 
 
+class Parametrized(nn.Module):
+    """A model that declares its parametrization: ``multipliers`` and every parameter's role
+    (``weight_roles()``: {parameter name: role}). ``param_groups`` splits such a model's parameters by
+    role; any other module gets the standard groups. TransformerLM is one."""
+
+    multipliers: Multipliers = STANDARD
+
+    def weight_roles(self) -> dict[str, str]:
+        raise NotImplementedError
+
+
 def _decays(model: nn.Module) -> set[int]:
     """ids of the parameters AdamW decays: nn.Linear weights, except a tied LM head (it is the embedding)."""
     linear = {id(m.weight) for m in model.modules() if isinstance(m, nn.Linear)}
@@ -118,13 +129,11 @@ def _decays(model: nn.Module) -> set[int]:
 def param_groups(model: nn.Module, lr: float, weight_decay: float, eps: float = 1e-8) -> list[dict]:
     """AdamW parameter groups: decay nn.Linear weights, never norms, biases, embeddings or position tables
     (GPT-3, LLaMA practice). Under standard (any nn.Module): exactly those two groups, decay first. Under
-    mup / completep (a TransformerLM): one group per (role, decays), in order of first appearance, with
-    the role's lr, eps and weight-decay factors (``Multipliers``)."""
-    from .model import TransformerLM  # the model imports this module
-
+    mup / completep (a ``Parametrized`` model): one group per (role, decays), in order of first appearance,
+    with the role's lr, eps and weight-decay factors (``Multipliers``)."""
     decays = _decays(model)
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    mult = model.multipliers if isinstance(model, TransformerLM) else STANDARD
+    mult = model.multipliers if isinstance(model, Parametrized) else STANDARD
     if mult.parametrization == "standard":
         return [{"params": [p for _, p in params if id(p) in decays], "lr": lr, "weight_decay": weight_decay, "eps": eps},
                 {"params": [p for _, p in params if id(p) not in decays], "lr": lr, "weight_decay": 0.0, "eps": eps}]
