@@ -12,6 +12,7 @@ from .ffn import GLU, MLP, GeGLU, ReGLU, SwiGLU, glu_hidden_dim, mlp_hidden_dim
 from .model import TransformerLM
 from .moe import MoE
 from .norms import DyT, LayerNorm, RMSNorm
+from .parametrization import Multipliers, Parametrized, param_groups
 from .placement import ParallelBlock, PostNorm, PreNorm, ReorderedNorm, SandwichNorm
 from .placement_scaled import DeepNorm, LayerScale, ReZero
 from .positions import LearnedPositions, NoPositions, Positions, RotaryEmbedding, SinusoidalPositions
@@ -20,8 +21,8 @@ from .registry import InvalidOption, Registry, UnknownComponentError, registry
 __all__ = [
     "AuxLossSource", "Block", "BuildContext", "CausalSelfAttention", "ContractWarning", "DeepNorm", "DyT", "FlashAttention",
     "FlashAttentionUnavailable", "GLU", "GeGLU", "InvalidConfig", "InvalidOption", "LayerNorm", "LayerScale", "LearnedPositions",
-    "MLP", "MoE", "NaiveAttention", "NoPositions", "ParallelBlock", "Positions", "PostNorm", "PreNorm", "RMSNorm", "ReGLU",
+    "MLP", "MoE", "Multipliers", "NaiveAttention", "NoPositions", "ParallelBlock", "Parametrized", "Positions", "PostNorm", "PreNorm", "RMSNorm", "ReGLU",
     "ReZero", "Registry", "ReorderedNorm", "RotaryEmbedding", "SDPAttention", "SandwichNorm", "SinusoidalPositions",
     "SparseCompute", "SwiGLU", "TransformerConfig", "TransformerLM", "UnknownComponentError",
-    "glu_hidden_dim", "mlp_hidden_dim", "registry", "repeat_kv",
+    "glu_hidden_dim", "mlp_hidden_dim", "param_groups", "registry", "repeat_kv",
 ]
