@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from torch import nn
-
-if TYPE_CHECKING:
-    from .config import TransformerConfig
 
 PARAMETRIZATIONS = ("standard", "mup", "completep")
 
@@ -88,14 +85,28 @@ def _check(role: str) -> None:
 STANDARD = Multipliers()
 
 
-def base_head_dim(config: TransformerConfig) -> int:
+class Shape(Protocol):
+    """What the rules read of a model's config (components.config.TransformerConfig is one; the config
+    imports this module, so the type is declared here rather than imported)."""
+
+    parametrization: str
+    dim: int
+    base_dim: int | None
+    n_layers: int
+    base_layers: int | None
+    n_heads: int
+    head_dim: int
+    derived: frozenset[str]  # the sizes resolved by rule (head_dim among them when set by none)
+
+
+def base_head_dim(config: Shape) -> int:
     """The head_dim the config would have at dim = base_dim (its own when head_dim is set by hand)."""
     if "head_dim" in config.derived and config.base_dim is not None:
         return config.base_dim // config.n_heads
     return config.head_dim
 
 
-def multipliers(config: TransformerConfig) -> Multipliers:
+def multipliers(config: Shape) -> Multipliers:
     """The factors ``config`` implies: TP5 Table 3 / nanoGPT-mup for mup, CompleteP Table 1 (alpha = 1) too."""
     if config.parametrization == "standard":
         return STANDARD
