@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--variant", action="append", metavar="NAME", help="run only this variant (repeatable)")
     run.add_argument("--restart", action="append", metavar="NAME",
                      help="discard this variant's runs (finished or partial) and train it again (repeatable)")
+    from .launch.cli import add_arguments as add_launch_arguments  # argparse only
+
+    add_launch_arguments(run)
 
     show = sub.add_parser("show", help="the baseline's resolved config, what each variant changes, parameters and "
                                        "FLOPs/token; trains nothing")
@@ -45,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
                                            "paired per-seed differences the verdicts test, the unpaired means below")
     figure.add_argument("run_dir", type=Path, help="a run folder with results.json, e.g. runs/ablate_norm")
     figure.add_argument("out", type=Path, help="the PNG to write, e.g. docs/report.png")
+
+    status = sub.add_parser("status", help="every run of RUN_DIR: pending / running (host, step) / completed / failed / "
+                                           "diverged, and its Slurm jobs' states; readable while a sweep runs")
+    status.add_argument("run_dir", type=Path)
 
     sub.add_parser("components", help="every registered component, by kind, with its description and options (with "
                                       "defaults)")
@@ -164,11 +171,21 @@ def cmd_data(args) -> int:
 def cmd_run(args) -> int:
     from .config import load_experiment
 
-    experiment = load_experiment(args.experiment, args.overrides)
+    from .launch.cli import check_arguments
+
+    check_arguments(args)
+    experiment = load_experiment(args.experiment, args.overrides, machine=args.launcher == "local")  # slurm: checked there
     experiment.select(args.variant)  # unknown --variant names: ConfigError (a variant, or a variant@size)
     experiment.select(args.restart)
     out = _out_folder(args.out) if args.out is not None else Path("runs") / experiment.name
     _check_writable(out)
+    from .lock_support import check_flock
+
+    check_flock(out)  # concurrent processes share the folder under flock: refuse a file system that ignores it
+    if args.launcher == "slurm":
+        from .launch.cli import submit_to_slurm
+
+        return submit_to_slurm(args, out)
     from .experiment import failed_runs, is_global_zero, run_experiment  # imports torch/lightning only after the config is known good
 
     store = run_experiment(experiment, out, args.variant, args.restart)
@@ -245,6 +262,13 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_status(args) -> int:
+    from .status import status_lines
+
+    print("\n".join(status_lines(args.run_dir)))
+    return 0
+
+
 def cmd_figure(args) -> int:
     from .reports.answer_figure import write_figure
 
@@ -318,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.verbose)  # time-stamped lines unless stderr is a terminal
     command = {"run": cmd_run, "show": cmd_show, "report": cmd_report, "components": cmd_components, "data": cmd_data,
                "bench": cmd_bench, "init": cmd_init, "sample": cmd_sample, "export": cmd_export, "figure": cmd_figure,
-               "coordcheck": cmd_coordcheck}[args.command]
+               "coordcheck": cmd_coordcheck, "status": cmd_status}[args.command]
     try:
         code = command(args)
         sys.stdout.flush()  # a reader that went away (| head) shows here rather than at exit

@@ -19,8 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
+import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,6 +84,10 @@ class RunFolder:
 
     def run_lock(self, variant: str, seed: int) -> Path:
         return self.seed_dir(variant, seed) / ".lock"
+
+    def owner_file(self, variant: str, seed: int) -> Path:
+        """Host, pid and Slurm job of the process that last claimed the run (valid while its lock is held)."""
+        return self.seed_dir(variant, seed) / ".owner.json"
 
     @property
     def folder_lock(self) -> Path:
@@ -235,6 +241,7 @@ class RunFolder:
         with locked(self.run_lock(variant, seed), wait=wait) as mine:
             if mine:
                 self.check_registered(variant, ident)
+                write_json(self.owner_file(variant, seed), run_owner())  # who trains it: `status` shows it
             yield mine
 
     def _require_registered(self, variant: str, ident: dict, consequence: str) -> None:
@@ -278,6 +285,13 @@ class RunFolder:
                         shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
         self.store.forget(variant)
         log.info("--restart %s: its runs were discarded", variant)
+
+
+def run_owner() -> dict:
+    """This process as a run's owner: host, pid and, under Slurm, its job (``ARRAY_TASK``)."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    job = f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
+    return {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job": job}
 
 
 def run_label(variant: str, seed: int) -> str:

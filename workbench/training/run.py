@@ -51,7 +51,8 @@ log = logging.getLogger("workbench")
 # Lightning's chatter that says nothing about this run.
 for _pattern in (".*does not have many workers.*", ".*Checkpoint directory.*exists and is not empty.*",
                  ".*IterableDataset.*__len__.*", ".*TensorBoard.*tensorboardX.*", ".*`training_step` returned.*",
-                 r".*isinstance\(treespec, LeafSpec\).*"):
+                 r".*isinstance\(treespec, LeafSpec\).*",
+                 ".*The `srun` command is available on your system but is not used.*"):  # a login node, or a Slurm task of --launcher slurm
     warnings.filterwarnings("ignore", message=_pattern)
 for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric"):
     logging.getLogger(_name).setLevel(logging.WARNING)
