@@ -110,6 +110,9 @@ class TransformerConfig:
     # m_L = n_layers / base_layers. None: this config is its own base.
     base_dim: int | None = None
     base_layers: int | None = None
+    # The head_dim at the base shape (mup, completep: attention scores scale sqrt(base_head_dim) / head_dim).
+    # None: base_dim / n_heads (heads kept as width grows), or head_dim itself where head_dim is set by hand.
+    base_head_dim: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "max_seq_len", "dim", "n_layers", "n_heads", "multiple_of"):
@@ -140,18 +143,19 @@ class TransformerConfig:
     def _check_parametrization(self) -> None:
         """base_dim / base_layers only where read; under mup / completep every component declares its
         weights' roles, and under completep the placement applies the branch multiplier itself."""
-        reads = {"base_dim": self.parametrization != "standard", "base_layers": self.parametrization == "completep"}
+        reads = {"base_dim": self.parametrization != "standard", "base_layers": self.parametrization == "completep",
+                 "base_head_dim": self.parametrization != "standard"}
         for name, read in reads.items():
             value = getattr(self, name)
             if value is not None and not read:
-                where = "mup or completep" if name == "base_dim" else "completep"
+                where = "completep" if name == "base_layers" else "mup or completep"
                 raise InvalidConfig(name, value, f"is read only under parametrization {where}, not "
                                     f"{self.parametrization!r} (it would be silently ignored)")
             if value is not None:
                 self._positive(name)
         if self.parametrization == "standard":
             return
-        if self.base_dim is not None and self.head_dim is None and self.base_dim % self.n_heads:
+        if self.base_dim is not None and self.head_dim is None and self.base_head_dim is None and self.base_dim % self.n_heads:
             raise InvalidConfig("base_dim", self.base_dim, f"must be divisible by n_heads={self.n_heads} "
                                 "(the base head_dim is base_dim / n_heads)")
         for name, kind in COMPONENT_FIELDS.items():

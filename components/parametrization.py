@@ -96,11 +96,16 @@ class Shape(Protocol):
     base_layers: int | None
     n_heads: int
     head_dim: int
+    base_head_dim: int | None
     derived: frozenset[str]  # the sizes resolved by rule (head_dim among them when set by none)
 
 
 def base_head_dim(config: Shape) -> int:
-    """The head_dim the config would have at dim = base_dim (its own when head_dim is set by hand)."""
+    """The head_dim at the base shape: ``base_head_dim`` where set (an experiment sets it to its base size's
+    head_dim), else the head_dim the config would have at dim = base_dim with its heads (its own head_dim
+    when that is set by hand)."""
+    if config.base_head_dim is not None:
+        return config.base_head_dim
     if "head_dim" in config.derived and config.base_dim is not None:
         return config.base_dim // config.n_heads
     return config.head_dim
@@ -137,25 +142,32 @@ def _decays(model: nn.Module) -> set[int]:
     return linear - embed
 
 
-def param_groups(model: nn.Module, lr: float, weight_decay: float, eps: float = 1e-8) -> list[dict]:
+def param_groups(model: nn.Module, lr: float, weight_decay: float, eps: float = 1e-8,
+                 hidden_lr_ratio: float = 1.0) -> list[dict]:
     """AdamW parameter groups: decay nn.Linear weights, never norms, biases, embeddings or position tables
-    (GPT-3, LLaMA practice). Under standard (any nn.Module): exactly those two groups, decay first. Under
-    mup / completep (a ``Parametrized`` model): one group per (role, decays), in order of first appearance,
-    with the role's lr, eps and weight-decay factors (``Multipliers``)."""
+    (GPT-3, LLaMA practice). Under standard with ``hidden_lr_ratio`` 1 (any nn.Module): exactly those two
+    groups, decay first. Otherwise (a ``Parametrized`` model): one group per (role, decays), in order of
+    first appearance, with the role's lr, eps and weight-decay factors (``Multipliers``); the block matrices
+    (roles hidden and output) learn at ``lr * hidden_lr_ratio`` times their factor, embeddings, norms,
+    biases and the LM head at ``lr``."""
     decays = _decays(model)
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     mult = model.multipliers if isinstance(model, Parametrized) else STANDARD
-    if mult.parametrization == "standard":
+    if mult.parametrization == "standard" and hidden_lr_ratio == 1.0:
         return [{"params": [p for _, p in params if id(p) in decays], "lr": lr, "weight_decay": weight_decay, "eps": eps},
                 {"params": [p for _, p in params if id(p) not in decays], "lr": lr, "weight_decay": 0.0, "eps": eps}]
+    if not isinstance(model, Parametrized):
+        raise TypeError(f"hidden_lr_ratio={hidden_lr_ratio} needs each parameter's role: a Parametrized model "
+                        f"(components.TransformerLM), not {type(model).__name__}")
     roles = model.weight_roles()
     groups: dict[tuple[str, bool], dict] = {}
     for name, p in params:
         role, decay = roles[name], id(p) in decays
         group = groups.get((role, decay))
         if group is None:
+            ratio = hidden_lr_ratio if role in ("hidden", "output") else 1.0
             group = groups[(role, decay)] = {
-                "params": [], "lr": lr * mult.lr(role), "eps": eps * mult.eps(role),
+                "params": [], "lr": lr * ratio * mult.lr(role), "eps": eps * mult.eps(role),
                 "weight_decay": weight_decay * mult.weight_decay(role) if decay else 0.0, "role": role}
         group["params"].append(p)
     return list(groups.values())

@@ -186,6 +186,7 @@ BAD = {  # id: (experiment fields, overrides, key expected in the message, text 
     "strategy": ({}, ["train.strategy=deepspeed"], "train.strategy", "fsdp"),
     "num-nodes": ({}, ["train.num_nodes=0"], "train.num_nodes", "0"),
     "grad-clip": ({}, ["train.grad_clip=-1"], "train.grad_clip", ">= 0"),
+    "hidden-lr-ratio": ({}, ["train.hidden_lr_ratio=0"], "train.hidden_lr_ratio", "> 0"),
     "weight-decay": ({}, ["train.weight_decay=-0.1"], "train.weight_decay", ">= 0"),
     "eval-every": ({}, ["train.eval_every=0"], "train.eval_every", ">= 1"),
     "checkpoint-every": ({}, ["train.checkpoint_every=0"], "train.checkpoint_every", ">= 1"),

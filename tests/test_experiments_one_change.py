@@ -42,8 +42,9 @@ CHANGES: dict[str, dict[str, set[str]]] = {
     "llama_ladder_scale": LADDER_RUNGS,
     # an architecture comparison, not a one-change ablation (its yaml says so); the token budget sets steps
     # the parametrization, with the base it resolves to (the smallest size's dim / n_layers)
-    "transfer_depth": {"completep": {"model.parametrization", "model.base_dim", "model.base_layers"}},
-    "transfer_width": {"mup": {"model.parametrization", "model.base_dim"}},
+    "transfer_depth": {"completep": {"model.parametrization", "model.base_dim", "model.base_layers", "model.base_head_dim"}},
+    "transfer_width": {"mup": {"model.parametrization", "model.base_dim", "model.base_head_dim"},
+                       "mup_split": {"model.parametrization", "model.base_dim", "model.base_head_dim", "train.hidden_lr_ratio"}},
     "scaling_llama_vs_gpt": {"gpt2": {"model.norm", "model.norm_eps", "model.ffn", GLU_WIDTH, "model.positions",
                                       "model.bias", "model.tie_embeddings", "train.steps"}},
 }

@@ -77,6 +77,9 @@ def test_the_factors_follow_the_tables():
     cp = multipliers(config(dim=64, n_layers=8, parametrization="completep", base_dim=32, base_layers=2))  # m_d 2, m_L 4
     assert (cp.width, cp.depth, cp.output, cp.branch) == (2.0, 4.0, 0.5, 0.25)
     assert cp.eps("hidden") == pytest.approx(1 / 8) and cp.weight_decay("hidden") == 2.0 and cp.lr("hidden") == 0.5
+    # the base's head_dim set (an experiment whose sizes grow the heads sets it): scores scale sqrt(16) / 16 here
+    assert multipliers(config(dim=128, n_heads=8, parametrization="mup", base_dim=32, base_head_dim=16)).q_scale == 1.0
+    assert multipliers(config(dim=128, parametrization="mup", base_dim=32, base_head_dim=8)).q_scale == pytest.approx(math.sqrt(8 / 64))
     # head_dim set by hand does not change with width: no q scaling
     assert multipliers(config(dim=128, head_dim=16, parametrization="mup", base_dim=32)).q_scale == 1.0
 
@@ -141,26 +144,41 @@ def test_completep_init_does_not_change_with_depth():
 # --- optimizer groups --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("parametrization", ["mup", "completep"])
+@pytest.mark.parametrize("parametrization, ratio", [("mup", 1.0), ("completep", 1.0), ("mup", 0.25), ("standard", 0.125)])
 @pytest.mark.parametrize("tie", [False, True])
-def test_each_parameter_gets_its_roles_lr_eps_and_weight_decay(parametrization, tie):
+def test_each_parameter_gets_its_roles_lr_eps_and_weight_decay(parametrization, ratio, tie):
     extra = dict(n_layers=4, base_layers=2) if parametrization == "completep" else {}
+    base = {} if parametrization == "standard" else dict(base_dim=16)
     cfg = config(dim=64, n_heads=4, ffn={"name": "moe", "n_experts": 4, "top_k": 2}, positions="learned", bias=True,
-                 norm_placement="layerscale", tie_embeddings=tie, parametrization=parametrization, base_dim=16, **extra)
+                 norm_placement="layerscale", tie_embeddings=tie, parametrization=parametrization, **base, **extra)
     model = TransformerLM(cfg)
-    m_d, m_l = 4.0, 2.0 if parametrization == "completep" else 1.0
+    m_d = 1.0 if parametrization == "standard" else 4.0
+    m_l = 2.0 if parametrization == "completep" else 1.0
     lr, wd, eps = 1e-3, 0.1, 1e-8
-    groups = param_groups(model, lr, wd, eps)
+    groups = param_groups(model, lr, wd, eps, hidden_lr_ratio=ratio)
     where = {id(p): g for g in groups for p in g["params"]}
     named = list(model.named_parameters())
     assert len(where) == len(named) == sum(len(g["params"]) for g in groups)
     for name, p in named:
         role, g = expected_role(name, p), where[id(p)]
         decays = name.endswith(".weight") and p.dim() == 2 and name not in ("embed.weight", "positions.weight")
-        assert g["lr"] == pytest.approx(lr / m_d if role in ("hidden", "output") else lr), name
+        assert g["lr"] == pytest.approx(lr * ratio / m_d if role in ("hidden", "output") else lr), name
         assert g["eps"] == pytest.approx(eps / (m_d * m_l) if role == "hidden" else eps), name
         want_wd = (wd * (m_d if role == "hidden" and parametrization == "completep" else 1.0)) if decays else 0.0
         assert g["weight_decay"] == pytest.approx(want_wd), name
+
+
+def test_training_takes_train_hidden_lr_ratio_under_the_schedule():
+    model = TransformerLM(config(dim=64, parametrization="mup", base_dim=32))
+    optimizer, _ = build_optimizer(model, {**TRAIN, "hidden_lr_ratio": 0.25}, fused=False)
+    peak = {g["role"]: g["initial_lr"] for g in optimizer.param_groups}  # the schedule scales these
+    lr = TRAIN["lr"]
+    assert peak == pytest.approx({"input": lr, "hidden": lr * 0.25 / 2, READOUT: lr})
+
+
+def test_a_hidden_lr_ratio_needs_a_model_that_declares_its_roles():
+    with pytest.raises(TypeError, match="hidden_lr_ratio=0.5 needs each parameter's role"):
+        param_groups(nn.Sequential(nn.Linear(4, 4)), 1e-3, 0.1, hidden_lr_ratio=0.5)
 
 
 def old_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:

@@ -6,12 +6,14 @@ optimum, with the report and the run summary saying so."""
 from __future__ import annotations
 
 import logging
+import math
 
 import pytest
 import yaml
 
 from e2e import results, write_experiment
 from workbench.cli import main
+from components.parametrization import multipliers
 from workbench.config import ConfigError, load_experiment
 from workbench.reports.analysis.tuning import Point, transferred, tune
 
@@ -38,13 +40,35 @@ def test_a_sized_mup_variant_takes_its_smallest_sizes_dim_as_base_and_without_si
     assert [v.model["base_dim"] for v in std.variants.values()] == [None, None]  # standard reads no base
 
 
-def test_a_resolved_base_the_model_refuses_is_one_line_naming_where_it_came_from(tmp_path, cache):
+@pytest.mark.parametrize("sizes, base_head_dim, q_scales", [
+    # heads kept (the preset's 2): head_dim grows 16 -> 32, the scores scale sqrt(16) / 32 at d64
+    ("[{name: d64, dim: 64}, {name: d32, dim: 32}]", 16, {"d32": 1.0, "d64": math.sqrt(16 / 32)}),
+    # head_dim kept at 16, heads grow 2 -> 4 (LLaMA families): the attention scale does not change
+    ("[{name: d32, dim: 32, n_heads: 2}, {name: d64, dim: 64, n_heads: 4}]", 16, {"d32": 1.0, "d64": 1.0}),
+    # both grow: the base is the smallest size's own head_dim (base_dim / n_heads of d96 would not divide)
+    ("[{name: d32, dim: 32, n_heads: 2}, {name: d96, dim: 96, n_heads: 3}]", 16, {"d32": 1.0, "d96": math.sqrt(16 / 32)}),
+])
+def test_the_base_head_dim_is_the_smallest_sizes_whether_width_grows_heads_or_head_dim(tmp_path, cache, sizes,
+                                                                                     base_head_dim, q_scales):
+    exp = load(tmp_path, cache, f"sizes: {sizes}", "  rms: {model: {parametrization: mup}}")
+    assert {v.model["base_head_dim"] for v in exp.variants.values()} == {base_head_dim}
+    scales = {n.split("@")[1]: multipliers(v.transformer_config(vocab_size=64)).q_scale for n, v in exp.variants.items()}
+    assert scales == pytest.approx(q_scales)
+    assert exp.to_dict()["variants"]["rms@d32"]["model"]["base_head_dim"] == base_head_dim  # experiment.yaml stores it
+    # a base width set by hand is not the smallest size: its head_dim keeps the config's own rule
+    own = load(tmp_path, cache, f"sizes: {sizes}", "  rms: {model: {parametrization: mup, base_dim: 48}}")
+    assert {v.model.get("base_head_dim") for v in own.variants.values()} == {None}
+
+
+@pytest.mark.parametrize("variants, says", [
+    ("  rms: {model: {parametrization: mup, base_head_dim: 0}}", "variants.rms.model.base_head_dim: invalid value 0: must be a positive integer"),
+    ("  rms: {model: {base_head_dim: 16}}", "variants.rms.model.base_head_dim: invalid value 16: is read only under parametrization mup or completep"),
+])
+def test_a_bad_base_head_dim_is_one_line_naming_the_file_and_key(tmp_path, cache, variants, says):
     with pytest.raises(ConfigError) as err:
-        load(tmp_path, cache, "sizes: [{name: d32, dim: 32, n_heads: 2}, {name: d96, dim: 96, n_heads: 3}]",
-             "  rms: {model: {parametrization: mup}}")
+        load(tmp_path, cache, "sizes: [{name: d32, dim: 32, n_heads: 2}, {name: d64, dim: 64, n_heads: 4}]", variants)
     message = str(err.value)
-    assert "tiny.yaml: model.base_dim (unset: the smallest size's dim): base_dim=32: must be divisible" in message
-    assert "\n" not in message
+    assert "tiny.yaml: " + says in message and "\n" not in message
 
 
 def test_completep_over_a_depth_sweep_takes_the_smallest_depth_and_width(tmp_path, cache):
@@ -114,7 +138,8 @@ def test_show_names_the_base_and_which_sizes_train_at_which_optimum(tmp_path, ca
     out = capsys.readouterr().out
     assert "grid 0.001 0.01 0.1: rms@d32, ln@d32" in out
     assert "no grid, verdict seeds at rms@d32's optimum: rms@d64" in out
-    assert out.count("parametrization: mup, base_dim 32 (the smallest size's dim); width x2") == 2
+    assert out.count("parametrization: mup, base_dim 32 (the smallest size's dim), base_head_dim 16 "
+                     "(the smallest size's head_dim); width x2") == 2
     assert "runs: 6 tuning + 6 verdict" in out  # 3 grid points x 2 variants; 1 + 2 verdict seeds per variant
 
 

@@ -203,7 +203,7 @@ def test_show_prints_the_baseline_in_full_and_each_variant_as_its_differences(tm
     glu = int(2 * 4 * 32 / 3)  # LLaMA's 2/3 of 4*dim for dim=32, multiple_of 1
     assert f"ffn_hidden_dim={glu} (GLU rule" in base and "head_dim=16 (dim / n_heads)" in base
     assert "n_kv_heads=2 (= n_heads, MHA)" in base
-    assert not re.search(r"(n_kv_heads|head_dim|ffn_hidden_dim)=None", base)
+    assert not re.search(r"\b(n_kv_heads|head_dim|ffn_hidden_dim)=None", base)
     assert all(len(line) <= 100 for line in base.splitlines()[1:])
     assert ln.splitlines()[1:] == ["  model.norm: layernorm   (rms: rmsnorm)"]
     assert "model.ffn: gelu   (rms: swiglu)" in mlp and f"(rms: {glu} (GLU rule: 2/3 x 4 x dim))" in mlp

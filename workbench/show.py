@@ -82,14 +82,15 @@ def parametrization_line(variant) -> str | None:
     if scheme == "standard":
         return None
     parts, ratios = [], []
-    for base, shape, what in (("base_dim", "dim", "width"), ("base_layers", "n_layers", "depth")):
-        if base not in model or (base == "base_layers" and scheme != "completep"):
+    for base, shape, what in (("base_dim", "dim", "width"), ("base_layers", "n_layers", "depth"),
+                              ("base_head_dim", "head_dim", None)):
+        if base not in model or (base == "base_layers" and scheme != "completep") or (what is None and model[base] is None):
             continue
         value = model[base]
         resolved = RESOLVED in variant.origins.get(f"model.{base}", ("", ""))[1]
         parts.append(f"{base} {value if value is not None else f'= {shape} (its own base)'}"
                      + (f" (the smallest size's {shape})" if resolved else ""))
-        if value:
+        if value and what:
             ratios.append(f"{what} x{model[shape] / value:g}")
     return f"  parametrization: {scheme}, " + ", ".join(parts) + (f"; {', '.join(ratios)}" if ratios else "")
 

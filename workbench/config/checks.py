@@ -218,6 +218,7 @@ class _VariantCheck(Blame):
         self.integer("train.seq_len", 2)
         self.integer("train.warmup_steps", 0)  # may exceed steps: the LR then never reaches its peak
         self.number("train.lr", lambda x: x > 0, "a number > 0")
+        self.number("train.hidden_lr_ratio", lambda x: x > 0, "a number > 0 (1: one learning rate for every weight)")
         self.number("train.min_lr_ratio", lambda x: 0 <= x <= 1, "a number in [0, 1]")
         self.number("train.weight_decay", lambda x: x >= 0, "a number >= 0")
         self.number("train.grad_clip", lambda x: x >= 0, "a number >= 0 (0: no clipping)")

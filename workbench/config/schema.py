@@ -76,6 +76,9 @@ class TrainSettings:
     batch_size: int = 32  # sequences per step (per device)
     seq_len: int = 128  # tokens per sequence; also the model's max_seq_len
     lr: float = 3e-3  # peak learning rate (AdamW)
+    # the block matrices' (attention, FFN) lr relative to lr, before muP's 1/m_d; embeddings, norms, biases
+    # and the LM head keep lr (docs/parametrization.md, "Two learning rates")
+    hidden_lr_ratio: float = 1.0
     min_lr_ratio: float = 0.1  # cosine and wsd decay to lr * min_lr_ratio (config/schedule.py)
     warmup_steps: int = 20  # linear warmup; may exceed steps (the LR then never reaches its peak)
     schedule: str = "cosine"  # cosine | wsd (warm-up, stable, decay: one run serves every horizon of a steps sweep)

@@ -91,7 +91,7 @@ def sweep_models(model: dict, sweep: Sweep) -> tuple[list[dict], str | None]:
 
 def _optimizer(model: TransformerLM, train: TrainSettings) -> torch.optim.AdamW:
     """AdamW over the parametrization's groups (per-role lr, eps, weight decay), at a constant ``train.lr``."""
-    groups = param_groups(model, train.lr, train.weight_decay)
+    groups = param_groups(model, train.lr, train.weight_decay, hidden_lr_ratio=train.hidden_lr_ratio)
     return torch.optim.AdamW(groups, lr=train.lr, betas=(train.beta1, train.beta2))
 
 

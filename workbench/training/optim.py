@@ -19,7 +19,7 @@ def build_optimizer(model: nn.Module, train: TrainSettings | Mapping, fused: boo
     """AdamW (one fused kernel when ``fused``) and its per-step schedule, sized from train.steps
     (never from the trainer's estimate, which breaks loader-state restore: Lightning #20550)."""
     train = TrainSettings.of(train)
-    groups = param_groups(model, train.lr, train.weight_decay)  # per-role lr / eps / wd under mup, completep
+    groups = param_groups(model, train.lr, train.weight_decay, hidden_lr_ratio=train.hidden_lr_ratio)  # per-role lr / eps / wd under mup, completep
     optimizer = torch.optim.AdamW(groups, lr=train.lr, betas=(train.beta1, train.beta2), fused=fused)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, train))
     return optimizer, schedule
