@@ -1,5 +1,16 @@
 """Causal attention kernels: softmax(q k^T / sqrt(d) + bias) v with a causal mask, three implementations.
 
+What each name guarantees (the naive-vs-sdpa ablation compares these; docs/components.md, "Attention kernels"):
+
+- ``naive``: always the explicit formula, scores materialised and softmaxed in at least fp32;
+  memory grows with T * S.
+- ``sdpa``: the fastest exact kernel for the inputs by a fixed rule (``SDPAttention.takes_gemms``):
+  PyTorch's fused ``scaled_dot_product_attention`` (memory linear in T), except for bf16 on a CPU
+  with native bf16 and at most ``GEMM_MAX_KEYS`` keys without ALiBi, where two batched bf16 GEMMs
+  and PyTorch's softmax (computed in fp32, rounded once to bf16) beat the flash CPU kernel
+  (``gemm_attention``). fp32 and float64 always take the fused kernel.
+- ``flash``: the flash-attn package on CUDA.
+
 All share ``forward(q, k, v, *, window=None, slopes=None) -> out`` on (B, H, T, head_dim) tensors and
 accept fewer key/value heads than query heads (GQA/MQA): key/value head j serves the ``H // H_kv``
 consecutive query heads starting at ``j * H // H_kv``, as transformers' ``repeat_kv`` does.
@@ -22,6 +33,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -104,9 +116,45 @@ class NaiveAttention(nn.Module):
         return probs @ v  # (B, H, T, D)
 
 
+# The most keys for which ``sdpa`` attends bf16 on a native-bf16 CPU with GEMMs. Measured on a 2-core
+# AMD EPYC with avx512_bf16 (docs/performance.md, issue 27), forward + backward, head_dim 64, 4 heads:
+# the GEMMs beat the flash CPU kernel 3.7x at 128 keys, 1.4-1.5x at 256-384, 1.2-2.0x at 512, 1.1x at
+# 640, and lose from 768 keys on (0.8x; 0.6-0.7x at 1024-2048): they also compute the masked half.
+GEMM_MAX_KEYS = 512
+
+
+def gemm_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int | None = None,
+                   slopes: torch.Tensor | None = None) -> torch.Tensor:
+    """Exact attention as two batched GEMMs in the inputs' dtype around a softmax, as transformers'
+    eager attention computes it: the scores are rounded to the inputs' dtype, the softmax computed
+    in fp32 (PyTorch's CPU softmax does so for bf16) and rounded once. Without ``slopes`` the first
+    GEMM adds the causal mask as a 0 / -inf bias and applies 1/sqrt(d) itself (``baddbmm``'s beta
+    and alpha, inside its fp32 accumulation); with ``slopes`` the scores are upcast to at least fp32
+    before the ALiBi bias is added (a bias is too coarse in bf16), as ``naive`` does. Key/value heads
+    are not repeated: each kv head's group of query heads is stacked into one GEMM against it."""
+    B, H, T, D = q.shape
+    Hkv, S = k.shape[1], k.shape[2]
+    n_rep = H // Hkv
+    grouped = q.reshape(B * Hkv, n_rep * T, D)  # the n_rep query heads of kv head g, stacked
+    keys = k.reshape(B * Hkv, S, D).transpose(1, 2)  # (B * Hkv, D, S)
+    if slopes is None:
+        bias = attention_bias(q, k, window, None, q.dtype).repeat(n_rep, 1)  # (n_rep * T, S): 0 / -inf
+        probs = torch.softmax(torch.baddbmm(bias, grouped, keys, alpha=1.0 / math.sqrt(D)), dim=-1)
+    else:
+        dtype = torch.promote_types(q.dtype, torch.float32)
+        bias = attention_bias(q, k, window, slopes, dtype).view(Hkv, n_rep * T, S)  # (H, T, S) by kv group
+        scores = torch.bmm(grouped, keys).view(B, Hkv, n_rep * T, S).to(dtype) * (1.0 / math.sqrt(D))
+        probs = torch.softmax(scores + bias, dim=-1).to(q.dtype).view(B * Hkv, n_rep * T, S)
+    return torch.bmm(probs, v.reshape(B * Hkv, S, D)).view(B, H, T, D)
+
+
 @registry.register("attention", "sdpa", window=True, slopes=True, weights={})
 class SDPAttention(nn.Module):
-    """PyTorch's fused scaled_dot_product_attention (flash / memory-efficient / math backends).
+    """The fastest exact attention for the inputs: PyTorch's fused scaled_dot_product_attention
+    (flash / memory-efficient / math backends), or ``gemm_attention`` for bf16 on a CPU with native
+    bf16 at up to ``GEMM_MAX_KEYS`` keys without ALiBi (``takes_gemms``), where the flash CPU kernel's
+    backward is the slower one. A fixed rule, not a timing, so a run's numerics do not depend on
+    the machine's load; ``path`` forces one ("fused" keeps bf16 identical across CPU kinds).
 
     On a CPU without native bf16 arithmetic, bf16 inputs are attended in fp32 and the result cast
     back: there the bf16 kernel's backward is emulated and ~2.5x slower than fp32 (70 vs 28 ms at
@@ -114,13 +162,26 @@ class SDPAttention(nn.Module):
     autocast-disabled region keeps AOTAutograd from caching the graph: a cost only such CPUs pay.)
     """
 
-    def __init__(self):
+    def __init__(self, path: Literal["auto", "fused", "gemm"] = "auto"):
         super().__init__()
-        self.upcast_cpu_bf16 = not cpu_has_fast_bf16()
+        self.path = path
+        self.native_cpu_bf16 = cpu_has_fast_bf16()  # else bf16 is attended in fp32 (below)
+
+    def takes_gemms(self, q: torch.Tensor, k: torch.Tensor, slopes: torch.Tensor | None) -> bool:
+        """Whether these inputs are attended by ``gemm_attention`` (decided from dtypes and shapes
+        only, so torch.compile traces one branch and guards on the rest)."""
+        if self.path != "auto":
+            return self.path == "gemm"
+        return (self.native_cpu_bf16 and q.device.type == "cpu" and q.dtype == torch.bfloat16 and slopes is None
+                and k.shape[-2] <= GEMM_MAX_KEYS)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, window: int | None = None,
                 slopes: torch.Tensor | None = None) -> torch.Tensor:
-        if self.upcast_cpu_bf16 and q.dtype == torch.bfloat16 and q.device.type == "cpu":
+        if self.takes_gemms(q, k, slopes):
+            _check_heads(q, k)
+            _check_window(window)
+            return gemm_attention(q, k, v, window, slopes)
+        if not self.native_cpu_bf16 and q.dtype == torch.bfloat16 and q.device.type == "cpu":
             with torch.autocast("cpu", enabled=False):  # autocast would cast the inputs back to bf16
                 return self._attend(q.float(), k.float(), v.float(), window, slopes).to(q.dtype)
         return self._attend(q, k, v, window, slopes)

@@ -42,12 +42,27 @@ def _accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
-def _chunk_nll(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(rows, vocab) logits -> summed NLL (), log-sum-exp (rows, 1), and the logits in at least fp32
-    (the same tensor when already so, which the caller may then overwrite)."""
+def _chunk_nll(logits: torch.Tensor, targets: torch.Tensor,
+               softmax: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(rows, vocab) logits -> summed NLL () and, with ``softmax``, the softmax (rows, vocab) in at
+    least fp32, built in place in the logits' fp32 copy (or in the logits themselves when already
+    so, which the caller may then overwrite).
+
+    Below fp32 (autocast) the exponentials are computed once, exp(z - max), and the softmax is their
+    quotient by the row sums (the loss's log-sum-exp is max + log(sum), as ``torch.logsumexp``
+    computes it); the gradient is rounded to the matmul dtype right after, which hides that it
+    differs from exp(z - lse) in the last fp32 bit. In fp32 and float64 the softmax stays
+    exp(z - lse), two exponentials, so full-precision training is bit-identical to what it was.
+    """
     z = logits.to(_accumulate_dtype(logits.dtype))
-    lse = torch.logsumexp(z, dim=-1, keepdim=True)  # (rows, 1)
-    return lse.sum() - z.gather(1, targets[:, None]).sum(), lse, z
+    target_logits = z.gather(1, targets[:, None]).sum()  # before z is overwritten
+    if z.dtype == logits.dtype:
+        lse = torch.logsumexp(z, dim=-1, keepdim=True)  # (rows, 1)
+        return lse.sum() - target_logits, z.sub_(lse).exp_() if softmax else None
+    top = z.amax(dim=-1, keepdim=True)  # (rows, 1)
+    e = z.sub_(top).exp_()
+    sums = e.sum(dim=-1, keepdim=True)  # (rows, 1)
+    return (top + sums.log()).sum() - target_logits, e.div_(sums) if softmax else None
 
 
 @torch.library.custom_op("components::linear_cross_entropy", mutates_args=())
@@ -68,13 +83,12 @@ def _loss_and_grads(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.T
     for start in range(0, n, rows):
         h = hidden[start : start + rows].to(dtype)  # (rows, dim)
         t = targets[start : start + rows]  # (rows,)
-        chunk_total, lse, z = _chunk_nll(h @ w.t(), t)
+        chunk_total, g = _chunk_nll(h @ w.t(), t, softmax=need_h or need_w)
         total += chunk_total
-        if not (need_h or need_w):
+        if g is None:
             continue
-        # d(summed loss)/d(logits) = softmax - onehot, built in place in the fp32 logits. The 1/n
+        # d(summed loss)/d(logits) = softmax - onehot, built in place in the fp32 softmax. The 1/n
         # of the mean comes with the incoming gradient, in fp32: folded in here it would underflow fp16.
-        g = z.sub_(lse).exp_()
         g[torch.arange(g.shape[0], device=g.device), t] -= 1.0
         g = g.to(dtype)  # (rows, vocab)
         if need_h:

@@ -7,12 +7,14 @@ import math
 import pytest
 import torch
 
-from components import FlashAttentionUnavailable, TransformerConfig, TransformerLM, registry
-from components.attention import NaiveAttention, SDPAttention, causal_mask
+from components import FlashAttentionUnavailable, InvalidConfig, TransformerConfig, TransformerLM, registry
+from components.attention import GEMM_MAX_KEYS, NaiveAttention, SDPAttention, causal_mask
 from components.positions import alibi_slopes
 from conftest import FLASH_UNAVAILABLE, requires_cuda, requires_flash
 
-CPU_KERNELS = ["naive", "sdpa"]
+# sdpa as the rule picks on this CPU, and each of its two paths forced (the rule picks by CPU kind).
+CPU_KERNELS = ["naive", "sdpa", pytest.param({"name": "sdpa", "path": "fused"}, id="sdpa-fused"),
+               pytest.param({"name": "sdpa", "path": "gemm"}, id="sdpa-gemm")]
 HEADS = [(4, 4), (8, 2), (4, 1)]  # MHA, GQA (4 query heads per kv head), MQA
 
 
@@ -181,7 +183,7 @@ def test_naive_and_sdpa_agree_with_options_in_bf16(H, Hkv):
     q, k, v = qkv(H, Hkv, T=40, D=16, dtype=torch.bfloat16)
     slopes = slopes_for(H, True).float()
     ref = reference(q, k, v, 12, slopes)
-    for kernel in (NaiveAttention(), SDPAttention()):
+    for kernel in (NaiveAttention(), SDPAttention(), SDPAttention(path="gemm"), SDPAttention(path="fused")):
         out = kernel(q, k, v, window=12, slopes=slopes)
         assert out.dtype == torch.bfloat16
         torch.testing.assert_close(out.double(), ref, atol=2e-2, rtol=2e-2)
@@ -272,8 +274,8 @@ def test_sdpa_attends_bf16_in_fp32_on_cpus_without_native_bf16(H, Hkv, cached):
     # Under bf16 autocast on such a CPU the output is exactly fp32 attention rounded once to bf16,
     # gradients come back in the inputs' dtype, and the result is at least as close to float64.
     q, k, v = qkv(H, Hkv, T=5 if cached else 17, S=17, D=16, dtype=torch.bfloat16)
-    slow, fast = SDPAttention(), SDPAttention()
-    slow.upcast_cpu_bf16, fast.upcast_cpu_bf16 = True, False
+    slow, fast = SDPAttention(), SDPAttention(path="fused")
+    slow.native_cpu_bf16, fast.native_cpu_bf16 = False, True
     leaves = [t.clone().requires_grad_() for t in (q, k, v)]
     with torch.autocast("cpu", dtype=torch.bfloat16):
         upcast = slow(*leaves)
@@ -291,4 +293,66 @@ def test_sdpa_upcasts_only_where_bf16_is_emulated(monkeypatch):
 
     for native in (True, False):
         monkeypatch.setattr(attention, "cpu_has_fast_bf16", lambda native=native: native)
-        assert SDPAttention().upcast_cpu_bf16 is (not native)
+        assert SDPAttention().native_cpu_bf16 is native
+
+
+# --- sdpa's choice between the fused kernel and GEMMs (issue 27) ----------------------------------
+
+
+def test_sdpa_takes_gemms_only_for_short_bf16_without_alibi_on_native_bf16_cpus():
+    kernel = SDPAttention()
+    bf16 = qkv(4, 2, T=3, S=GEMM_MAX_KEYS, D=8, dtype=torch.bfloat16)
+    longer = qkv(4, 2, T=3, S=GEMM_MAX_KEYS + 1, D=8, dtype=torch.bfloat16)
+    fp32 = qkv(4, 2, T=3, S=GEMM_MAX_KEYS, D=8, dtype=torch.float32)
+    slopes = slopes_for(4, True).float()
+    for native in (True, False):
+        kernel.native_cpu_bf16 = native
+        assert kernel.takes_gemms(*bf16[:2], None) is native
+        assert not kernel.takes_gemms(*longer[:2], None)
+        assert not kernel.takes_gemms(*fp32[:2], None)  # fp32 keeps the fused kernel, and its numerics
+        assert not kernel.takes_gemms(*bf16[:2], slopes)
+    for path, expected in (("gemm", True), ("fused", False)):
+        forced = SDPAttention(path=path)
+        assert all(forced.takes_gemms(*t[:2], s) is expected for t in (bf16, longer, fp32) for s in (None, slopes))
+
+
+def test_sdpa_path_option_is_checked():
+    cfg = TransformerConfig(vocab_size=32, dim=16, n_layers=1, n_heads=2, attention={"name": "sdpa", "path": "gemm"})
+    assert isinstance(TransformerLM(cfg).blocks[0].attn.kernel, SDPAttention)
+    with pytest.raises(InvalidConfig, match=r"option path='fast' must be 'auto' \| 'fused' \| 'gemm'"):
+        TransformerConfig(vocab_size=32, dim=16, n_layers=1, n_heads=2, attention={"name": "sdpa", "path": "fast"})
+
+
+@pytest.mark.parametrize("window, alibi", OPTIONS + [(None, False)])
+@pytest.mark.parametrize("T, S", [(40, 40), (5, 40)])
+@pytest.mark.parametrize("H, Hkv", HEADS)
+def test_sdpa_gemms_in_bf16_are_as_accurate_as_naive_forward_and_backward(H, Hkv, T, S, window, alibi):
+    # Both round the scores to bf16 and the probabilities once; the fused kernel keeps fp32 scores.
+    q, k, v = qkv(H, Hkv, T=T, S=S, D=16, dtype=torch.bfloat16)
+    slopes = slopes_for(H, alibi)
+    slopes = None if slopes is None else slopes.float()
+    upstream = torch.randn(q.shape, generator=torch.Generator().manual_seed(1))
+    leaves = [t.double().requires_grad_() for t in (q, k, v)]
+    reference(*leaves, window, slopes).backward(upstream.double())
+    truth = [t.grad for t in leaves]
+    scale = max(g.abs().max().item() for g in truth)  # q's and k's are zero where each query sees one key
+    errors = {}
+    for name, kernel in (("gemm", SDPAttention(path="gemm")), ("naive", NaiveAttention())):
+        mine = [t.clone().requires_grad_() for t in (q, k, v)]
+        out = kernel(*mine, window=window, slopes=slopes)
+        out.backward(upstream.to(out.dtype))
+        assert out.dtype == torch.bfloat16 and all(t.grad.dtype == torch.bfloat16 for t in mine)
+        torch.testing.assert_close(out.double(), reference(q, k, v, window, slopes), atol=3e-2, rtol=3e-2)
+        errors[name] = max((t.grad.double() - g).abs().max().item() for t, g in zip(mine, truth)) / scale
+    assert errors["gemm"] <= 2 * errors["naive"] + 2e-3 and errors["gemm"] < 2e-2, errors
+
+
+@pytest.mark.parametrize("path", ["gemm", "fused"])
+def test_sdpa_traces_without_graph_break(path):
+    # torch.compile sees one branch: the choice reads dtypes, devices and sizes only.
+    kernel = SDPAttention(path=path)
+    q, k, v = qkv(4, 2, T=12, D=16, dtype=torch.bfloat16)
+    torch._dynamo.reset()
+    compiled = torch.compile(kernel, backend="eager", fullgraph=True)
+    torch.testing.assert_close(compiled(q, k, v, window=5), kernel(q, k, v, window=5), rtol=0, atol=0)
+    torch._dynamo.reset()

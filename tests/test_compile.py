@@ -30,7 +30,7 @@ def test_compiled_step_equals_eager_and_is_cacheable(precision, tmp_path, monkey
         if isinstance(module, SDPAttention):
             # As on a CPU with native bf16 (and any GPU): where bf16 is emulated, SDPA upcasts to fp32 inside
             # an autocast-disabled region, which AOTAutograd's cache does not store (a cost only such CPUs pay).
-            module.upcast_cpu_bf16 = False
+            module.native_cpu_bf16 = True
     compiled = copy.deepcopy(eager)
     compiled.compile()
     g = torch.Generator().manual_seed(0)

@@ -113,10 +113,10 @@ def test_unknown_option_is_an_error_naming_it_and_listing_the_options_with_types
 
 
 def test_module_without_own_init_takes_no_options():
-    # SDPAttention inherits nn.Module's (*args, **kwargs): that must not swallow every option.
-    assert isinstance(registry.build("attention", "sdpa", dim=8, head_dim=4), nn.Module)
-    with pytest.raises(InvalidOption, match=r"attention 'sdpa' has no option 'dropout' \(options: none\)"):
-        registry.build("attention", {"name": "sdpa", "dropout": 0.1})
+    # NaiveAttention inherits nn.Module's (*args, **kwargs): that must not swallow every option.
+    assert isinstance(registry.build("attention", "naive", dim=8, head_dim=4), nn.Module)
+    with pytest.raises(InvalidOption, match=r"attention 'naive' has no option 'dropout' \(options: none\)"):
+        registry.build("attention", {"name": "naive", "dropout": 0.1})
 
 
 def test_mapping_without_name_is_an_error():
