@@ -44,7 +44,8 @@ CHANGES: dict[str, dict[str, set[str]]] = {
     # the parametrization, with the base it resolves to (the smallest size's dim / n_layers)
     "transfer_depth": {"completep": {"model.parametrization", "model.base_dim", "model.base_layers", "model.base_head_dim"}},
     "transfer_width": {"mup": {"model.parametrization", "model.base_dim", "model.base_head_dim"},
-                       "mup_split": {"model.parametrization", "model.base_dim", "model.base_head_dim", "train.hidden_lr_ratio"}},
+                       "mup_split": {"model.parametrization", "model.base_dim", "model.base_head_dim", "train.hidden_lr_ratio",
+                                     "train.lr"}},
     "scaling_llama_vs_gpt": {"gpt2": {"model.norm", "model.norm_eps", "model.ffn", GLU_WIDTH, "model.positions",
                                       "model.bias", "model.tie_embeddings", "train.steps"}},
 }
@@ -52,11 +53,12 @@ CHANGES: dict[str, dict[str, set[str]]] = {
 
 def comparisons(experiment):
     """(variant, reference) for every variant compared: with its baseline, or a ladder's previous rung, at the
-    same size and (in a tuned experiment) the same grid point."""
+    same size and (in a tuned experiment) the same grid multiplier (a variant may centre its grid elsewhere:
+    its train.lr is then a declared change)."""
     variants = list(experiment.variants.values())
 
     def cell(v):
-        return v.size, None if v.point is None else (v.point.step, v.point.value)
+        return v.size, None if v.point is None else round(v.point.value / v.point.base, 9)
 
     for variant in variants:
         same = [v for v in variants if cell(v) == cell(variant)]

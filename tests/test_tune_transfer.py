@@ -171,6 +171,7 @@ def test_two_size_mup_sweep_tunes_the_small_size_and_trains_the_large_one_at_its
     assert data[chosen]["tuning"]["origin"] == "transferred from rms@d32"
     assert data[chosen]["tuned"]["from"] == "rms@d32" and data[chosen]["config"]["model"]["base_dim"] == 32
     assert [r["tuned_value"] for r in data[chosen]["runs"]] == [best["tuning"]["best"]]
-    line = "tuned at d32 only; d64 trained at d32's optimum (μP transfers the learning rate across width, docs/parametrization.md)"
+    line = ("tuned at d32 only; d64 trained at d32's optimum, its own not measured (μP is to carry the learning rate "
+            "across width: docs/findings.md measures how far it does)")
     assert line[0].upper() + line[1:] in (out / "report.md").read_text()
     assert line in caplog.text  # the run summary

@@ -25,6 +25,9 @@ tuned() {  # tuned NAME ARGS... : one tuned experiment (each variant at its own 
 GRID3='tune={multipliers: [0.333333, 1, 3], extend: 1}'  # 1e-3, 3e-3, 9e-3 around the preset's 3e-3
 PLACEMENT_GRID='tune={values: [1.0e-3, 3.0e-3, 1.0e-2], extend: 1}'
 AT_SMALLEST='tune={multipliers: [0.25, 0.5, 1, 2, 4], at: smallest}'  # the x2 grid at the smallest size only
+# Under mup: the block matrices at a quarter of train.lr (the ratio tuned at d64, docs/findings.md), so the grid
+# sits four times higher, around that split's optimum (3e-3 .. 4.8e-2).
+MUP_SPLIT=(model.parametrization=mup train.hidden_lr_ratio=0.25 'tune={multipliers: [1, 2, 4, 8, 16], at: smallest}')
 QK_GRID='tune={values: [3.0e-4, 1.0e-3, 3.0e-3, 1.0e-2, 3.0e-2, 1.0e-1], extend: 1}'  # Wortsman et al.'s half-decades
 
 run_one() {
@@ -49,14 +52,13 @@ run_one() {
     transfer_width) tuned transfer_width experiments/transfer_width.yaml ;;
     transfer_depth) tuned transfer_depth experiments/transfer_depth.yaml ;;
     # The scale sweeps again, each variant tuned once at the smallest size and carried up by the parametrization.
-    mup_norm_width) sweep mup_norm_width experiments/ablate_norm.yaml 'seeds=[0,1]' "$WIDTHS" model.parametrization=mup \
-                      "$AT_SMALLEST" ;;
+    mup_norm_width) sweep mup_norm_width experiments/ablate_norm.yaml 'seeds=[0,1]' "$WIDTHS" "${MUP_SPLIT[@]}" ;;
     mup_positions_width) sweep mup_positions_width experiments/ablate_positions.yaml --variant rope --variant learned \
-                           'seeds=[0,1]' "$WIDTHS" model.parametrization=mup "$AT_SMALLEST" ;;
+                           'seeds=[0,1]' "$WIDTHS" "${MUP_SPLIT[@]}" ;;
     completep_placement_depth) sweep completep_placement_depth experiments/ablate_norm_placement.yaml 'seeds=[0,1]' \
                                  train.warmup_steps=0 'sweep={model.n_layers: [2, 4, 8]}' model.parametrization=completep \
                                  "$AT_SMALLEST" ;;
-    mup_ladder) sweep mup_ladder experiments/llama_ladder_scale.yaml model.parametrization=mup "$AT_SMALLEST" ;;
+    mup_ladder) sweep mup_ladder experiments/llama_ladder_scale.yaml "${MUP_SPLIT[@]}" ;;
     *) echo "unknown sweep '$1' (ladder, ffn_horizon, placement_depth, norm_width, positions_width, tuned_qk_norm," \
             "tuned_placement, tuned_norm, tuned_ffn, tuned_ffn_fan_in, transfer_width, transfer_depth, mup_norm_width," \
             "mup_positions_width, completep_placement_depth, mup_ladder)" >&2; exit 2 ;;

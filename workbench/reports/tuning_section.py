@@ -61,8 +61,8 @@ def _and(items: list[str]) -> str:
 
 
 def transfer_lines(results: Results) -> list[str]:
-    """'tuned at d64 only; d128 and d256 trained at d64's optimum (μP transfers the learning rate across width,
-    docs/parametrization.md)', one line per distinct plan (variants that share one share the line); [] when no
+    """'tuned at d64 only; d128 and d256 trained at d64's optimum, their own not measured (μP is to carry the
+    learning rate across width: docs/findings.md measures how far it does)', one line per distinct plan (variants that share one share the line); [] when no
     size trains at another's optimum."""
     grid = {v.cell: v for v in results.grid}
     plans: dict[tuple, list[str]] = {}
@@ -76,8 +76,10 @@ def transfer_lines(results: Results) -> list[str]:
     by_text: dict[str, list[str]] = {}
     for (arch, small, scheme), larger in plans.items():
         name, across = TRANSFERS.get(scheme, (scheme, "what the sizes change"))
-        text_ = (f"tuned at {small} only; {_and(larger)} trained at {small}'s optimum ({name} transfers the "
-                 f"{quantity(next(iter(results.tuning.values())).key)} across {across}, docs/parametrization.md)")
+        whose = "its" if len(larger) == 1 else "their"
+        text_ = (f"tuned at {small} only; {_and(larger)} trained at {small}'s optimum, {whose} own not measured ({name} "
+                 f"is to carry the {quantity(next(iter(results.tuning.values())).key)} across {across}: "
+                 "docs/findings.md measures how far it does)")
         by_text.setdefault(text_, []).append(arch)
     archs = list(dict.fromkeys(v.arch for v in results.grid))
     return [line if len(users) == len(archs) else f"{', '.join(users)}: {line}" for line, users in by_text.items()]
