@@ -20,6 +20,7 @@ norm), registration warns with ``ContractWarning``.
 from __future__ import annotations
 
 import math
+import types
 from dataclasses import dataclass
 from typing import Annotated, Any, Callable, Mapping
 
@@ -45,9 +46,11 @@ class Trait:
     if_missing: str | None = None  # warning text when a registration omits it; None: no warning
 
     def check(self, kind: str, entry: str, value: Any) -> Any:
+        """The value as the entry keeps it: a mapping copied read-only, so a declaration cannot change
+        after registration (by the plugin that passed it, or by anyone reading the traits)."""
         if not self.accepts(value):
             raise TypeError(f"{kind} '{entry}': trait {self.name}={value!r} must be {self.expects}")
-        return value
+        return types.MappingProxyType(dict(value)) if isinstance(value, Mapping) else value
 
 
 @dataclass(frozen=True)

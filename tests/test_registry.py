@@ -193,6 +193,20 @@ def test_traits_are_read_only_with_the_kinds_defaults_filled(sandbox_registry):
         traits["final_norm"] = True
 
 
+def test_a_declared_mapping_cannot_change_after_registration(sandbox_registry):
+    roles = {"weight": "input"}
+
+    @registry.register("norm", "wbtest_roles", weights=roles)
+    class Roles(nn.Module):
+        """Roles."""
+
+    roles["weight"] = "hidden"  # the plugin's own dict, changed later: the entry keeps what was declared
+    weights = registry.get("norm", "wbtest_roles").traits["weights"]
+    assert dict(weights) == {"weight": "input"}
+    with pytest.raises(TypeError):
+        weights["bias"] = "input"
+
+
 def test_importing_the_builtins_raises_no_contract_warning():
     # Built-ins declare every trait explicitly; a fresh interpreter records what registration warns.
     code = (
