@@ -62,8 +62,8 @@ def _and(items: list[str]) -> str:
 
 def transfer_lines(results: Results) -> list[str]:
     """'tuned at d64 only; d128 and d256 trained at d64's optimum, their own not measured (μP is to carry the
-    learning rate across width: docs/findings.md measures how far it does)', one line per distinct plan (variants that share one share the line); [] when no
-    size trains at another's optimum."""
+    learning rate across width: docs/findings.md measures how far it does)', one line per distinct plan
+    (variants that share one share the line); [] when no size trains at another's optimum."""
     grid = {v.cell: v for v in results.grid}
     plans: dict[tuple, list[str]] = {}
     for cell, t in results.tuning.items():
