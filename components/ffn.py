@@ -4,6 +4,9 @@ Every FFN shares one signature ``(dim, hidden_dim, bias)``. GLUs have three matr
 two, so their default width is 2/3 of the MLP's, rounded up to ``multiple_of`` (LLaMA's rule),
 which keeps ablations parameter-matched. Each entry declares that rule (``width``), its output
 projection (``residual``) and a float64 ``reference`` at registration (components.contract).
+
+A hidden width off the GEMM multiple (682 at dim 256: the 2/3 rule with ``multiple_of`` 1) is
+computed padded to it, with the same bits and parameters (components.padded_linear).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .padded_linear import narrow, padded_width, widen
 from .registry import registry
 
 
@@ -52,7 +56,8 @@ class MLP(nn.Module):
         self.down = nn.Linear(hidden_dim, dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(self.act(self.up(x)))
+        width = padded_width(self.up.out_features, self.up, self.down)
+        return narrow(self.act(widen(x, self.up, width)), self.down)
 
     def extra_repr(self) -> str:
         return f"activation={self.activation}"
@@ -72,7 +77,8 @@ class GLU(nn.Module):
         self.down = nn.Linear(hidden_dim, dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(self.act(self.gate(x)) * self.up(x))
+        width = padded_width(self.up.out_features, self.gate, self.up, self.down)
+        return narrow(self.act(widen(x, self.gate, width)) * widen(x, self.up, width), self.down)
 
     def extra_repr(self) -> str:
         return f"activation={self.activation}"

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from .autocast import matmul_dtype
+
 # Rows per chunk: about this many logits per chunk (4 MiB in fp32), and at least MIN_ROWS rows
 # so the matmuls stay efficient for large vocabularies.
 CHUNK_LOGITS = 1 << 20
@@ -28,14 +30,6 @@ MIN_ROWS = 256
 def chunk_rows(n_rows: int, vocab_size: int) -> int:
     """Rows per chunk for ``n_rows`` rows over a ``vocab_size`` vocabulary."""
     return max(1, min(n_rows, max(MIN_ROWS, CHUNK_LOGITS // vocab_size)))
-
-
-def _compute_dtype(hidden: torch.Tensor) -> torch.dtype:
-    """The matmul dtype: the autocast dtype where autocast is on for this device, else the input's."""
-    device = hidden.device.type
-    if torch.is_autocast_enabled(device):
-        return torch.get_autocast_dtype(device)
-    return hidden.dtype
 
 
 def _accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -137,7 +131,7 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
     targets = targets.reshape(-1)  # (N,)
     if hidden.shape[0] != targets.shape[0]:
         raise ValueError(f"{hidden.shape[0]} hidden rows but {targets.shape[0]} targets")
-    dtype = _compute_dtype(hidden)
+    dtype = matmul_dtype(hidden)
     rows = rows or chunk_rows(hidden.shape[0], weight.shape[0])
     grad = torch.is_grad_enabled()
     total = _loss_and_grads(hidden, weight, targets, rows, dtype, grad and hidden.requires_grad,

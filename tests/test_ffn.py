@@ -7,6 +7,9 @@ import math
 import pytest
 import torch
 
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
 from components import MLP, SwiGLU, TransformerConfig, glu_hidden_dim, registry
 
 # Independent activation formulas, by registered FFN name.
@@ -27,11 +30,12 @@ def linear(x, layer):
     return y if layer.bias is None else y + layer.bias
 
 
+@pytest.mark.parametrize("hidden", [40, 42])  # 42: computed at gemm_width, 48
 @pytest.mark.parametrize("name", sorted(ACTIVATION))
-def test_ffn_matches_formula(name):
+def test_ffn_matches_formula(name, hidden):
     # Every entry, plugins included, is also checked against its own declared reference (test_contract.py).
     torch.manual_seed(0)
-    ffn = registry.build("ffn", name, dim=16, hidden_dim=40, bias=True).double()
+    ffn = registry.build("ffn", name, dim=16, hidden_dim=hidden, bias=True).double()
     x = torch.randn(2, 7, 16, dtype=torch.float64)
     act = ACTIVATION[name]
     if name in GLUS:
@@ -39,6 +43,78 @@ def test_ffn_matches_formula(name):
     else:
         ref = linear(act(linear(x, ffn.up)), ffn.down)
     torch.testing.assert_close(ffn(x), ref)
+
+
+class GemmWidths(TorchDispatchMode):
+    """Records the output shape of every matrix multiply that runs under it."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes: set[tuple[int, ...]] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func.overloadpacket in (torch.ops.aten.mm, torch.ops.aten.addmm, torch.ops.aten.bmm):
+            self.shapes.add(tuple(out.shape))
+        return out
+
+
+def forward_backward(ffn: nn.Module, x: torch.Tensor, precision: str) -> tuple[torch.Tensor, ...]:
+    """The output, the input's gradient and every parameter's, of one forward and backward."""
+    leaf = x.detach().clone().requires_grad_()
+    with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
+        # Not a leaf, as in a model: autocast caches its casts of leaves, and autograd would then sum
+        # the projections' input gradients in bf16 rather than each cast back first.
+        y = ffn(leaf + 0)
+    (y.float() ** 2).sum().backward()
+    grads = (leaf.grad, *(p.grad for p in ffn.parameters()))
+    ffn.zero_grad(set_to_none=True)
+    return (y, *grads)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("name", sorted(ACTIVATION))
+def test_an_unaligned_hidden_width_runs_padded_and_gives_the_same_bits(name, precision):
+    """A hidden width off the GEMM multiple is computed padded (48 wide here), bit for bit what the
+    declared calls of the three projections give, forward and backward. (32 tokens, as any multiple
+    of 16: with an odd count some activations' last few elements take a scalar kernel on one side
+    and may differ in their last bit.)"""
+    torch.manual_seed(0)
+    ffn = registry.build("ffn", name, dim=24, hidden_dim=42, bias=True)
+    x = torch.randn(4, 8, 24)
+    with GemmWidths() as padded_gemms:
+        padded = forward_backward(ffn, x, precision)
+    handle = ffn.down.register_forward_pre_hook(lambda module, args: None)  # a hook: the declared calls
+    with GemmWidths() as declared_gemms:
+        declared = forward_backward(ffn, x, precision)
+    handle.remove()
+    hidden = {(32, 42), (32, 48)}  # (tokens, width): up/gate forward, down's input gradient
+    assert padded_gemms.shapes & hidden == {(32, 48)}
+    assert declared_gemms.shapes & hidden == {(32, 42)}
+    for a, b in zip(padded, declared, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_hooks_and_replaced_projections_see_the_declared_calls():
+    """What a user attaches to a projection (a hook, an adapter in its place) sees it called at the
+    declared width, padding or not."""
+
+    class Adapter(nn.Linear):
+        calls = 0
+
+        def forward(self, x):
+            Adapter.calls += 1
+            return super().forward(x)
+
+    ffn = SwiGLU(32, 42)
+    seen = []
+    ffn.down.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[-1]))
+    ffn(torch.randn(2, 32))
+    assert seen == [42]
+    ffn = SwiGLU(32, 42)
+    ffn.up = Adapter(32, 42, bias=False)
+    ffn(torch.randn(2, 32))
+    assert Adapter.calls == 1
 
 
 @pytest.mark.parametrize("name", sorted(ACTIVATION))
