@@ -36,21 +36,23 @@ def _accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
-def _chunk_nll(logits: torch.Tensor, targets: torch.Tensor,
-               softmax: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _chunk_nll(logits: torch.Tensor, targets: torch.Tensor, softmax: bool,
+               one_exp: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(rows, vocab) logits -> summed NLL () and, with ``softmax``, the softmax (rows, vocab) in at
     least fp32, built in place in the logits' fp32 copy (or in the logits themselves when already
     so, which the caller may then overwrite).
 
-    Below fp32 (autocast) the exponentials are computed once, exp(z - max), and the softmax is their
-    quotient by the row sums (the loss's log-sum-exp is max + log(sum), as ``torch.logsumexp``
-    computes it); the gradient is rounded to the matmul dtype right after, which hides that it
-    differs from exp(z - lse) in the last fp32 bit. In fp32 and float64 the softmax stays
-    exp(z - lse), two exponentials, so full-precision training is bit-identical to what it was.
+    Below fp32 (autocast), and with ``one_exp``, the exponentials are computed once, exp(z - max),
+    and the softmax is their quotient by the row sums (the loss's log-sum-exp is max + log(sum), as
+    ``torch.logsumexp`` computes it). Below fp32 the gradient is rounded to the matmul dtype right
+    after, which hides that it differs from exp(z - lse) in the last fp32 bit. Otherwise, in fp32
+    and float64, the softmax stays exp(z - lse), two exponentials, so eager full-precision training
+    is bit-identical to what it was; compiled code, whose bits differ from eager's anyway, asks for
+    ``one_exp`` (``linear_cross_entropy``).
     """
     z = logits.to(_accumulate_dtype(logits.dtype))
     target_logits = z.gather(1, targets[:, None]).sum()  # before z is overwritten
-    if z.dtype == logits.dtype:
+    if z.dtype == logits.dtype and not one_exp:
         lse = torch.logsumexp(z, dim=-1, keepdim=True)  # (rows, 1)
         return lse.sum() - target_logits, z.sub_(lse).exp_() if softmax else None
     top = z.amax(dim=-1, keepdim=True)  # (rows, 1)
@@ -61,7 +63,7 @@ def _chunk_nll(logits: torch.Tensor, targets: torch.Tensor,
 
 @torch.library.custom_op("components::linear_cross_entropy", mutates_args=())
 def _loss_and_grads(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, rows: int, dtype: torch.dtype,
-                    need_h: bool, need_w: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    need_h: bool, need_w: bool, one_exp: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Summed loss, and the gradients of the summed loss for hidden and weight (empty where not
     needed), computed chunk by chunk in one pass.
 
@@ -77,7 +79,7 @@ def _loss_and_grads(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.T
     for start in range(0, n, rows):
         h = hidden[start : start + rows].to(dtype)  # (rows, dim)
         t = targets[start : start + rows]  # (rows,)
-        chunk_total, g = _chunk_nll(h @ w.t(), t, softmax=need_h or need_w)
+        chunk_total, g = _chunk_nll(h @ w.t(), t, need_h or need_w, one_exp)
         total += chunk_total
         if g is None:
             continue
@@ -96,7 +98,7 @@ def _loss_and_grads(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.T
 
 
 @_loss_and_grads.register_fake
-def _(hidden, weight, targets, rows, dtype, need_h, need_w):
+def _(hidden, weight, targets, rows, dtype, need_h, need_w, one_exp):
     return (hidden.new_empty((), dtype=_accumulate_dtype(dtype)),
             torch.empty_like(hidden) if need_h else hidden.new_empty(0),
             torch.empty_like(weight) if need_w else weight.new_empty(0))
@@ -113,7 +115,7 @@ def _scale_grads(ctx, grad_total, _grad_h, _grad_w):
     grad_h, grad_w = ctx.saved_tensors
     need_h, need_w = ctx.need
     return (grad_h * grad_total if need_h else None, grad_w * grad_total if need_w else None,
-            None, None, None, None, None)
+            None, None, None, None, None, None)
 
 
 _loss_and_grads.register_autograd(_scale_grads, setup_context=_save_grads)
@@ -134,6 +136,8 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
     dtype = matmul_dtype(hidden)
     rows = rows or chunk_rows(hidden.shape[0], weight.shape[0])
     grad = torch.is_grad_enabled()
+    # Compiled, the fp32 softmax takes one exponential too (1.5% of a training step): compiled
+    # numerics differ from eager's in the last bits anyway, and eager fp32 keeps its own.
     total = _loss_and_grads(hidden, weight, targets, rows, dtype, grad and hidden.requires_grad,
-                            grad and weight.requires_grad)[0]
+                            grad and weight.requires_grad, torch.compiler.is_compiling())[0]
     return total / hidden.shape[0]

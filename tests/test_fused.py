@@ -70,20 +70,21 @@ def test_linear_cross_entropy_under_bf16_autocast_is_as_accurate_as_the_unfused_
         torch.testing.assert_close(got, truth, atol=1e-3, rtol=2e-2)
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
-def test_chunk_softmax_and_nll_match_float64(dtype):
-    # bf16 logits (autocast) take the one-exponential softmax, fp32 ones exp(z - logsumexp): both are
-    # the float64 softmax to fp32 rounding, and the summed NLL is the same with or without the softmax.
+@pytest.mark.parametrize("dtype, one_exp", [(torch.bfloat16, False), (torch.float32, False), (torch.float32, True)])
+def test_chunk_softmax_and_nll_match_float64(dtype, one_exp):
+    # bf16 logits (autocast) and compiled fp32 (one_exp) take the one-exponential softmax, eager fp32
+    # exp(z - logsumexp): each is the float64 softmax to fp32 rounding, and the summed NLL is the same
+    # with or without the softmax.
     g = torch.Generator().manual_seed(0)
     logits = (8 * torch.randn(37, 300, generator=g)).to(dtype)
     targets = torch.randint(0, 300, (37,), generator=g)
     exact = logits.double()
     nll = (torch.logsumexp(exact, -1) - exact.gather(1, targets[:, None]).squeeze(1)).sum()
-    total, softmax = _chunk_nll(logits.clone(), targets, softmax=True)
+    total, softmax = _chunk_nll(logits.clone(), targets, True, one_exp)
     assert softmax.dtype == torch.float32 and total.dtype == torch.float32
     torch.testing.assert_close(softmax.double(), torch.softmax(exact, -1), rtol=2e-6, atol=1e-9)
     torch.testing.assert_close(total.double(), nll, rtol=2e-6, atol=0)
-    alone, none = _chunk_nll(logits.clone(), targets, softmax=False)
+    alone, none = _chunk_nll(logits.clone(), targets, False, one_exp)
     assert none is None and torch.equal(alone, total)
 
 
