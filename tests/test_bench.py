@@ -185,6 +185,18 @@ def test_compiled_targets_compare_with_transformers_compiled_and_its_compile_tim
     assert slow["why"] == "cold compile, workbench vs transformers: Dynamo tracing 2.0 vs 1.5 s, C++ kernel builds (waited for) 9.0 vs 6.0 s"
 
 
+def test_the_compiled_target_is_the_faster_compiled_transformers_not_the_faster_eager_ones():
+    # bf16: transformers' sdpa is its faster eager path, its eager attention the faster compiled one.
+    row = {**_row("bf16", "compile", 1.3, 0.1), "compiled_reference": "transformers_eager_compiled",
+           "speedup_vs": {"transformers_sdpa_compiled": 1.25, "transformers_eager_compiled": 1.03},
+           "compile_s": {"workbench": {"cold": 25.0, "warm": 4.0}, "transformers_eager_compiled": {"cold": 30.0, "warm": 5.0},
+                         "transformers_sdpa_compiled": {"cold": 20.0, "warm": 5.0}}}
+    checks = {t["name"]: t for t in check_targets({"step": {"shape": {"dim": 64}, "rows": [row]}})}
+    assert not checks["compile bf16 speedup vs transformers_eager_compiled"]["met"]  # 1.03 < 1.10
+    assert "compile bf16 speedup vs transformers_sdpa_compiled" not in checks
+    assert checks["compile time bf16 (cold), workbench / transformers_eager_compiled"]["met"]  # 25 <= 30
+
+
 def test_paired_mfu_cancels_a_slowdown_that_hits_step_and_gemm_alike():
     # A GEMM of 1e9 FLOPs at 1e11 FLOP/s takes 10 ms; a step of 6e9 FLOPs at 75% of that takes 80 ms.
     # Round 2 runs at half speed for both: its ratio is unchanged. Round 3 slows the step alone.

@@ -114,7 +114,7 @@ def check_targets(results: dict) -> list[dict]:
         checks.append(_with_reason({"name": f"{row['mode']} {row['precision']} speedup vs {row['reference']} (eager, as its users run it)",
                                     "value": row["speedup"], "target": TARGETS[key], "met": row["speedup"] >= TARGETS[key]},
                                    row if row["mode"] == "eager" else None))
-        compiled = f"{row['reference']}_compiled"
+        compiled = step.compiled_reference(row)
         if row["mode"] == "compile" and compiled in row.get("speedup_vs", {}):
             value, target = row["speedup_vs"][compiled], TARGETS["compile_vs_transformers_compiled"]
             checks.append(_with_reason({"name": f"compile {row['precision']} speedup vs {compiled}", "value": value,
