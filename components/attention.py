@@ -123,15 +123,36 @@ class NaiveAttention(nn.Module):
 GEMM_MAX_KEYS = 512
 
 
+# Queries per block of ``gemm_attention``: a block attends only the keys up to its last query, so at
+# T = 256 the GEMMs and the softmax do 3/4 of the full (T, T) work. Measured (bf16 step of the bench,
+# AMD EPYC with avx512_bf16, 11 rounds): 128 -> 1.027x eager, 1.036x compiled; 64 -> 0.987x compiled.
+QUERY_BLOCK = 128
+
+
 def gemm_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int | None = None,
                    slopes: torch.Tensor | None = None) -> torch.Tensor:
     """Exact attention as two batched GEMMs in the inputs' dtype around a softmax, as transformers'
     eager attention computes it: the scores are rounded to the inputs' dtype, the softmax computed
     in fp32 (PyTorch's CPU softmax does so for bf16) and rounded once. Without ``slopes`` the first
     GEMM adds the causal mask as a 0 / -inf bias and applies 1/sqrt(d) itself (``baddbmm``'s beta
-    and alpha, inside its fp32 accumulation); with ``slopes`` the scores are upcast to at least fp32
-    before the ALiBi bias is added (a bias is too coarse in bf16), as ``naive`` does. Key/value heads
-    are not repeated: each kv head's group of query heads is stacked into one GEMM against it."""
+    and alpha, inside its fp32 accumulation), and the queries go in blocks of ``QUERY_BLOCK``, each
+    against the keys up to its last query only (its rows are whole, so nothing is merged); with
+    ``slopes`` the scores are upcast to at least fp32 before the ALiBi bias is added (a bias is too
+    coarse in bf16), as ``naive`` does. Key/value heads are not repeated: each kv head's group of
+    query heads is stacked into one GEMM against it."""
+    T, S = q.shape[-2], k.shape[-2]
+    if slopes is not None or T <= QUERY_BLOCK:
+        return _gemm_attention(q, k, v, window, slopes)
+    blocks = []
+    for start in range(0, T, QUERY_BLOCK):
+        end = min(T, start + QUERY_BLOCK)
+        keys = S - T + end  # query i sits at position S - T + i
+        blocks.append(_gemm_attention(q[:, :, start:end], k[:, :, :keys], v[:, :, :keys], window, None))
+    return torch.cat(blocks, dim=2)
+
+
+def _gemm_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int | None,
+                    slopes: torch.Tensor | None) -> torch.Tensor:
     B, H, T, D = q.shape
     Hkv, S = k.shape[1], k.shape[2]
     n_rep = H // Hkv

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+import components.attention as attention
 from components import FlashAttentionUnavailable, InvalidConfig, TransformerConfig, TransformerLM, registry
 from components.attention import GEMM_MAX_KEYS, NaiveAttention, SDPAttention, causal_mask
 from components.positions import alibi_slopes
@@ -162,7 +163,6 @@ def test_window_must_be_a_positive_integer(name, window):
 
 
 def test_sdpa_keeps_its_is_causal_fast_path_without_options(monkeypatch):
-    import components.attention as attention
 
     calls = []
     real = attention.F.scaled_dot_product_attention
@@ -289,7 +289,6 @@ def test_sdpa_attends_bf16_in_fp32_on_cpus_without_native_bf16(H, Hkv, cached):
 
 
 def test_sdpa_upcasts_only_where_bf16_is_emulated(monkeypatch):
-    import components.attention as attention
 
     for native in (True, False):
         monkeypatch.setattr(attention, "cpu_has_fast_bf16", lambda native=native: native)
@@ -324,10 +323,13 @@ def test_sdpa_path_option_is_checked():
 
 
 @pytest.mark.parametrize("window, alibi", OPTIONS + [(None, False)])
-@pytest.mark.parametrize("T, S", [(40, 40), (5, 40)])
+@pytest.mark.parametrize("T, S", [(40, 40), (5, 40), (40, 56)])
+@pytest.mark.parametrize("query_block", [attention.QUERY_BLOCK, 16])  # 16: the queries in 3 blocks at T = 40
 @pytest.mark.parametrize("H, Hkv", HEADS)
-def test_sdpa_gemms_in_bf16_are_as_accurate_as_naive_forward_and_backward(H, Hkv, T, S, window, alibi):
+def test_sdpa_gemms_in_bf16_are_as_accurate_as_naive_forward_and_backward(H, Hkv, query_block, T, S, window, alibi,
+                                                                          monkeypatch):
     # Both round the scores to bf16 and the probabilities once; the fused kernel keeps fp32 scores.
+    monkeypatch.setattr(attention, "QUERY_BLOCK", query_block)
     q, k, v = qkv(H, Hkv, T=T, S=S, D=16, dtype=torch.bfloat16)
     slopes = slopes_for(H, alibi)
     slopes = None if slopes is None else slopes.float()
