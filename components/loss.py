@@ -136,8 +136,8 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
     dtype = matmul_dtype(hidden)
     rows = rows or chunk_rows(hidden.shape[0], weight.shape[0])
     grad = torch.is_grad_enabled()
-    # Compiled, the fp32 softmax takes one exponential too (1.5% of a training step): compiled
-    # numerics differ from eager's in the last bits anyway, and eager fp32 keeps its own.
+    # Compiled, the fp32 softmax takes one exponential too (1.015x on the eager step, docs/performance.md):
+    # compiled numerics differ from eager's in the last bits anyway, and eager fp32 keeps its own.
     total = _loss_and_grads(hidden, weight, targets, rows, dtype, grad and hidden.requires_grad,
                             grad and weight.requires_grad, torch.compiler.is_compiling())[0]
     return total / hidden.shape[0]

@@ -63,17 +63,17 @@ class _Widen(torch.autograd.Function):
         pad = (0, 0, 0, width - w.shape[0])
         y = x2.mm(F.pad(w, pad).t()) if b is None else torch.addmm(F.pad(b, pad[2:]), x2, F.pad(w, pad).t())
         ctx.save_for_backward(x2, w)
-        ctx.dtypes, ctx.has_bias = (x.dtype, weight.dtype), b is not None
+        ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
         return y.view(*x.shape[:-1], width)
 
     @staticmethod
     def backward(ctx, grad):
         x2, w = ctx.saved_tensors
         g = grad.reshape(-1, grad.shape[-1])[:, : w.shape[0]]  # the real features only
-        x_dtype, w_dtype = ctx.dtypes
+        x_dtype, w_dtype, b_dtype = ctx.dtypes
         grad_x = g.mm(w).view(*grad.shape[:-1], w.shape[1]).to(x_dtype) if ctx.needs_input_grad[0] else None
         grad_w = g.t().mm(x2).to(w_dtype) if ctx.needs_input_grad[1] else None
-        grad_b = g.sum(0).to(w_dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        grad_b = g.sum(0).to(b_dtype) if ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b, None
 
 
@@ -86,19 +86,19 @@ class _Narrow(torch.autograd.Function):
         h2, w, b = _cast(matmul_dtype(h), h.reshape(-1, width)[:, : weight.shape[1]], weight, bias)
         y = h2.mm(w.t()) if b is None else torch.addmm(b, h2, w.t())
         ctx.save_for_backward(h2, w)
-        ctx.dtypes, ctx.has_bias, ctx.width = (h.dtype, weight.dtype), b is not None, width
+        ctx.dtypes, ctx.width = (h.dtype, weight.dtype, None if bias is None else bias.dtype), width
         return y.view(*h.shape[:-1], w.shape[0])
 
     @staticmethod
     def backward(ctx, grad):
         h2, w = ctx.saved_tensors
         g = grad.reshape(-1, grad.shape[-1])
-        h_dtype, w_dtype = ctx.dtypes
+        h_dtype, w_dtype, b_dtype = ctx.dtypes
         grad_h = None
         if ctx.needs_input_grad[0]:  # written P wide: the padding's columns of w are zero
             grad_h = g.mm(F.pad(w, (0, ctx.width - w.shape[1]))).view(*grad.shape[:-1], ctx.width).to(h_dtype)
         grad_w = g.t().mm(h2).to(w_dtype) if ctx.needs_input_grad[1] else None
-        grad_b = g.sum(0).to(w_dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        grad_b = g.sum(0).to(b_dtype) if ctx.needs_input_grad[2] else None
         return grad_h, grad_w, grad_b
 
 
