@@ -126,6 +126,31 @@ class _Rotary(torch.autograd.Function):
         return _rotate(grad, cos, -sin).to(ctx.input_dtype), None, None
 
 
+def rope_table(n: int, head_dim: int, theta: float, dtype: torch.dtype,
+               device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin (n, head_dim / 2) of RoPE's angles: position p, pair i turns by p * theta^(-2i/head_dim)."""
+    exponents = torch.arange(0, head_dim, 2, device=device, dtype=torch.int64).to(dtype) / head_dim
+    inv_freq = 1.0 / (theta**exponents)  # (head_dim/2,)
+    freqs = torch.outer(torch.arange(n, device=device, dtype=dtype), inv_freq)  # (n, head_dim/2)
+    return freqs.cos(), freqs.sin()
+
+
+@torch.library.custom_op("components::rope_table", mutates_args=())
+def _compiled_table(n: int, head_dim: int, theta: float, dtype: torch.dtype,
+                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rope_table`` as one opaque op, for torch.compile: traced as plain ops, the table is inlined
+    into every kernel that reads it, which then evaluates cos and sin once per element of q, k and
+    their gradients (B * H times too often; docs/performance.md); as an op its output is a buffer
+    that those kernels read, saved for the backward (n * head_dim values)."""
+    return rope_table(n, head_dim, theta, dtype, device)
+
+
+@_compiled_table.register_fake
+def _(n, head_dim, theta, dtype, device):
+    return (torch.empty(n, head_dim // 2, dtype=dtype, device=device),
+            torch.empty(n, head_dim // 2, dtype=dtype, device=device))
+
+
 @registry.register("positions", "rope", weights={})
 class RotaryEmbedding(Positions):
     """Rotary position embedding, RoPE (Su et al., 2021): rotates q and k by position-dependent angles.
@@ -145,8 +170,8 @@ class RotaryEmbedding(Positions):
     def cos_sin(self, length: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """cos, sin of shape (length, head_dim / 2): the angle of each rotated pair (i, i + head_dim/2)
         at positions 0..length-1."""
-        if torch.compiler.is_compiling():  # in the graph: inductor fuses the table into the rotation
-            return self._table(length, device, dtype)
+        if torch.compiler.is_compiling():  # in the graph, as one opaque op (_compiled_table)
+            return _compiled_table(length, self.head_dim, float(self.theta), dtype, device)
         key = (device, dtype)
         cached = self._cache.get(key)
         if cached is None or cached[0].shape[0] < length:
@@ -154,14 +179,8 @@ class RotaryEmbedding(Positions):
             # A cache first filled under inference_mode (e.g. Lightning's sanity validation) would hold
             # inference tensors that autograd refuses later in training: always build ordinary ones.
             with torch.inference_mode(False), torch.no_grad():
-                cached = self._cache[key] = self._table(n, device, dtype)
+                cached = self._cache[key] = rope_table(n, self.head_dim, self.theta, dtype, device)
         return cached[0][:length], cached[1][:length]
-
-    def _table(self, n: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        exponents = torch.arange(0, self.head_dim, 2, device=device, dtype=torch.int64).to(dtype) / self.head_dim
-        inv_freq = 1.0 / (self.theta**exponents)  # (head_dim/2,)
-        freqs = torch.outer(torch.arange(n, device=device, dtype=dtype), inv_freq)  # (n, head_dim/2)
-        return freqs.cos(), freqs.sin()
 
     def rotate(self, q: torch.Tensor, k: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         T = q.shape[-2]

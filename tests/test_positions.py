@@ -114,6 +114,27 @@ def test_rope_matches_complex_reference(theta):
     torch.testing.assert_close(k_rot, rope_reference(k, theta))
 
 
+def test_compiled_rope_rotates_and_backpropagates_as_the_reference():
+    # Under torch.compile the cos/sin table is the ``components::rope_table`` op, read by the fused
+    # rotation, and its backward the inverse rotation: both against the complex float64 reference.
+    torch._dynamo.reset()
+    rope = RotaryEmbedding(16, theta=500000.0)
+    q = torch.randn(2, 3, 11, 16, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(2, 1, 11, 16, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(2, 3, 11, 16, dtype=torch.float64)
+    q_rot, k_rot = torch.compile(rope, fullgraph=True)(q, k, offset=4)
+    torch.testing.assert_close(k_rot, rope_reference(k, 500000.0, offset=4))
+    torch.testing.assert_close(q_rot, rope_reference(q, 500000.0, offset=4))
+    (got,) = torch.autograd.grad(q_rot, q, upstream)
+    (want,) = torch.autograd.grad(rope_reference(q, 500000.0, offset=4), q, upstream)
+    torch.testing.assert_close(got, want)
+    torch._dynamo.reset()
+
+
+def test_rope_table_op_is_a_well_formed_custom_op():
+    torch.library.opcheck(torch.ops.components.rope_table.default, (12, 8, 10000.0, torch.float32, torch.device("cpu")))
+
+
 def test_rope_offset_continues_the_sequence():
     rope = RotaryEmbedding(8)
     q, k = torch.randn(1, 2, 10, 8, dtype=torch.float64), torch.randn(1, 2, 10, 8, dtype=torch.float64)
