@@ -9,7 +9,9 @@ ever exist at once. The FLOPs are the same as the unfused path (one forward, two
 nothing is recomputed. The gradients of the summed loss are computed during the forward pass and scaled by
 the incoming gradient (which carries the mean's 1/N, in fp32, so fp16 never sees the tiny scaled
 values) in the backward; where no gradient is needed (eval, ``no_grad``) only the loss is computed.
-It is a ``torch.library`` custom op, so torch.compile keeps it as one call and can cache the graph.
+Eager, each chunk's softmax is a few in-place passes; under torch.compile the same loop is traced,
+so inductor fuses each chunk's softmax and its gradient into one kernel. Either way a
+``torch.library`` custom op hands the gradients to autograd, so the compiled graph stays cacheable.
 
 Numerics match the unfused path under autocast: matmuls in the autocast dtype, softmax and the loss
 in fp32 (float64 inputs stay float64), weight gradients accumulated in the weight's dtype.
@@ -36,23 +38,21 @@ def _accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
-def _chunk_nll(logits: torch.Tensor, targets: torch.Tensor, softmax: bool,
-               one_exp: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _chunk_nll(logits: torch.Tensor, targets: torch.Tensor,
+               softmax: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(rows, vocab) logits -> summed NLL () and, with ``softmax``, the softmax (rows, vocab) in at
     least fp32, built in place in the logits' fp32 copy (or in the logits themselves when already
-    so, which the caller may then overwrite).
+    so, which the caller may then overwrite). Eager code: each step one in-place pass.
 
-    Below fp32 (autocast), and with ``one_exp``, the exponentials are computed once, exp(z - max),
-    and the softmax is their quotient by the row sums (the loss's log-sum-exp is max + log(sum), as
-    ``torch.logsumexp`` computes it). Below fp32 the gradient is rounded to the matmul dtype right
-    after, which hides that it differs from exp(z - lse) in the last fp32 bit. Otherwise, in fp32
-    and float64, the softmax stays exp(z - lse), two exponentials, so eager full-precision training
-    is bit-identical to what it was; compiled code, whose bits differ from eager's anyway, asks for
-    ``one_exp`` (``linear_cross_entropy``).
+    Below fp32 (autocast) the exponentials are computed once, exp(z - max), and the softmax is their
+    quotient by the row sums (the loss's log-sum-exp is max + log(sum), as ``torch.logsumexp``
+    computes it); the gradient is rounded to the matmul dtype right after, which hides that it
+    differs from exp(z - lse) in the last fp32 bit. In fp32 and float64 the softmax stays
+    exp(z - lse), two exponentials, so eager full-precision training keeps its bits.
     """
     z = logits.to(_accumulate_dtype(logits.dtype))
     target_logits = z.gather(1, targets[:, None]).sum()  # before z is overwritten
-    if z.dtype == logits.dtype and not one_exp:
+    if z.dtype == logits.dtype:
         lse = torch.logsumexp(z, dim=-1, keepdim=True)  # (rows, 1)
         return lse.sum() - target_logits, z.sub_(lse).exp_() if softmax else None
     top = z.amax(dim=-1, keepdim=True)  # (rows, 1)
@@ -61,64 +61,99 @@ def _chunk_nll(logits: torch.Tensor, targets: torch.Tensor, softmax: bool,
     return (top + sums.log()).sum() - target_logits, e.div_(sums) if softmax else None
 
 
-@torch.library.custom_op("components::linear_cross_entropy", mutates_args=())
-def _loss_and_grads(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, rows: int, dtype: torch.dtype,
-                    need_h: bool, need_w: bool, one_exp: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Summed loss, and the gradients of the summed loss for hidden and weight (empty where not
-    needed), computed chunk by chunk in one pass.
+def _eager_chunk(logits: torch.Tensor, targets: torch.Tensor, softmax: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Summed NLL and d(summed NLL)/d(logits) = softmax - onehot in the logits' dtype, in place."""
+    total, g = _chunk_nll(logits, targets, softmax)
+    if g is not None:
+        g[torch.arange(g.shape[0], device=g.device), targets] -= 1.0
+        g = g.to(logits.dtype)
+    return total, g
 
-    A ``torch.library`` custom op rather than an ``autograd.Function``: torch.compile sees one opaque
-    call with a registered shape function and backward, so the compiled model stays cacheable
-    (AOTAutograd's cache refuses graphs holding an autograd.Function) and nothing in it is retraced.
-    """
-    n = hidden.shape[0]
+
+def _traced_chunk(logits: torch.Tensor, targets: torch.Tensor, softmax: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The same as ``_eager_chunk``, as one pure expression that inductor compiles into one kernel
+    per chunk (upcast, max, exp(z - max) once, row sums, the one-hot subtracted, the downcast),
+    where eager code makes a pass over the chunk per step."""
+    z = logits.to(_accumulate_dtype(logits.dtype))
+    top = z.amax(dim=-1, keepdim=True)  # (rows, 1)
+    e = (z - top).exp()
+    sums = e.sum(dim=-1, keepdim=True)  # (rows, 1)
+    total = (top + sums.log()).sum() - z.gather(1, targets[:, None]).sum()
+    if not softmax:
+        return total, None
+    columns = torch.arange(z.shape[1], device=z.device)
+    p = e / sums
+    return total, torch.where(columns == targets[:, None], p - 1.0, p).to(logits.dtype)
+
+
+@torch.library.custom_op("components::row_chunks", mutates_args=())
+def _row_chunks(x: torch.Tensor, rows: int) -> list[torch.Tensor]:
+    """``x.split(rows)`` as tensors of their own, for torch.compile: a kernel reading a slice has the
+    slice's offset compiled into it, so each chunk would build its own copy of the same C++ kernel."""
+    return [chunk.clone() for chunk in x.split(rows)]
+
+
+@_row_chunks.register_fake
+def _(x, rows):
+    return [torch.empty_like(chunk) for chunk in x.split(rows)]
+
+
+def _loss_and_grads(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, rows: int, dtype: torch.dtype,
+                    need_h: bool, need_w: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Summed loss, and the gradients of the summed loss for hidden and weight (empty where not
+    needed), computed chunk by chunk in one pass; no autograd graph is recorded."""
+    compiling = torch.compiler.is_compiling()
+    chunk = _traced_chunk if compiling else _eager_chunk
     w = weight.to(dtype)  # a copy only under autocast
-    grad_h = torch.empty_like(hidden) if need_h else hidden.new_empty(0)
     grad_w = torch.zeros_like(weight) if need_w else weight.new_empty(0)
     total = hidden.new_zeros((), dtype=_accumulate_dtype(dtype))
-    for start in range(0, n, rows):
-        h = hidden[start : start + rows].to(dtype)  # (rows, dim)
-        t = targets[start : start + rows]  # (rows,)
-        chunk_total, g = _chunk_nll(h @ w.t(), t, need_h or need_w, one_exp)
+    parts = []  # of grad_h
+    for h, t in zip(hidden.to(dtype).split(rows), _row_chunks(targets, rows) if compiling else targets.split(rows)):
+        # d(summed loss)/d(logits), in the matmul dtype. The 1/n of the mean comes with the incoming
+        # gradient, in fp32: folded in here it would underflow fp16.
+        chunk_total, g = chunk(h @ w.t(), t, need_h or need_w)
         total += chunk_total
-        if g is None:
-            continue
-        # d(summed loss)/d(logits) = softmax - onehot, built in place in the fp32 softmax. The 1/n
-        # of the mean comes with the incoming gradient, in fp32: folded in here it would underflow fp16.
-        g[torch.arange(g.shape[0], device=g.device), t] -= 1.0
-        g = g.to(dtype)  # (rows, vocab)
         if need_h:
-            grad_h[start : start + rows] = g @ w  # (rows, dim)
+            parts.append(g @ w)  # (rows, dim)
         if need_w:
             if grad_w.dtype == dtype:
                 grad_w.addmm_(g.t(), h)  # (vocab, dim), accumulated without a temporary
             else:  # autocast: the matmul in its dtype, the sum in the weight's (as autograd does)
                 grad_w += g.t() @ h
+    grad_h = torch.cat(parts).to(hidden.dtype) if need_h else hidden.new_empty(0)
     return total, grad_h, grad_w
 
 
-@_loss_and_grads.register_fake
-def _(hidden, weight, targets, rows, dtype, need_h, need_w, one_exp):
-    return (hidden.new_empty((), dtype=_accumulate_dtype(dtype)),
-            torch.empty_like(hidden) if need_h else hidden.new_empty(0),
-            torch.empty_like(weight) if need_w else weight.new_empty(0))
+@torch.library.custom_op("components::with_gradients", mutates_args=())
+def _with_gradients(total: torch.Tensor, hidden: torch.Tensor, weight: torch.Tensor,
+                    grad_h: torch.Tensor, grad_w: torch.Tensor) -> torch.Tensor:
+    """``total``, whose gradients for ``hidden`` and ``weight`` are ``grad_h`` and ``grad_w`` (those
+    of the summed loss, computed in the forward pass; empty where not needed) times the incoming one.
+
+    A ``torch.library`` custom op rather than an ``autograd.Function``: AOTAutograd's cache refuses
+    graphs holding an autograd.Function, so a compiled model with one would recompile every run.
+    """
+    return total.clone()
+
+
+@_with_gradients.register_fake
+def _(total, hidden, weight, grad_h, grad_w):
+    return torch.empty_like(total)
 
 
 def _save_grads(ctx, inputs, output) -> None:
-    ctx.save_for_backward(output[1], output[2])
-    ctx.need = inputs[5:7]
+    ctx.save_for_backward(inputs[3], inputs[4])
 
 
-def _scale_grads(ctx, grad_total, _grad_h, _grad_w):
+def _scale_grads(ctx, grad_total):
     """Gradients of the summed loss times the incoming one (which carries the mean's 1/N, in fp32: a
     0-d tensor, so no host sync, and fp16 never sees the tiny scaled values)."""
     grad_h, grad_w = ctx.saved_tensors
-    need_h, need_w = ctx.need
-    return (grad_h * grad_total if need_h else None, grad_w * grad_total if need_w else None,
-            None, None, None, None, None, None)
+    return (None, grad_h * grad_total if grad_h.numel() else None, grad_w * grad_total if grad_w.numel() else None,
+            None, None)
 
 
-_loss_and_grads.register_autograd(_scale_grads, setup_context=_save_grads)
+_with_gradients.register_autograd(_scale_grads, setup_context=_save_grads)
 
 
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
@@ -135,9 +170,9 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
         raise ValueError(f"{hidden.shape[0]} hidden rows but {targets.shape[0]} targets")
     dtype = matmul_dtype(hidden)
     rows = rows or chunk_rows(hidden.shape[0], weight.shape[0])
-    grad = torch.is_grad_enabled()
-    # Compiled, the fp32 softmax takes one exponential too (1.015x on the eager step, docs/performance.md):
-    # compiled numerics differ from eager's in the last bits anyway, and eager fp32 keeps its own.
-    total = _loss_and_grads(hidden, weight, targets, rows, dtype, grad and hidden.requires_grad,
-                            grad and weight.requires_grad, torch.compiler.is_compiling())[0]
+    need_h, need_w = (torch.is_grad_enabled() and x.requires_grad for x in (hidden, weight))
+    with torch.no_grad():
+        total, grad_h, grad_w = _loss_and_grads(hidden, weight, targets, rows, dtype, need_h, need_w)
+    if need_h or need_w:
+        total = _with_gradients(total, hidden, weight, grad_h, grad_w)
     return total / hidden.shape[0]

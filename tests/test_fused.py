@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from components import RMSNorm, RotaryEmbedding, TransformerConfig, TransformerLM
-from components.loss import _chunk_nll, chunk_rows, linear_cross_entropy
+from components.loss import _eager_chunk, _traced_chunk, chunk_rows, linear_cross_entropy
 from components.norms import _RMSNormFunction
 
 
@@ -70,22 +70,64 @@ def test_linear_cross_entropy_under_bf16_autocast_is_as_accurate_as_the_unfused_
         torch.testing.assert_close(got, truth, atol=1e-3, rtol=2e-2)
 
 
-@pytest.mark.parametrize("dtype, one_exp", [(torch.bfloat16, False), (torch.float32, False), (torch.float32, True)])
-def test_chunk_softmax_and_nll_match_float64(dtype, one_exp):
-    # bf16 logits (autocast) and compiled fp32 (one_exp) take the one-exponential softmax, eager fp32
-    # exp(z - logsumexp): each is the float64 softmax to fp32 rounding, and the summed NLL is the same
-    # with or without the softmax.
+@pytest.mark.parametrize("chunk", [_eager_chunk, _traced_chunk])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_chunk_gradient_and_nll_match_float64(chunk, dtype):
+    # bf16 logits (autocast) and the traced (compiled) chunk take the one-exponential softmax, eager
+    # fp32 exp(z - logsumexp): each gradient is the float64 softmax minus the one-hot to the logits'
+    # rounding, and the summed NLL the float64 one to fp32 rounding, with or without the gradient.
     g = torch.Generator().manual_seed(0)
     logits = (8 * torch.randn(37, 300, generator=g)).to(dtype)
     targets = torch.randint(0, 300, (37,), generator=g)
     exact = logits.double()
     nll = (torch.logsumexp(exact, -1) - exact.gather(1, targets[:, None]).squeeze(1)).sum()
-    total, softmax = _chunk_nll(logits.clone(), targets, True, one_exp)
-    assert softmax.dtype == torch.float32 and total.dtype == torch.float32
-    torch.testing.assert_close(softmax.double(), torch.softmax(exact, -1), rtol=2e-6, atol=1e-9)
+    total, grad = chunk(logits.clone(), targets, True)
+    assert grad.dtype == dtype and total.dtype == torch.float32
+    truth = torch.softmax(exact, -1) - F.one_hot(targets, 300)
+    # fp32: a few roundings; bf16: the unit roundoff 2^-8 of the final rounding on top.
+    rtol = 2e-6 if dtype == torch.float32 else 2 ** -8 + 2e-6
+    torch.testing.assert_close(grad.double(), truth, rtol=rtol, atol=1e-9 * (dtype == torch.float32))
     torch.testing.assert_close(total.double(), nll, rtol=2e-6, atol=0)
-    alone, none = _chunk_nll(logits.clone(), targets, False, one_exp)
+    alone, none = chunk(logits.clone(), targets, False)
     assert none is None and torch.equal(alone, total)
+
+
+def test_the_losss_custom_ops_are_well_formed():
+    # Registered shapes (fake tensors), schema and backward agree with what the ops compute, so
+    # torch.compile traces them as it runs them.
+    h, w, y = _ce_problem(n=6, dim=4, vocab=7)
+    h = h.flatten(0, 1).detach().requires_grad_()
+    total = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
+    grads = (torch.randn_like(h), torch.randn_like(w))
+    torch.library.opcheck(torch.ops.components.with_gradients.default, (total, h, w, *grads))
+    torch.library.opcheck(torch.ops.components.row_chunks.default, (y.flatten(), 5))
+
+
+def test_with_gradients_scales_the_precomputed_gradients_by_the_incoming_one():
+    h, w = torch.randn(3, 2, requires_grad=True), torch.randn(5, 2, requires_grad=True)
+    grad_h, grad_w = torch.randn(3, 2), torch.randn(5, 2)
+    total = torch.ops.components.with_gradients(torch.tensor(1.5), h, w, grad_h, grad_w)
+    assert total.item() == 1.5
+    (0.25 * total).backward()
+    assert torch.equal(h.grad, 0.25 * grad_h) and torch.equal(w.grad, 0.25 * grad_w)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_compiled_loss_and_gradients_match_the_eager_ones_for_uneven_chunks(precision):
+    # Compiled, the chunk loop is traced (one fused kernel per chunk, the targets split by an op of
+    # their own); a last chunk shorter than the others and a non-unit upstream gradient included.
+    torch._dynamo.reset()
+    h, w, y = _ce_problem(n=50, dim=16, vocab=33, dtype=torch.float32)
+    results = []
+    for fn in (linear_cross_entropy, torch.compile(linear_cross_entropy, fullgraph=True)):
+        h.grad = w.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = fn(h, w, y, 32)
+        (3.0 * loss).backward()
+        results.append((loss.detach(), h.grad.clone(), w.grad.clone()))
+    tol = {"atol": 1e-5, "rtol": 1e-5} if precision == "fp32" else {"atol": 1e-3, "rtol": 1e-2}
+    torch.testing.assert_close(results[1], results[0], **tol)
+    torch._dynamo.reset()
 
 
 def test_chunk_rows_bounds():
