@@ -48,7 +48,7 @@ class Settings:
     gemm_reps: int = 5
     step: StepShape = field(default_factory=StepShape)
     step_reps: int = 9
-    compile_reps: int = 7
+    compile_reps: int = 11
     attention: AttentionShape = field(default_factory=AttentionShape)
     attention_reps: int = 3
     overhead_overrides: tuple[str, ...] = ()
