@@ -54,6 +54,15 @@ def _cast(dtype: torch.dtype, *tensors: torch.Tensor | None) -> list[torch.Tenso
     return [None if t is None else t.to(dtype) for t in tensors]
 
 
+def _parameter_grads(ctx, g: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The weight's and the bias's gradients of ``x2 @ w.T + b`` for the output gradient ``g`` (rows,
+    out), each in its parameter's dtype, as autograd derives them for ``nn.Linear``."""
+    _, w_dtype, b_dtype = ctx.dtypes
+    grad_w = g.t().mm(x2).to(w_dtype) if ctx.needs_input_grad[1] else None
+    grad_b = g.sum(0).to(b_dtype) if ctx.needs_input_grad[2] else None
+    return grad_w, grad_b
+
+
 class _Widen(torch.autograd.Function):
     """(..., in) -> (..., width): ``layer``'s output with zero features appended."""
 
@@ -70,11 +79,8 @@ class _Widen(torch.autograd.Function):
     def backward(ctx, grad):
         x2, w = ctx.saved_tensors
         g = grad.reshape(-1, grad.shape[-1])[:, : w.shape[0]]  # the real features only
-        x_dtype, w_dtype, b_dtype = ctx.dtypes
-        grad_x = g.mm(w).view(*grad.shape[:-1], w.shape[1]).to(x_dtype) if ctx.needs_input_grad[0] else None
-        grad_w = g.t().mm(x2).to(w_dtype) if ctx.needs_input_grad[1] else None
-        grad_b = g.sum(0).to(b_dtype) if ctx.needs_input_grad[2] else None
-        return grad_x, grad_w, grad_b, None
+        grad_x = g.mm(w).view(*grad.shape[:-1], w.shape[1]).to(ctx.dtypes[0]) if ctx.needs_input_grad[0] else None
+        return grad_x, *_parameter_grads(ctx, g, x2), None
 
 
 class _Narrow(torch.autograd.Function):
@@ -93,13 +99,10 @@ class _Narrow(torch.autograd.Function):
     def backward(ctx, grad):
         h2, w = ctx.saved_tensors
         g = grad.reshape(-1, grad.shape[-1])
-        h_dtype, w_dtype, b_dtype = ctx.dtypes
         grad_h = None
         if ctx.needs_input_grad[0]:  # written P wide: the padding's columns of w are zero
-            grad_h = g.mm(F.pad(w, (0, ctx.width - w.shape[1]))).view(*grad.shape[:-1], ctx.width).to(h_dtype)
-        grad_w = g.t().mm(h2).to(w_dtype) if ctx.needs_input_grad[1] else None
-        grad_b = g.sum(0).to(b_dtype) if ctx.needs_input_grad[2] else None
-        return grad_h, grad_w, grad_b
+            grad_h = g.mm(F.pad(w, (0, ctx.width - w.shape[1]))).view(*grad.shape[:-1], ctx.width).to(ctx.dtypes[0])
+        return grad_h, *_parameter_grads(ctx, g, h2)
 
 
 def widen(x: torch.Tensor, layer: nn.Linear, width: int) -> torch.Tensor:
