@@ -38,11 +38,12 @@ def _accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
-def _chunk_nll(logits: torch.Tensor, targets: torch.Tensor,
-               softmax: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(rows, vocab) logits -> summed NLL () and, with ``softmax``, the softmax (rows, vocab) in at
-    least fp32, built in place in the logits' fp32 copy (or in the logits themselves when already
-    so, which the caller may then overwrite). Eager code: each step one in-place pass.
+def _eager_chunk(logits: torch.Tensor, targets: torch.Tensor,
+                 softmax: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(rows, vocab) logits -> summed NLL () and, with ``softmax``, d(summed NLL)/d(logits) = softmax
+    - onehot in the logits' dtype, built in place in the logits' fp32 copy (or in the logits
+    themselves when already so, which the caller may then overwrite). Eager code: one in-place pass
+    per step.
 
     Below fp32 (autocast) the exponentials are computed once, exp(z - max), and the softmax is their
     quotient by the row sums (the loss's log-sum-exp is max + log(sum), as ``torch.logsumexp``
@@ -54,20 +55,16 @@ def _chunk_nll(logits: torch.Tensor, targets: torch.Tensor,
     target_logits = z.gather(1, targets[:, None]).sum()  # before z is overwritten
     if z.dtype == logits.dtype:
         lse = torch.logsumexp(z, dim=-1, keepdim=True)  # (rows, 1)
-        return lse.sum() - target_logits, z.sub_(lse).exp_() if softmax else None
-    top = z.amax(dim=-1, keepdim=True)  # (rows, 1)
-    e = z.sub_(top).exp_()
-    sums = e.sum(dim=-1, keepdim=True)  # (rows, 1)
-    return (top + sums.log()).sum() - target_logits, e.div_(sums) if softmax else None
-
-
-def _eager_chunk(logits: torch.Tensor, targets: torch.Tensor, softmax: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Summed NLL and d(summed NLL)/d(logits) = softmax - onehot in the logits' dtype, in place."""
-    total, g = _chunk_nll(logits, targets, softmax)
-    if g is not None:
-        g[torch.arange(g.shape[0], device=g.device), targets] -= 1.0
-        g = g.to(logits.dtype)
-    return total, g
+        total, p = lse.sum() - target_logits, z.sub_(lse).exp_() if softmax else None
+    else:
+        top = z.amax(dim=-1, keepdim=True)  # (rows, 1)
+        e = z.sub_(top).exp_()
+        sums = e.sum(dim=-1, keepdim=True)  # (rows, 1)
+        total, p = (top + sums.log()).sum() - target_logits, e.div_(sums) if softmax else None
+    if p is None:
+        return total, None
+    p[torch.arange(p.shape[0], device=p.device), targets] -= 1.0
+    return total, p.to(logits.dtype)
 
 
 def _traced_chunk(logits: torch.Tensor, targets: torch.Tensor, softmax: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
