@@ -7,8 +7,7 @@ the loss with respect to its logits (softmax minus one-hot) while the chunk is s
 gradient immediately flows through the two backward matmuls of the head, so only (rows, vocab) logits
 ever exist at once. The FLOPs are the same as the unfused path (one forward, two backward matmuls):
 nothing is recomputed. The gradients of the summed loss are computed during the forward pass and scaled by
-the incoming gradient (which carries the mean's 1/N, in fp32, so fp16 never sees the tiny scaled
-values) in the backward; where no gradient is needed (eval, ``no_grad``) only the loss is computed.
+the incoming gradient over N (in fp32, so fp16 never sees the tiny scaled values) in the backward; where no gradient is needed (eval, ``no_grad``) only the loss is computed.
 Eager, each chunk's softmax is a few in-place passes; under torch.compile the same loop is traced,
 so inductor fuses each chunk's softmax and its gradient into one kernel. Either way a
 ``torch.library`` custom op hands the gradients to autograd, so the compiled graph stays cacheable.
@@ -75,7 +74,7 @@ def _traced_chunk(logits: torch.Tensor, targets: torch.Tensor, softmax: bool) ->
     top = z.amax(dim=-1, keepdim=True)  # (rows, 1)
     e = (z - top).exp()
     sums = e.sum(dim=-1, keepdim=True)  # (rows, 1)
-    total = (top + sums.log()).sum() - z.gather(1, targets[:, None]).sum()
+    total = (top + sums.log() - z.gather(1, targets[:, None])).sum()  # one reduction: no kernel of its own
     if not softmax:
         return total, None
     columns = torch.arange(z.shape[1], device=z.device)
@@ -96,20 +95,19 @@ def _(x, rows):
 
 
 def _loss_and_grads(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, rows: int, dtype: torch.dtype,
-                    need_h: bool, need_w: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Summed loss, and the gradients of the summed loss for hidden and weight (empty where not
-    needed), computed chunk by chunk in one pass; no autograd graph is recorded."""
+                    need_h: bool, need_w: bool) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Each chunk's summed loss, and the gradients of the summed loss for hidden and weight (empty
+    where not needed), computed chunk by chunk in one pass; no autograd graph is recorded."""
     compiling = torch.compiler.is_compiling()
     chunk = _traced_chunk if compiling else _eager_chunk
     w = weight.to(dtype)  # a copy only under autocast
     grad_w = torch.zeros_like(weight) if need_w else weight.new_empty(0)
-    total = hidden.new_zeros((), dtype=_accumulate_dtype(dtype))
-    parts = []  # of grad_h
+    totals, parts = [], []  # of the loss, of grad_h
     for h, t in zip(hidden.to(dtype).split(rows), _row_chunks(targets, rows) if compiling else targets.split(rows)):
-        # d(summed loss)/d(logits), in the matmul dtype. The 1/n of the mean comes with the incoming
-        # gradient, in fp32: folded in here it would underflow fp16.
+        # d(summed loss)/d(logits), in the matmul dtype. The mean's 1/n is applied in the backward,
+        # in fp32: folded in here it would underflow fp16.
         chunk_total, g = chunk(h @ w.t(), t, need_h or need_w)
-        total += chunk_total
+        totals.append(chunk_total)
         if need_h:
             parts.append(g @ w)  # (rows, dim)
         if need_w:
@@ -118,36 +116,48 @@ def _loss_and_grads(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.T
             else:  # autocast: the matmul in its dtype, the sum in the weight's (as autograd does)
                 grad_w += g.t() @ h
     grad_h = torch.cat(parts).to(hidden.dtype) if need_h else hidden.new_empty(0)
-    return total, grad_h, grad_w
+    return totals, grad_h, grad_w
+
+
+def _mean(totals: list[torch.Tensor], n: int) -> torch.Tensor:
+    """The chunks' summed losses added in order, over ``n`` rows."""
+    total = totals[0]
+    for chunk_total in totals[1:]:
+        total = total + chunk_total
+    return total / n
 
 
 @torch.library.custom_op("components::with_gradients", mutates_args=())
-def _with_gradients(total: torch.Tensor, hidden: torch.Tensor, weight: torch.Tensor,
+def _with_gradients(totals: list[torch.Tensor], n: int, hidden: torch.Tensor, weight: torch.Tensor,
                     grad_h: torch.Tensor, grad_w: torch.Tensor) -> torch.Tensor:
-    """``total``, whose gradients for ``hidden`` and ``weight`` are ``grad_h`` and ``grad_w`` (those
-    of the summed loss, computed in the forward pass; empty where not needed) times the incoming one.
+    """The mean loss over ``n`` rows of the chunks' summed losses ``totals``, whose gradients for
+    ``hidden`` and ``weight`` are ``grad_h`` and ``grad_w`` (those of the summed loss, computed in the
+    forward pass; empty where not needed) times the incoming one over ``n``.
 
     A ``torch.library`` custom op rather than an ``autograd.Function``: AOTAutograd's cache refuses
-    graphs holding an autograd.Function, so a compiled model with one would recompile every run.
+    graphs holding an autograd.Function, so a compiled model with one would recompile every run. The
+    few scalar additions run inside it, where under torch.compile they cost no kernel to build.
     """
-    return total.clone()
+    return _mean(totals, n)
 
 
 @_with_gradients.register_fake
-def _(total, hidden, weight, grad_h, grad_w):
-    return torch.empty_like(total)
+def _(totals, n, hidden, weight, grad_h, grad_w):
+    return torch.empty_like(totals[0])
 
 
 def _save_grads(ctx, inputs, output) -> None:
-    ctx.save_for_backward(inputs[3], inputs[4])
+    ctx.chunks, ctx.n = len(inputs[0]), inputs[1]
+    ctx.save_for_backward(inputs[4], inputs[5])
 
 
-def _scale_grads(ctx, grad_total):
-    """Gradients of the summed loss times the incoming one (which carries the mean's 1/N, in fp32: a
-    0-d tensor, so no host sync, and fp16 never sees the tiny scaled values)."""
+def _scale_grads(ctx, grad_mean):
+    """Gradients of the summed loss times the incoming one over n (fp32: a 0-d tensor, so no host
+    sync, and fp16 never sees the tiny scaled values)."""
     grad_h, grad_w = ctx.saved_tensors
-    return (None, grad_h * grad_total if grad_h.numel() else None, grad_w * grad_total if grad_w.numel() else None,
-            None, None)
+    grad_total = grad_mean / ctx.n
+    return ([None] * ctx.chunks, None, grad_h * grad_total if grad_h.numel() else None,
+            grad_w * grad_total if grad_w.numel() else None, None, None)
 
 
 _with_gradients.register_autograd(_scale_grads, setup_context=_save_grads)
@@ -169,7 +179,7 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
     rows = rows or chunk_rows(hidden.shape[0], weight.shape[0])
     need_h, need_w = (torch.is_grad_enabled() and x.requires_grad for x in (hidden, weight))
     with torch.no_grad():
-        total, grad_h, grad_w = _loss_and_grads(hidden, weight, targets, rows, dtype, need_h, need_w)
+        totals, grad_h, grad_w = _loss_and_grads(hidden, weight, targets, rows, dtype, need_h, need_w)
     if need_h or need_w:
-        total = _with_gradients(total, hidden, weight, grad_h, grad_w)
-    return total / hidden.shape[0]
+        return _with_gradients(totals, hidden.shape[0], hidden, weight, grad_h, grad_w)
+    return _mean(totals, hidden.shape[0])

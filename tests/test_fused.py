@@ -97,19 +97,19 @@ def test_the_losss_custom_ops_are_well_formed():
     # torch.compile traces them as it runs them.
     h, w, y = _ce_problem(n=6, dim=4, vocab=7)
     h = h.flatten(0, 1).detach().requires_grad_()
-    total = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
+    totals = [torch.tensor(3.0, dtype=torch.float64), torch.tensor(0.5, dtype=torch.float64)]
     grads = (torch.randn_like(h), torch.randn_like(w))
-    torch.library.opcheck(torch.ops.components.with_gradients.default, (total, h, w, *grads))
+    torch.library.opcheck(torch.ops.components.with_gradients.default, (totals, 6, h, w, *grads))
     torch.library.opcheck(torch.ops.components.row_chunks.default, (y.flatten(), 5))
 
 
-def test_with_gradients_scales_the_precomputed_gradients_by_the_incoming_one():
+def test_with_gradients_is_the_mean_and_scales_the_precomputed_gradients_by_the_incoming_one_over_n():
     h, w = torch.randn(3, 2, requires_grad=True), torch.randn(5, 2, requires_grad=True)
     grad_h, grad_w = torch.randn(3, 2), torch.randn(5, 2)
-    total = torch.ops.components.with_gradients(torch.tensor(1.5), h, w, grad_h, grad_w)
-    assert total.item() == 1.5
-    (0.25 * total).backward()
-    assert torch.equal(h.grad, 0.25 * grad_h) and torch.equal(w.grad, 0.25 * grad_w)
+    mean = torch.ops.components.with_gradients([torch.tensor(1.5), torch.tensor(4.5)], 3, h, w, grad_h, grad_w)
+    assert mean.item() == 2.0
+    (0.25 * mean).backward()
+    assert torch.equal(h.grad, grad_h * (0.25 / 3)) and torch.equal(w.grad, grad_w * (0.25 / 3))
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
