@@ -7,7 +7,8 @@ the loss with respect to its logits (softmax minus one-hot) while the chunk is s
 gradient immediately flows through the two backward matmuls of the head, so only (rows, vocab) logits
 ever exist at once. The FLOPs are the same as the unfused path (one forward, two backward matmuls):
 nothing is recomputed. The gradients of the summed loss are computed during the forward pass and scaled by
-the incoming gradient over N (in fp32, so fp16 never sees the tiny scaled values) in the backward; where no gradient is needed (eval, ``no_grad``) only the loss is computed.
+the incoming gradient over N (in fp32, so fp16 never sees the tiny scaled values) in the backward;
+where no gradient is needed (eval, ``no_grad``) only the loss is computed.
 Eager, each chunk's softmax is a few in-place passes; under torch.compile the same loop is traced,
 so inductor fuses each chunk's softmax and its gradient into one kernel. Either way a
 ``torch.library`` custom op hands the gradients to autograd, so the compiled graph stays cacheable.
