@@ -5,10 +5,11 @@ What each name guarantees (the naive-vs-sdpa ablation compares these; docs/compo
 - ``naive``: always the explicit formula, scores materialised and softmaxed in at least fp32;
   memory grows with T * S.
 - ``sdpa``: the fastest exact kernel for the inputs by a fixed rule (``SDPAttention.takes_gemms``):
-  PyTorch's fused ``scaled_dot_product_attention`` (memory linear in T), except for bf16 on a CPU
-  with native bf16 and at most ``GEMM_MAX_KEYS`` keys without ALiBi, where two batched bf16 GEMMs
-  and PyTorch's softmax (computed in fp32, rounded once to bf16) beat the flash CPU kernel
-  (``gemm_attention``). fp32 and float64 always take the fused kernel.
+  PyTorch's fused ``scaled_dot_product_attention`` (memory linear in T), except on a CPU with
+  native bf16 at most ``GEMM_MAX_KEYS`` keys without ALiBi, for bf16 and for fp32 under
+  torch.compile, where two batched GEMMs around PyTorch's softmax (bf16: computed in fp32, rounded
+  once) beat the flash CPU kernel (components.gemm_attention). Eager fp32 and float64 always take
+  the fused kernel, so eager full-precision training keeps its bits.
 - ``flash``: the flash-attn package on CUDA.
 
 All share ``forward(q, k, v, *, window=None, slopes=None) -> out`` on (B, H, T, head_dim) tensors and
@@ -39,7 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .gemm_attention import gemm_attention
 from .hardware import cpu_has_fast_bf16
+from .masks import attention_bias, causal_mask
 from .registry import registry
 
 FLASH_INSTALL = "pip install 'lm-ablation-components[flash]' (or: pip install flash-attn --no-build-isolation) on a CUDA machine"
@@ -58,36 +61,6 @@ def _check_heads(q: torch.Tensor, k: torch.Tensor) -> int:
     if q.shape[1] % k.shape[1]:
         raise ValueError(f"query heads ({q.shape[1]}) must be a multiple of key/value heads ({k.shape[1]})")
     return q.shape[1] // k.shape[1]
-
-
-def causal_mask(q: torch.Tensor, k: torch.Tensor, window: int | None = None) -> torch.Tensor:
-    """(T, S) bool, True where query i may attend to key j. With S > T (keys cached from earlier
-    steps) query i sits at absolute position S - T + i and sees keys 0..S-T+i, as flash-attn does;
-    with ``window``, only keys j > S-T+i - window."""
-    T, S = q.shape[-2], k.shape[-2]
-    mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)
-    if window is not None:
-        mask = mask.triu(diagonal=S - T - window + 1)
-    return mask
-
-
-def distances(q: torch.Tensor, k: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(T, S): pos(i) - j, how far key j lies behind query i (negative for future keys)."""
-    T, S = q.shape[-2], k.shape[-2]
-    pos_q = torch.arange(S - T, S, device=q.device, dtype=dtype)
-    pos_k = torch.arange(S, device=q.device, dtype=dtype)
-    return pos_q[:, None] - pos_k[None, :]
-
-
-def attention_bias(q: torch.Tensor, k: torch.Tensor, window: int | None, slopes: torch.Tensor | None,
-                   dtype: torch.dtype) -> torch.Tensor:
-    """The additive score bias of one call: (T, S) causal/window mask as 0 / -inf, plus, with
-    ``slopes``, ALiBi's -slope_h * (pos(i) - j), giving (H, T, S). Broadcasts over the batch."""
-    mask = causal_mask(q, k, window)
-    bias = torch.zeros(mask.shape, device=q.device, dtype=dtype).masked_fill_(~mask, float("-inf"))
-    if slopes is None:
-        return bias
-    return bias - slopes.to(dtype)[:, None, None] * distances(q, k, dtype)  # (H, T, S)
 
 
 def _check_window(window: int | None) -> None:
@@ -116,66 +89,23 @@ class NaiveAttention(nn.Module):
         return probs @ v  # (B, H, T, D)
 
 
-# The most keys for which ``sdpa`` attends bf16 on a native-bf16 CPU with GEMMs. Measured on a 2-core
-# AMD EPYC with avx512_bf16 (docs/performance.md, issue 27), forward + backward, head_dim 64, 4 heads:
-# the GEMMs beat the flash CPU kernel 3.7x at 128 keys, 1.4-1.5x at 256-384, 1.2-2.0x at 512, 1.1x at
-# 640, and lose from 768 keys on (0.8x; 0.6-0.7x at 1024-2048): they also compute the masked half.
+# The most keys for which ``sdpa`` attends with GEMMs on a native-bf16 CPU. Measured on a 2-core AMD
+# EPYC with avx512_bf16 (docs/performance.md, issue 27), forward + backward, head_dim 64, 4 heads: in
+# bf16 the GEMMs beat the flash CPU kernel 3.7x at 128 keys, 1.4-1.5x at 256-384, 1.2-2.0x at 512,
+# 1.1x at 640, and lose from 768 keys on (0.8x; 0.6-0.7x at 1024-2048): they also compute the masked
+# half; in fp32 under torch.compile 1.03x at 128, 1.18x at 256, 1.76x at 512, 1.27x at 768.
 GEMM_MAX_KEYS = 512
-
-
-# Queries per block of ``gemm_attention``: a block attends only the keys up to its last query, so at
-# T = 256 the GEMMs and the softmax do 3/4 of the full (T, T) work. Measured (bf16 step of the bench,
-# AMD EPYC with avx512_bf16, 11 rounds): 128 -> 1.027x eager, 1.036x compiled; 64 -> 0.987x compiled.
-QUERY_BLOCK = 128
-
-
-def gemm_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int | None = None,
-                   slopes: torch.Tensor | None = None) -> torch.Tensor:
-    """Exact attention as two batched GEMMs in the inputs' dtype around a softmax, as transformers'
-    eager attention computes it: the scores are rounded to the inputs' dtype, the softmax computed
-    in fp32 (PyTorch's CPU softmax does so for bf16) and rounded once. Without ``slopes`` the first
-    GEMM adds the causal mask as a 0 / -inf bias and applies 1/sqrt(d) itself (``baddbmm``'s beta
-    and alpha, inside its fp32 accumulation), and the queries go in blocks of ``QUERY_BLOCK``, each
-    against the keys up to its last query only (its rows are whole, so nothing is merged); with
-    ``slopes`` the scores are upcast to at least fp32 before the ALiBi bias is added (a bias is too
-    coarse in bf16), as ``naive`` does. Key/value heads are not repeated: each kv head's group of
-    query heads is stacked into one GEMM against it."""
-    T, S = q.shape[-2], k.shape[-2]
-    if slopes is not None or T <= QUERY_BLOCK:
-        return _gemm_attention(q, k, v, window, slopes)
-    blocks = []
-    for start in range(0, T, QUERY_BLOCK):
-        end = min(T, start + QUERY_BLOCK)
-        keys = S - T + end  # query i sits at position S - T + i
-        blocks.append(_gemm_attention(q[:, :, start:end], k[:, :, :keys], v[:, :, :keys], window, None))
-    return torch.cat(blocks, dim=2)
-
-
-def _gemm_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int | None,
-                    slopes: torch.Tensor | None) -> torch.Tensor:
-    B, H, T, D = q.shape
-    Hkv, S = k.shape[1], k.shape[2]
-    n_rep = H // Hkv
-    grouped = q.reshape(B * Hkv, n_rep * T, D)  # the n_rep query heads of kv head g, stacked
-    keys = k.reshape(B * Hkv, S, D).transpose(1, 2)  # (B * Hkv, D, S)
-    if slopes is None:
-        bias = attention_bias(q, k, window, None, q.dtype).repeat(n_rep, 1)  # (n_rep * T, S): 0 / -inf
-        probs = torch.softmax(torch.baddbmm(bias, grouped, keys, alpha=1.0 / math.sqrt(D)), dim=-1)
-    else:
-        dtype = torch.promote_types(q.dtype, torch.float32)
-        bias = attention_bias(q, k, window, slopes, dtype).view(Hkv, n_rep * T, S)  # (H, T, S) by kv group
-        scores = torch.bmm(grouped, keys).view(B, Hkv, n_rep * T, S).to(dtype) * (1.0 / math.sqrt(D))
-        probs = torch.softmax(scores + bias, dim=-1).to(q.dtype).view(B * Hkv, n_rep * T, S)
-    return torch.bmm(probs, v.reshape(B * Hkv, S, D)).view(B, H, T, D)
 
 
 @registry.register("attention", "sdpa", window=True, slopes=True, weights={})
 class SDPAttention(nn.Module):
     """The fastest exact attention for the inputs: PyTorch's fused scaled_dot_product_attention
-    (flash / memory-efficient / math backends), or ``gemm_attention`` for bf16 on a CPU with native
-    bf16 at up to ``GEMM_MAX_KEYS`` keys without ALiBi (``takes_gemms``), where the flash CPU kernel's
-    backward is the slower one. A fixed rule, not a timing, so a run's numerics do not depend on
-    the machine's load; ``path`` forces one ("fused" keeps bf16 identical across CPU kinds).
+    (flash / memory-efficient / math backends), or ``gemm_attention`` on a CPU with native bf16 at
+    up to ``GEMM_MAX_KEYS`` keys without ALiBi, for bf16 and for fp32 under torch.compile
+    (``takes_gemms``), where the flash CPU kernel's backward is the slower one. Only that CPU kind
+    was measured, so other CPUs keep the fused kernel. A fixed rule, not a timing, so a run's
+    numerics do not depend on the machine's load; ``path`` forces one ("fused" keeps bf16 identical
+    across CPU kinds).
 
     On a CPU without native bf16 arithmetic, bf16 inputs are attended in fp32 and the result cast
     back: there the bf16 kernel's backward is emulated and ~2.5x slower than fp32 (70 vs 28 ms at
@@ -189,12 +119,15 @@ class SDPAttention(nn.Module):
         self.native_cpu_bf16 = cpu_has_fast_bf16()  # else bf16 is attended in fp32 (below)
 
     def takes_gemms(self, q: torch.Tensor, k: torch.Tensor, slopes: torch.Tensor | None) -> bool:
-        """Whether these inputs are attended by ``gemm_attention`` (decided from dtypes and shapes
-        only, so torch.compile traces one branch and guards on the rest)."""
+        """Whether these inputs are attended by ``gemm_attention`` (decided from dtypes, shapes and
+        whether torch.compile is tracing, so it traces one branch and guards on the rest). fp32
+        takes the GEMMs only when compiled: eager, the flash kernel is as fast (0.86-1.32x across
+        lengths) and keeps eager fp32 runs' bits."""
         if self.path != "auto":
             return self.path == "gemm"
-        return (self.native_cpu_bf16 and q.device.type == "cpu" and q.dtype == torch.bfloat16 and slopes is None
-                and k.shape[-2] <= GEMM_MAX_KEYS)
+        if not (self.native_cpu_bf16 and q.device.type == "cpu" and slopes is None and k.shape[-2] <= GEMM_MAX_KEYS):
+            return False
+        return q.dtype == torch.bfloat16 or (q.dtype == torch.float32 and torch.compiler.is_compiling())
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, window: int | None = None,
                 slopes: torch.Tensor | None = None) -> torch.Tensor:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import components.attention as attention
+import components.gemm_attention as gemm_attention
 from components import FlashAttentionUnavailable, InvalidConfig, TransformerConfig, TransformerLM, registry
 from components.attention import GEMM_MAX_KEYS, NaiveAttention, SDPAttention, causal_mask
 from components.positions import alibi_slopes
@@ -324,12 +325,12 @@ def test_sdpa_path_option_is_checked():
 
 @pytest.mark.parametrize("window, alibi", OPTIONS + [(None, False)])
 @pytest.mark.parametrize("T, S", [(40, 40), (5, 40), (40, 56)])
-@pytest.mark.parametrize("query_block", [attention.QUERY_BLOCK, 16])  # 16: the queries in 3 blocks at T = 40
+@pytest.mark.parametrize("query_block", [gemm_attention.QUERY_BLOCK, 16])  # 16: 3 blocks of 14 at T = 40, padded to 42
 @pytest.mark.parametrize("H, Hkv", HEADS)
 def test_sdpa_gemms_in_bf16_are_as_accurate_as_naive_forward_and_backward(H, Hkv, query_block, T, S, window, alibi,
                                                                           monkeypatch):
     # Both round the scores to bf16 and the probabilities once; the fused kernel keeps fp32 scores.
-    monkeypatch.setattr(attention, "QUERY_BLOCK", query_block)
+    monkeypatch.setattr(gemm_attention, "QUERY_BLOCK", query_block)
     q, k, v = qkv(H, Hkv, T=T, S=S, D=16, dtype=torch.bfloat16)
     slopes = slopes_for(H, alibi)
     slopes = None if slopes is None else slopes.float()
