@@ -66,6 +66,12 @@ def to_blocks(x: torch.Tensor, n_kv: int, blocks: int, rows: int) -> list[torch.
     return [x[:, :, b * rows:(b + 1) * rows].reshape(B * n_kv, H // n_kv * rows, D).contiguous() for b in range(blocks)]
 
 
+def _prefix(x: torch.Tensor, keys: int) -> torch.Tensor:
+    """(G, S, D) -> its first ``keys`` rows per batch as a contiguous (G, keys, D): a batched GEMM
+    copies a batch-strided operand anyway, and transposed (k^T) that copy is a slower transposing one."""
+    return x if keys == x.shape[1] else x[:, :keys].contiguous()
+
+
 def _spans(T: int, S: int, blocks: int, rows: int) -> list[tuple[int, int, int]]:
     """Per block: (first query row, real rows, keys it attends: those up to its last real query)."""
     return [(b * rows, min(T, (b + 1) * rows) - b * rows, S - T + min(T, (b + 1) * rows)) for b in range(blocks)]
@@ -86,8 +92,9 @@ def _attend(q: list[torch.Tensor], k: torch.Tensor, v: torch.Tensor, T: int, win
     probs = []
     for b, (start, real, keys) in enumerate(_spans(T, S, blocks, rows)):
         bias = block_bias(rows, real, S - T + start, keys, window, n_rep, q[b].dtype, q[b].device)
-        p = torch.softmax(torch.baddbmm(bias, q[b], keys_m[:, :keys].transpose(1, 2), alpha=1.0 / math.sqrt(D)), dim=-1)
-        block_out = torch.bmm(p, values[:, :keys]).view(B, Hkv * n_rep, rows, D)
+        scores = torch.baddbmm(bias, q[b], _prefix(keys_m, keys).transpose(1, 2), alpha=1.0 / math.sqrt(D))
+        p = torch.softmax(scores, dim=-1)
+        block_out = torch.bmm(p, _prefix(values, keys)).view(B, Hkv * n_rep, rows, D)
         out[:, start:start + real] = block_out[:, :, :real].transpose(1, 2)
         probs.append(p)
     return out.transpose(1, 2), probs
@@ -116,8 +123,8 @@ def _attend_backward(grad: list[torch.Tensor], q: list[torch.Tensor], k: torch.T
     for b in reversed(range(len(q))):
         p, keys = probs[b], probs[b].shape[-1]
         dv_b = torch.bmm(p.transpose(1, 2), grad[b])
-        ds = torch._softmax_backward_data(torch.bmm(grad[b], values[:, :keys].transpose(1, 2)), p, -1, p.dtype)
-        dq[b] = torch.baddbmm(torch.empty_like(q[b]), ds, keys_m[:, :keys], beta=0, alpha=alpha)
+        ds = torch._softmax_backward_data(torch.bmm(grad[b], _prefix(values, keys).transpose(1, 2)), p, -1, p.dtype)
+        dq[b] = torch.baddbmm(torch.empty_like(q[b]), ds, _prefix(keys_m, keys), beta=0, alpha=alpha)
         dk_b = torch.baddbmm(torch.empty_like(dv_b), ds.transpose(1, 2), q[b], beta=0, alpha=alpha)
         if dk is None:
             dk, dv = dk_b, dv_b
