@@ -25,10 +25,11 @@ import math
 
 import torch
 
-from .masks import attention_bias
+from .masks import attention_bias, seen_keys
 
 # Queries per block at most. Measured (bf16 step of the bench, AMD EPYC with avx512_bf16): 128 ->
-# 1.027x eager, 1.036x compiled over one block; 64 -> 0.987x compiled.
+# 1.027x eager, 1.036x compiled over one block (traced blocks); as this op, 64 -> 0.988x and 96
+# (3 blocks of 86 at T = 256) -> 0.989x compiled against 128.
 QUERY_BLOCK = 128
 
 
@@ -40,18 +41,14 @@ def query_blocks(T: int) -> tuple[int, int]:
 
 
 @functools.lru_cache(maxsize=64)
-def block_bias(rows: int, real_rows: int, first: int, keys: int, window: int | None, n_rep: int,
-               dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """The (n_rep * rows, keys) 0 / -inf bias of one block whose row r is the query at absolute position
-    ``first + r``: key j is seen iff j <= first + r (and j > first + r - window); rows from
-    ``real_rows`` on are padding and see every key. Repeated for the block's ``n_rep`` stacked query
-    heads. Cached: a model asks for the same few blocks every step."""
-    position = torch.arange(first, first + rows, device=device)[:, None]
-    key = torch.arange(keys, device=device)[None, :]
-    seen = key <= position
-    if window is not None:
-        seen &= key > position - window
-    seen |= torch.arange(rows, device=device)[:, None] >= real_rows
+def block_bias(rows: int, real_rows: int, keys: int, window: int | None, n_rep: int, dtype: torch.dtype,
+               device: torch.device) -> torch.Tensor:
+    """The (n_rep * rows, keys) 0 / -inf bias of one block: its ``real_rows`` queries are the last
+    before key ``keys`` (``seen_keys``' alignment), the rows after them are padding and see every
+    key. Repeated for the block's ``n_rep`` stacked query heads. Cached: a model asks for the same
+    few blocks every step."""
+    seen = torch.ones(rows, keys, dtype=torch.bool, device=device)
+    seen[:real_rows] = seen_keys(real_rows, keys, window, device)
     return torch.zeros(rows, keys, dtype=dtype, device=device).masked_fill_(~seen, float("-inf")).repeat(n_rep, 1)
 
 
@@ -91,7 +88,7 @@ def _attend(q: list[torch.Tensor], k: torch.Tensor, v: torch.Tensor, T: int, win
     out = k.new_empty(B, T, Hkv * n_rep, D)
     probs = []
     for b, (start, real, keys) in enumerate(_spans(T, S, blocks, rows)):
-        bias = block_bias(rows, real, S - T + start, keys, window, n_rep, q[b].dtype, q[b].device)
+        bias = block_bias(rows, real, keys, window, n_rep, q[b].dtype, q[b].device)
         scores = torch.baddbmm(bias, q[b], _prefix(keys_m, keys).transpose(1, 2), alpha=1.0 / math.sqrt(D))
         p = torch.softmax(scores, dim=-1)
         block_out = torch.bmm(p, _prefix(values, keys)).view(B, Hkv * n_rep, rows, D)

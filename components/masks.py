@@ -12,11 +12,15 @@ import torch
 
 
 def causal_mask(q: torch.Tensor, k: torch.Tensor, window: int | None = None) -> torch.Tensor:
+    """(T, S) bool, True where query i may attend to key j, for q's T queries and k's S keys."""
+    return seen_keys(q.shape[-2], k.shape[-2], window, q.device)
+
+
+def seen_keys(T: int, S: int, window: int | None, device: torch.device) -> torch.Tensor:
     """(T, S) bool, True where query i may attend to key j. With S > T (keys cached from earlier
     steps) query i sits at absolute position S - T + i and sees keys 0..S-T+i, as flash-attn does;
     with ``window``, only keys j > S-T+i - window."""
-    T, S = q.shape[-2], k.shape[-2]
-    mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)
+    mask = torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
     if window is not None:
         mask = mask.triu(diagonal=S - T - window + 1)
     return mask
