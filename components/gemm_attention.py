@@ -37,7 +37,12 @@ def query_blocks(T: int) -> tuple[int, int]:
     """(blocks, rows per block) for T queries: the fewest blocks of at most ``QUERY_BLOCK`` rows, all
     of one size (the last one padded)."""
     blocks = max(1, -(-T // QUERY_BLOCK))
-    return blocks, -(-T // blocks)
+    return blocks, block_rows(T, blocks)
+
+
+def block_rows(T: int, blocks: int) -> int:
+    """Rows per block when T queries go in ``blocks`` equal blocks (the last one padded)."""
+    return -(-T // blocks)
 
 
 @functools.lru_cache(maxsize=64)
@@ -82,7 +87,7 @@ def _attend(q: list[torch.Tensor], k: torch.Tensor, v: torch.Tensor, T: int, win
     probabilities, (B * H_kv, n_rep * rows, keys), kept for the backward."""
     blocks, (G, stacked, D) = len(q), q[0].shape
     B, Hkv, S, _ = k.shape
-    rows = -(-T // blocks)
+    rows = block_rows(T, blocks)
     n_rep = stacked // rows
     keys_m, values = k.view(G, S, D), v.view(G, S, D)
     out = k.new_empty(B, T, Hkv * n_rep, D)
@@ -101,7 +106,7 @@ def _attend(q: list[torch.Tensor], k: torch.Tensor, v: torch.Tensor, T: int, win
 def _(q, k, v, T, window):
     blocks, (G, stacked, D) = len(q), q[0].shape
     B, Hkv, S, _ = k.shape
-    rows = -(-T // blocks)
+    rows = block_rows(T, blocks)
     out = k.new_empty(B, T, Hkv * (stacked // rows), D).transpose(1, 2)
     return out, [k.new_empty(G, stacked, keys) for _, _, keys in _spans(T, S, blocks, rows)]
 
@@ -149,7 +154,7 @@ def _backward(ctx, grad, _probs_grads):
         return [None] * ctx.blocks, None, None, None, None
     k, v, *saved = ctx.saved_tensors
     q, probs = saved[:ctx.blocks], saved[ctx.blocks:]
-    grad = to_blocks(grad, k.shape[1], ctx.blocks, -(-ctx.T // ctx.blocks))
+    grad = to_blocks(grad, k.shape[1], ctx.blocks, block_rows(ctx.T, ctx.blocks))
     dq, dk, dv = _attend_backward(grad, q, k, v, probs)
     return dq, dk, dv, None, None
 
