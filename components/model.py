@@ -12,6 +12,7 @@ from torch import nn
 from .block import Block, flatten_placements, nest_placements
 from .config import TransformerConfig
 from .context import BuildContext
+from .embedding import TokenEmbedding
 from .contract import AuxLossSource, SparseCompute
 from .generation import KVCache, check_sampling, sample_next
 from .loss import linear_cross_entropy
@@ -31,7 +32,7 @@ class TransformerLM(Parametrized):
     def __init__(self, config: TransformerConfig, init_seed: int | None = None):
         super().__init__()
         self.config = cfg = config
-        self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.embed = TokenEmbedding(cfg.vocab_size, cfg.dim)
         context = BuildContext.from_config(cfg)
         self.positions = registry.build("positions", cfg.positions, context)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
