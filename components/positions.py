@@ -95,17 +95,16 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     last axis (transformers' LLaMA convention), written half by half into one output (no concatenation).
 
     x (..., T, D) in any float dtype; cos, sin (T, D/2) in the compute dtype, which the result has.
-    Under torch.compile (which cannot trace ``out=`` into strided views) the same values, written as
-    one elementwise sum for the compiler to fuse: unlike a concatenation of the two halves, whose
-    buffer is contiguous in the logical (B, H, T, D) order, its result keeps the input's memory
-    order, so attention's output comes out (B, T, H, D) in memory, as the output projection reads it,
-    instead of being copied there: one C++ kernel less to build (~2 s of a 2-core CPU's cold compile);
-    per compiled step ~1% faster in bf16, up to ~0.8% slower in fp32 (docs/performance.md).
+    Under torch.compile (which cannot trace ``out=`` into strided views) the same two halves, computed
+    from the input's halves and concatenated: inductor writes each half straight into the buffers
+    attention reads, and autograd's derived backward stays one vectorised kernel. Written as
+    ``x * cat(cos, cos) + cat(-x2, x1) * cat(sin, sin)`` instead, inductor first stored cat(-x2, x1)
+    in fp32 buffers and read them back (the compiled bf16 step +0.4%, fp32 +0.7% with it;
+    docs/performance.md).
     """
     if torch.compiler.is_compiling():
-        x = x.to(cos.dtype)
-        x1, x2 = x.chunk(2, dim=-1)
-        return x * torch.cat((cos, cos), -1) + torch.cat((-x2, x1), -1) * torch.cat((sin, sin), -1)
+        x1, x2 = x.to(cos.dtype).chunk(2, dim=-1)
+        return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), -1)
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     out = torch.empty_like(x, dtype=cos.dtype)
