@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 
 import pytest
 import torch
@@ -13,11 +14,13 @@ import torch
 from components import TransformerConfig, TransformerLM
 from workbench.bench.attention import growth_exponent
 from workbench.bench.format import markdown
+from workbench.bench.machine import describe
 from workbench.bench.flops import achieved_flops, matmul_flops, matmul_weights, mfu, paired_mfu, train_flops_per_token
 from workbench.bench.memory import PeakTensorMemory
 from workbench.bench.overhead import overhead_estimate
 from workbench.bench.runner import Settings, check_targets
-from workbench.bench.timing import interleaved, median, paired_ratio, round_robin_order, spread
+from workbench.bench.timing import (interleaved, median, median_interval, paired_ratio, paired_ratio_interval,
+                                    round_robin_order, spread)
 from workbench.cli import main
 
 
@@ -73,6 +76,24 @@ def test_median_spread_and_errors():
         median([])
     with pytest.raises(ValueError):
         paired_ratio([1.0], [1.0, 2.0])
+
+
+def test_median_interval_is_the_order_statistics_binomial_tails_allow():
+    # n = 11: P(Binomial(11, 1/2) <= 1) = 12/2048 <= 2.5% < P(<= 2) = 67/2048, so x_(2) and x_(10).
+    assert median_interval([5, 1, 9, 3, 11, 7, 2, 10, 4, 8, 6]) == (2, 10)
+    assert median_interval(range(1, 7)) == (1, 6)  # n = 6: only the extremes, P(<= 0) = 1/64
+    assert median_interval(range(1, 6)) is None  # n = 5: 1/32 > 2.5%, no interval bounds the median
+    assert median_interval(range(1, 6), level=0.9) == (1, 5)
+    assert paired_ratio_interval([2.0, 4.0, 6.0, 8.0, 10.0, 12.0], [1.0] * 6) == (2.0, 12.0)
+
+
+def test_median_interval_covers_the_median_at_least_at_its_level():
+    # Skewed timings (lognormal, median 1): the interval must hold the true median in >= 95% of runs.
+    rng = random.Random(0)
+    for n in (7, 11, 25):
+        hits = sum(lo <= 1.0 <= hi for lo, hi in (median_interval([rng.lognormvariate(0, 0.5) for _ in range(n)])
+                                                  for _ in range(2000)))
+        assert hits / 2000 >= 0.95, (n, hits)
 
 
 CONFIGS = {
@@ -183,6 +204,25 @@ def test_compiled_targets_compare_with_transformers_compiled_and_its_compile_tim
     row["compile_s"]["transformers_sdpa_compiled"]["cold_phases"] = {"Dynamo tracing": 1.5, "C++ kernel builds (waited for)": 6.0}
     slow = {t["name"]: t for t in check_targets({"step": {"shape": {"dim": 64}, "rows": [row]}})}[slow["name"]]
     assert slow["why"] == "cold compile, workbench vs transformers: Dynamo tracing 2.0 vs 1.5 s, C++ kernel builds (waited for) 9.0 vs 6.0 s"
+
+
+def test_a_speedup_target_is_decided_only_when_its_interval_lies_on_one_side():
+    rows = [{**_row("fp32", "eager", 1.06, 0.8), "speedup_interval": [1.055, 1.07]},  # met, and the rounds show it
+            {**_row("bf16", "eager", 1.06, 0.8), "speedup_interval": [1.03, 1.08]},  # met on the median, within noise
+            {**_row("bf16", "compile", 1.2, 0.8), "speedup_interval": [1.16, 1.22],
+             "speedup_vs": {"transformers_sdpa_compiled": 1.09}, "speedup_vs_interval": {"transformers_sdpa_compiled": [1.05, 1.099]}}]
+    checks = {t["name"]: t for t in check_targets({"step": {"shape": {"dim": 64}, "rows": rows}})}
+    eager32, eager16 = (checks[f"eager {p} speedup vs transformers_sdpa (eager, as its users run it)"] for p in ("fp32", "bf16"))
+    compiled = checks["compile bf16 speedup vs transformers_sdpa_compiled"]
+    assert (eager32["met"], eager32["decided"]) == (True, True)
+    assert (eager16["met"], eager16["decided"]) == (True, False)
+    assert (compiled["met"], compiled["decided"]) == (False, True)  # 1.099 < 1.10: missed, and the rounds show it
+    table = markdown({"machine": describe(torch.device("cpu")), "command": "c", "date": "d", "wall_s": 1.0,
+                      "targets": list(checks.values())})
+    assert "| 1.06 [1.03, 1.08] | >= 1.05 | yes (within noise) |" in table
+    assert "| 1.09 [1.05, 1.10] | >= 1.10 | **no** |" in table
+    no_interval = check_targets({"step": {"shape": {"dim": 64}, "rows": [_row("fp32", "eager", 1.06, 0.8)]}})[0]
+    assert no_interval["interval"] is None and not no_interval["decided"]
 
 
 def test_the_compiled_target_is_the_faster_compiled_transformers_not_the_faster_eager_ones():

@@ -98,9 +98,17 @@ def _targets(results: dict) -> list[str]:
         value = _pct(t["value"]) if as_pct else f"{t['value']:.2f}"
         target = ("<= " if t.get("lower_is_better") else ">= " if "exponent" not in t["name"] else "~ ") + (
             _pct(t["target"]) if as_pct else f"{t['target']:.2f}")
-        rows.append([t["name"], value, target, "yes" if t["met"] else "**no**", t.get("machine", "-")])
+        if "interval" in t:
+            value += " [not bounded]" if t["interval"] is None else " [{:.2f}, {:.2f}]".format(*t["interval"])
+        met = "yes" if t["met"] else "**no**"
+        if "decided" in t and not t["decided"]:
+            met += " (within noise)"
+        rows.append([t["name"], value, target, met, t.get("machine", "-")])
     reasons = [f"- {t['name']}: {t['why']}" for t in results["targets"] if t.get("why")]
-    return (["## Targets", ""] + _table(["target", "measured", "required", "met", "on"], rows)
+    noise = (["", "[a, b]: the 95% interval of the median per-round ratio (order statistics: no assumption on the "
+              "timings' distribution). Within noise: the target lies inside it, so these rounds cannot tell whether "
+              "it is met."] if any("interval" in t for t in results["targets"]) else [])
+    return (["## Targets", ""] + _table(["target", "measured", "required", "met", "on"], rows) + noise
             + (["", "Why the missed ones were missed (torch.profiler, self time per step):", ""] + reasons if reasons else []))
 
 

@@ -25,7 +25,7 @@ from . import profile
 from .compile_cost import compile_costs
 from .flops import achieved_flops, matmul_flops, mfu, paired_mfu
 from .gemm import square_gemm, sync
-from .timing import interleaved, median, paired_ratio, spread
+from .timing import interleaved, median, paired_ratio, paired_ratio_interval, spread
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,8 @@ def compiled_reference(row: dict) -> str:
 
 def summarise(times: dict[str, list[float]], reference: str, flops_per_step: int, gemm_n: int) -> dict:
     """Median ms per step case; the workbench's speedup over ``reference`` (median of paired per-round
-    ratios) and over every other case; each case's MFU against the GEMM of its own rounds."""
+    ratios) and over every other case, each with its 95% interval (``paired_ratio_interval``, None
+    where the rounds are too few to bound it); each case's MFU against the GEMM of its own rounds."""
     steps = {n: t for n, t in times.items() if not n.startswith(GEMM)}
     gemms = {n.removeprefix(GEMM): t for n, t in times.items() if n.startswith(GEMM)}
     gemm_flops = matmul_flops(gemm_n, gemm_n, gemm_n)
@@ -183,6 +184,8 @@ def summarise(times: dict[str, list[float]], reference: str, flops_per_step: int
         "reference": reference,
         "speedup": paired_ratio(steps[reference], steps["workbench"]),
         "speedup_vs": {n: paired_ratio(steps[n], steps["workbench"]) for n in steps if n != "workbench"},
+        "speedup_interval": paired_ratio_interval(steps[reference], steps["workbench"]),
+        "speedup_vs_interval": {n: paired_ratio_interval(steps[n], steps["workbench"]) for n in steps if n != "workbench"},
         "flops_per_step": flops_per_step,
         "round_gemm": {dtype: {"n": gemm_n, "median_flops": gemm_flops / median(t)} for dtype, t in gemms.items()},
         "paired_mfu": {name: {f"vs_{dtype}_gemm": paired_mfu(flops_per_step, t, gemm_flops, gemms[dtype])

@@ -8,6 +8,7 @@ the per-round ratios, which cancels what a round's cases share.
 from __future__ import annotations
 
 import gc
+import math
 import statistics
 import time
 from typing import Callable, Hashable, Mapping
@@ -53,6 +54,28 @@ def paired_ratio(numerator: list[float], denominator: list[float]) -> float:
     if len(numerator) != len(denominator) or not numerator:
         raise ValueError("paired_ratio needs two equally long, non-empty lists")
     return median(n / d for n, d in zip(numerator, denominator))
+
+
+def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float] | None:
+    """A distribution-free confidence interval for the median of ``values``: the order statistics
+    x_(k) and x_(n+1-k), with k the largest rank for which each tail, P(Binomial(n, 1/2) < k), stays
+    within (1 - level) / 2, so the coverage is at least ``level`` whatever the distribution. None when
+    there are too few values for any such interval (fewer than 6 at 95%): the data cannot bound it."""
+    xs = sorted(values)
+    n, k, tail = len(xs), 0, 0.0
+    while k < n:
+        tail += math.comb(n, k) / 2**n  # P(Binomial(n, 1/2) <= k)
+        if tail > (1 - level) / 2:
+            break
+        k += 1
+    return (xs[k - 1], xs[n - k]) if k else None
+
+
+def paired_ratio_interval(numerator: list[float], denominator: list[float],
+                          level: float = 0.95) -> tuple[float, float] | None:
+    """``median_interval`` of the per-round ratios whose median ``paired_ratio`` reports."""
+    paired_ratio(numerator, denominator)  # the same checks of the inputs
+    return median_interval([n / d for n, d in zip(numerator, denominator)], level)
 
 
 def spread(values: list[float]) -> float:
