@@ -52,8 +52,11 @@ _lookup.register_autograd(_backward, setup_context=_save)
 
 
 class TokenEmbedding(nn.Embedding):
-    """``nn.Embedding`` (no padding index, norm cap or frequency scaling) that compiles to ATen's
-    lookup and ``index_add_`` (see the module docstring)."""
+    """``nn.Embedding`` that compiles to ATen's lookup and ``index_add_`` (see the module docstring).
+    Only a plain table: no padding index, norm cap or frequency scaling, which the ops do not apply."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int):
+        super().__init__(num_embeddings, embedding_dim)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         if torch.compiler.is_compiling():
