@@ -12,8 +12,8 @@ from torch import nn
 from .block import Block, flatten_placements, nest_placements
 from .config import TransformerConfig
 from .context import BuildContext
-from .embedding import TokenEmbedding
 from .contract import AuxLossSource, SparseCompute
+from .embedding import TokenEmbedding
 from .generation import KVCache, check_sampling, sample_next
 from .loss import linear_cross_entropy
 from .parametrization import READOUT, Parametrized, multipliers
