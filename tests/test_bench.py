@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import math
+import platform
 import random
+import sys
 
 import pytest
 import torch
@@ -287,6 +289,10 @@ def test_quick_json_run_reports_every_section(capsys):
     assert results["targets"] == []  # the targets are for the default sizes, not --quick
     assert results["command"] == "python -m workbench bench --quick --json"
     assert results["gemm"]["fp32"]["flops"] > 0
+    # Every case was timed in the heap `workbench run` trains in, and the machine line says so.
+    kept = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert results["machine"]["freed_memory_kept"] is kept
+    assert ("malloc keeps freed memory" in markdown(results)) is kept
     step = results["step"]
     # bf16 is timed unless this CPU has no vector bf16 arithmetic, which is then said, with the measured rates.
     skipped = results.get("skipped_precisions", {})

@@ -78,4 +78,6 @@ def one_line(info: dict) -> str:
         isa = "AVX-512" if "avx512f" in info["cpu_flags"] else ("AVX2" if "avx2" in info["cpu_flags"] else "")
         where = f"{info['cpu']}, {info['cpu_cores']} cores ({info['torch_threads']} torch threads), {isa + ' ' if isa else ''}{features}"
     memory = f", {info['memory_gib']} GiB" if info["memory_gib"] else ""
-    return f"{where}{memory}; torch {info['torch']}, transformers {info['transformers']}, lightning {info['lightning']}"
+    heap = {True: "; malloc keeps freed memory, as `workbench run` trains", False: "; malloc as the C library sets it"}
+    return (f"{where}{memory}; torch {info['torch']}, transformers {info['transformers']}, lightning {info['lightning']}"
+            f"{heap.get(info.get('freed_memory_kept'), '')}")

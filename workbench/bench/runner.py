@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from ..training.allocator import keep_freed_memory
 from . import attention, gemm, machine, overhead, profile, step
 from .attention import AttentionShape
 from .step import StepShape
@@ -181,6 +182,11 @@ def run_bench(settings: Settings, command: str) -> dict:
     started = time.perf_counter()
     results: dict = {"command": command, "date": time.strftime("%Y-%m-%d"), "machine": machine.describe(device),
                      "settings": _settings_dict(settings)}
+    if device.type == "cpu":
+        # Every case runs in the heap `workbench run` trains in (training.allocator). With glibc's
+        # defaults a step's page faults depend on what the cases timed around it freed: the compiled
+        # bf16 workbench step faulted 127 MiB a step alone and 11 MiB beside transformers (docs/performance.md).
+        results["machine"]["freed_memory_kept"] = keep_freed_memory()
     peaks: dict[str, float] = {}
     dtypes = ["fp32", "bf16"] if device.type == "cpu" or torch.cuda.is_bf16_supported() else ["fp32", "fp16"]
     skipped = gemm.unusable_precisions(device, sorted(set(dtypes) | set(settings.precisions)))
