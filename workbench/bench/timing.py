@@ -49,11 +49,16 @@ def interleaved(cases: Mapping[Hashable, Callable[[], object]], reps: int, warmu
     return times
 
 
-def paired_ratio(numerator: list[float], denominator: list[float]) -> float:
-    """Median over rounds of numerator[i] / denominator[i] (e.g. reference time / candidate time = speedup)."""
+def round_ratios(numerator: list[float], denominator: list[float]) -> list[float]:
+    """numerator[i] / denominator[i] for each round (e.g. reference time / candidate time = speedup)."""
     if len(numerator) != len(denominator) or not numerator:
         raise ValueError("paired_ratio needs two equally long, non-empty lists")
-    return median(n / d for n, d in zip(numerator, denominator))
+    return [n / d for n, d in zip(numerator, denominator)]
+
+
+def paired_ratio(numerator: list[float], denominator: list[float]) -> float:
+    """Median over rounds of ``round_ratios``."""
+    return median(round_ratios(numerator, denominator))
 
 
 def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float] | None:
@@ -74,8 +79,7 @@ def median_interval(values: list[float], level: float = 0.95) -> tuple[float, fl
 def paired_ratio_interval(numerator: list[float], denominator: list[float],
                           level: float = 0.95) -> tuple[float, float] | None:
     """``median_interval`` of the per-round ratios whose median ``paired_ratio`` reports."""
-    paired_ratio(numerator, denominator)  # the same checks of the inputs
-    return median_interval([n / d for n, d in zip(numerator, denominator)], level)
+    return median_interval(round_ratios(numerator, denominator), level)
 
 
 def spread(values: list[float]) -> float:
