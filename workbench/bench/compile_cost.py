@@ -6,8 +6,10 @@ earlier compile in memory helps it; whichever model went second used to gain ~9 
 its own empty cache directory, after a small unrelated model has been compiled there so the
 compiler's start-up (imports, C++ toolchain probe, compile workers) is charged to neither; the
 order is A B B A and each model's cold time is the faster of its two. Warm is the same compile in
-the bench's own process after its caches were filled and Dynamo reset: Dynamo traces again, and
-AOTAutograd and inductor load their results from the caches, as a user's next run does.
+another fresh process from the caches its cold compile filled, as a user's next run: Dynamo traces
+again, AOTAutograd and inductor load their results and kernels from disk; the faster of two too.
+Measured in the bench's own process instead, warm depended on what that process had loaded before
+(workbench 1.4-1.7 s there against 3.4-3.5 s in fresh processes, docs/performance.md).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from typing import Callable, Iterator
 
 import torch
 from torch import nn
+
+from ..training.allocator import keep_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +79,14 @@ PHASES = {
 }
 
 
-def _cold_seconds(make: Callable[[], Callable[[], None]], device: torch.device) -> tuple[float, dict[str, float]]:
-    """In a fresh process: the compiler's start-up, then the first step of ``make()``'s model:
-    (its seconds, {phase: seconds} of its compile)."""
+def _fresh_compile_seconds(make: Callable[[], Callable[[], None]], device: torch.device
+                           ) -> tuple[float, dict[str, float]]:
+    """In a fresh process: the heap the bench times in, the compiler's start-up, then the first step
+    of ``make()``'s model: (its seconds, {phase: seconds} of its compile)."""
     from torch._dynamo.utils import compilation_time_metrics
 
+    if device.type == "cpu":
+        keep_freed_memory()
     warm_up_compiler(device)
     compilation_time_metrics.clear()
     seconds = first_step_seconds(make)[1]
@@ -90,28 +97,30 @@ def compile_costs(makers: dict[str, Callable[[], Callable[[], None]]], device: t
                   ) -> tuple[dict[str, Callable[[], None]], dict[str, dict[str, float]]]:
     """Cold and warm compile seconds of each ``makers`` entry (a picklable function, e.g. a
     ``functools.partial`` of a module-level one, building a fresh compiled model's step closure).
-    Returns the warm-compiled steps, ready to time, and {name: {"cold": s, "warm": s, "cold_phases":
+    Returns the compiled steps, ready to time, and {name: {"cold": s, "warm": s, "cold_phases":
     {phase: s}}}."""
     names = list(makers)
-    cold: dict[str, list[tuple[float, dict[str, float]]]] = {name: [] for name in names}
-    warm, steps = {}, {}
+    runs: dict[str, dict[str, list[tuple[float, dict[str, float]]]]] = {"cold": {n: [] for n in names},
+                                                                          "warm": {n: [] for n in names}}
+    steps = {}
     spawn = multiprocessing.get_context("spawn")
 
-    def cold_compile(name: str) -> None:
+    def compile_in_fresh_process(name: str, when: str) -> None:
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
-            cold[name].append(pool.submit(_cold_seconds, makers[name], device).result())
-        log.info("  compiled %s cold (a fresh process, empty caches) in %.0f s", name, cold[name][-1][0])
+            runs[when][name].append(pool.submit(_fresh_compile_seconds, makers[name], device).result())
+        log.info("  compiled %s %s (a fresh process, %s caches) in %.1f s", name, when,
+                 "empty" if when == "cold" else "filled", runs[when][name][-1][0])
 
     with fresh_cache():
         log.info("  compiler start-up (not charged to any model): %.0f s", warm_up_compiler(device))
-    for name in names:  # A B ...
+    for order, name in enumerate(names + names[::-1]):  # A B ... B A
         with fresh_cache():
-            cold_compile(name)
-    for name in names[::-1]:  # ... B A, then the warm compile from the caches that cold compile filled
-        with fresh_cache():
-            cold_compile(name)
-            steps[name], warm[name] = first_step_seconds(makers[name])
-            log.info("  compiled %s warm (from the caches) in %.1f s", name, warm[name])
-    # A neighbour's load can only slow a compile down: each model's cold time is the faster of its two.
-    faster = {name: min(cold[name], key=lambda run: run[0]) for name in names}
-    return steps, {name: {"cold": faster[name][0], "warm": warm[name], "cold_phases": faster[name][1]} for name in names}
+            compile_in_fresh_process(name, "cold")
+            compile_in_fresh_process(name, "warm")
+            if order >= len(names):  # the step the bench times, compiled here from these caches
+                steps[name] = makers[name]()
+                steps[name]()
+    # A neighbour's load can only slow a compile down: each time is the faster of a model's two.
+    faster = {when: {name: min(runs[when][name], key=lambda run: run[0]) for name in names} for when in runs}
+    return steps, {name: {"cold": faster["cold"][name][0], "warm": faster["warm"][name][0],
+                          "cold_phases": faster["cold"][name][1]} for name in names}
