@@ -24,14 +24,17 @@ import torch
 from .autocast import matmul_dtype
 
 # Rows per chunk: about this many logits per chunk (4 MiB in fp32), and at least MIN_ROWS rows
-# so the matmuls stay efficient for large vocabularies.
+# so the matmuls stay efficient for large vocabularies. Under torch.compile four times as many:
+# every chunk is traced and lowered again, and at the bench's shapes (2 chunks instead of 8) a cold
+# compile takes ~1 s less and a warm one ~0.45 s, the step unchanged (docs/performance.md, issue 27).
 CHUNK_LOGITS = 1 << 20
+COMPILED_CHUNK_LOGITS = 1 << 22
 MIN_ROWS = 256
 
 
-def chunk_rows(n_rows: int, vocab_size: int) -> int:
-    """Rows per chunk for ``n_rows`` rows over a ``vocab_size`` vocabulary."""
-    return max(1, min(n_rows, max(MIN_ROWS, CHUNK_LOGITS // vocab_size)))
+def chunk_rows(n_rows: int, vocab_size: int, logits: int = CHUNK_LOGITS) -> int:
+    """Rows per chunk for ``n_rows`` rows over a ``vocab_size`` vocabulary, about ``logits`` logits a chunk."""
+    return max(1, min(n_rows, max(MIN_ROWS, logits // vocab_size)))
 
 
 def _accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -177,7 +180,8 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
     if hidden.shape[0] != targets.shape[0]:
         raise ValueError(f"{hidden.shape[0]} hidden rows but {targets.shape[0]} targets")
     dtype = matmul_dtype(hidden)
-    rows = rows or chunk_rows(hidden.shape[0], weight.shape[0])
+    rows = rows or chunk_rows(hidden.shape[0], weight.shape[0],
+                              COMPILED_CHUNK_LOGITS if torch.compiler.is_compiling() else CHUNK_LOGITS)
     need_h, need_w = (torch.is_grad_enabled() and x.requires_grad for x in (hidden, weight))
     with torch.no_grad():
         totals, grad_h, grad_w = _loss_and_grads(hidden, weight, targets, rows, dtype, need_h, need_w)
