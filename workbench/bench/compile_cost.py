@@ -68,13 +68,13 @@ def warm_up_compiler(device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def first_step_seconds(make_step: Callable[[], Callable[[], None]]) -> tuple[Callable[[], None], float]:
-    """Build a compiled model's step and run it once: (the step, seconds of that first call, which
-    compiles forward and backward)."""
+def first_step_seconds(make_step: Callable[[], Callable[[], None]]) -> float:
+    """Build a compiled model's step and run it once: the seconds of that first call, which compiles
+    forward and backward."""
     step = make_step()
     start = time.perf_counter()
     step()
-    return step, time.perf_counter() - start
+    return time.perf_counter() - start
 
 
 # Where a compile's seconds go (torch._dynamo.utils.compilation_time_metrics keys): the reason the
@@ -98,7 +98,7 @@ def _fresh_compile_seconds(make: Callable[[], Callable[[], None]], device: torch
         keep_freed_memory()
     warm_up_compiler(device)
     compilation_time_metrics.clear()
-    seconds = first_step_seconds(make)[1]
+    seconds = first_step_seconds(make)
     return seconds, {label: sum(compilation_time_metrics.get(key, [])) for key, label in PHASES.items()}
 
 
