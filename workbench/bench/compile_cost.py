@@ -50,8 +50,9 @@ def fresh_cache() -> Iterator[str]:
 
 
 def warm_up_compiler(device: torch.device) -> float:
-    """Compile and run forward + backward of a tiny MLP, and on CPU probe the vector ISAs: the
-    compiler's one-time start-up, paid here so that no measured model pays it. Returns its seconds.
+    """Compile and run forward + backward of a tiny MLP, on CPU probe the vector ISAs, and make the
+    compiler's lazy imports: its one-time start-up, paid here so that no measured model pays it.
+    Returns its seconds.
 
     The ISA probe (``pick_vec_isa``: a test build and a fresh Python that loads it, per ISA) runs
     once per process, the first time inductor writes a C++ kernel with loops, which the tiny MLP
@@ -65,7 +66,22 @@ def warm_up_compiler(device: torch.device) -> float:
         from torch._inductor.cpu_vec_isa import pick_vec_isa
 
         pick_vec_isa()
+    _lazy_compiler_imports()
     return time.perf_counter() - start
+
+
+def _lazy_compiler_imports() -> None:
+    """What a model's first compile imports and the tiny MLP's does not (torch 2.13, ~0.6 s in all,
+    profiled in the eighth session of issue 27): inductor's registration of every device's code
+    generators (first met computing an FX graph's cache key), sympy's units (``sympy.simplify``,
+    first met in inductor's CPU loop tiling) and Dynamo's check for ``local_map`` functions. Which
+    model met them first used to pay them."""
+    import sympy.physics.units  # noqa: F401
+    from torch._inductor.codegen.common import init_backend_registration
+
+    init_backend_registration()
+    if torch.distributed.is_available():
+        from torch.distributed.tensor.experimental import _func_map  # noqa: F401
 
 
 def first_step_seconds(make_step: Callable[[], Callable[[], None]]) -> float:
