@@ -133,14 +133,14 @@ def test_compiled_loss_and_gradients_match_the_eager_ones_for_uneven_chunks(prec
 def test_chunk_rows_bounds():
     assert chunk_rows(10, 2048) == 10  # never more rows than there are
     assert chunk_rows(100_000, 2048) == (1 << 20) // 2048
-    assert chunk_rows(100_000, 2048, COMPILED_CHUNK_LOGITS) == (1 << 22) // 2048
+    assert chunk_rows(100_000, 2048, COMPILED_CHUNK_LOGITS) == (1 << 23) // 2048
     assert chunk_rows(100_000, 10**6) == 256  # big vocabularies keep efficient matmuls
 
 
 def test_compiled_loss_takes_the_larger_chunks():
     # Traced, every chunk is lowered again: the compiled loss splits into COMPILED_CHUNK_LOGITS chunks.
     torch._dynamo.reset()
-    h, w, y = _ce_problem(n=1024, dim=8, vocab=4096, dtype=torch.float32)  # 2048 rows
+    h, w, y = _ce_problem(n=1024, dim=8, vocab=8192, dtype=torch.float32)  # 2048 rows
     split_rows = []
 
     def backend(gm, example_inputs):
@@ -148,8 +148,8 @@ def test_compiled_loss_takes_the_larger_chunks():
         return gm.forward
 
     torch.compile(linear_cross_entropy, backend=backend, fullgraph=True)(h, w, y)
-    assert split_rows == [chunk_rows(2048, 4096, COMPILED_CHUNK_LOGITS)] == [1024]
-    assert chunk_rows(2048, 4096) == 256  # eager: 8 chunks
+    assert split_rows == [chunk_rows(2048, 8192, COMPILED_CHUNK_LOGITS)] == [1024]
+    assert chunk_rows(2048, 8192) == 256  # eager: 8 chunks
     torch._dynamo.reset()
 
 
