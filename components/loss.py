@@ -26,7 +26,7 @@ from .autocast import matmul_dtype
 # Rows per chunk: about this many logits per chunk (4 MiB in fp32), and at least MIN_ROWS rows
 # so the matmuls stay efficient for large vocabularies. Under torch.compile eight times as many
 # (32 MiB in fp32): every chunk is traced and lowered again, and at the bench's shapes (1 chunk
-# instead of 8) a cold compile takes ~1.5 s less and a warm one ~0.5 s, the step unchanged or
+# instead of 8) a cold compile takes ~1.5 s less and a warm one ~0.45 s, the step unchanged or
 # faster, the process's peak 24-40 MiB higher (docs/performance.md, issue 27).
 CHUNK_LOGITS = 1 << 20
 COMPILED_CHUNK_LOGITS = 1 << 23
