@@ -1,10 +1,12 @@
 """Exact causal attention as batched GEMMs around a softmax, in causal query blocks, as one
 ``torch.library`` custom op with a hand-written backward.
 
-What it computes is transformers' eager attention: scores = q k^T / sqrt(d) + mask as a GEMM in the
-inputs' dtype (``baddbmm`` adds the 0 / -inf mask and applies 1/sqrt(d) inside its accumulation),
-PyTorch's softmax (fp32 inside for bf16, rounded once), and probs @ v as a second GEMM. Key/value
-heads are not repeated: each kv head's group of query heads is stacked into one GEMM against it.
+What it computes is transformers' eager attention: scores = q k^T / sqrt(d) + mask, the GEMM in the
+inputs' dtype (``baddbmm`` applies 1/sqrt(d) inside its accumulation) and the 0 / -inf mask added to
+the keys it can mask only (``first_masked_key``: bit for bit what adding it everywhere gives, without
+``baddbmm``'s copy of a whole block of bias into its output), PyTorch's softmax (fp32 inside for bf16,
+rounded once), and probs @ v as a second GEMM. Key/value heads are not repeated: each kv head's group
+of query heads is stacked into one GEMM against it.
 
 Why blocks: the queries go in equal blocks of at most ``QUERY_BLOCK`` rows, each against the keys up
 to its last query only, so at T = 256 the GEMMs and the softmax do 3/4 of the full (T, T) work. Each
@@ -45,16 +47,24 @@ def block_rows(T: int, blocks: int) -> int:
     return -(-T // blocks)
 
 
+def first_masked_key(rows: int, keys: int, window: int | None) -> int:
+    """The first of a block's ``keys`` key columns its mask can hide: causally, a block of ``rows``
+    queries (the last before key ``keys``) hides keys among its last ``rows`` only; a window from the
+    first key on."""
+    return 0 if window is not None else keys - rows
+
+
 @functools.lru_cache(maxsize=64)
 def block_bias(rows: int, real_rows: int, keys: int, window: int | None, n_rep: int, dtype: torch.dtype,
                device: torch.device) -> torch.Tensor:
-    """The (n_rep * rows, keys) 0 / -inf bias of one block: its ``real_rows`` queries are the last
-    before key ``keys`` (``seen_keys``' alignment), the rows after them are padding and see every
-    key. Repeated for the block's ``n_rep`` stacked query heads. Cached: a model asks for the same
-    few blocks every step."""
+    """The 0 / -inf bias of one block from its ``first_masked_key`` on, (n_rep * rows, keys - first):
+    its ``real_rows`` queries are the last before key ``keys`` (``seen_keys``' alignment), the rows
+    after them are padding and see every key. Repeated for the block's ``n_rep`` stacked query heads.
+    Cached: a model asks for the same few blocks every step."""
     seen = torch.ones(rows, keys, dtype=torch.bool, device=device)
     seen[:real_rows] = seen_keys(real_rows, keys, window, device)
-    return torch.zeros(rows, keys, dtype=dtype, device=device).masked_fill_(~seen, float("-inf")).repeat(n_rep, 1)
+    bias = torch.zeros(rows, keys, dtype=dtype, device=device).masked_fill_(~seen, float("-inf"))
+    return bias[:, first_masked_key(rows, keys, window):].repeat(n_rep, 1)
 
 
 def to_blocks(x: torch.Tensor, n_kv: int, blocks: int, rows: int) -> list[torch.Tensor]:
@@ -93,8 +103,10 @@ def _attend(q: list[torch.Tensor], k: torch.Tensor, v: torch.Tensor, T: int, win
     out = k.new_empty(B, T, Hkv * n_rep, D)
     probs = []
     for b, (start, real, keys) in enumerate(_spans(T, S, blocks, rows)):
-        bias = block_bias(rows, real, keys, window, n_rep, q[b].dtype, q[b].device)
-        scores = torch.baddbmm(bias, q[b], _prefix(keys_m, keys).transpose(1, 2), alpha=1.0 / math.sqrt(D))
+        scores = torch.baddbmm(q[b].new_empty(G, stacked, keys), q[b], _prefix(keys_m, keys).transpose(1, 2),
+                               beta=0, alpha=1.0 / math.sqrt(D))
+        scores[..., first_masked_key(rows, keys, window):] += block_bias(rows, real, keys, window, n_rep,
+                                                                         q[b].dtype, q[b].device)
         p = torch.softmax(scores, dim=-1)
         block_out = torch.bmm(p, _prefix(values, keys)).view(B, Hkv * n_rep, rows, D)
         out[:, start:start + real] = block_out[:, :, :real].transpose(1, 2)

@@ -10,6 +10,7 @@ import torch
 import components.gemm_attention as gemm_attention
 from components.attention import GEMM_MAX_KEYS, SDPAttention
 from components.gemm_attention import query_blocks, to_blocks
+from components.masks import seen_keys
 from test_attention import HEADS, qkv, reference
 
 
@@ -33,6 +34,25 @@ def test_blocks_match_float64_reference_forward_and_backward(monkeypatch, H, Hkv
     torch.testing.assert_close(out, reference(q.detach(), k.detach(), v.detach(), window), rtol=1e-11, atol=1e-11)
     for a, b in zip(mine, theirs):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("T, S, window", [(10, 10, None), (10, 16, None), (9, 9, None), (10, 16, 3)])
+def test_the_mask_on_the_keys_it_can_hide_gives_the_bits_of_a_whole_block_mask(monkeypatch, T, S, window):
+    # The op adds each block's mask from its first_masked_key on; baddbmm with the block's whole bias
+    # (what transformers' eager attention computes) must give the same bf16 probabilities, bit for bit.
+    monkeypatch.setattr(gemm_attention, "QUERY_BLOCK", 4)
+    H, Hkv, D = 4, 2, 8
+    q, k, v = qkv(H, Hkv, T=T, S=S, D=D, dtype=torch.bfloat16)
+    blocks, rows = query_blocks(T)
+    blocked = to_blocks(q, Hkv, blocks, rows)
+    _, probs = gemm_attention._attend(blocked, k, v, T, window)
+    keys_m = k.reshape(-1, S, D)
+    for (_, real, keys), q_block, p in zip(gemm_attention._spans(T, S, blocks, rows), blocked, probs):
+        seen = torch.ones(rows, keys, dtype=torch.bool)
+        seen[:real] = seen_keys(real, keys, window, q.device)
+        bias = torch.zeros(rows, keys, dtype=q.dtype).masked_fill(~seen, float("-inf")).repeat(H // Hkv, 1)
+        scores = torch.baddbmm(bias, q_block, keys_m[:, :keys].transpose(1, 2), alpha=D ** -0.5)
+        assert torch.equal(p, torch.softmax(scores, dim=-1))
 
 
 def test_backward_passes_gradcheck(monkeypatch):
